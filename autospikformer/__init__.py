@@ -1,0 +1,32 @@
+"""autospikformer: one-shot spiking-transformer architecture search (Auto-Spikformer).
+
+The public names are imported lazily so that ``autospik --help`` and the search side do not pay
+for importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "Architecture": "autospikformer.architecture",
+    "SearchSpace": "autospikformer.space",
+    "SearchSpaceError": "autospikformer.space",
+    "balanced_fitness": "autospikformer.fitness",
+    "Spikformer": "autospikformer.spikformer",
+    "SuperSpikformer": "autospikformer.supernet",
+    "DSPSSampler": "autospikformer.sampler",
+}
+
+__all__ = [*sorted(_PUBLIC), "energy"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "energy":
+        return importlib.import_module("autospikformer.energy")
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'autospikformer' has no attribute {name!r}")
