@@ -1,0 +1,25 @@
+"""The ``autospik`` command line: one typer app, one sub-command module per concern.
+
+Command modules import torch and optuna inside their functions so that ``autospik --help`` is fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from autospikformer.commands import energy, study, subnet, supernet
+
+app = typer.Typer(
+    name="autospik",
+    help="Auto-Spikformer: spiking-transformer architecture search with an accuracy/energy Pareto front.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(study.app, name="study")
+app.add_typer(supernet.app, name="supernet")
+app.add_typer(subnet.app, name="subnet")
+app.command("energy")(energy.energy)
+
+if __name__ == "__main__":
+    app()

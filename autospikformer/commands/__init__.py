@@ -1,0 +1,1 @@
+"""Sub-commands of the ``autospik`` CLI, one module per concern."""

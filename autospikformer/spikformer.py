@@ -1,0 +1,274 @@
+"""Spikformer (Zhou et al., ICLR 2023) as one standalone model, readable top to bottom.
+
+Layout conventions (SPEC section 1):
+- activations are time-major, ``[T, B, ...]``; static images are repeated over T, event frames
+  arrive as ``[B, T, C, H, W]`` and are transposed;
+- every LIF is spikingjelly's multi-step ``LIFNode``: hard reset to 0, ``detach_reset=True``,
+  sigmoid surrogate; per-block threshold and tau go to every LIF of the block, the attention LIF
+  keeps half of the block's threshold; SPS neurons keep tau 2.0 and threshold 1.0;
+- a token-wise ``Linear -> BN1d`` runs on ``[T*B*N, C]`` rows: BN1d over 2-D input normalises each
+  channel over all rows, exactly the statistics of the reference's transposed ``[T*B, C, N]``
+  layout, without two transposes per layer.
+
+The building blocks take a :class:`LayerKit` so that the supernet (``supernet.py``) builds the very
+same modules from weight-entangled layers: a subnet and its extracted model share this forward code
+and their state-dict keys.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from spikingjelly.activation_based import functional, neuron, surrogate
+from torch import nn
+
+from autospikformer.architecture import Architecture
+
+TOKEN_GRID = 8  # SPS pools every input size down to an 8x8 grid: N = 64 tokens
+ATTN_SCALE = 0.125
+SPS_THRESHOLD = 1.0
+SPS_TAU = 2.0
+SUPPORTED_IMG_SIZES = (8, 16, 32, 64, 128)
+
+
+def make_lif(threshold: float = 1.0, tau: float = 2.0) -> neuron.LIFNode:
+    """The reference LIF: multi-step, hard reset to 0, detached reset, sigmoid surrogate."""
+    return neuron.LIFNode(
+        tau=tau,
+        v_threshold=threshold,
+        v_reset=0.0,
+        detach_reset=True,
+        surrogate_function=surrogate.Sigmoid(),
+        step_mode="m",
+    )
+
+
+def sps_widths(embed_dim: int) -> tuple[int, int, int, int]:
+    """Channel widths of the four SPS stages: E//8, E//4, E//2, E (integer division for E=348)."""
+    return embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim
+
+
+def num_pools(img_size: int) -> int:
+    """How many stride-2 max pools bring ``img_size`` down to the 8x8 token grid."""
+    if img_size not in SUPPORTED_IMG_SIZES:
+        raise ValueError(f"img_size must be one of {SUPPORTED_IMG_SIZES}, got {img_size}")
+    return int(math.log2(img_size // TOKEN_GRID))
+
+
+@dataclass(frozen=True)
+class LayerKit:
+    """Constructors of the four weight layers; plain torch layers for the standalone model."""
+
+    conv: Any = nn.Conv2d
+    bn2d: Any = nn.BatchNorm2d
+    linear: Any = nn.Linear
+    bn1d: Any = nn.BatchNorm1d
+
+
+PLAIN = LayerKit()
+
+
+class SPS(nn.Module):
+    """Spiking Patch Splitting: four Conv3x3-BN-LIF stages, pools on the last stages, a relative
+    position branch added to the stage-4 output; returns tokens ``[T, B, N, E]``."""
+
+    def __init__(self, in_channels: int, embed_dim: int, img_size: int, kit: LayerKit = PLAIN):
+        super().__init__()
+        widths = sps_widths(embed_dim)
+        pools = num_pools(img_size)
+        chans = (in_channels, *widths)
+        self.convs = nn.ModuleList(
+            kit.conv(chans[i], chans[i + 1], 3, padding=1, bias=False) for i in range(4)
+        )
+        self.bns = nn.ModuleList(kit.bn2d(w) for w in widths)
+        self.lifs = nn.ModuleList(make_lif(SPS_THRESHOLD, SPS_TAU) for _ in widths)
+        self.pool_after = tuple(i >= 4 - pools for i in range(4))
+        self.pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.rpe_conv = kit.conv(embed_dim, embed_dim, 3, padding=1, bias=False)
+        self.rpe_bn = kit.bn2d(embed_dim)
+        self.rpe_lif = make_lif(SPS_THRESHOLD, SPS_TAU)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps, batch = x.shape[:2]
+        x = x.flatten(0, 1)
+        for conv, bn, lif, pool in zip(self.convs, self.bns, self.lifs, self.pool_after, strict=True):
+            x = bn(conv(x))
+            x = lif(x.reshape(steps, batch, *x.shape[1:])).flatten(0, 1)
+            if pool:
+                x = self.pool(x)
+        feat = x
+        x = self.rpe_bn(self.rpe_conv(x))
+        x = self.rpe_lif(x.reshape(steps, batch, *x.shape[1:])).flatten(0, 1) + feat
+        x = x.reshape(steps, batch, x.shape[1], -1)  # [T, B, E, N]
+        return x.transpose(2, 3).contiguous()  # [T, B, N, E]
+
+
+class LinearBNLIF(nn.Module):
+    """Token-wise ``Linear -> BN1d -> LIF`` on ``[T, B, N, C_in]`` -> ``[T, B, N, C_out]``."""
+
+    def __init__(self, in_features: int, out_features: int, kit: LayerKit = PLAIN):
+        super().__init__()
+        self.linear = kit.linear(in_features, out_features)
+        self.bn = kit.bn1d(out_features)
+        self.lif = make_lif()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape[:-1]
+        y = self.bn(self.linear(x.reshape(-1, x.shape[-1])))
+        return self.lif(y.reshape(*shape, y.shape[-1]))
+
+
+class SSA(nn.Module):
+    """Spiking Self-Attention: spike q, k, v; ``attn = q k^T * 0.125`` without softmax."""
+
+    def __init__(self, embed_dim: int, num_heads: int, kit: LayerKit = PLAIN):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q = LinearBNLIF(embed_dim, embed_dim, kit)
+        self.k = LinearBNLIF(embed_dim, embed_dim, kit)
+        self.v = LinearBNLIF(embed_dim, embed_dim, kit)
+        self.attn_lif = make_lif(threshold=0.5)
+        self.proj = LinearBNLIF(embed_dim, embed_dim, kit)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        steps, batch, tokens, channels = x.shape
+        x = x.reshape(steps, batch, tokens, self.num_heads, channels // self.num_heads)
+        return x.transpose(2, 3)  # [T, B, h, N, d]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps, batch, tokens, _ = x.shape
+        q, k, v = self._heads(self.q(x)), self._heads(self.k(x)), self._heads(self.v(x))
+        attn = (q @ k.transpose(-2, -1)) * ATTN_SCALE
+        x = (attn @ v).transpose(2, 3).reshape(steps, batch, tokens, -1)
+        return self.proj(self.attn_lif(x))
+
+
+class MLP(nn.Module):
+    def __init__(self, embed_dim: int, hidden: int, kit: LayerKit = PLAIN):
+        super().__init__()
+        self.fc1 = LinearBNLIF(embed_dim, hidden, kit)
+        self.fc2 = LinearBNLIF(hidden, embed_dim, kit)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.fc1(x))
+
+
+class Block(nn.Module):
+    """``x = x + SSA(x); x = x + MLP(x)`` (no LayerNorm, as the reference computes)."""
+
+    def __init__(self, embed_dim: int, num_heads: int, hidden: int, kit: LayerKit = PLAIN):
+        super().__init__()
+        self.attn = SSA(embed_dim, num_heads, kit)
+        self.mlp = MLP(embed_dim, hidden, kit)
+
+    def set_neurons(self, threshold: float, tau: float) -> None:
+        """Give every LIF of the block this threshold and tau (attention LIF: half threshold)."""
+        for unit in (self.attn.q, self.attn.k, self.attn.v, self.attn.proj, self.mlp.fc1, self.mlp.fc2):
+            unit.lif.v_threshold = threshold
+            unit.lif.tau = tau
+        self.attn.attn_lif.v_threshold = threshold / 2
+        self.attn.attn_lif.tau = tau
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(x)
+        return x + self.mlp(x)
+
+
+def init_weights(model: nn.Module) -> None:
+    """Reference init: truncated normal (std 0.02) for linear weights, zero biases."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+
+
+def time_major(x: torch.Tensor, time_steps: int) -> torch.Tensor:
+    """``[B, C, H, W]`` images -> repeated ``[T, B, C, H, W]``; ``[B, T, C, H, W]`` frames -> ``[T, B, ...]``."""
+    if x.dim() == 4:
+        return x.unsqueeze(0).expand(time_steps, *x.shape).contiguous()
+    if x.dim() == 5:
+        if x.shape[1] != time_steps:
+            raise ValueError(
+                f"input has {x.shape[1]} frames but the architecture uses T={time_steps}"
+            )
+        return x.transpose(0, 1).contiguous()
+    raise ValueError(f"expected [B, C, H, W] images or [B, T, C, H, W] frames, got {tuple(x.shape)}")
+
+
+def run_trunk(
+    model: nn.Module, x: torch.Tensor, time_steps: int, depth: int
+) -> torch.Tensor:
+    """Shared forward of the standalone model and the supernet: SPS, ``depth`` blocks, head."""
+    functional.reset_net(model)  # no neuron state leaks from the previous batch
+    x = model.sps(time_major(x, time_steps))
+    for block in model.blocks[:depth]:
+        x = block(x)
+    return model.head(x.mean(dim=2).mean(dim=0))
+
+
+class Spikformer(nn.Module):
+    """One Spikformer of a given :class:`Architecture`; ``forward(x)`` returns class logits."""
+
+    def __init__(
+        self, arch: Architecture, *, num_classes: int, in_channels: int = 3, img_size: int = 32
+    ):
+        super().__init__()
+        if num_classes < 1 or in_channels < 1:
+            raise ValueError("num_classes and in_channels must be positive")
+        self.arch = arch
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.img_size = img_size
+        dim = arch.embed_dim
+        self.sps = SPS(in_channels, dim, img_size)
+        self.blocks = nn.ModuleList(
+            Block(dim, arch.num_heads[i], arch.mlp_hidden(i)) for i in range(arch.depth)
+        )
+        for block, threshold, tau in zip(self.blocks, arch.threshold, arch.tau, strict=True):
+            block.set_neurons(threshold, tau)
+        self.head = nn.Linear(dim, num_classes)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return run_trunk(self, x, self.arch.time_steps, self.arch.depth)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # --- checkpoints ------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return {
+            "architecture": self.arch.to_dict(),
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "img_size": self.img_size,
+        }
+
+    def save(self, path: str | Path, **extra: Any) -> None:
+        """Write weights and the config needed to rebuild the model (plus ``extra`` metadata)."""
+        torch.save({"kind": "spikformer", **self.config(), "state_dict": self.state_dict(), **extra}, path)
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Spikformer:
+        """Rebuild a model written by :meth:`save`."""
+        try:
+            data = torch.load(path, map_location=map_location, weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no checkpoint at {path}") from None
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not ours"
+            raise ValueError(f"{path} is not a readable Spikformer checkpoint ({exc})") from None
+        if not isinstance(data, dict) or data.get("kind") != "spikformer":
+            raise ValueError(f"{path} is not a standalone Spikformer checkpoint (autospik subnet export)")
+        model = cls(
+            Architecture.from_dict(data["architecture"]),
+            num_classes=data["num_classes"],
+            in_channels=data["in_channels"],
+            img_size=data["img_size"],
+        )
+        model.load_state_dict(data["state_dict"])
+        return model
+
