@@ -123,7 +123,7 @@ class Architecture:
     # --- derived sizes ----------------------------------------------------------------------
     def mlp_hidden(self, block: int) -> int:
         """Hidden width of block ``block``'s MLP: ``round(mlp_ratio * embed_dim)``."""
-        return int(round(self.mlp_ratio[block] * self.embed_dim))
+        return round(self.mlp_ratio[block] * self.embed_dim)
 
     @classmethod
     def uniform(

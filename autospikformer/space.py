@@ -43,7 +43,7 @@ def _grid(field: str, spec: Any) -> tuple[float | int, ...]:
         count = (hi - lo) / step
         if abs(count - round(count)) > 1e-6:
             raise SearchSpaceError(f"{field}: step {step} does not divide max - min = {hi - lo}")
-        values: list[Any] = [lo + i * step for i in range(int(round(count)) + 1)]
+        values: list[Any] = [lo + i * step for i in range(round(count) + 1)]
     elif isinstance(spec, list):
         values = list(spec)
     else:
@@ -116,7 +116,9 @@ class SearchSpace:
                 raise SearchSpaceError(f"[{section}]: table missing (fields: {', '.join(fields)})")
             extra = sorted(set(table) - set(fields))
             if extra:
-                raise SearchSpaceError(f"[{section}]: unknown fields {extra}; allowed: {list(fields)}")
+                raise SearchSpaceError(
+                    f"[{section}]: unknown fields {extra}; allowed: {list(fields)}"
+                )
             for field in fields:
                 if field not in table:
                     raise SearchSpaceError(f"[{section}].{field}: missing")
@@ -182,7 +184,9 @@ class SearchSpace:
         """Raise a one-line error naming the first field of ``arch`` outside this space."""
         problems = self.violations(arch)
         if problems:
-            raise SearchSpaceError(f"architecture {arch} is not in space {self.name!r}: {problems[0]}")
+            raise SearchSpaceError(
+                f"architecture {arch} is not in space {self.name!r}: {problems[0]}"
+            )
 
     def _extreme(self, pick: Any) -> Architecture:
         c = self.choices
@@ -222,4 +226,4 @@ class SearchSpace:
 
     @property
     def max_mlp_hidden(self) -> int:
-        return int(round(max(self.choices["mlp_ratio"]) * self.max_embed_dim))
+        return round(max(self.choices["mlp_ratio"]) * self.max_embed_dim)

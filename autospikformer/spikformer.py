@@ -28,7 +28,7 @@ from torch import nn
 
 from autospikformer.architecture import Architecture
 
-TOKEN_GRID = 8  # SPS pools every input size down to an 8x8 grid: N = 64 tokens
+TOKEN_GRID = 8  # SPS pools inputs of 16 pixels and more down to an 8x8 grid: N = 64 tokens
 ATTN_SCALE = 0.125
 SPS_THRESHOLD = 1.0
 SPS_TAU = 2.0
@@ -53,10 +53,15 @@ def sps_widths(embed_dim: int) -> tuple[int, int, int, int]:
 
 
 def num_pools(img_size: int) -> int:
-    """How many stride-2 max pools bring ``img_size`` down to the 8x8 token grid."""
+    """How many stride-2 max pools SPS applies (on its last stages).
+
+    Inputs of 16 pixels and more are pooled down to the 8x8 token grid (CIFAR: 2 pools, DVS
+    128x128: 4 pools). An 8x8 input (the digits) gets one pool, a 4x4 grid of 16 tokens: attention
+    over one token per pixel would cost 16x more and see no more of the image.
+    """
     if img_size not in SUPPORTED_IMG_SIZES:
         raise ValueError(f"img_size must be one of {SUPPORTED_IMG_SIZES}, got {img_size}")
-    return int(math.log2(img_size // TOKEN_GRID))
+    return max(1, int(math.log2(img_size // TOKEN_GRID)))
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,9 @@ class SPS(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         steps, batch = x.shape[:2]
         x = x.flatten(0, 1)
-        for conv, bn, lif, pool in zip(self.convs, self.bns, self.lifs, self.pool_after, strict=True):
+        for conv, bn, lif, pool in zip(
+            self.convs, self.bns, self.lifs, self.pool_after, strict=True
+        ):
             x = bn(conv(x))
             x = lif(x.reshape(steps, batch, *x.shape[1:])).flatten(0, 1)
             if pool:
@@ -167,7 +174,14 @@ class Block(nn.Module):
 
     def set_neurons(self, threshold: float, tau: float) -> None:
         """Give every LIF of the block this threshold and tau (attention LIF: half threshold)."""
-        for unit in (self.attn.q, self.attn.k, self.attn.v, self.attn.proj, self.mlp.fc1, self.mlp.fc2):
+        for unit in (
+            self.attn.q,
+            self.attn.k,
+            self.attn.v,
+            self.attn.proj,
+            self.mlp.fc1,
+            self.mlp.fc2,
+        ):
             unit.lif.v_threshold = threshold
             unit.lif.tau = tau
         self.attn.attn_lif.v_threshold = threshold / 2
@@ -196,12 +210,12 @@ def time_major(x: torch.Tensor, time_steps: int) -> torch.Tensor:
                 f"input has {x.shape[1]} frames but the architecture uses T={time_steps}"
             )
         return x.transpose(0, 1).contiguous()
-    raise ValueError(f"expected [B, C, H, W] images or [B, T, C, H, W] frames, got {tuple(x.shape)}")
+    raise ValueError(
+        f"expected [B, C, H, W] images or [B, T, C, H, W] frames, got {tuple(x.shape)}"
+    )
 
 
-def run_trunk(
-    model: nn.Module, x: torch.Tensor, time_steps: int, depth: int
-) -> torch.Tensor:
+def run_trunk(model: nn.Module, x: torch.Tensor, time_steps: int, depth: int) -> torch.Tensor:
     """Shared forward of the standalone model and the supernet: SPS, ``depth`` blocks, head."""
     functional.reset_net(model)  # no neuron state leaks from the previous batch
     x = model.sps(time_major(x, time_steps))
@@ -250,7 +264,9 @@ class Spikformer(nn.Module):
 
     def save(self, path: str | Path, **extra: Any) -> None:
         """Write weights and the config needed to rebuild the model (plus ``extra`` metadata)."""
-        torch.save({"kind": "spikformer", **self.config(), "state_dict": self.state_dict(), **extra}, path)
+        torch.save(
+            {"kind": "spikformer", **self.config(), "state_dict": self.state_dict(), **extra}, path
+        )
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Spikformer:
@@ -259,10 +275,12 @@ class Spikformer(nn.Module):
             data = torch.load(path, map_location=map_location, weights_only=True)
         except FileNotFoundError:
             raise FileNotFoundError(f"no checkpoint at {path}") from None
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not ours"
+        except Exception as exc:
             raise ValueError(f"{path} is not a readable Spikformer checkpoint ({exc})") from None
         if not isinstance(data, dict) or data.get("kind") != "spikformer":
-            raise ValueError(f"{path} is not a standalone Spikformer checkpoint (autospik subnet export)")
+            raise ValueError(
+                f"{path} is not a standalone Spikformer checkpoint (autospik subnet export)"
+            )
         model = cls(
             Architecture.from_dict(data["architecture"]),
             num_classes=data["num_classes"],
@@ -271,4 +289,3 @@ class Spikformer(nn.Module):
         )
         model.load_state_dict(data["state_dict"])
         return model
-
