@@ -1,0 +1,531 @@
+"""Data sets: every loader reads files these tests write in the sets' exact on-disk formats."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from autospikformer.data import (
+    CIFAR_MEAN,
+    CIFAR_STD,
+    DATASETS,
+    DataError,
+    build_dataset,
+    dataset_info,
+    digits_split_indices,
+    make_loader,
+    subset,
+)
+
+CIFAR10_NAMES = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- writers
+
+
+def _py2(value: object) -> bytes:
+    """One value in the pickle opcodes Python 2's cPickle wrote the CIFAR archives with."""
+    if isinstance(value, bytes):  # a Python 2 ``str``
+        if len(value) < 256:
+            return b"U" + bytes([len(value)]) + value
+        return b"T" + struct.pack("<i", len(value)) + value
+    if isinstance(value, int):
+        return b"K" + bytes([value]) if 0 <= value < 256 else b"J" + struct.pack("<i", value)
+    if isinstance(value, list):
+        return b"](" + b"".join(_py2(v) for v in value) + b"e"
+    if isinstance(value, np.ndarray):  # numpy 1.x: _reconstruct + (version, shape, dtype, ...)
+        assert value.dtype == np.uint8
+        dtype = (
+            b"cnumpy\ndtype\n" + _py2(b"u1") + b"K\x00K\x01\x87R"
+            + b"(K\x03" + _py2(b"|") + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb"
+        )  # fmt: skip
+        shape = b"(" + b"".join(_py2(int(d)) for d in value.shape) + b"t"
+        return (
+            b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85"
+            + _py2(b"b") + b"\x87R(K\x01" + shape + dtype + b"\x89"
+            + _py2(value.tobytes()) + b"tb"
+        )  # fmt: skip
+    raise TypeError(type(value))
+
+
+def _dump(path: Path, obj: dict) -> None:
+    """A protocol-2 pickle of a dict with Python 2 ``str`` keys, like the official files."""
+    body = b"".join(_py2(k) + _py2(v) for k, v in obj.items())
+    path.write_bytes(b"\x80\x02}(" + body + b"u.")
+
+
+def write_cifar10(folder: Path, n: int = 6, seed: int = 0) -> dict[str, tuple[np.ndarray, list]]:
+    """The python-version layout: five train batches, a test batch and batches.meta."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for fname in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        labels = [int(v) for v in rng.integers(0, 10, size=n)]
+        _dump(
+            folder / fname,
+            {
+                b"batch_label": fname.encode(),
+                b"labels": labels,
+                b"data": data,
+                b"filenames": [f"img_{fname}_{i}.png".encode() for i in range(n)],
+            },
+        )
+        written[fname] = (data, labels)
+    _dump(
+        folder / "batches.meta",
+        {b"num_cases_per_batch": n, b"label_names": [s.encode() for s in CIFAR10_NAMES],
+         b"num_vis": 3072},
+    )  # fmt: skip
+    return written
+
+
+def write_cifar100(folder: Path, n: int = 8) -> dict[str, tuple[np.ndarray, list, list]]:
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for fname in ("train", "test"):
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        fine = [int(v) for v in rng.integers(0, 100, size=n)]
+        coarse = [f // 5 for f in fine]
+        _dump(
+            folder / fname,
+            {b"filenames": [b"x.png"] * n, b"batch_label": fname.encode(),
+             b"fine_labels": fine, b"coarse_labels": coarse, b"data": data},
+        )  # fmt: skip
+        written[fname] = (data, fine, coarse)
+    _dump(
+        folder / "meta",
+        {b"fine_label_names": [f"c{i}".encode() for i in range(100)],
+         b"coarse_label_names": [f"s{i}".encode() for i in range(20)]},
+    )  # fmt: skip
+    return written
+
+
+def expected_cifar_image(row: np.ndarray, name: str) -> torch.Tensor:
+    """A CIFAR row (1024 red, 1024 green, 1024 blue, each row-major) as the model input."""
+    img = torch.from_numpy(row.reshape(3, 32, 32).astype(np.float32)) / 255.0
+    mean = torch.tensor(CIFAR_MEAN[name]).view(3, 1, 1)
+    std = torch.tensor(CIFAR_STD[name]).view(3, 1, 1)
+    return (img - mean) / std
+
+
+def write_cifar10dvs_aedat(path: Path, events: list[tuple[int, int, int, int]]) -> None:
+    """AER-DAT2.0: text header, then big-endian (address, timestamp) uint32 pairs.
+
+    ``events`` are (t, x, y, p) as spikingjelly reports them; the file holds the sensor's raw
+    address, which spikingjelly transposes and flips (x = 127 - y_addr, y = 127 - x_addr,
+    p = 1 - polarity bit), so the inverse is written here.
+    """
+    words = []
+    for t, x, y, p in events:
+        x_addr, y_addr, pol = 127 - y, 127 - x, 1 - p
+        words += [(y_addr << 8) | (x_addr << 1) | pol, t]
+    header = (
+        b"#!AER-DAT2.0\r\n"
+        b"# This is a raw AE data file created by saveaerdat.m\r\n"
+        b"# Data format is int32 address, int32 timestamp (8 bytes total), repeated for each "
+        b"event\r\n"
+        b"# Timestamps tick is 1 us\r\n"
+    )
+    path.write_bytes(header + np.asarray(words, dtype=">u4").tobytes())
+
+
+def write_aedat3(path: Path, events: list[tuple[int, int, int, int]]) -> None:
+    """AEDAT 3.1: text header up to #!END-HEADER, then packets of a 28-byte header + events.
+
+    A special-event packet (type 0) comes first, as in real recordings; the polarity events
+    (type 1, 8 bytes: address word with x << 17 | y << 2 | p << 1 | valid, then the timestamp)
+    are split over two packets.
+    """
+    out = bytearray(
+        b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#Start-Time: 2017-01-01\r\n"
+        b"#!END-HEADER\r\n"
+    )
+    out += struct.pack("<HHIIIIII", 0, 1, 8, 4, 0, 1, 1, 1) + struct.pack("<II", 0x0B, 0)
+    halves = [events[: len(events) // 2], events[len(events) // 2 :]]
+    for part in halves:
+        out += struct.pack("<HHIIIIII", 1, 1, 8, 4, 0, len(part), len(part), len(part))
+        for t, x, y, p in part:
+            out += struct.pack("<II", (x << 17) | (y << 2) | (p << 1) | 1, t)
+    path.write_bytes(bytes(out))
+
+
+def sample_events(rng: np.random.Generator, n: int, t0: int = 0) -> list[tuple[int, ...]]:
+    """``n`` events (t, x, y, p) at distinct pixels, increasing timestamps from ``t0``."""
+    flat = rng.choice(128 * 128, size=n, replace=False)
+    return [
+        (t0 + 10 * i + 1, int(f % 128), int(f // 128), int(rng.integers(0, 2)))
+        for i, f in enumerate(flat)
+    ]
+
+
+def expected_frames(events: list[tuple[int, ...]], T: int) -> torch.Tensor:
+    """Split by event count into T frames, counting events per (polarity, y, x)."""
+    frames = torch.zeros(T, 2, 128, 128)
+    per = len(events) // T
+    for i, (_, x, y, p) in enumerate(events):
+        frames[min(i // per, T - 1), p, y, x] += 1
+    return frames
+
+
+# --------------------------------------------------------------------------- registry, digits
+
+
+def test_registry_and_unknown_name() -> None:
+    assert dataset_info("cifar100") == DATASETS["cifar100"]
+    assert (dataset_info("dvs128").num_classes, dataset_info("dvs128").in_channels) == (11, 2)
+    assert dataset_info("digits").img_size == 8 and not dataset_info("digits").event_based
+    assert dataset_info("cifar10dvs").event_based
+    with pytest.raises(DataError, match="cifar10, cifar100, cifar10dvs, dvs128"):
+        dataset_info("mnist")
+    with pytest.raises(DataError, match="unknown data set"):
+        build_dataset("imagenet", None, train=True)
+
+
+def test_digits_split_is_fixed_stratified_and_normalized() -> None:
+    from sklearn.datasets import load_digits
+
+    train_idx, test_idx = digits_split_indices()
+    assert (len(train_idx), len(test_idx)) == (1437, 360)
+    assert set(train_idx).isdisjoint(test_idx) and len(set(train_idx) | set(test_idx)) == 1797
+    # the split is part of the project's results: it must never change
+    assert list(test_idx[:8]) == [0, 2, 4, 17, 21, 26, 28, 31]
+    assert hashlib.sha256(np.sort(test_idx).astype("<i8").tobytes()).hexdigest()[:16] == (
+        DIGITS_TEST_FINGERPRINT
+    )
+    digits = load_digits()
+    y = digits.target
+    for c in range(10):
+        n_c = int((y == c).sum())
+        assert int((y[test_idx] == c).sum()) in (n_c // 5, n_c // 5 + 1)
+
+    train = build_dataset("digits", None, train=True)
+    test = build_dataset("digits", "/nonexistent/ignored", train=False)
+    assert (len(train), len(test)) == (1437, 360)
+    x0, label0 = train[0]
+    assert x0.shape == (1, 8, 8) and x0.dtype == torch.float32 and isinstance(label0, int)
+    raw = digits.images.astype(np.float32) / 16.0
+    mean, std = raw[train_idx].mean(), raw[train_idx].std()
+    k = 17
+    expected = torch.from_numpy((raw[test_idx[k]] - mean) / std)
+    image, label = test[k]
+    torch.testing.assert_close(image[0], expected)
+    assert label == int(y[test_idx[k]])
+    all_train = torch.stack([train[i][0] for i in range(len(train))])
+    assert abs(float(all_train.mean())) < 1e-4 and abs(float(all_train.std()) - 1) < 1e-3
+    # no augmentation, even on the train split: reads are identical
+    assert torch.equal(train[5][0], build_dataset("digits", None, train=True)[5][0])
+    with pytest.warns(UserWarning, match="no augmentation"):
+        again = build_dataset("digits", None, train=True, augment=True)
+    assert torch.equal(again[5][0], train[5][0])
+
+
+DIGITS_TEST_FINGERPRINT = "6708f8ccc741cc5f"  # sha256 of the sorted test indices (int64 LE)
+
+
+# --------------------------------------------------------------------------- CIFAR
+
+
+def test_cifar10_round_trip_from_archive_folder(tmp_path: Path) -> None:
+    written = write_cifar10(tmp_path / "cifar-10-batches-py", n=6)
+    for root in (tmp_path, tmp_path / "cifar-10-batches-py"):  # parent or the folder itself
+        train = build_dataset("cifar10", root, train=True, augment=False)
+        test = build_dataset("cifar10", str(root), train=False)  # augment=None: none for test
+        assert (len(train), len(test)) == (30, 6)
+        assert train.classes == CIFAR10_NAMES
+        data3, labels3 = written["data_batch_3"]
+        for i in range(6):
+            image, label = train[12 + i]  # batches are concatenated in order 1..5
+            assert image.shape == (3, 32, 32) and image.dtype == torch.float32
+            torch.testing.assert_close(image, expected_cifar_image(data3[i], "cifar10"))
+            assert label == labels3[i] and isinstance(label, int)
+        data_t, labels_t = written["test_batch"]
+        torch.testing.assert_close(test[4][0], expected_cifar_image(data_t[4], "cifar10"))
+        assert [test[i][1] for i in range(6)] == labels_t
+
+
+def test_cifar100_uses_fine_labels(tmp_path: Path) -> None:
+    written = write_cifar100(tmp_path / "cifar-100-python")
+    train = build_dataset("cifar100", tmp_path, train=True, augment=False)
+    test = build_dataset("cifar100", tmp_path, train=False)
+    data, fine, coarse = written["test"]
+    assert len(train) == 8 and [test[i][1] for i in range(8)] == fine != coarse
+    torch.testing.assert_close(test[3][0], expected_cifar_image(data[3], "cifar100"))
+    assert train.classes[7] == "c7"
+
+
+def test_cifar_missing_folder_names_files_and_source(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as err:
+        build_dataset("cifar10", tmp_path / "nowhere", train=True)
+    msg = str(err.value)
+    assert "\n" not in msg
+    for part in ("none of its files", "data_batch_1", "data_batch_5", "test_batch", "batches.meta",
+                 "CIFAR-10 python version", "Krizhevsky", str(tmp_path / "nowhere")):  # fmt: skip
+        assert part in msg
+    with pytest.raises(DataError, match=r"train, test, meta.*CIFAR-100 python version"):
+        build_dataset("cifar100", tmp_path, train=False)
+    with pytest.raises(DataError, match="pass its path"):
+        build_dataset("cifar10", None, train=True)
+
+
+def test_cifar_missing_truncated_or_malformed_file(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar10(folder)
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(DataError, match=r"CIFAR-10: missing data_batch_3 in '.*batches-py'; "):
+        build_dataset("cifar10", tmp_path, train=False)  # every file is checked, either split
+
+    write_cifar10(folder)
+    blob = (folder / "test_batch").read_bytes()
+    (folder / "test_batch").write_bytes(blob[: len(blob) // 2])
+    build_dataset("cifar10", tmp_path, train=True)  # the train split does not read test_batch
+    with pytest.raises(DataError, match=r"test_batch' is truncated"):
+        build_dataset("cifar10", tmp_path, train=False)
+
+    write_cifar10(folder)
+    _dump(folder / "data_batch_2", {b"labels": [1, 2], b"data": np.zeros((2, 3000), np.uint8)})
+    with pytest.raises(DataError, match=r"data_batch_2'.*expected \[N, 3072\] uint8"):
+        build_dataset("cifar10", tmp_path, train=True)
+    _dump(folder / "data_batch_2", {b"labels": [1], b"data": np.zeros((2, 3072), np.uint8)})
+    with pytest.raises(DataError, match="2 images but 1 labels"):
+        build_dataset("cifar10", tmp_path, train=True)
+
+
+def test_cifar_augmentation_changes_train_not_test(tmp_path: Path) -> None:
+    write_cifar10(tmp_path, n=8)
+    torch.manual_seed(0)
+    plain = build_dataset("cifar10", tmp_path, train=True, augment=False)
+    augmented = build_dataset("cifar10", tmp_path, train=True)  # None: reference policy
+    changed = 0
+    for i in range(len(plain)):
+        img, label = augmented[i]
+        assert img.shape == (3, 32, 32) and img.dtype == torch.float32 and label == plain[i][1]
+        changed += not torch.equal(img, plain[i][0])
+    assert changed >= len(plain) // 2
+    assert not torch.equal(augmented[0][0], augmented[0][0])  # a fresh draw on every read
+    test_a = build_dataset("cifar10", tmp_path, train=False)
+    test_b = build_dataset("cifar10", tmp_path, train=False, augment=False)
+    for i in range(8):
+        assert torch.equal(test_a[i][0], test_b[i][0]) and torch.equal(test_a[i][0], test_a[i][0])
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+def test_make_loader_is_seeded_and_subset_is_fixed() -> None:
+    data = build_dataset("digits", None, train=False)
+
+    def order(seed: int) -> list[int]:
+        loader = make_loader(data, batch_size=64, train=True, seed=seed)
+        return [int(v) for _, y in loader for v in y]
+
+    torch.manual_seed(123)
+    first = order(7)
+    torch.manual_seed(999)  # the global RNG does not matter
+    assert order(7) == first and order(8) != first
+    assert len(first) == 320  # drop_last for training: 360 // 64 full batches
+    test_loader = make_loader(data, batch_size=64, train=False)
+    labels = [int(v) for _, y in test_loader for v in y]
+    assert labels == data.targets  # test loaders keep order and every sample
+    assert len(make_loader(data, batch_size=64, train=True, drop_last=False)) == 6
+
+    a, b, c = subset(data, 50, seed=3), subset(data, 50, seed=3), subset(data, 50, seed=4)
+    assert len(a) == 50 and a.indices == b.indices != c.indices
+    assert torch.equal(a[0][0], data[a.indices[0]][0])
+    assert len(subset(data, 10_000, seed=0)) == len(data)
+    with pytest.raises(ValueError):
+        subset(data, 0, seed=0)
+
+
+# --------------------------------------------------------------------------- DVS
+
+CLASS_SIZES = [10, 2, 11, 1, 2, 20, 2, 3, 2, 12]  # ceil(0.9 n) train: 9, 2, 10, 1, 2, 18, ...
+
+
+@pytest.fixture(scope="module")
+def cifar10dvs_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """extract/<class>/cifar10_<class>_<i>.aedat, as the figshare zips unpack."""
+    root = tmp_path_factory.mktemp("cifar10dvs")
+    rng = np.random.default_rng(0)
+    events = {}
+    for cn, size in zip(CIFAR10_NAMES, CLASS_SIZES, strict=True):
+        (root / "extract" / cn).mkdir(parents=True)
+        for i in range(size):
+            ev = sample_events(rng, 6)
+            write_cifar10dvs_aedat(root / "extract" / cn / f"cifar10_{cn}_{i}.aedat", ev)
+            events[f"cifar10_{cn}_{i}"] = ev
+    return root, events
+
+
+def test_cifar10dvs_frames_labels_and_split(cifar10dvs_root: tuple[Path, dict]) -> None:
+    from spikingjelly.datasets import CIFAR10DVS, split_to_train_test_set
+
+    root, events = cifar10dvs_root
+    train = build_dataset("cifar10dvs", root, train=True, augment=False, time_steps=2)
+    test = build_dataset("cifar10dvs", root, train=False, time_steps=2)
+    assert (root / "events_np" / "cat").is_dir()
+    assert (root / "frames_number_2_split_by_number").is_dir()
+    assert len(train) + len(test) == sum(CLASS_SIZES)
+    for c, size in enumerate(CLASS_SIZES):
+        n_train = sum(t == c for t in train.targets)
+        assert n_train == -(-9 * size // 10) and sum(t == c for t in test.targets) == size - n_train
+    # file-name order: the lexicographically last files of each class are the test samples
+    assert [Path(p).stem for p, t in test.samples if t == 2] == ["cifar10_bird_9"]
+    assert [Path(p).stem for p, t in test.samples if t == 5] == ["cifar10_dog_8", "cifar10_dog_9"]
+    # the same split as spikingjelly's split_to_train_test_set(0.9, ..., 10) (Spikformer's)
+    whole = CIFAR10DVS(str(root), data_type="frame", frames_number=2, split_by="number")
+    ref_train, ref_test = split_to_train_test_set(0.9, whole, 10)
+    assert [Path(whole.samples[i][0]).stem for i in ref_test.indices] == [
+        Path(p).stem for p, _ in test.samples
+    ]
+    assert len(ref_train) == len(train)
+    for ds in (train, test):
+        for k in (0, len(ds) - 1):
+            frames, label = ds[k]
+            stem = Path(ds.samples[k][0]).stem
+            assert frames.shape == (2, 2, 128, 128) and frames.dtype == torch.float32
+            assert label == CIFAR10_NAMES.index(stem.split("_")[1])
+            torch.testing.assert_close(frames, expected_frames(events[stem], 2))
+    # another T is another cache, integrated from the same events; a build killed half-way
+    # (spikingjelly's marker left behind) is redone
+    (root / "frames_number_3_split_by_number" / "cat").mkdir(parents=True)
+    (root / "frames_number_3_split_by_number.building").touch()
+    with pytest.warns(UserWarning, match="half-built"):
+        t3 = build_dataset("cifar10dvs", root, train=False, time_steps=3)
+    assert not (root / "frames_number_3_split_by_number.building").exists()
+    assert (root / "frames_number_3_split_by_number").is_dir()
+    frames, _ = t3[0]
+    torch.testing.assert_close(frames, expected_frames(events[Path(t3.samples[0][0]).stem], 3))
+
+
+def test_dvs_augmentation_moves_train_frames(cifar10dvs_root: tuple[Path, dict]) -> None:
+    root, _ = cifar10dvs_root
+    torch.manual_seed(0)
+    plain = build_dataset("cifar10dvs", root, train=True, augment=False, time_steps=2)
+    augmented = build_dataset("cifar10dvs", root, train=True, time_steps=2)
+    test = build_dataset("cifar10dvs", root, train=False, time_steps=2)
+    changed = 0
+    for i in range(10):
+        a, p = augmented[i][0], plain[i][0]
+        assert a.shape == p.shape and float(a.sum()) <= float(p.sum())  # shifted, never added
+        changed += not torch.equal(a, p)
+    assert changed >= 8
+    assert torch.equal(test[0][0], test[0][0])
+
+
+def _gesture_trial(rng: np.random.Generator, rows: list[int]) -> tuple[list, list, list]:
+    """Events of one recording and its label rows (class 1..11, start, end)."""
+    events, csv_rows, per_row = [], [], []
+    t = 1000
+    for cls in rows:
+        ev = sample_events(rng, 4, t0=t)
+        events += ev
+        csv_rows.append((cls, t, t + 100))
+        per_row.append(ev)
+        t += 500
+    return events, csv_rows, per_row
+
+
+@pytest.fixture(scope="module")
+def dvs128_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """extract/DvsGesture/: recordings, their _labels.csv and trials_to_{train,test}.txt."""
+    root = tmp_path_factory.mktemp("dvs128") / "DVS128Gesture"  # found below the given root
+    gesture = root / "extract" / "DvsGesture"
+    gesture.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    trials = {
+        "user01_fluorescent": list(range(1, 12)),
+        "user02_led": [*range(1, 12), 3],  # a second sample of class 3 (label 2)
+    }
+    expected = {}
+    for name, rows in trials.items():
+        events, csv_rows, per_row = _gesture_trial(rng, rows)
+        write_aedat3(gesture / f"{name}.aedat", events)
+        lines = ["class,startTime_usec,endTime_usec"] + [f"{c},{a},{b}" for c, a, b in csv_rows]
+        (gesture / f"{name}_labels.csv").write_text("\n".join(lines) + "\n")
+        seen: dict[int, int] = {}
+        for (cls, _, _), ev in zip(csv_rows, per_row, strict=True):
+            k = seen.get(cls - 1, 0)
+            seen[cls - 1] = k + 1
+            expected[f"{name}_{k}", cls - 1] = ev
+    (gesture / "trials_to_train.txt").write_text("user01_fluorescent.aedat\n")
+    (gesture / "trials_to_test.txt").write_text("user02_led.aedat\n\n")
+    return root.parent, expected
+
+
+def test_dvs128_frames_and_labels(dvs128_root: tuple[Path, dict]) -> None:
+    root, expected = dvs128_root
+    train = build_dataset("dvs128", root, train=True, time_steps=2, augment=False)
+    test = build_dataset("dvs128", root, train=False, time_steps=2)
+    assert (len(train), len(test)) == (11, 12)
+    assert sorted(train.targets) == list(range(11))
+    assert sorted(test.targets) == sorted([*range(11), 2])
+    for ds in (train, test):
+        for k in range(len(ds)):
+            frames, label = ds[k]
+            stem = Path(ds.samples[k][0]).stem
+            assert frames.shape == (2, 2, 128, 128) and frames.dtype == torch.float32
+            torch.testing.assert_close(frames, expected_frames(expected[stem, label], 2))
+    # label k is gesture k+1 of the csv (spikingjelly's folder order 0, 1, 10, 2, ... undone)
+    ten = [s for s, t in zip(test.samples, test.targets, strict=True) if t == 10]
+    assert len(ten) == 1 and Path(ten[0][0]).parent.name == "10"
+
+
+def test_dvs_errors(tmp_path: Path, dvs128_root: tuple[Path, dict]) -> None:
+    with pytest.raises(DataError, match="time_steps"):
+        build_dataset("dvs128", tmp_path, train=True)
+    with pytest.raises(DataError) as err:
+        build_dataset("cifar10dvs", tmp_path / "none", train=True, time_steps=4)
+    msg = str(err.value)
+    assert "\n" not in msg
+    for part in ("CIFAR10-DVS not found", "download/<class>.zip", "extract/<class>/*.aedat",
+                 "airplane.zip https://ndownloader.figshare.com/files/7712788",
+                 f"'{tmp_path / 'none'}'", f"'{tmp_path / 'none' / 'CIFAR10DVS' / 'download'}'"):  # fmt: skip
+        assert part in msg
+    with pytest.raises(DataError, match=r"DvsGesture.tar.gz.*trials_to_train.txt.*ibm"):
+        build_dataset("dvs128", tmp_path / "none", train=True, time_steps=4)
+
+    # an archive that is not the real one (the MD5 differs): named, never deleted or re-fetched
+    (tmp_path / "g" / "download").mkdir(parents=True)
+    (tmp_path / "g" / "download" / "DvsGesture.tar.gz").write_bytes(b"partial")
+    with pytest.raises(DataError, match=r"DvsGesture.tar.gz' fails its MD5 check"):
+        build_dataset("dvs128", tmp_path / "g", train=True, time_steps=4)
+    assert (tmp_path / "g" / "download" / "DvsGesture.tar.gz").exists()
+    assert not (tmp_path / "g" / "extract").exists()
+    (tmp_path / "c" / "download").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"airplane.zip' is missing"):
+        build_dataset("cifar10dvs", tmp_path / "c", train=True, time_steps=4)
+
+    # an incomplete extract folder: the first missing file is named, nothing is left half-built
+    src = dvs128_root[0] / "DVS128Gesture" / "extract" / "DvsGesture"
+    gesture = tmp_path / "h" / "extract" / "DvsGesture"
+    gesture.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.name != "user02_led_labels.csv":
+            (gesture / f.name).write_bytes(f.read_bytes())
+    with pytest.raises(DataError, match=r"missing '.*user02_led_labels.csv' \(1 file"):
+        build_dataset("dvs128", tmp_path / "h", train=True, time_steps=2)
+    assert not (tmp_path / "h" / "events_np").exists()
+    (tmp_path / "x" / "extract" / "airplane").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"no '.*airplane/\*.aedat' files"):
+        build_dataset("cifar10dvs", tmp_path / "x", train=True, time_steps=2)
+
+    # a conversion killed half-way is redone from extract/, or named when it cannot be
+    (gesture / "user02_led_labels.csv").write_bytes((src / "user02_led_labels.csv").read_bytes())
+    (tmp_path / "h" / "events_np" / "train").mkdir(parents=True)
+    (tmp_path / "h" / "events_np.building").touch()
+    with pytest.warns(UserWarning, match="half-converted"):
+        redone = build_dataset("dvs128", tmp_path / "h", train=False, time_steps=2)
+    assert len(redone) == 12 and not (tmp_path / "h" / "events_np.building").exists()
+    (tmp_path / "k" / "events_np").mkdir(parents=True)
+    (tmp_path / "k" / "events_np.building").touch()
+    with pytest.raises(DataError, match="interrupted and neither 'extract' nor 'download'"):
+        build_dataset("dvs128", tmp_path / "k", train=True, time_steps=2)
