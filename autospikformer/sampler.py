@@ -1,0 +1,642 @@
+"""DSPS, the evolutionary search of Auto-Spikformer (SPEC section 5), as an Optuna 5 sampler.
+
+Algorithm
+---------
+The study has two objectives, ``[accuracy, energy]`` with directions ``[maximize, minimize]``.
+Each trial evaluates one *candidate* (an :class:`~autospikformer.Architecture` of the sampler's
+:class:`~autospikformer.SearchSpace`); trials are grouped into *generations*:
+
+* **Generation 0**: ``population_size`` candidates drawn uniformly from the space
+  (``SearchSpace.sample``). Enqueued trials (``study.enqueue_trial(architecture_params(a))``, for
+  example the hand-designed Spikformer-4-384 as a baseline) join the generation that is current
+  when they start, so an architecture enqueued before the search counts toward generation 0.
+* **Generation g >= 1**: the *pool* is the complete trials of generation ``g - 1`` plus the
+  parents of generation ``g - 1``; it is ranked by the balanced fitness ``F_AEB`` (``alpha``,
+  min-max scaling over the pool, ties broken by trial number) and the best ``num_parents`` are
+  the parents of generation ``g``. Each offspring is, with probability ``crossover_prob``, a
+  gene-wise crossover of two distinct parents (every gene, including each block's gene, comes
+  from either parent; a block only the deeper parent has comes from it), otherwise a copy of
+  one parent; then every gene mutates with probability ``mutation_prob`` to *another* value of
+  its choice list. Depth mutates first: the per-block lists are trimmed, or grown with blocks
+  drawn uniformly from the choice lists, so they always have ``depth`` entries.
+* A proposal is re-drawn when it equals an architecture already evaluated or being evaluated
+  (any trial that is RUNNING, WAITING, COMPLETE or PRUNED; a FAILed one may be drawn again), or
+  when ``feasible(arch)`` is False (the parameter/energy budgets of the study runner). After
+  half of ``max_redraws`` fruitless proposals the sampler draws uniformly instead (a converged
+  population can have no new offspring left); after ``max_redraws`` it gives up: a duplicate is
+  accepted with a warning, no feasible candidate at all is an error (the trial fails).
+
+A generation is *full* when it holds ``population_size`` trials, running ones included, and the
+next trial then starts the next generation: workers never wait for stragglers. The parents of
+generation ``g`` are therefore computed from the trials of ``g - 1`` complete at that moment
+(with one worker: all of them), once, and cached in the study so that every worker uses the same
+set. Parameters that are not architecture parameters (say a learning rate) are sampled by an
+internal ``RandomSampler``.
+
+Storage layout (all state lives in the study's storage; the keys are pinned, never renamed)
+--------------------------------------------------------------------------------------------
+* Trial system attribute :data:`CANDIDATE_KEY` (``"autospik:dsps:candidate"``):
+  ``{"generation": g, "architecture": Architecture.to_dict(), "origin": o}`` with ``o`` one of
+  ``"random"``, ``"crossover"``, ``"copy"`` (a parent copy, mutated), ``"enqueued"``. Written
+  once, as a single value, so no reader sees a candidate without its generation.
+* Study system attribute :data:`PARENTS_KEY_PREFIX` ``+ str(g)``: the trial numbers of the
+  parents of generation ``g``.
+* Study system attribute :data:`CONFIG_KEY`: the settings of the first sampler that used the
+  study (population size, number of parents, probabilities, alpha, space fingerprint); a later
+  sampler with other settings gets a warning, since its generations would not line up.
+
+Hence any number of processes on any number of machines (one RDB storage) can run the same
+study, and a fresh process resumes it. Trials of other samplers (no :data:`CANDIDATE_KEY`) are
+not part of any generation but are never drawn again.
+
+Concurrency
+-----------
+A worker *writes* its candidate and generation, then *re-reads* the other trials, and redraws
+when it sees an equal live candidate or a full generation. On a storage whose reads see every
+write committed before them (SQLite, in-memory, journal; RDB through Optuna's cache as long as
+trial ids commit in order), two live trials can never end with equal candidates: of the two
+final writes, the second one's worker read after the first write, saw the clash and would have
+redrawn. By the same argument a generation never exceeds ``population_size`` through drawn
+trials (the last writer of a generation sees all the others); it can fall short when two
+workers both see each other and both move on, or when a trial fails after its generation was
+closed. Enqueued trials keep their architecture, and a trial re-queued by Optuna's
+``RetryHeartbeatStaleTrialCallback`` (system attribute ``failed_trial``) inherits the failed
+trial's candidate and generation.
+
+Determinism and cost
+--------------------
+Each trial draws from its own ``random.Random`` seeded by ``(seed, trial number)``: a seeded
+sequential run repeats exactly, and concurrent workers sharing a seed still draw different
+candidates. Finished trials never change, so what the sampler parses from them is cached in
+the instance; each draw only looks at new and unfinished trials and the per-trial cost does not
+grow with the study (two storage reads and one write per trial).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.study import Study, StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from autospikformer.architecture import PER_BLOCK_FIELDS, Architecture
+from autospikformer.fitness import balanced_fitness
+from autospikformer.search import architecture_from_params, is_architecture_param, param_field
+from autospikformer.space import SearchSpace
+
+#: Trial system attribute: the trial's candidate, generation and origin (see the module doc).
+CANDIDATE_KEY = "autospik:dsps:candidate"
+#: Study system attribute prefix: ``PARENTS_KEY_PREFIX + str(g)`` holds generation g's parents.
+PARENTS_KEY_PREFIX = "autospik:dsps:parents:"
+#: Study system attribute: the settings of the first DSPS sampler that ran the study.
+CONFIG_KEY = "autospik:dsps:config"
+
+_FIXED_PARAMS_KEY = "fixed_params"  # Optuna's own key for enqueued parameters
+_DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
+
+
+@dataclass(frozen=True)
+class _Record:
+    """What the sampler needs of one trial."""
+
+    number: int
+    trial_id: int
+    state: TrialState
+    arch: Architecture | None
+    generation: int | None
+    values: tuple[float, float] | None  # finite [accuracy, energy] of a COMPLETE trial
+
+
+def _parse(trial: FrozenTrial) -> _Record:
+    """Read a trial's candidate (ours, or else its parameters / enqueued parameters)."""
+    attrs = trial.system_attrs
+    arch: Architecture | None = None
+    generation: int | None = None
+    stored = attrs.get(CANDIDATE_KEY)
+    if isinstance(stored, dict):
+        try:
+            arch = Architecture.from_dict(stored["architecture"])
+            generation = int(stored["generation"])
+        except (KeyError, TypeError, ValueError):
+            arch, generation = None, None
+    if arch is None:
+        params = trial.params
+        if not trial.state.is_finished():
+            params = {**attrs.get(_FIXED_PARAMS_KEY, {}), **params}
+        try:
+            arch = architecture_from_params(params)
+        except (ValueError, TypeError):
+            arch = None
+    values = None
+    if trial.state == TrialState.COMPLETE and trial.values is not None and len(trial.values) == 2:
+        acc, energy = (float(v) for v in trial.values)
+        if math.isfinite(acc) and math.isfinite(energy):
+            values = (acc, energy)
+    return _Record(trial.number, trial._trial_id, trial.state, arch, generation, values)
+
+
+class _StudyView:
+    """The sampler's incremental picture of one study: finished trials parsed once, live re-read."""
+
+    def __init__(self) -> None:
+        self.finished: dict[int, _Record] = {}
+        self.scanned = 0  # trial numbers below this have been seen at least once
+        self.unfinished: set[int] = set()  # numbers seen RUNNING/WAITING, re-read every time
+        self.evaluated: set[Architecture] = set()  # COMPLETE/PRUNED architectures
+        self.gen_count: Counter[int] = Counter()  # COMPLETE/PRUNED trials per generation
+        self.gen_complete: dict[int, list[int]] = {}  # rankable trial numbers per generation
+        self.max_gen = 0
+        self.live: dict[int, _Record] = {}  # RUNNING/WAITING trials as of the last refresh
+        self.live_trials: dict[int, FrozenTrial] = {}
+        self.parents: dict[int, list[int]] = {}
+        self.config_checked = False
+
+    def refresh(self, trials: Sequence[FrozenTrial]) -> None:
+        """Take in new trials and state changes; O(new + unfinished), not O(all)."""
+        n = len(trials)
+        if n and trials[-1].number != n - 1:  # numbers are 0..n-1 in Optuna; be safe anyway
+            by_number: Any = {t.number: t for t in trials}
+            n = max(by_number) + 1
+        else:
+            by_number = trials
+        live: dict[int, _Record] = {}
+        live_trials: dict[int, FrozenTrial] = {}
+        for number in [*sorted(self.unfinished), *range(self.scanned, n)]:
+            trial = by_number[number] if number < n else None
+            if trial is None:
+                continue
+            if trial.state.is_finished():
+                self.unfinished.discard(number)
+                self._add_finished(_parse(trial))
+            else:
+                self.unfinished.add(number)
+                live[number] = _parse(trial)
+                live_trials[number] = trial
+        self.scanned = max(self.scanned, n)
+        self.live, self.live_trials = live, live_trials
+
+    def _add_finished(self, record: _Record) -> None:
+        self.finished[record.number] = record
+        if record.state not in (TrialState.COMPLETE, TrialState.PRUNED):
+            return  # FAIL: the slot is free again and the architecture may be redrawn
+        if record.arch is not None:
+            self.evaluated.add(record.arch)
+        if record.generation is not None:
+            self.gen_count[record.generation] += 1
+            self.max_gen = max(self.max_gen, record.generation)
+            if record.values is not None:
+                self.gen_complete.setdefault(record.generation, []).append(record.number)
+
+    def current_generation(self, exclude: int) -> int:
+        gens = [
+            r.generation for k, r in self.live.items() if k != exclude and r.generation is not None
+        ]
+        return max([self.max_gen, *gens])
+
+    def count(self, generation: int, exclude: int) -> int:
+        """Trials of ``generation`` that are live or done (not failed), other than ``exclude``."""
+        running = sum(
+            1 for k, r in self.live.items() if k != exclude and r.generation == generation
+        )
+        return self.gen_count[generation] + running
+
+    def taken(self, arch: Architecture, exclude: int) -> bool:
+        """Is ``arch`` evaluated or under evaluation by a trial other than ``exclude``?"""
+        if arch in self.evaluated:
+            return True
+        return any(k != exclude and r.arch == arch for k, r in self.live.items())
+
+
+def _check_probability(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+class DSPSSampler(BaseSampler):
+    """The DSPS evolutionary search over one :class:`SearchSpace` (see the module docstring).
+
+    Args:
+        space: the search space; the objective must suggest with
+            :func:`autospikformer.search.suggest_architecture` over the same space.
+        population_size: trials per generation (generation 0 is random).
+        num_parents: parents kept for the next generation, ranked by ``F_AEB``.
+        crossover_prob: probability that an offspring is a crossover of two parents.
+        mutation_prob: per-gene probability of mutating to another value of its choice list.
+        alpha: weight of accuracy in ``F_AEB``.
+        feasible: ``feasible(arch) -> bool``; False rejects the candidate before evaluation
+            (how the study runner passes parameter and energy budgets).
+        max_redraws: proposals tried per trial before giving up (duplicates, infeasible).
+        seed: base seed; each trial draws from a generator seeded by (seed, trial number).
+    """
+
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        population_size: int = 50,
+        num_parents: int = 20,
+        crossover_prob: float = 0.3,
+        mutation_prob: float = 0.4,
+        alpha: float = 0.5,
+        feasible: Callable[[Architecture], bool] | None = None,
+        max_redraws: int = 100,
+        seed: int | None = None,
+    ) -> None:
+        if not isinstance(space, SearchSpace):
+            raise ValueError(f"space must be a SearchSpace, got {type(space).__name__}")
+        self._space = space
+        self._population_size = _check_int("population_size", population_size, 2)
+        self._num_parents = _check_int("num_parents", num_parents, 1)
+        if num_parents > population_size:
+            raise ValueError(
+                f"num_parents must be <= population_size ({population_size}), got {num_parents}"
+            )
+        self._crossover_prob = _check_probability("crossover_prob", crossover_prob)
+        self._mutation_prob = _check_probability("mutation_prob", mutation_prob)
+        self._alpha = _check_probability("alpha", alpha)
+        if feasible is not None and not callable(feasible):
+            raise ValueError(f"feasible must be a callable or None, got {feasible!r}")
+        self._feasible = feasible
+        self._max_redraws = _check_int("max_redraws", max_redraws, 1)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed must be an integer or None, got {seed!r}")
+        self._seed = seed if seed is not None else random.SystemRandom().getrandbits(63)
+        self._random = RandomSampler(seed=seed)
+        self._lock = threading.RLock()
+        self._views: dict[tuple[int, int], _StudyView] = {}
+        self._drawn: dict[int, tuple[Architecture, int]] = {}  # trial id -> (candidate, gen)
+
+    # --- read-only settings -------------------------------------------------------------------
+    @property
+    def space(self) -> SearchSpace:
+        return self._space
+
+    @property
+    def population_size(self) -> int:
+        return self._population_size
+
+    @property
+    def num_parents(self) -> int:
+        return self._num_parents
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "population_size": self._population_size,
+            "num_parents": self._num_parents,
+            "crossover_prob": self._crossover_prob,
+            "mutation_prob": self._mutation_prob,
+            "alpha": self._alpha,
+            "space": self._space.fingerprint(),
+        }
+
+    # --- BaseSampler -----------------------------------------------------------------------
+    def reseed_rng(self) -> None:
+        """Pick a new base seed (Optuna calls this per thread with ``n_jobs > 1``)."""
+        with self._lock:
+            self._seed = random.SystemRandom().getrandbits(63)
+            self._random.reseed_rng()
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return {}  # the candidate is drawn whole on the first architecture parameter
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return {}
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        """Give an enqueued architecture its generation now: it suggests nothing through us.
+
+        Nothing here raises for a wrong study (an error in ``before_trial`` would leave the
+        trial RUNNING forever); the first drawn trial reports it instead.
+        """
+        if CANDIDATE_KEY in trial.system_attrs:
+            return  # a re-queued trial: its candidate and generation are already stored
+        fixed = {
+            k: v
+            for k, v in trial.system_attrs.get(_FIXED_PARAMS_KEY, {}).items()
+            if is_architecture_param(k)
+        }
+        if not fixed or list(study.directions) != _DIRECTIONS:
+            return
+        try:
+            architecture_from_params(fixed)
+        except (ValueError, TypeError):
+            return  # partly fixed: drawn (around the fixed values) on the first suggestion
+        self._candidate(study, trial)
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        if not is_architecture_param(param_name) or not isinstance(
+            param_distribution, CategoricalDistribution
+        ):
+            return self._random.sample_independent(study, trial, param_name, param_distribution)
+        arch, _ = self._candidate(study, trial)
+        field = param_field(param_name)
+        if field in PER_BLOCK_FIELDS:
+            block = int(param_name.rpartition("_")[2])
+            if block >= arch.depth:  # the objective suggests blocks the candidate lacks
+                return self._random.sample_independent(study, trial, param_name, param_distribution)
+            value = getattr(arch, field)[block]
+        else:
+            value = getattr(arch, field)
+        for choice in param_distribution.choices:
+            if choice == value:
+                return choice
+        raise ValueError(
+            f"parameter {param_name!r}: DSPSSampler's space {self._space.name!r} proposed "
+            f"{value!r}, which the objective's choices {param_distribution.choices} lack; "
+            "build the objective and the sampler from the same SearchSpace"
+        )
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        with self._lock:
+            self._drawn.pop(trial._trial_id, None)
+
+    # --- the draw --------------------------------------------------------------------------
+    def _candidate(self, study: Study, trial: FrozenTrial) -> tuple[Architecture, int]:
+        """The trial's candidate and generation: drawn once, then remembered."""
+        with self._lock:
+            hit = self._drawn.get(trial._trial_id)
+            if hit is None:
+                hit = self._draw(study, trial.number)
+                self._drawn[trial._trial_id] = hit
+            return hit
+
+    def _view(self, study: Study) -> _StudyView:
+        key = (id(study._storage), study._study_id)
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = _StudyView()
+        return view
+
+    def _refresh(self, study: Study, view: _StudyView) -> None:
+        view.refresh(study._storage.get_all_trials(study._study_id, deepcopy=False))
+
+    def _draw(self, study: Study, number: int) -> tuple[Architecture, int]:
+        if list(study.directions) != _DIRECTIONS:
+            raise ValueError(
+                "DSPSSampler needs a study with directions ['maximize', 'minimize'] for "
+                "[accuracy, energy]; this study has "
+                f"{[d.name.lower() for d in study.directions]}"
+            )
+        storage = study._storage
+        view = self._view(study)
+        self._check_config(study, view)
+        self._refresh(study, view)
+        me = view.live.get(number)
+        if me is None:
+            raise RuntimeError(f"DSPSSampler: trial {number} is not running in this study")
+        if me.generation is not None and me.arch is not None:
+            return me.arch, me.generation  # a re-queued trial, or a draw made before a restart
+        raw = view.live_trials[number]
+        fixed = {
+            k: v
+            for k, v in {**raw.system_attrs.get(_FIXED_PARAMS_KEY, {}), **raw.params}.items()
+            if is_architecture_param(k)
+        }
+        try:
+            full = architecture_from_params(fixed) if fixed else None
+        except (ValueError, TypeError):
+            full = None  # partly fixed: drawn around the fixed values
+
+        rng = random.Random(f"autospik-dsps:{self._seed}:{number}")
+        generation = view.current_generation(exclude=number)
+        if view.count(generation, exclude=number) >= self._population_size:
+            generation += 1
+        duplicate: tuple[Architecture, str] | None = None
+        written: tuple[Architecture, int] | None = None
+        for attempt in range(1, self._max_redraws + 1):
+            if full is not None:
+                arch, origin = full, "enqueued"
+            else:
+                arch, origin = self._propose(
+                    study, view, generation, rng, uniform=attempt > self._max_redraws // 2
+                )
+                if fixed:
+                    arch = self._apply_fixed(arch, fixed, rng)
+                if self._feasible is not None and not self._feasible(arch):
+                    continue
+                if view.taken(arch, exclude=number):
+                    duplicate = (arch, origin)
+                    continue
+            written = (arch, generation)
+            if self._write_and_check(study, view, number, me.trial_id, arch, generation, origin):
+                return written
+            # Another trial shows this architecture, or the generation filled up meanwhile.
+            if view.count(generation, exclude=number) >= self._population_size:
+                generation = max(generation + 1, view.current_generation(exclude=number))
+        if written is not None:
+            warnings.warn(
+                f"DSPSSampler: trial {number} still clashes with concurrent trials after "
+                f"{self._max_redraws} draws; keeping {written[0]}",
+                UserWarning,
+                stacklevel=2,
+            )
+            return written
+        if duplicate is not None:
+            warnings.warn(
+                f"DSPSSampler: no new architecture in {self._max_redraws} draws for trial "
+                f"{number}; evaluating {duplicate[0]} again (is the space nearly exhausted?)",
+                UserWarning,
+                stacklevel=2,
+            )
+            self._write(storage, me.trial_id, duplicate[0], generation, duplicate[1])
+            return duplicate[0], generation
+        raise RuntimeError(
+            f"DSPSSampler: all {self._max_redraws} candidates drawn for trial {number} were "
+            "rejected by `feasible`; relax the parameter/energy budget or raise max_redraws"
+        )
+
+    def _write(
+        self, storage: Any, trial_id: int, arch: Architecture, generation: int, origin: str
+    ) -> None:
+        value = {"generation": generation, "architecture": arch.to_dict(), "origin": origin}
+        storage.set_trial_system_attr(trial_id, CANDIDATE_KEY, value)
+
+    def _write_and_check(
+        self,
+        study: Study,
+        view: _StudyView,
+        number: int,
+        trial_id: int,
+        arch: Architecture,
+        generation: int,
+        origin: str,
+    ) -> bool:
+        """Write, re-read, and accept unless another trial shows the same architecture or the
+        generation is over-full (see "Concurrency" in the module docstring)."""
+        self._write(study._storage, trial_id, arch, generation, origin)
+        self._refresh(study, view)
+        if view.count(generation, exclude=number) >= self._population_size:
+            return False
+        return origin == "enqueued" or not view.taken(arch, exclude=number)
+
+    def _propose(
+        self, study: Study, view: _StudyView, generation: int, rng: random.Random, uniform: bool
+    ) -> tuple[Architecture, str]:
+        if generation == 0 or uniform:
+            return self._space.sample(rng), "random"
+        parents = [
+            view.finished[n].arch
+            for n in self._parents(study, view, generation)
+            if n in view.finished and view.finished[n].arch is not None
+        ]
+        if not parents:  # nothing of the previous generation has finished yet
+            return self._space.sample(rng), "random"
+        if len(parents) >= 2 and rng.random() < self._crossover_prob:
+            a, b = rng.sample(parents, 2)
+            child, origin = _crossover(a, b, rng), "crossover"  # type: ignore[arg-type]
+        else:
+            child, origin = rng.choice(parents), "copy"
+        return _mutate(child, self._space, self._mutation_prob, rng), origin  # type: ignore[arg-type]
+
+    def _parents(self, study: Study, view: _StudyView, generation: int) -> list[int]:
+        """Trial numbers of the parents of ``generation``: computed once, kept in the study."""
+        if generation <= 0:
+            return []
+        if generation in view.parents:
+            return view.parents[generation]
+        key = f"{PARENTS_KEY_PREFIX}{generation}"
+        stored = study._storage.get_study_system_attrs(study._study_id).get(key)
+        if stored is not None:
+            view.parents[generation] = [int(n) for n in stored]
+            return view.parents[generation]
+        pool = dict.fromkeys(
+            [
+                *view.gen_complete.get(generation - 1, []),
+                *self._parents(study, view, generation - 1),
+            ]
+        )
+        records = [view.finished[n] for n in pool if n in view.finished and view.finished[n].values]
+        if not records:
+            return []  # not cached: a later draw computes it once trials complete
+        fitness = balanced_fitness(
+            [r.values[0] for r in records],  # type: ignore[index]
+            [r.values[1] for r in records],  # type: ignore[index]
+            self._alpha,
+        )
+        order = sorted(range(len(records)), key=lambda i: (-float(fitness[i]), records[i].number))
+        chosen = [records[i].number for i in order[: self._num_parents]]
+        study._storage.set_study_system_attr(study._study_id, key, chosen)
+        view.parents[generation] = chosen
+        return chosen
+
+    def _check_config(self, study: Study, view: _StudyView) -> None:
+        """Record this sampler's settings in the study, or warn when they differ; once per view."""
+        if view.config_checked:
+            return
+        attrs = study._storage.get_study_system_attrs(study._study_id)
+        for key, value in attrs.items():
+            if key.startswith(PARENTS_KEY_PREFIX):
+                view.parents[int(key[len(PARENTS_KEY_PREFIX) :])] = [int(n) for n in value]
+        mine = self._config()
+        stored = attrs.get(CONFIG_KEY)
+        if stored is None:
+            study._storage.set_study_system_attr(study._study_id, CONFIG_KEY, mine)
+        elif stored != mine:
+            differ = sorted(k for k in set(mine) | set(stored) if mine.get(k) != stored.get(k))
+            warnings.warn(
+                f"DSPSSampler: this study was started with other DSPS settings ({', '.join(differ)}"
+                f" differ: {', '.join(f'{k}={stored.get(k)!r}' for k in differ)}); "
+                "generations from different settings do not line up",
+                UserWarning,
+                stacklevel=2,
+            )
+        view.config_checked = True
+
+    def _apply_fixed(
+        self, arch: Architecture, fixed: dict[str, Any], rng: random.Random
+    ) -> Architecture:
+        """``arch`` with the enqueued (or already suggested) parameter values imposed."""
+        depth = int(fixed.get("depth", arch.depth))
+        blocks = _resize(arch, depth, self._space, rng)
+        for field in PER_BLOCK_FIELDS:
+            for i in range(depth):
+                name = f"{field}_{i}"
+                if name in fixed:
+                    blocks[field][i] = fixed[name]
+        return Architecture(
+            depth=depth,
+            embed_dim=int(fixed.get("embed_dim", arch.embed_dim)),
+            time_steps=int(fixed.get("time_steps", arch.time_steps)),
+            **blocks,
+        )
+
+
+def _resize(
+    arch: Architecture, depth: int, space: SearchSpace, rng: random.Random
+) -> dict[str, list[Any]]:
+    """Per-block lists of ``arch`` trimmed or grown (uniform new blocks) to ``depth`` entries."""
+    blocks = {field: list(getattr(arch, field))[:depth] for field in PER_BLOCK_FIELDS}
+    for _ in range(arch.depth, depth):
+        for field in PER_BLOCK_FIELDS:
+            blocks[field].append(rng.choice(space.choices[field]))
+    return blocks
+
+
+def _crossover(a: Architecture, b: Architecture, rng: random.Random) -> Architecture:
+    """Gene-wise crossover: each gene from either parent; a block only one parent has is its."""
+    depth = rng.choice((a.depth, b.depth))
+    blocks: dict[str, list[Any]] = {field: [] for field in PER_BLOCK_FIELDS}
+    for i in range(depth):
+        donors = [p for p in (a, b) if i < p.depth]
+        for field in PER_BLOCK_FIELDS:
+            blocks[field].append(getattr(rng.choice(donors), field)[i])
+    return Architecture(
+        depth=depth,
+        embed_dim=rng.choice((a.embed_dim, b.embed_dim)),
+        time_steps=rng.choice((a.time_steps, b.time_steps)),
+        **blocks,
+    )
+
+
+def _mutate(
+    arch: Architecture, space: SearchSpace, prob: float, rng: random.Random
+) -> Architecture:
+    """Each gene moves to another value of its choice list with probability ``prob``."""
+
+    def gene(value: Any, choices: Iterable[Any]) -> Any:
+        others = [c for c in choices if c != value]
+        if others and rng.random() < prob:
+            return rng.choice(others)
+        return value
+
+    c = space.choices
+    depth = int(gene(arch.depth, c["depth"]))
+    embed_dim = int(gene(arch.embed_dim, c["embed_dim"]))
+    time_steps = int(gene(arch.time_steps, c["time_steps"]))
+    blocks = _resize(arch, depth, space, rng)
+    for i in range(min(depth, arch.depth)):  # grown blocks are already uniform draws
+        for field in PER_BLOCK_FIELDS:
+            blocks[field][i] = gene(blocks[field][i], c[field])
+    return Architecture(depth=depth, embed_dim=embed_dim, time_steps=time_steps, **blocks)

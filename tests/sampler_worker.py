@@ -1,0 +1,38 @@
+"""One worker process of the multi-process DSPS test: joins a study and runs ``n`` trials.
+
+Usage: ``python tests/sampler_worker.py STORAGE_URL STUDY_NAME N_TRIALS POPULATION SEED``.
+The objective is a cheap deterministic function of the architecture (no training).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import optuna
+
+from autospikformer.sampler import DSPSSampler
+from autospikformer.search import suggest_architecture
+from autospikformer.space import SearchSpace
+
+
+def main(argv: list[str]) -> None:
+    url, name, n_trials, population, seed = argv
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = SearchSpace.load("digits")
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    sampler = DSPSSampler(
+        space=space, population_size=int(population), num_parents=3, seed=int(seed)
+    )
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        arch = suggest_architecture(trial, space)
+        acc = arch.embed_dim / 64 + sum(arch.mlp_ratio) / 8 - sum(arch.threshold) / 10
+        energy = arch.embed_dim * arch.depth * arch.time_steps / sum(arch.tau)
+        return acc, energy
+
+    study.optimize(objective, n_trials=int(n_trials))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

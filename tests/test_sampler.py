@@ -1,0 +1,403 @@
+"""Tests of the DSPS sampler (autospikformer.sampler), in the style of Optuna's sampler tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from optuna.samplers import BaseSampler
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.testing.pytest_samplers import MultiObjectiveSamplerTestCase
+from optuna.trial import TrialState
+
+from autospikformer.architecture import PER_BLOCK_FIELDS, Architecture, spikformer_4_384
+from autospikformer.fitness import balanced_fitness
+from autospikformer.sampler import CANDIDATE_KEY, CONFIG_KEY, PARENTS_KEY_PREFIX, DSPSSampler
+from autospikformer.search import architecture_params, suggest_architecture
+from autospikformer.space import SearchSpace
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+BIG = SearchSpace.load("S_T2+S_S")
+SMALL = SearchSpace.load("digits")
+DIRECTIONS = ["maximize", "minimize"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def db_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder for SQLite files: in RAM where the OS offers one (disk syncs dominate else)."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(dir=shm, prefix="autospik-test-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _objective(space: SearchSpace) -> Callable[[optuna.Trial], tuple[float, float]]:
+    """Trivial but informative: bigger/more time steps is more accurate and costs more."""
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        arch = suggest_architecture(trial, space)
+        acc = arch.embed_dim / 100 + sum(arch.mlp_ratio) - sum(abs(t - 1.0) for t in arch.threshold)
+        energy = arch.embed_dim * arch.depth * arch.time_steps / sum(arch.tau)
+        return acc, energy
+
+    return objective
+
+
+def _run(sampler: DSPSSampler, n: int, space: SearchSpace = BIG, **kw: Any) -> optuna.Study:
+    study = optuna.create_study(directions=DIRECTIONS, sampler=sampler, **kw)
+    study.optimize(_objective(space), n_trials=n)
+    return study
+
+
+def _gen(trial: optuna.trial.FrozenTrial) -> int:
+    return trial.system_attrs[CANDIDATE_KEY]["generation"]
+
+
+def _arch(trial: optuna.trial.FrozenTrial) -> Architecture:
+    return Architecture.from_dict(trial.system_attrs[CANDIDATE_KEY]["architecture"])
+
+
+# --- Optuna's reusable suite: independent sampling of non-architecture parameters -----------
+class TestDSPSMultiObjectiveSuite(MultiObjectiveSamplerTestCase):
+    @pytest.fixture
+    def sampler(self) -> Callable[[], BaseSampler]:
+        return lambda: DSPSSampler(space=SMALL, population_size=4, num_parents=2, seed=0)
+
+
+# --- constructor ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"space": "S_T2+S_S"}, "space"),
+        ({"population_size": 1}, "population_size"),
+        ({"population_size": 10.0}, "population_size"),
+        ({"population_size": True}, "population_size"),
+        ({"num_parents": 0}, "num_parents"),
+        ({"num_parents": 60}, "num_parents"),
+        ({"crossover_prob": 1.5}, "crossover_prob"),
+        ({"crossover_prob": "0.3"}, "crossover_prob"),
+        ({"mutation_prob": -0.1}, "mutation_prob"),
+        ({"alpha": 2}, "alpha"),
+        ({"feasible": 3}, "feasible"),
+        ({"max_redraws": 0}, "max_redraws"),
+        ({"seed": 1.5}, "seed"),
+    ],
+)
+def test_constructor_names_the_bad_argument(kwargs: dict[str, Any], name: str) -> None:
+    args: dict[str, Any] = {"space": BIG, **kwargs}
+    with pytest.raises(ValueError, match=rf"^{name} "):
+        DSPSSampler(**args)
+
+
+def test_constructor_is_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        DSPSSampler(BIG)  # type: ignore[misc]
+
+
+def test_storage_keys_are_pinned() -> None:
+    # Renaming any of these breaks resuming existing studies.
+    assert CANDIDATE_KEY == "autospik:dsps:candidate"
+    assert PARENTS_KEY_PREFIX == "autospik:dsps:parents:"
+    assert CONFIG_KEY == "autospik:dsps:config"
+
+
+def test_refuses_other_directions() -> None:
+    for directions in (["minimize", "minimize"], ["maximize"], ["minimize", "maximize"]):
+        study = optuna.create_study(directions=directions, sampler=DSPSSampler(space=SMALL))
+        with pytest.raises(ValueError, match=r"directions \['maximize', 'minimize'\]"):
+            study.optimize(lambda t: suggest_architecture(t, SMALL).depth, n_trials=1)
+        assert study.trials[0].state == TrialState.FAIL
+
+
+# --- generations ---------------------------------------------------------------------------
+def test_1000_trials_are_20_generations_of_50() -> None:
+    study = _run(DSPSSampler(space=BIG, seed=0), 1000)
+    trials = study.get_trials(deepcopy=False)
+    assert Counter(_gen(t) for t in trials) == {g: 50 for g in range(20)}
+    # Generations are contiguous in a sequential run.
+    assert [_gen(t) for t in trials] == [n // 50 for n in range(1000)]
+    origins = Counter(t.system_attrs[CANDIDATE_KEY]["origin"] for t in trials)
+    assert origins["random"] == 50 and origins["copy"] + origins["crossover"] == 950
+    # No architecture is evaluated twice, and each trial's parameters are its candidate.
+    archs = [_arch(t) for t in trials]
+    assert len(set(archs)) == 1000
+    assert all(architecture_params(a) == t.params for a, t in zip(archs, trials, strict=True))
+    storage = study._storage
+    attrs = storage.get_study_system_attrs(study._study_id)
+    assert sorted(k for k in attrs if k.startswith(PARENTS_KEY_PREFIX)) == sorted(
+        f"{PARENTS_KEY_PREFIX}{g}" for g in range(1, 20)
+    )
+
+
+def test_parents_are_the_best_by_balanced_fitness() -> None:
+    study = _run(DSPSSampler(space=BIG, seed=3, alpha=0.7), 160)
+    trials = study.get_trials(deepcopy=False)
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    previous_parents: list[int] = []
+    for g in (1, 2, 3):
+        pool = [t.number for t in trials if _gen(t) == g - 1] + previous_parents
+        acc = [trials[n].values[0] for n in pool]
+        energy = [trials[n].values[1] for n in pool]
+        fitness = balanced_fitness(acc, energy, 0.7)
+        expected = [pool[i] for i in sorted(range(len(pool)), key=lambda i: (-fitness[i], pool[i]))]
+        assert attrs[f"{PARENTS_KEY_PREFIX}{g}"] == expected[:20]
+        previous_parents = expected[:20]
+    # Elitism: the pool keeps parents, so the best fitness of the parents never gets worse.
+    assert len(set(attrs[f"{PARENTS_KEY_PREFIX}3"])) == 20
+
+
+def test_children_only_take_values_from_the_choice_lists() -> None:
+    study = _run(DSPSSampler(space=BIG, seed=5, mutation_prob=1.0, crossover_prob=1.0), 150)
+    for trial in study.get_trials(deepcopy=False):
+        arch = _arch(trial)
+        assert BIG.contains(arch), str(arch)
+        for field in PER_BLOCK_FIELDS:
+            assert len(getattr(arch, field)) == arch.depth
+    # With mutation_prob=1 every gene of a copied parent changes: depth differs from the parent's.
+
+
+def test_mutation_moves_every_gene_with_probability_one() -> None:
+    sampler = DSPSSampler(
+        space=SMALL, population_size=4, num_parents=1, mutation_prob=1.0, crossover_prob=0.0, seed=2
+    )
+    study = _run(sampler, 5, SMALL)
+    trials = study.get_trials(deepcopy=False)
+    parent = _arch(
+        trials[study._storage.get_study_system_attrs(study._study_id)[f"{PARENTS_KEY_PREFIX}1"][0]]
+    )
+    child = _arch(trials[4])
+    assert trials[4].system_attrs[CANDIDATE_KEY]["origin"] == "copy"
+    assert child.depth != parent.depth
+    assert child.embed_dim != parent.embed_dim
+    assert child.time_steps != parent.time_steps
+    for i in range(min(child.depth, parent.depth)):
+        for field in PER_BLOCK_FIELDS:
+            assert getattr(child, field)[i] != getattr(parent, field)[i]
+
+
+def test_no_mutation_no_crossover_copies_parents_until_redraw() -> None:
+    # Copies of parents are all duplicates, so every child falls back to a uniform draw.
+    sampler = DSPSSampler(
+        space=SMALL,
+        population_size=4,
+        num_parents=2,
+        mutation_prob=0.0,
+        crossover_prob=0.0,
+        max_redraws=6,
+        seed=0,
+    )
+    study = _run(sampler, 8, SMALL)
+    trials = study.get_trials(deepcopy=False)
+    assert [t.system_attrs[CANDIDATE_KEY]["origin"] for t in trials[4:]] == ["random"] * 4
+    assert len({_arch(t) for t in trials}) == 8
+
+
+# --- determinism and resume ----------------------------------------------------------------
+def test_determinism_under_a_seed() -> None:
+    a = [t.params for t in _run(DSPSSampler(space=BIG, seed=11), 120).trials]
+    b = [t.params for t in _run(DSPSSampler(space=BIG, seed=11), 120).trials]
+    c = [t.params for t in _run(DSPSSampler(space=BIG, seed=12), 120).trials]
+    assert a == b
+    assert a != c
+
+
+def test_resume_with_a_new_sampler_instance(db_dir: Path) -> None:
+    url = f"sqlite:///{db_dir / 'resume.db'}"
+    reference = _run(DSPSSampler(space=SMALL, population_size=4, num_parents=2, seed=4), 10, SMALL)
+    study = optuna.create_study(
+        directions=DIRECTIONS,
+        storage=url,
+        study_name="s",
+        sampler=DSPSSampler(space=SMALL, population_size=4, num_parents=2, seed=4),
+    )
+    study.optimize(_objective(SMALL), n_trials=5)
+    # A fresh process would do exactly this: load the study with a new sampler.
+    resumed = optuna.load_study(
+        study_name="s",
+        storage=url,
+        sampler=DSPSSampler(space=SMALL, population_size=4, num_parents=2, seed=4),
+    )
+    resumed.optimize(_objective(SMALL), n_trials=5)
+    assert [t.params for t in resumed.trials] == [t.params for t in reference.trials]
+    assert Counter(_gen(t) for t in resumed.trials) == {0: 4, 1: 4, 2: 2}
+
+
+def test_different_settings_on_resume_warn() -> None:
+    study = _run(DSPSSampler(space=SMALL, population_size=4, num_parents=2, seed=0), 4, SMALL)
+    study.sampler = DSPSSampler(space=SMALL, population_size=5, num_parents=2, seed=0)
+    with pytest.warns(UserWarning, match="population_size=4"):
+        study.optimize(_objective(SMALL), n_trials=1)
+
+
+def test_reseed_rng_changes_the_draws() -> None:
+    sampler = DSPSSampler(space=BIG, seed=1)
+    sampler.reseed_rng()
+    a = [t.params for t in _run(sampler, 10).trials]
+    b = [t.params for t in _run(DSPSSampler(space=BIG, seed=1), 10).trials]
+    assert a != b
+
+
+# --- enqueued, re-queued, constraints ------------------------------------------------------
+def test_enqueued_baseline_counts_toward_generation_zero() -> None:
+    study = optuna.create_study(
+        directions=DIRECTIONS, sampler=DSPSSampler(space=BIG, population_size=10, num_parents=4)
+    )
+    baseline = spikformer_4_384()
+    study.enqueue_trial(architecture_params(baseline))
+    study.optimize(_objective(BIG), n_trials=20)
+    trials = study.get_trials(deepcopy=False)
+    assert _arch(trials[0]) == baseline
+    assert trials[0].system_attrs[CANDIDATE_KEY] == {
+        "generation": 0,
+        "architecture": baseline.to_dict(),
+        "origin": "enqueued",
+    }
+    assert [_gen(t) for t in trials] == [0] * 10 + [1] * 10
+    assert baseline not in {_arch(t) for t in trials[1:]}
+
+
+def test_partly_enqueued_parameters_are_respected() -> None:
+    study = optuna.create_study(directions=DIRECTIONS, sampler=DSPSSampler(space=BIG, seed=0))
+    study.enqueue_trial({"depth": 3, "time_steps": 2, "tau_1": 10.0})
+    study.optimize(_objective(BIG), n_trials=1)
+    arch = _arch(study.trials[0])
+    assert (arch.depth, arch.time_steps, arch.tau[1]) == (3, 2, 10.0)
+    assert study.trials[0].params["tau_1"] == 10.0
+
+
+def test_requeued_failed_trial_keeps_candidate_and_generation() -> None:
+    sampler = DSPSSampler(space=BIG, population_size=5, num_parents=2, seed=0)
+    study = _run(sampler, 7)
+    trial = study.ask()
+    suggest_architecture(trial, BIG)
+    study.tell(trial, state=TrialState.FAIL)
+    failed = study.trials[-1]
+    RetryHeartbeatStaleTrialCallback()(study, failed)
+    study.optimize(_objective(BIG), n_trials=1)
+    retried = study.trials[-1]
+    assert retried.system_attrs["failed_trial"] == failed.number
+    assert retried.state == TrialState.COMPLETE
+    assert retried.system_attrs[CANDIDATE_KEY] == failed.system_attrs[CANDIDATE_KEY]
+    assert retried.params == failed.params
+
+
+def test_feasible_rejects_candidates_before_evaluation() -> None:
+    seen: list[Architecture] = []
+
+    def feasible(arch: Architecture) -> bool:
+        return arch.depth <= 3 and arch.embed_dim <= 384
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        seen.append(suggest_architecture(trial, BIG))
+        return float(seen[-1].embed_dim), float(seen[-1].depth)
+
+    study = optuna.create_study(
+        directions=DIRECTIONS,
+        sampler=DSPSSampler(space=BIG, population_size=10, num_parents=4, feasible=feasible),
+    )
+    study.optimize(objective, n_trials=40)
+    assert len(seen) == 40 and all(feasible(a) for a in seen)
+
+
+def test_no_feasible_candidate_fails_the_trial_clearly() -> None:
+    study = optuna.create_study(
+        directions=DIRECTIONS,
+        sampler=DSPSSampler(space=SMALL, feasible=lambda a: False, max_redraws=5),
+    )
+    with pytest.raises(RuntimeError, match=r"all 5 candidates.*rejected by `feasible`"):
+        study.optimize(_objective(SMALL), n_trials=1)
+    assert study.trials[0].state == TrialState.FAIL
+
+
+def test_other_parameters_are_sampled_randomly() -> None:
+    study = optuna.create_study(directions=DIRECTIONS, sampler=DSPSSampler(space=SMALL, seed=0))
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        arch = suggest_architecture(trial, SMALL)
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        return lr, float(arch.depth)
+
+    study.optimize(objective, n_trials=10)
+    lrs = [t.params["lr"] for t in study.trials]
+    assert all(1e-4 <= v <= 1e-1 for v in lrs) and len(set(lrs)) == 10
+
+
+def test_objective_over_another_space_is_refused() -> None:
+    study = optuna.create_study(directions=DIRECTIONS, sampler=DSPSSampler(space=BIG, seed=0))
+    with pytest.raises(ValueError, match="build the objective and the sampler from the same"):
+        study.optimize(_objective(SMALL), n_trials=1)
+
+
+# --- concurrency ---------------------------------------------------------------------------
+def test_threads_share_one_study_without_duplicates() -> None:
+    study = optuna.create_study(
+        directions=DIRECTIONS, sampler=DSPSSampler(space=SMALL, population_size=10, num_parents=4)
+    )
+    study.optimize(_objective(SMALL), n_trials=60, n_jobs=3)
+    trials = study.get_trials(deepcopy=False)
+    assert len({_arch(t) for t in trials}) == 60
+    counts = Counter(_gen(t) for t in trials)
+    assert all(c <= 10 for c in counts.values()) and sum(counts.values()) == 60
+
+
+def test_four_processes_on_one_sqlite_study(db_dir: Path) -> None:
+    url = f"sqlite:///{db_dir / 'shared.db'}"
+    optuna.create_study(directions=DIRECTIONS, storage=url, study_name="shared")
+    population, per_worker, workers = 6, 6, 4
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "sampler_worker.py"),
+                url,
+                "shared",
+                str(per_worker),
+                str(population),
+                "7",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(workers)
+    ]
+    outputs = [p.communicate(timeout=120)[0].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    study = optuna.load_study(study_name="shared", storage=url)
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == workers * per_worker
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    archs = [_arch(t) for t in trials]
+    assert len(set(archs)) == len(archs), "duplicate architectures"
+    counts = Counter(_gen(t) for t in trials)
+    # Never more than a population per generation; concurrent starts can leave a generation
+    # short by at most one trial per other worker (see the sampler's docstring).
+    assert all(c <= population for c in counts.values()), counts
+    last = max(counts)
+    assert all(counts[g] >= population - (workers - 1) for g in range(last)), counts
+    assert sorted(counts) == list(range(last + 1))
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    assert all(f"{PARENTS_KEY_PREFIX}{g}" in attrs for g in range(1, last + 1))
+
+
+def test_balanced_fitness_matches_hand_computed_values() -> None:
+    # The ranking the sampler relies on (SPEC section 5).
+    fit = balanced_fitness([90.0, 95.0, 80.0], [1.0, 2.0, 0.5], 0.5)
+    np.testing.assert_allclose(fit, [0.5 * 10 / 15 + 0.5 * (1 - 0.5 / 1.5), 0.5, 0.5])
