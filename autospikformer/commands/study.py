@@ -1,7 +1,411 @@
-"""`autospik study ...` commands."""
+"""`autospik study ...`: create a study, run its search workers, export, list, show, dashboard.
+
+Every command takes ``--storage URL`` (default ``sqlite:///autospik.db`` in the working folder;
+any SQLAlchemy URL, e.g. PostgreSQL, for many machines). Errors are one line on stderr and a
+non-zero exit; a command that fails leaves the storage as it was.
+"""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Any
+
 import typer
 
-app = typer.Typer(help="study commands.", no_args_is_help=True)
+from autospikformer.commands.common import console, fail
+
+app = typer.Typer(
+    help="Studies: create one from a study file, run its search, export and browse the front.",
+    no_args_is_help=True,
+)
+
+STORAGE = typer.Option(
+    "sqlite:///autospik.db",
+    "--storage",
+    "-s",
+    help="Optuna RDB storage URL (SQLite file, or e.g. postgresql+psycopg2://user:pw@host/db).",
+)
+RUNS_DIR = typer.Option(
+    "runs",
+    "--runs-dir",
+    help="Folder for per-study outputs: <runs-dir>/<study>/supernet.pt, export/.",
+)
+
+
+def _guard(func: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run ``func`` and turn the project's own error types into one-line failures."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from autospikformer.data import DataError
+    from autospikformer.space import SearchSpaceError
+    from autospikformer.study import StudyError
+    from autospikformer.study_config import StudyConfigError
+
+    try:
+        return func(*args, **kwargs)
+    except (StudyError, StudyConfigError, SearchSpaceError, DataError) as exc:
+        fail(" ".join(str(exc).split()))
+
+
+def _resolve(target: str, storage_url: str, *, create: bool) -> tuple[Any, Any, bool]:
+    """``target`` as a study in the storage, or a study file / preset to register first.
+
+    A name already in the storage wins over a preset of the same name; a ``.toml`` path is always
+    read (and must match the stored study of its name).
+    """
+    from autospikformer.resources import preset_names
+    from autospikformer.study import (
+        StudyError,
+        _sqlite_path,
+        create_study,
+        load_study,
+        open_storage,
+        study_names,
+    )
+    from autospikformer.study_config import StudyConfig
+
+    is_file = target.endswith(".toml")
+    is_preset = target in preset_names("studies")
+    if is_file or (create and is_preset):
+        config = StudyConfig.load(target)
+        path = _sqlite_path(storage_url)
+        exists_already = path is not None and path.is_file()
+        storage = open_storage(storage_url, create=True)
+        if not is_file and config.name in study_names(storage):
+            study, stored = load_study(storage, config.name)
+            return study, stored, False
+        try:
+            study, created = create_study(storage, config)
+        except StudyError:
+            if path is not None and not exists_already:
+                path.unlink(missing_ok=True)
+            raise
+        return study, config, created
+    path = _sqlite_path(storage_url)
+    if path is not None and not path.is_file():
+        hint = f" (presets: {', '.join(preset_names('studies'))})" if create else ""
+        raise StudyError(
+            f"no study named {target!r}: no study storage at {path}{hint}; "
+            "create one with 'autospik study create STUDY_FILE' or pass --storage"
+        )
+    storage = open_storage(storage_url)
+    study, config = load_study(storage, target)
+    return study, config, False
+
+
+@app.command()
+def create(
+    study_file: str = typer.Argument(
+        ..., help="A study file (.toml) or a preset name (e.g. digits)."
+    ),
+    storage: str = STORAGE,
+) -> None:
+    """Register a study (its whole configuration) in the storage; workers need only its name."""
+
+    def body() -> None:
+        study, config, created = _resolve(study_file, storage, create=True)
+        from autospikformer.study import describe_url
+
+        verb = "created" if created else "already exists (same configuration)"
+        console.print(
+            f"study [bold]{config.name}[/] {verb} in {describe_url(storage)}: "
+            f"{config.dataset}, space {config.space.name} "
+            f"({config.space.count():,} architectures), "
+            f"sampler {config.search.sampler}, {len(study.trials)} trials so far"
+        )
+
+    _guard(body)
+
+
+def _fmt_seconds(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class _Display:
+    """The rich progress line: complete trials of N, Pareto front size, best values so far."""
+
+    def __init__(self, progress: Any, target: int) -> None:
+        self.progress = progress
+        self.task = progress.add_task("search", total=target, front="-", acc="-", energy="-")
+        self.target = target
+
+    def __call__(self, study: Any) -> None:
+        from optuna.trial import TrialState
+
+        from autospikformer.export import pareto_mask
+
+        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        if done:
+            acc = [t.values[0] for t in done]
+            energy = [t.values[1] for t in done]
+            fields = {
+                "front": str(int(pareto_mask(acc, energy).sum())),
+                "acc": f"{100 * max(acc):.2f} %",
+                "energy": f"{min(energy):.4g} mJ",
+            }
+        else:
+            fields = {}
+        self.progress.update(self.task, completed=min(len(done), self.target), **fields)
+
+
+@app.command()
+def run(
+    study: str = typer.Argument(
+        ..., help="Study name in the storage, or a study file / preset (registered first if new)."
+    ),
+    trials: int = typer.Option(
+        None,
+        "--trials",
+        "-n",
+        min=1,
+        help="Stop when the study holds this many complete trials (all workers together); "
+        "default: the study's search.trials.",
+    ),
+    storage: str = STORAGE,
+    workers: int = typer.Option(
+        1, "--workers", "-w", min=1, help="Worker processes on this machine."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    runs_dir: Path = RUNS_DIR,
+    supernet: Path = typer.Option(
+        None, "--supernet", help="Use this supernet checkpoint (never trained here)."
+    ),
+    data_root: str = typer.Option(None, "--data-root", help="Override the study's data.root here."),
+    export: bool = typer.Option(True, "--export/--no-export", help="Export when N is reached."),
+) -> None:
+    """Train the supernet if missing (stage 1), then search until N complete trials (stage 2).
+
+    Any number of invocations, here or on other machines sharing a PostgreSQL storage,
+    cooperate on one study. Ctrl-C stops after the current trial (twice: at once, re-queuing
+    it); run the same command again to resume.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from autospikformer.study import WorkerOptions, prepare_supernet, run_workers
+
+    started = time.monotonic()
+    optuna_study, config, created = _guard(_resolve, study, storage, create=True)
+    name = config.name
+    target = trials or config.search.trials
+    if created:
+        console.print(f"registered study [bold]{name}[/] in the storage")
+    console.print(
+        f"[bold]stage 1[/]: supernet of study {name} ({config.space.name}, {config.dataset})"
+    )
+    checkpoint = _guard(
+        prepare_supernet,
+        optuna_study,
+        config,
+        runs_dir=runs_dir,
+        checkpoint=supernet,
+        data_root=data_root,
+        device=device,
+    )
+    console.print(f"supernet: {checkpoint} ({_fmt_seconds(time.monotonic() - started)} so far)")
+    console.print(
+        f"[bold]stage 2[/]: {config.search.sampler} search to {target} complete trials, "
+        f"{workers} worker{'s' if workers > 1 else ''}"
+    )
+    options = WorkerOptions(
+        storage_url=storage,
+        study_name=name,
+        trials=target,
+        checkpoint=str(checkpoint),
+        device=device,
+        data_root=data_root,
+    )
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(
+            "front {task.fields[front]} | best acc {task.fields[acc]} | "
+            "min energy {task.fields[energy]}"
+        ),
+        TimeElapsedColumn(),
+    )
+    search_started = time.monotonic()
+    with Progress(*columns, console=console) as progress:
+        display = _Display(progress, target)
+        outcome = _guard(run_workers, options, workers, on_poll=display)
+    elapsed = time.monotonic() - search_started
+    if outcome.interrupted:
+        console.print(
+            f"stopped: {outcome.complete} of {target} trials complete; "
+            f"run 'autospik study run {name}' again to resume"
+        )
+        raise typer.Exit(130)
+    console.print(
+        f"study {name}: {outcome.complete} complete trials ({outcome.completed_here} in this run, "
+        f"search {_fmt_seconds(elapsed)}, total {_fmt_seconds(time.monotonic() - started)})"
+    )
+    if export:
+        _export_and_report(optuna_study, runs_dir / name / "export")
+
+
+def _export_and_report(optuna_study: Any, out: Path) -> None:
+    import json
+
+    from autospikformer.export import export_study
+
+    paths = export_study(optuna_study, out)
+    summary = json.loads(paths["summary.json"].read_text())
+    best, low = summary["best_accuracy"], summary["lowest_energy"]
+    if best:
+        tau = summary["kendall_tau_accuracy_energy"]
+        console.print(
+            f"Pareto front: {summary['front_size']} of {summary['complete']} candidates; best "
+            f"accuracy {100 * best['accuracy']:.2f} % (trial {best['trial']}), lowest energy "
+            f"{low['energy_mj']:.4g} mJ (trial {low['trial']}); hypervolume "
+            f"{summary['hypervolume']:.4g}, Kendall tau(accuracy, energy) "
+            f"{'n/a' if tau is None else f'{tau:.3f}'}"
+        )
+    console.print(f"exported front: {paths['pareto.csv']}", soft_wrap=True)
+    console.print(f"interactive plot: {paths['pareto.html']}", soft_wrap=True)
+
+
+@app.command("export")
+def export_cmd(
+    study: str = typer.Argument(..., help="Study name in the storage."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Output folder (default: <runs-dir>/<study>/export)."
+    ),
+    storage: str = STORAGE,
+    runs_dir: Path = RUNS_DIR,
+) -> None:
+    """Write trials.csv, pareto.csv, pareto.json, pareto.html, hypervolume.csv and summary.json."""
+    optuna_study, config, _ = _guard(_resolve, study, storage, create=False)
+    _export_and_report(optuna_study, out or runs_dir / config.name / "export")
+
+
+@app.command("list")
+def list_cmd(storage: str = STORAGE) -> None:
+    """All studies in the storage with their progress and best values."""
+    from rich.table import Table
+
+    from autospikformer.study import open_storage
+
+    def body() -> None:
+        import optuna
+        from optuna.trial import TrialState
+
+        store = open_storage(storage)
+        table = Table(title=f"studies in {storage}")
+        for column in (
+            "study",
+            "data set",
+            "space",
+            "sampler",
+            "complete",
+            "running",
+            "best acc",
+            "min energy (mJ)",
+        ):
+            table.add_column(column, justify="right" if column[0] in "crbm" else "left")
+        for summary in sorted(store.get_all_studies(), key=lambda s: s.study_name):
+            s = optuna.load_study(study_name=summary.study_name, storage=store)
+            cfg = s.user_attrs.get("autospik:config") or {}
+            trials = s.get_trials(deepcopy=False)
+            done = [t for t in trials if t.state == TrialState.COMPLETE]
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            target = cfg.get("search", {}).get("trials", "?")
+            table.add_row(
+                summary.study_name,
+                cfg.get("data", {}).get("dataset", "?"),
+                cfg.get("space", {}).get("name", "?"),
+                cfg.get("search", {}).get("sampler", "?"),
+                f"{len(done)}/{target}",
+                str(running),
+                f"{100 * max(t.values[0] for t in done):.2f} %" if done else "-",
+                f"{min(t.values[1] for t in done):.4g}" if done else "-",
+            )
+        console.print(table)
+
+    _guard(body)
+
+
+@app.command()
+def show(
+    study: str = typer.Argument(..., help="Study name in the storage."),
+    storage: str = STORAGE,
+) -> None:
+    """The study's Pareto front as a table (lowest energy first)."""
+    from rich.table import Table
+
+    from autospikformer.export import complete_and_front, trials_frame
+
+    optuna_study, config, _ = _guard(_resolve, study, storage, create=False)
+    frame = trials_frame(optuna_study, config.search.alpha)
+    complete, front = complete_and_front(frame)
+    counts = frame["state"].value_counts().to_dict()
+    states = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
+    table = Table(
+        title=f"study {config.name}: Pareto front ({len(front)} of {len(complete)} complete; "
+        f"{states or 'no trials'})",
+    )
+    for column in (
+        "trial",
+        "accuracy %",
+        "energy mJ",
+        "params",
+        "firing rate",
+        "F_AEB",
+        "architecture",
+    ):
+        if column == "architecture":
+            table.add_column(column, overflow="fold")
+        else:
+            table.add_column(column, justify="right")
+    for _, row in front.iterrows():
+        rate = row["mean_firing_rate"]
+        table.add_row(
+            f"{row['number']}{' *' if row['baseline'] else ''}",
+            f"{100 * row['accuracy']:.2f}",
+            f"{row['energy_mj']:.4g}",
+            f"{int(row['num_parameters']):,}"
+            if row["num_parameters"] is not None and str(row["num_parameters"]) != "<NA>"
+            else "-",
+            f"{rate:.3f}" if rate is not None and rate == rate else "-",
+            f"{row['f_aeb']:.3f}",
+            row["architecture"],
+        )
+    console.print(table)
+    if front["baseline"].astype(bool).any():
+        console.print(
+            f"* the hand-designed {front.loc[front['baseline'].astype(bool), 'baseline'].iloc[0]}"
+        )
+
+
+@app.command()
+def dashboard(
+    study: str = typer.Argument(..., help="Study name in the storage."),
+    storage: str = STORAGE,
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Interface to listen on (localhost only by default)."
+    ),
+    port: int = typer.Option(8080, "--port", help="Port to listen on."),
+) -> None:
+    """Browse the study in optuna-dashboard (objectives named accuracy and energy_mj)."""
+    from autospikformer.study import METRIC_NAMES, open_storage
+
+    optuna_study, _, _ = _guard(_resolve, study, storage, create=False)
+    if optuna_study.metric_names != list(METRIC_NAMES):
+        optuna_study.set_metric_names(list(METRIC_NAMES))
+    import optuna_dashboard
+
+    console.print(
+        f"optuna-dashboard: http://{host}:{port}/dashboard/studies/{optuna_study._study_id} "
+        "(Ctrl-C to stop)"
+    )
+    optuna_dashboard.run_server(open_storage(storage), host=host, port=port)

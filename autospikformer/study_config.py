@@ -1,0 +1,381 @@
+"""Study files: one TOML file says everything a search needs (data, space, training, search, seed).
+
+A study file has the sections ``[study]``, ``[data]``, ``[space]``, ``[train]`` and ``[search]``
+(``docs/studies.md`` is the reference). :meth:`StudyConfig.to_dict` is the *resolved* form: the
+search space is written out as explicit choice lists and every default is filled in, so the
+dict stored in the Optuna study is all a worker on another machine needs (no file, no preset
+folder). ``StudyConfig.from_dict(cfg.to_dict()) == cfg`` holds.
+
+Every error is a :class:`StudyConfigError` whose message starts with the dotted field name and
+lists the allowed values, e.g. ``search.sampler: 'cma' is not a sampler (allowed: dsps, nsga2,
+tpe, random)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autospikformer.resources import preset_names, studies_dir
+from autospikformer.space import SearchSpace, SearchSpaceError
+
+SAMPLERS = ("dsps", "nsga2", "tpe", "random")
+DATASETS = ("digits", "cifar10", "cifar100", "cifar10dvs", "dvs128")
+
+# Each sampler's own parameters (``[search.options]``) with their defaults. DSPS defaults are
+# the paper's (population 50, 20 parents, crossover 0.3, mutation 0.4).
+SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
+    "dsps": {"population_size": 50, "num_parents": 20, "crossover_prob": 0.3, "mutation_prob": 0.4},
+    "nsga2": {"population_size": 50, "crossover_prob": 0.9, "swapping_prob": 0.5},
+    "tpe": {"n_startup_trials": 10, "multivariate": True},
+    "random": {},
+}
+
+# Firing rate assumed by the *pre-evaluation* energy estimate that enforces ``max_energy_mj``
+# (SPEC section 4: the paper reports about 0.95 mJ for Spikformer-4-384 at a mean rate of 0.35).
+DEFAULT_ENERGY_RATE = 0.35
+
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "study": ("name", "description", "seed"),
+    "data": ("dataset", "root"),
+    "search": (
+        "sampler",
+        "options",
+        "trials",
+        "alpha",
+        "calib_batches",
+        "eval_samples",
+        "batch_size",
+        "baseline",
+        "max_params",
+        "max_energy_mj",
+        "energy_rate",
+        "heartbeat_interval",
+        "grace_period",
+    ),
+}
+
+
+class StudyConfigError(ValueError):
+    """A study file or dict that cannot be used; the message names the field and allowed values."""
+
+
+def _allowed(values: Any) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def _check_keys(where: str, table: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise StudyConfigError(f"{where}: expected a table, got {table!r}")
+    for key in table:
+        if key not in allowed:
+            name = f"{where}.{key}" if where else key
+            raise StudyConfigError(f"{name}: unknown field (allowed: {_allowed(allowed)})")
+    return table
+
+
+def _int(where: str, value: Any, *, minimum: int, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        extra = " or leave it out" if allow_none else ""
+        raise StudyConfigError(
+            f"{where}: {value!r} is not allowed (allowed: an integer >= {minimum}{extra})"
+        )
+    return value
+
+
+def _float(
+    where: str,
+    value: Any,
+    *,
+    lo: float,
+    hi: float = math.inf,
+    allow_none: bool = False,
+    lo_open: bool = False,
+) -> float | None:
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (value > lo if lo_open else value >= lo) and value <= hi
+    if not ok:
+        bound = f"{'>' if lo_open else '>='} {lo}" + ("" if hi == math.inf else f" and <= {hi}")
+        extra = " or leave it out" if allow_none else ""
+        raise StudyConfigError(
+            f"{where}: {value!r} is not allowed (allowed: a number {bound}{extra})"
+        )
+    return float(value)
+
+
+def _bool(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise StudyConfigError(f"{where}: {value!r} is not allowed (allowed: true, false)")
+    return value
+
+
+def _str(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise StudyConfigError(f"{where}: {value!r} is not allowed (allowed: a non-empty string)")
+    return value
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """``[search]``: which sampler proposes candidates and how each candidate is evaluated.
+
+    ``max_params`` / ``max_energy_mj`` reject a candidate *before* it is evaluated. The energy
+    budget compares against the analytic estimate at the assumed firing rate ``energy_rate``
+    (the measured rate is known only after evaluation). ``heartbeat_interval`` / ``grace_period``
+    (seconds) make a trial whose worker died count as failed and be re-queued.
+    """
+
+    sampler: str = "dsps"
+    options: dict[str, Any] = field(default_factory=dict)
+    trials: int = 1000
+    alpha: float = 0.5
+    calib_batches: int = 8
+    eval_samples: int | None = None
+    batch_size: int = 128
+    baseline: bool = True
+    max_params: int | None = None
+    max_energy_mj: float | None = None
+    energy_rate: float = DEFAULT_ENERGY_RATE
+    heartbeat_interval: int = 30
+    grace_period: int = 120
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchSettings:
+        table = _check_keys("search", data, SECTION_KEYS["search"])
+        sampler = table.get("sampler", "dsps")
+        if sampler not in SAMPLERS:
+            raise StudyConfigError(
+                f"search.sampler: {sampler!r} is not a sampler (allowed: {_allowed(SAMPLERS)})"
+            )
+        defaults = SAMPLER_OPTIONS[sampler]
+        given = _check_keys("search.options", table.get("options", {}), tuple(defaults))
+        options = {**defaults, **given}
+        for key, value in options.items():
+            where = f"search.options.{key}"
+            if key in ("population_size",):
+                _int(where, value, minimum=2)
+            elif key in ("num_parents", "n_startup_trials"):
+                _int(where, value, minimum=1 if key == "num_parents" else 0)
+            elif key.endswith("_prob"):
+                _float(where, value, lo=0.0, hi=1.0)
+            elif key == "multivariate":
+                _bool(where, value)
+        if sampler == "dsps" and options["num_parents"] > options["population_size"]:
+            raise StudyConfigError(
+                f"search.options.num_parents: {options['num_parents']} is not allowed "
+                f"(allowed: 1 .. population_size = {options['population_size']})"
+            )
+        heartbeat = _int(
+            "search.heartbeat_interval", table.get("heartbeat_interval", 30), minimum=1
+        )
+        grace = _int("search.grace_period", table.get("grace_period", 120), minimum=1)
+        assert heartbeat is not None and grace is not None
+        if grace <= heartbeat:
+            raise StudyConfigError(
+                f"search.grace_period: {grace} is not allowed (allowed: an integer > "
+                f"heartbeat_interval = {heartbeat})"
+            )
+        eval_samples = table.get("eval_samples")
+        return cls(
+            sampler=sampler,
+            options=options,
+            trials=_int("search.trials", table.get("trials", 1000), minimum=1),  # type: ignore[arg-type]
+            alpha=_float("search.alpha", table.get("alpha", 0.5), lo=0.0, hi=1.0),  # type: ignore[arg-type]
+            calib_batches=_int("search.calib_batches", table.get("calib_batches", 8), minimum=0),  # type: ignore[arg-type]
+            eval_samples=_int("search.eval_samples", eval_samples, minimum=1, allow_none=True),
+            batch_size=_int("search.batch_size", table.get("batch_size", 128), minimum=1),  # type: ignore[arg-type]
+            baseline=_bool("search.baseline", table.get("baseline", True)),
+            max_params=_int(
+                "search.max_params", table.get("max_params"), minimum=1, allow_none=True
+            ),
+            max_energy_mj=_float(
+                "search.max_energy_mj",
+                table.get("max_energy_mj"),
+                lo=0.0,
+                lo_open=True,
+                allow_none=True,
+            ),
+            energy_rate=_float(  # type: ignore[arg-type]
+                "search.energy_rate",
+                table.get("energy_rate", DEFAULT_ENERGY_RATE),
+                lo=0.0,
+                hi=1.0,
+            ),
+            heartbeat_interval=heartbeat,
+            grace_period=grace,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sampler": self.sampler,
+            "options": dict(self.options),
+            "trials": self.trials,
+            "alpha": self.alpha,
+            "calib_batches": self.calib_batches,
+            "eval_samples": self.eval_samples,
+            "batch_size": self.batch_size,
+            "baseline": self.baseline,
+            "max_params": self.max_params,
+            "max_energy_mj": self.max_energy_mj,
+            "energy_rate": self.energy_rate,
+            "heartbeat_interval": self.heartbeat_interval,
+            "grace_period": self.grace_period,
+        }
+
+
+def _resolve_space(table: Any, base: Path | None) -> SearchSpace:
+    """``[space]``: ``preset = "S_T1+S_S"``, ``file = "my.toml"`` or the space written inline."""
+    if not isinstance(table, dict):
+        raise StudyConfigError(f"space: expected a table, got {table!r}")
+    presets = _allowed(preset_names("spaces"))
+    if "preset" in table or "file" in table:
+        if len(table) != 1:
+            raise StudyConfigError(
+                "space: give exactly one of preset, file or the inline tables "
+                f"(got {sorted(table)})"
+            )
+        if "preset" in table:
+            name = table["preset"]
+            if not isinstance(name, str) or name not in preset_names("spaces"):
+                raise StudyConfigError(
+                    f"space.preset: {name!r} is not a preset (allowed: {presets})"
+                )
+            return SearchSpace.load(name)
+        path = Path(_str("space.file", table["file"]))
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        if path.suffix != ".toml" or not path.is_file():
+            raise StudyConfigError(f"space.file: {str(path)!r} is not an existing .toml file")
+        try:
+            return SearchSpace.load(path)
+        except SearchSpaceError as exc:
+            raise StudyConfigError(f"space.file: {exc}") from None
+    try:
+        return SearchSpace.from_dict(table)
+    except SearchSpaceError as exc:
+        raise StudyConfigError(
+            f"space: {exc} (or use preset = one of: {presets}; or file = 'path.toml')"
+        ) from None
+
+
+def _train_config(table: Any) -> Any:
+    """Validate ``[train]`` with the trainer's own ``TrainConfig`` (it names a bad key)."""
+    from autospikformer.train import TrainConfig
+
+    if not isinstance(table, dict):
+        raise StudyConfigError(f"train: expected a table, got {table!r}")
+    try:
+        return TrainConfig.from_dict(table)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        raise StudyConfigError(
+            message if message.startswith("train") else f"train.{message}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The whole configuration of one study (see the module docstring)."""
+
+    name: str
+    dataset: str
+    space: SearchSpace
+    train: Any  # autospikformer.train.TrainConfig
+    search: SearchSettings
+    data_root: str = "data"
+    seed: int = 0
+    description: str = ""
+
+    # --- reading ----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path_or_preset: str | Path) -> StudyConfig:
+        """A study file (``*.toml``) or a shipped preset name (``digits``, ``cifar100-s_s``)."""
+        path = Path(path_or_preset)
+        if path.suffix != ".toml":
+            path = studies_dir() / f"{path_or_preset}.toml"
+            if not path.is_file():
+                raise StudyConfigError(
+                    f"study: {str(path_or_preset)!r} is neither a .toml file nor a preset "
+                    f"(allowed presets: {_allowed(preset_names('studies'))})"
+                )
+        if not path.is_file():
+            raise StudyConfigError(f"study: file {str(path)!r} does not exist")
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise StudyConfigError(f"{path}: not valid TOML ({exc})") from None
+        try:
+            return cls.from_dict(data, base=path.parent)
+        except StudyConfigError as exc:
+            raise StudyConfigError(f"{path.name}: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, base: Path | None = None) -> StudyConfig:
+        """Validate a parsed study file or a stored ``to_dict()`` (``base``: for ``space.file``)."""
+        sections = ("study", "data", "space", "train", "search")
+        _check_keys("", data, sections)
+        for name in ("study", "data", "space"):
+            if name not in data:
+                raise StudyConfigError(f"{name}: section missing (required: study, data, space)")
+        study = _check_keys("study", data["study"], SECTION_KEYS["study"])
+        if "name" not in study:
+            raise StudyConfigError("study.name: missing (allowed: a non-empty string)")
+        name = _str("study.name", study["name"])
+        if any(c.isspace() or c in "/\\" for c in name):
+            raise StudyConfigError(
+                f"study.name: {name!r} is not allowed "
+                "(allowed: no spaces or slashes; it names a folder)"
+            )
+        dat = _check_keys("data", data["data"], SECTION_KEYS["data"])
+        dataset = dat.get("dataset")
+        if dataset not in DATASETS:
+            raise StudyConfigError(
+                f"data.dataset: {dataset!r} is not a data set (allowed: {_allowed(DATASETS)})"
+            )
+        return cls(
+            name=name,
+            dataset=dataset,
+            space=_resolve_space(data["space"], base),
+            train=_train_config(data.get("train", {})),
+            search=SearchSettings.from_dict(data.get("search", {})),
+            data_root=_str("data.root", dat.get("root", "data")),
+            seed=_int("study.seed", study.get("seed", 0), minimum=0),  # type: ignore[arg-type]
+            description=str(study.get("description", "")),
+        )
+
+    # --- writing ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe, fully resolved: the form stored in the study (``autospik:config``)."""
+        return {
+            "study": {"name": self.name, "description": self.description, "seed": self.seed},
+            "data": {"dataset": self.dataset, "root": self.data_root},
+            "space": self.space.to_dict(),
+            "train": self.train.to_dict(),
+            "search": self.search.to_dict(),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def differences(self, other: StudyConfig) -> list[str]:
+        """Dotted names of the differing fields (``search.sampler``, ``space``...), for messages."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        out = []
+        for section in mine:
+            if section == "space":
+                if self.space.fingerprint() != other.space.fingerprint():
+                    out.append("space")
+                continue
+            for key in sorted(set(mine[section]) | set(theirs[section])):
+                if mine[section].get(key) != theirs[section].get(key):
+                    out.append(f"{section}.{key}")
+        return out

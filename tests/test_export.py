@@ -1,0 +1,218 @@
+"""Export: front, hypervolume and Kendall tau against brute force; exact files and columns."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from autospikformer import SearchSpace
+from autospikformer.export import (
+    COLUMNS,
+    export_study,
+    hypervolume_2d,
+    kendall_tau,
+    pareto_mask,
+    trials_frame,
+)
+from autospikformer.fitness import balanced_fitness
+from autospikformer.search import architecture_params, distributions
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def brute_hypervolume(points: list[tuple[float, float]], ref_energy: float) -> float:
+    """Area of the union of rectangles [0, acc] x [energy, ref] by coordinate compression."""
+    xs = sorted({0.0, *(a for a, _ in points)})
+    ys = sorted({ref_energy, *(min(e, ref_energy) for _, e in points)})
+    area = 0.0
+    for x0, x1 in itertools.pairwise(xs):
+        for y0, y1 in itertools.pairwise(ys):
+            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+            if any(a >= cx and e <= cy for a, e in points):
+                area += (x1 - x0) * (y1 - y0)
+    return area
+
+
+def brute_front(acc: list[float], energy: list[float]) -> list[bool]:
+    out = []
+    for i in range(len(acc)):
+        dominated = any(
+            acc[j] >= acc[i]
+            and energy[j] <= energy[i]
+            and (acc[j] > acc[i] or energy[j] < energy[i])
+            for j in range(len(acc))
+        )
+        out.append(not dominated)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_hypervolume_and_front_match_brute_force(seed: int) -> None:
+    rng = random.Random(seed)
+    # a coarse grid makes ties in both objectives likely
+    acc = [rng.choice([0.1, 0.2, 0.3, 0.5, 0.8, 0.9]) for _ in range(25)]
+    energy = [rng.choice([0.5, 1.0, 1.5, 2.0, 3.0]) for _ in range(25)]
+    ref = 1.1 * max(energy)
+    assert hypervolume_2d(acc, energy, ref) == pytest.approx(
+        brute_hypervolume(list(zip(acc, energy, strict=True)), ref), rel=1e-12
+    )
+    assert pareto_mask(acc, energy).tolist() == brute_front(acc, energy)
+
+
+def test_hypervolume_small_cases() -> None:
+    assert hypervolume_2d([0.5], [1.0], 3.0) == pytest.approx(0.5 * 2.0)
+    # two front points: 0.4 x (3 - 1) + (0.9 - 0.4) x (3 - 2)
+    assert hypervolume_2d([0.4, 0.9, 0.3], [1.0, 2.0, 2.5], 3.0) == pytest.approx(0.8 + 0.5)
+    assert hypervolume_2d([0.9], [3.5], 3.0) == 0.0  # beyond the reference point
+    assert hypervolume_2d([], [], 1.0) == 0.0
+
+
+def test_kendall_tau_matches_definition() -> None:
+    x = [1, 2, 3, 4, 5]
+    assert kendall_tau(x, [2, 4, 6, 8, 10]) == pytest.approx(1.0)
+    assert kendall_tau(x, [5, 4, 3, 2, 1]) == pytest.approx(-1.0)
+    # tau-b with a tie in y: 8 concordant, 1 discordant, 1 tied pair of 10 -> 7 / sqrt(10 * 9)
+    assert kendall_tau(x, [1, 3, 2, 5, 5]) == pytest.approx(7 / np.sqrt(90), abs=1e-12)
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 6, 40), rng.integers(0, 6, 40)
+    assert kendall_tau(a, b) == pytest.approx(scipy_stats.kendalltau(a, b).statistic, abs=1e-12)
+    assert np.isnan(kendall_tau([1.0], [2.0]))
+
+
+# --- a study filled with real trial records --------------------------------------------------
+SPACE = SearchSpace.load("digits")
+
+
+def filled_study(n_complete: int = 30, seed: int = 0) -> optuna.Study:
+    """``n_complete`` distinct complete trials, one failed and one pruned."""
+    study = optuna.create_study(study_name="export-test", directions=["maximize", "minimize"])
+    study.set_metric_names(["accuracy", "energy_mj"])
+    study.set_user_attr("autospik:config", {"search": {"alpha": 0.5}})
+    rng = random.Random(seed)
+    seen = set()
+    while len(seen) < n_complete:
+        arch = SPACE.sample(rng)
+        if arch in seen:
+            continue
+        seen.add(arch)
+        params = architecture_params(arch)
+        dists = distributions(SPACE, arch.depth)
+        acc = round(rng.uniform(0.5, 0.95), 3)
+        energy = round(rng.uniform(0.001, 0.01), 5)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions={k: dists[k] for k in params},
+                values=[acc, energy],
+                user_attrs={
+                    "autospik:architecture": str(arch),
+                    "autospik:num_parameters": 1000 + len(seen),
+                    "autospik:firing_rate": 0.2,
+                    "autospik:seconds": 1.5,
+                    "autospik:calib_batches": 4,
+                    "autospik:eval_samples": 256,
+                    "autospik:baseline": "Spikformer-4-384" if len(seen) == 1 else None,
+                    "note": "hello",
+                },
+            )
+        )
+    arch = SPACE.sample(rng)
+    params = architecture_params(arch)
+    dists = distributions(SPACE, arch.depth)
+    study.add_trial(
+        optuna.trial.create_trial(
+            params=params,
+            distributions={k: dists[k] for k in params},
+            state=TrialState.FAIL,
+        )
+    )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.PRUNED, user_attrs={"autospik:skipped": "surplus"}
+        )
+    )
+    return study
+
+
+def test_export_files_columns_and_values(tmp_path) -> None:
+    study = filled_study()
+    paths = export_study(study, tmp_path)
+    assert sorted(p.name for p in paths.values()) == sorted(
+        [
+            "trials.csv",
+            "pareto.csv",
+            "pareto.json",
+            "pareto.html",
+            "hypervolume.csv",
+            "summary.json",
+        ]
+    )
+    trials = pd.read_csv(paths["trials.csv"])
+    assert list(trials.columns) == [*COLUMNS, "note"]
+    assert len(trials) == 32
+    assert trials["state"].value_counts().to_dict() == {"COMPLETE": 30, "FAIL": 1, "PRUNED": 1}
+    done = trials[trials["state"] == "COMPLETE"]
+    assert done["architecture"].is_unique
+    assert trials.loc[trials["state"] == "PRUNED", "skipped"].tolist() == ["surplus"]
+
+    best = study.best_trials
+    pareto = pd.read_csv(paths["pareto.csv"])
+    assert list(pareto.columns) == list(trials.columns)
+    assert sorted(pareto["number"]) == sorted(t.number for t in best)
+    assert pareto["energy_mj"].is_monotonic_increasing
+    assert pareto["accuracy"].is_monotonic_increasing  # a front: more energy buys accuracy
+    # F_AEB over all complete trials at export time
+    expected = balanced_fitness(done["accuracy"], done["energy_mj"], 0.5)
+    assert np.allclose(done["f_aeb"], expected)
+
+    front = json.loads(paths["pareto.json"].read_text())
+    assert front["metrics"] == ["accuracy", "energy_mj"]
+    assert [p["trial"] for p in front["front"]] == pareto["number"].tolist()
+    first = front["front"][0]
+    assert set(first) >= {"accuracy", "energy_mj", "architecture", "architecture_json", "f_aeb"}
+    assert first["architecture_json"]["depth"] in (1, 2)
+
+    history = pd.read_csv(paths["hypervolume.csv"])
+    assert list(history.columns) == [
+        "complete_trials",
+        "trial",
+        "hypervolume",
+        "ref_accuracy",
+        "ref_energy_mj",
+    ]
+    assert len(history) == 30 and history["hypervolume"].is_monotonic_increasing
+    ref = 1.1 * done["energy_mj"].max()
+    assert history["ref_energy_mj"].iloc[0] == pytest.approx(ref)
+    points = list(zip(done["accuracy"], done["energy_mj"], strict=True))
+    assert history["hypervolume"].iloc[-1] == pytest.approx(brute_hypervolume(points, ref))
+
+    summary = json.loads(paths["summary.json"].read_text())
+    assert summary["complete"] == 30 and summary["front_size"] == len(best)
+    assert summary["trials"] == {"COMPLETE": 30, "FAIL": 1, "PRUNED": 1}
+    assert summary["kendall_tau_accuracy_energy"] == pytest.approx(
+        kendall_tau(done["accuracy"], done["energy_mj"])
+    )
+    assert summary["baseline"]["trial"] == 0
+    assert summary["baseline"]["name"] == "Spikformer-4-384"
+    assert trials["baseline"].fillna("").tolist()[:2] == ["Spikformer-4-384", ""]
+
+    html = paths["pareto.html"].read_text()
+    assert "plotly" in html and "Pareto front" in html and "Spikformer-4-384" in html
+    assert '<script src="http' not in html  # offline: plotly.js is inlined
+
+
+def test_empty_study_exports(tmp_path) -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    paths = export_study(study, tmp_path)
+    assert list(pd.read_csv(paths["trials.csv"]).columns) == list(COLUMNS)
+    summary = json.loads(paths["summary.json"].read_text())
+    assert summary["complete"] == 0 and summary["front_size"] == 0
+    assert trials_frame(study).empty

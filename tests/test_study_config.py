@@ -1,0 +1,194 @@
+"""Study files: every preset loads and round-trips; a bad file names the field and allowed values."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from autospikformer import SearchSpace
+from autospikformer.resources import preset_names, studies_dir
+from autospikformer.study_config import StudyConfig, StudyConfigError
+
+PRESETS = [
+    "cifar10-s_s",
+    "cifar10-s_t1",
+    "cifar10-s_t2",
+    "cifar100-s_s",
+    "cifar100-s_t1",
+    "cifar100-s_t2",
+    "cifar10dvs",
+    "dvs128",
+    "digits",
+]
+
+
+def test_presets_are_shipped() -> None:
+    assert sorted(preset_names("studies")) == sorted(PRESETS)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_loads_and_round_trips(name: str) -> None:
+    config = StudyConfig.load(name)
+    assert config.name == name
+    data = json.loads(config.to_json())  # JSON-safe: this is what the study stores
+    again = StudyConfig.from_dict(data)
+    assert again == config
+    assert again.differences(config) == []
+    assert StudyConfig.load(studies_dir() / f"{name}.toml") == config
+
+
+def test_paper_presets_use_the_paper_settings() -> None:
+    c = StudyConfig.load("cifar100-s_t1")
+    assert (c.dataset, c.space.name, c.search.sampler) == ("cifar100", "S_T1+S_S", "dsps")
+    assert c.space == SearchSpace.load("S_T1+S_S")
+    assert c.search.options == {
+        "population_size": 50,
+        "num_parents": 20,
+        "crossover_prob": 0.3,
+        "mutation_prob": 0.4,
+    }
+    assert (c.search.trials, c.search.alpha, c.train.epochs, c.train.lr) == (1000, 0.5, 1000, 5e-4)
+    assert StudyConfig.load("cifar10-s_s").space.name == "S_S"
+    assert StudyConfig.load("dvs128").space.name == "dvs"
+
+
+def test_defaults_fill_in() -> None:
+    minimal = {
+        "study": {"name": "tiny"},
+        "data": {"dataset": "digits"},
+        "space": {"preset": "digits"},
+    }
+    c = StudyConfig.from_dict(minimal)
+    assert c.seed == 0 and c.data_root == "data"
+    assert c.search.sampler == "dsps" and c.search.options["population_size"] == 50
+    assert c.search.eval_samples is None and c.search.max_params is None
+    assert c.search.energy_rate == 0.35
+    tpe = StudyConfig.from_dict({**minimal, "search": {"sampler": "tpe"}})
+    assert tpe.search.options == {"n_startup_trials": 10, "multivariate": True}
+
+
+def test_space_from_a_file_beside_the_study_file_and_inline(tmp_path: Path) -> None:
+    (tmp_path / "spaces").mkdir()
+    space_text = (studies_dir() / "spaces" / "digits.toml").read_text()
+    (tmp_path / "spaces" / "mine.toml").write_text(space_text.replace('"digits"', '"mine"'))
+    study = tmp_path / "s.toml"
+    study.write_text(
+        '[study]\nname = "s"\n[data]\ndataset = "digits"\n[space]\nfile = "spaces/mine.toml"\n'
+    )
+    c = StudyConfig.load(study)
+    assert c.space.name == "mine"
+    assert c.space.fingerprint() == SearchSpace.load("digits").fingerprint()
+    inline = StudyConfig.from_dict(
+        {"study": {"name": "s"}, "data": {"dataset": "digits"}, "space": c.space.to_dict()}
+    )
+    assert inline.space == c.space
+
+
+def _digits() -> dict:
+    return tomllib.loads((studies_dir() / "digits.toml").read_text())
+
+
+BAD = [
+    (
+        lambda d: d.update(extra={}),
+        "extra: unknown field (allowed: study, data, space, train, search)",
+    ),
+    (lambda d: d.pop("space"), "space: section missing"),
+    (lambda d: d["study"].pop("name"), "study.name: missing"),
+    (lambda d: d["study"].update(name="my study"), "study.name: 'my study' is not allowed"),
+    (
+        lambda d: d["study"].update(seed=-1),
+        "study.seed: -1 is not allowed (allowed: an integer >= 0)",
+    ),
+    (
+        lambda d: d["data"].update(dataset="mnist"),
+        "data.dataset: 'mnist' is not a data set (allowed: digits, cifar10, cifar100, cifar10dvs, "
+        "dvs128)",
+    ),
+    (lambda d: d["space"].update(preset="S_T3"), "space.preset: 'S_T3' is not a preset (allowed: "),
+    (lambda d: d["space"].update(file="x.toml"), "space: give exactly one of preset, file"),
+    (lambda d: d["train"].update(epochz=3), "train.epochz: unknown setting (allowed: epochs, "),
+    (lambda d: d["train"].update(lr=-1.0), "train.lr: -1.0 is not allowed (allowed: a number > 0)"),
+    (
+        lambda d: d["search"].update(sampler="cma"),
+        "search.sampler: 'cma' is not a sampler (allowed: dsps, nsga2, tpe, random)",
+    ),
+    (
+        lambda d: d["search"].update(sampler="tpe"),
+        "search.options.population_size: unknown field (allowed: n_startup_trials, multivariate)",
+    ),
+    (
+        lambda d: d["search"]["options"].update(num_parents=30),
+        "search.options.num_parents: 30 is not allowed (allowed: 1 .. population_size = 20)",
+    ),
+    (
+        lambda d: d["search"]["options"].update(mutation_prob=1.5),
+        "search.options.mutation_prob: 1.5 is not allowed (allowed: a number >= 0.0 and <= 1.0)",
+    ),
+    (
+        lambda d: d["search"].update(alpha="high"),
+        "search.alpha: 'high' is not allowed (allowed: a number >= 0.0 and <= 1.0)",
+    ),
+    (
+        lambda d: d["search"].update(trials=0),
+        "search.trials: 0 is not allowed (allowed: an integer >= 1)",
+    ),
+    (
+        lambda d: d["search"].update(baseline="yes"),
+        "search.baseline: 'yes' is not allowed (allowed: true, false)",
+    ),
+    (
+        lambda d: d["search"].update(grace_period=5),
+        "search.grace_period: 5 is not allowed (allowed: an integer > heartbeat_interval = 10)",
+    ),
+    (
+        lambda d: d["search"].update(max_energy_mj=0),
+        "search.max_energy_mj: 0 is not allowed (allowed: a number > 0.0 or leave it out)",
+    ),
+    (
+        lambda d: d["search"].update(seeds=3),
+        "search.seeds: unknown field (allowed: sampler, options, ",
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutate", "message"), BAD, ids=[m for _, m in BAD])
+def test_bad_field_is_named_with_allowed_values(mutate, message: str) -> None:
+    data = _digits()
+    mutate(data)
+    with pytest.raises(StudyConfigError) as err:
+        StudyConfig.from_dict(data)
+    assert str(err.value).startswith(message), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_files_and_names(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[study\nname = 1\n")
+    with pytest.raises(StudyConfigError, match=r"broken.toml: not valid TOML"):
+        StudyConfig.load(broken)
+    with pytest.raises(StudyConfigError, match=r"file .*missing.toml' does not exist"):
+        StudyConfig.load(tmp_path / "missing.toml")
+    with pytest.raises(StudyConfigError, match=r"'cifar1000' is neither a .toml file nor a preset"):
+        StudyConfig.load("cifar1000")
+    bad = tmp_path / "bad.toml"
+    bad.write_text((studies_dir() / "digits.toml").read_text().replace('"dsps"', '"dspss"'))
+    with pytest.raises(StudyConfigError) as err:
+        StudyConfig.load(bad)
+    assert str(err.value).startswith("bad.toml: search.sampler: 'dspss' is not a sampler")
+
+
+def test_differences_name_the_fields() -> None:
+    a = StudyConfig.load("digits")
+    data = a.to_dict()
+    data["search"]["sampler"] = "random"
+    data["search"]["options"] = {}
+    data["train"]["epochs"] = 3
+    b = StudyConfig.from_dict(data)
+    assert a.differences(b) == ["train.epochs", "search.options", "search.sampler"]
+    data = a.to_dict()
+    data["space"]["transformer"]["depth"] = [1]
+    assert a.differences(StudyConfig.from_dict(data)) == ["space"]
