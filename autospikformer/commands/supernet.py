@@ -1,7 +1,208 @@
-"""`autospik supernet ...` commands."""
+"""`autospik supernet ...`: train a supernet, evaluate one of its subnets."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
 
-app = typer.Typer(help="supernet commands.", no_args_is_help=True)
+from autospikformer.commands.common import console, fail
+
+app = typer.Typer(
+    help="Train a weight-sharing supernet and evaluate its subnets.", no_args_is_help=True
+)
+
+_RECIPE = "Recipe (default: the reference one; for --dataset digits the CPU-sized digits settings)"
+
+
+@app.command("train")
+def train(
+    space: str = typer.Option(..., "--space", help="Search space: a preset name or a .toml file."),
+    dataset: str = typer.Option(
+        ..., "--dataset", help="digits, cifar10, cifar100, cifar10dvs or dvs128."
+    ),
+    out: Path = typer.Option(..., "--out", help="Output folder (supernet.pt, metrics.csv)."),
+    data_root: Path | None = typer.Option(
+        None, "--data-root", help="Folder holding the data set (not needed for digits)."
+    ),
+    epochs: int | None = typer.Option(None, help=_RECIPE + ": epochs."),
+    batch_size: int | None = typer.Option(None, help="Global batch size (split over processes)."),
+    lr: float | None = typer.Option(None, help="Peak learning rate (AdamW)."),
+    min_lr: float | None = typer.Option(None, help="Final learning rate of the cosine schedule."),
+    warmup_lr: float | None = typer.Option(None, help="Learning rate at the start of warm-up."),
+    warmup_epochs: int | None = typer.Option(None, help="Linear warm-up epochs."),
+    weight_decay: float | None = typer.Option(None, help="AdamW weight decay."),
+    label_smoothing: float | None = typer.Option(None, help="Label smoothing."),
+    mixup: float | None = typer.Option(None, help="Mixup Beta alpha (0 = off)."),
+    sandwich: bool | None = typer.Option(
+        None, "--sandwich/--no-sandwich", help="Train largest + smallest + random each step."
+    ),
+    amp: bool | None = typer.Option(None, "--amp/--no-amp", help="Mixed precision (CUDA only)."),
+    augment: bool | None = typer.Option(None, "--augment/--no-augment", help="Augmentation."),
+    seed: int | None = typer.Option(None, help="Seed of weights, data order and architectures."),
+    workers: int | None = typer.Option(None, help="Data loader worker processes."),
+    train_samples: int | None = typer.Option(
+        None, help="Train on a fixed random subset of this many training images."
+    ),
+    eval_every: int | None = typer.Option(
+        None, help="Evaluate largest/smallest subnets every N epochs (0 = never)."
+    ),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    resume: bool = typer.Option(
+        True, "--resume/--no-resume", help="Continue the checkpoint in --out if there is one."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    threads: int | None = typer.Option(
+        None, help="CPU threads for torch (default: torch's choice; 1 is faster on a busy CPU)."
+    ),
+) -> None:
+    """Train a supernet: one sampled architecture per step, a checkpoint per epoch.
+
+    Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel.
+    """
+    _set_threads(threads)
+    from autospikformer.checkpoint import CheckpointError
+    from autospikformer.data import DataError
+    from autospikformer.space import SearchSpace, SearchSpaceError
+    from autospikformer.train import TrainConfig, dist_from_env, train_supernet
+
+    try:
+        search_space = SearchSpace.load(space)
+        config = TrainConfig.preset(dataset).replace(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            min_lr=min_lr,
+            warmup_lr=warmup_lr,
+            warmup_epochs=warmup_epochs,
+            weight_decay=weight_decay,
+            label_smoothing=label_smoothing,
+            mixup=mixup,
+            sandwich=sandwich,
+            amp=amp,
+            augment=augment,
+            seed=seed,
+            workers=workers,
+            train_samples=train_samples,
+            eval_every=eval_every,
+        )
+        path = train_supernet(
+            space=search_space,
+            dataset=dataset,
+            data_root=data_root,
+            out_dir=out,
+            config=config,
+            device=device,
+            resume=resume,
+            progress=progress,
+        )
+    except (SearchSpaceError, DataError, CheckpointError, ValueError) as exc:
+        fail(str(exc))
+    finally:
+        import torch.distributed
+
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if dist_from_env().is_main:
+        console.print(
+            f"supernet checkpoint: [bold]{path}[/] (metrics: {path.parent / 'metrics.csv'})"
+        )
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        fail(f"--threads: {threads} is not allowed (allowed: an integer >= 1)")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _architecture(text: str, space: Any) -> Any:
+    from autospikformer.architecture import Architecture
+
+    if text == "largest":
+        return space.largest()
+    if text == "smallest":
+        return space.smallest()
+    file = Path(text)
+    if text.endswith(".json") and file.is_file():
+        text = file.read_text()
+    return Architecture.parse(text)
+
+
+@app.command("eval")
+def evaluate(
+    checkpoint: Path = typer.Argument(..., help="A supernet.pt written by `supernet train`."),
+    arch: str = typer.Option(
+        "largest", "--arch", help="largest, smallest, a compact form, JSON, or a .json file."
+    ),
+    recalibrate: bool = typer.Option(
+        True, "--recalibrate/--no-recalibrate", help="Recalibrate BN statistics first."
+    ),
+    data_root: Path | None = typer.Option(None, "--data-root", help="Folder holding the data."),
+    calib_batches: int = typer.Option(8, help="Training batches used for BN recalibration."),
+    batch_size: int = typer.Option(128, help="Batch size of calibration and evaluation."),
+    eval_samples: int | None = typer.Option(
+        None, help="Evaluate on a fixed random subset of the test split."
+    ),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    layers: bool = typer.Option(False, "--layers", help="Also print the per-layer energy table."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's)."),
+) -> None:
+    """Accuracy, energy and firing rate of one subnet with weights inherited from the supernet."""
+    _set_threads(threads)
+    import json
+
+    from autospikformer.checkpoint import CheckpointError
+    from autospikformer.data import DataError
+    from autospikformer.evaluate import SubnetEvaluator
+    from autospikformer.space import SearchSpaceError
+    from autospikformer.train import load_supernet_checkpoint
+
+    try:
+        supernet, meta = load_supernet_checkpoint(checkpoint)
+        architecture = _architecture(arch, supernet.space)
+        supernet.space.check(architecture)
+        evaluator = SubnetEvaluator(
+            supernet,
+            dataset=meta["dataset"],
+            data_root=data_root,
+            calib_batches=calib_batches,
+            batch_size=batch_size,
+            eval_samples=eval_samples,
+            device=device,
+        )
+        result = evaluator.evaluate(architecture, recalibrate=recalibrate)
+    except (SearchSpaceError, DataError, CheckpointError, ValueError) as exc:
+        fail(str(exc))
+    if as_json:
+        print(json.dumps(result.to_dict(layers=layers), indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"subnet of {checkpoint} ({meta['dataset']}, epoch {meta['epoch']})")
+    table.add_column("")
+    table.add_column("value", overflow="fold")
+    rows = [
+        ("architecture", str(architecture)),
+        ("accuracy", f"{result.accuracy:.2%} ({result.samples} test images)"),
+        ("energy", f"{result.energy_mj:.4g} mJ / image"),
+        ("mean firing rate", f"{result.mean_firing_rate:.3f}"),
+        ("parameters", f"{result.num_parameters:,}"),
+        (
+            "BN recalibration",
+            f"{result.calib_batches} batches of {evaluator.calib_batch_size}"
+            if result.recalibrated
+            else "off (training statistics)",
+        ),
+        ("seconds", f"{result.seconds:.2f}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    if layers and result.report is not None:
+        console.print(result.report.table.to_string(index=False))
