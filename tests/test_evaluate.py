@@ -8,6 +8,7 @@ import random
 
 import pytest
 import torch
+from helpers import TINY_SPACE
 from torch import nn
 
 from autospikformer.data import build_dataset
@@ -16,16 +17,6 @@ from autospikformer.space import SearchSpace
 from autospikformer.supernet import SuperSpikformer
 from autospikformer.train import TrainConfig, load_supernet, train_supernet
 
-TINY_SPACE = {
-    "name": "tiny",
-    "transformer": {
-        "embed_dim": [16, 32],
-        "mlp_ratio": [1.0, 2.0],
-        "num_heads": [2, 4],
-        "depth": [1, 2],
-    },
-    "neuron": {"threshold": [0.8, 1.0], "tau": [1.5, 2.0], "time_steps": [1, 2]},
-}
 SENTINEL = 5.0
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from helpers import TINY_SPACE
 from typer.testing import CliRunner
 
 from autospikformer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -23,17 +24,6 @@ from autospikformer.train import (
     load_supernet_checkpoint,
     train_supernet,
 )
-
-TINY_SPACE = {
-    "name": "tiny",
-    "transformer": {
-        "embed_dim": [16, 32],
-        "mlp_ratio": [1.0, 2.0],
-        "num_heads": [2, 4],
-        "depth": [1, 2],
-    },
-    "neuron": {"threshold": [0.8, 1.0], "tau": [1.5, 2.0], "time_steps": [1, 2]},
-}
 
 
 @pytest.fixture(autouse=True)
