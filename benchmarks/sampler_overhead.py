@@ -73,7 +73,11 @@ def main() -> None:
     parser.add_argument("--sqlite-trials", type=int, default=300, help="SQLite study size")
     parser.add_argument("--chunk", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--samplers", default=",".join(SAMPLERS), help="comma list; random is always included"
+    )
     args = parser.parse_args()
+    names = ["random", *(n for n in args.samplers.split(",") if n and n != "random")]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace.load("S_T2+S_S")
 
@@ -83,13 +87,13 @@ def main() -> None:
 
     if args.trials:
         mem = {
-            n: per_trial_times(n, space, args.trials, args.chunk, None, args.seed) for n in SAMPLERS
+            n: per_trial_times(n, space, args.trials, args.chunk, None, args.seed) for n in names
         }
         report("in memory", mem, checkpoints(args.trials))
     if args.sqlite_trials:
         folder = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
         sql = {}
-        for name in SAMPLERS:
+        for name in names:
             fd, path = tempfile.mkstemp(suffix=".db", dir=folder)
             os.close(fd)
             try:
