@@ -9,6 +9,7 @@ import random
 
 import pytest
 import torch
+from helpers import TINY_SPACE
 from typer.testing import CliRunner
 
 from autospikformer.architecture import Architecture, spikformer_4_384
@@ -230,18 +231,8 @@ def test_rates_accumulate_over_batches_weighted_by_elements() -> None:
 
 
 def _space(**over: object) -> SearchSpace:
-    data = {
-        "name": "tiny",
-        "transformer": {
-            "embed_dim": [16, 32],
-            "mlp_ratio": [1.0, 2.0],
-            "num_heads": [2, 4],
-            "depth": [1, 2],
-        },
-        "neuron": {"threshold": [0.6, 1.0], "tau": [1.5, 2.0], "time_steps": [1, 2, 4]},
-    }
-    data.update(over)
-    return SearchSpace.from_dict(data)
+    neuron = {"threshold": [0.6, 1.0], "tau": [1.5, 2.0], "time_steps": [1, 2, 4]}
+    return SearchSpace.from_dict({**TINY_SPACE, "neuron": neuron, **over})
 
 
 @pytest.mark.parametrize(
