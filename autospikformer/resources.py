@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
+from typing import Any
 
 
 def studies_dir() -> Path:
@@ -20,3 +22,24 @@ def preset_names(kind: str) -> list[str]:
     """Names of the shipped presets: ``kind`` is 'spaces' or 'studies'."""
     folder = studies_dir() / "spaces" if kind == "spaces" else studies_dir()
     return sorted(p.stem for p in folder.glob("*.toml"))
+
+
+def read_toml(
+    name_or_path: str | Path, presets: Path, *, error: type[Exception], unknown: str, kind: str
+) -> tuple[Path, dict[str, Any]]:
+    """Read a ``.toml`` path, or the preset ``presets/<name>.toml``; every failure is ``error``.
+
+    ``unknown`` is the message for a name that is neither a file nor a preset; ``kind`` names
+    the file in the "does not exist" message.
+    """
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = presets / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise error(unknown)
+    if not path.is_file():
+        raise error(f"{kind} file {str(path)!r} does not exist")
+    try:
+        return path, tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML ({exc})") from None

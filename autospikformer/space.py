@@ -6,13 +6,12 @@ import hashlib
 import json
 import math
 import random
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autospikformer.architecture import PER_BLOCK_FIELDS, Architecture
-from autospikformer.resources import preset_names, studies_dir
+from autospikformer.resources import preset_names, read_toml, studies_dir
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "transformer": ("embed_dim", "mlp_ratio", "num_heads", "depth"),
@@ -79,20 +78,14 @@ class SearchSpace:
     @classmethod
     def load(cls, name_or_path: str | Path) -> SearchSpace:
         """A preset name (``"S_T1+S_S"``, ``"digits"``) or the path of a TOML file."""
-        path = Path(name_or_path)
-        if path.suffix != ".toml":
-            path = studies_dir() / "spaces" / f"{name_or_path}.toml"
-            if not path.is_file():
-                raise SearchSpaceError(
-                    f"unknown search space {str(name_or_path)!r}; presets: "
-                    f"{', '.join(preset_names('spaces'))}, or give the path of a .toml file"
-                )
-        if not path.is_file():
-            raise SearchSpaceError(f"search-space file {str(path)!r} does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise SearchSpaceError(f"{path}: not valid TOML ({exc})") from None
+        path, data = read_toml(
+            name_or_path,
+            studies_dir() / "spaces",
+            error=SearchSpaceError,
+            unknown=f"unknown search space {str(name_or_path)!r}; presets: "
+            f"{', '.join(preset_names('spaces'))}, or give the path of a .toml file",
+            kind="search-space",
+        )
         data.setdefault("name", path.stem)
         try:
             return cls.from_dict(data)

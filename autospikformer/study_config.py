@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autospikformer.resources import preset_names, studies_dir
+from autospikformer.resources import preset_names, read_toml, studies_dir
 from autospikformer.space import SearchSpace, SearchSpaceError
 
 SAMPLERS = ("dsps", "nsga2", "tpe", "random")
@@ -299,20 +298,14 @@ class StudyConfig:
     @classmethod
     def load(cls, path_or_preset: str | Path) -> StudyConfig:
         """A study file (``*.toml``) or a shipped preset name (``digits``, ``cifar100-s_s``)."""
-        path = Path(path_or_preset)
-        if path.suffix != ".toml":
-            path = studies_dir() / f"{path_or_preset}.toml"
-            if not path.is_file():
-                raise StudyConfigError(
-                    f"study: {str(path_or_preset)!r} is neither a .toml file nor a preset "
-                    f"(allowed presets: {_allowed(preset_names('studies'))})"
-                )
-        if not path.is_file():
-            raise StudyConfigError(f"study: file {str(path)!r} does not exist")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise StudyConfigError(f"{path}: not valid TOML ({exc})") from None
+        path, data = read_toml(
+            path_or_preset,
+            studies_dir(),
+            error=StudyConfigError,
+            unknown=f"study: {str(path_or_preset)!r} is neither a .toml file nor a preset "
+            f"(allowed presets: {_allowed(preset_names('studies'))})",
+            kind="study:",
+        )
         try:
             return cls.from_dict(data, base=path.parent)
         except StudyConfigError as exc:
