@@ -51,25 +51,29 @@ not part of any generation but are never drawn again.
 
 Concurrency
 -----------
-A worker *writes* its candidate and generation, then *re-reads* the other trials, and redraws
-when it sees an equal live candidate or a full generation. On a storage whose reads see every
-write committed before them (SQLite, in-memory, journal; RDB through Optuna's cache as long as
-trial ids commit in order), two live trials can never end with equal candidates: of the two
-final writes, the second one's worker read after the first write, saw the clash and would have
-redrawn. By the same argument a generation never exceeds ``population_size`` through drawn
-trials (the last writer of a generation sees all the others); it can fall short when two
-workers both see each other and both move on, or when a trial fails after its generation was
-closed. Enqueued trials keep their architecture, and a trial re-queued by Optuna's
-``RetryHeartbeatStaleTrialCallback`` (system attribute ``failed_trial``) inherits the failed
-trial's candidate and generation.
+A worker proposes from its picture of the study, *writes* its candidate and generation, then
+*re-reads* the other trials, and redraws when the fresh read shows an equal live candidate or
+puts a new trial in another generation. On a storage whose reads see every write committed
+before them (SQLite, in-memory, journal; RDB through Optuna's cache as long as trial ids commit
+in order), two live trials can never end with equal candidates: of the two final writes, the
+second one's worker read after the first write, saw the clash and would have redrawn. By the
+same argument a generation never exceeds ``population_size`` through drawn trials (the last
+writer of a generation sees all the others); it can fall short when two workers both see each
+other and both move on, or when a trial fails after its generation was closed. Enqueued trials
+keep their architecture, and a trial re-queued by Optuna's ``RetryHeartbeatStaleTrialCallback``
+(system attribute ``failed_trial``) inherits the failed trial's candidate and generation.
 
 Determinism and cost
 --------------------
 Each trial draws from its own ``random.Random`` seeded by ``(seed, trial number)``: a seeded
 sequential run repeats exactly, and concurrent workers sharing a seed still draw different
-candidates. Finished trials never change, so what the sampler parses from them is cached in
-the instance; each draw only looks at new and unfinished trials and the per-trial cost does not
-grow with the study (two storage reads and one write per trial).
+candidates. Finished trials never change, so what the sampler parses from them is kept in the
+instance, and a read asks the storage only for the live (RUNNING/WAITING) trials, then fetches
+the trials that finished since the last read one by one (Optuna's RDB cache has them in memory).
+The proposal uses the picture left by the last draw's re-read, so a draw costs one read of the
+live trials and one candidate write; only the first draw of a generation reads before proposing
+as well, because its parents must be ranked on every finished trial of the previous one. The
+cost per trial therefore does not grow with the study.
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.samplers import BaseSampler, RandomSampler
+from optuna.storages import BaseStorage
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
@@ -101,6 +106,7 @@ PARENTS_KEY_PREFIX = "autospik:dsps:parents:"
 CONFIG_KEY = "autospik:dsps:config"
 
 _FIXED_PARAMS_KEY = "fixed_params"  # Optuna's own key for enqueued parameters
+_LIVE = (TrialState.RUNNING, TrialState.WAITING)
 _DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
 
 
@@ -144,6 +150,14 @@ def _parse(trial: FrozenTrial) -> _Record:
     return _Record(trial.number, trial._trial_id, trial.state, arch, generation, values)
 
 
+def _fetch(storage: BaseStorage, study_id: int, number: int) -> FrozenTrial | None:
+    """Trial ``number`` of the study, or None when the study has no such trial (yet)."""
+    try:
+        return storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study_id, number))
+    except KeyError:
+        return None
+
+
 class _StudyView:
     """The sampler's incremental picture of one study: finished trials parsed once, live re-read."""
 
@@ -160,29 +174,38 @@ class _StudyView:
         self.parents: dict[int, list[int]] = {}
         self.config_checked = False
 
-    def refresh(self, trials: Sequence[FrozenTrial]) -> None:
-        """Take in new trials and state changes; O(new + unfinished), not O(all)."""
-        n = len(trials)
-        if n and trials[-1].number != n - 1:  # numbers are 0..n-1 in Optuna; be safe anyway
-            by_number: Any = {t.number: t for t in trials}
-            n = max(by_number) + 1
-        else:
-            by_number = trials
-        live: dict[int, _Record] = {}
-        live_trials: dict[int, FrozenTrial] = {}
-        for number in [*sorted(self.unfinished), *range(self.scanned, n)]:
-            trial = by_number[number] if number < n else None
-            if trial is None:
-                continue
-            if trial.state.is_finished():
-                self.unfinished.discard(number)
+    def refresh(self, storage: BaseStorage, study_id: int, newest: int) -> None:
+        """Take in new trials and state changes, at a cost that does not grow with the study.
+
+        One storage read returns the live (RUNNING/WAITING) trials. Every other trial numbered
+        below the newest live one (or ``newest``, the drawing trial) existed at that read and
+        was finished, so it is fetched by number; trials numbered above are probed until the
+        storage has none. Optuna's RDB cache serves those fetches from memory, so a draw costs
+        one query for the live trials and one probe past the end, plus one per new trial.
+        """
+        live_trials = {
+            t.number: t for t in storage.get_all_trials(study_id, deepcopy=False, states=_LIVE)
+        }
+        top = max([newest, *live_trials]) + 1
+        for number in sorted({*self.unfinished, *range(self.scanned, top)} - live_trials.keys()):
+            trial = _fetch(storage, study_id, number)
+            if trial is not None:
+                self._take(trial, live_trials)
+        number = max(top, self.scanned)
+        while (trial := _fetch(storage, study_id, number)) is not None:
+            self._take(trial, live_trials)
+            number += 1
+        self.scanned = number
+        self.live_trials = live_trials
+        self.live = {n: _parse(t) for n, t in live_trials.items()}
+        self.unfinished = set(live_trials)
+
+    def _take(self, trial: FrozenTrial, live_trials: dict[int, FrozenTrial]) -> None:
+        if trial.state.is_finished():
+            if trial.number not in self.finished:
                 self._add_finished(_parse(trial))
-            else:
-                self.unfinished.add(number)
-                live[number] = _parse(trial)
-                live_trials[number] = trial
-        self.scanned = max(self.scanned, n)
-        self.live, self.live_trials = live, live_trials
+        else:
+            live_trials[trial.number] = trial
 
     def _add_finished(self, record: _Record) -> None:
         self.finished[record.number] = record
@@ -388,7 +411,7 @@ class DSPSSampler(BaseSampler):
         with self._lock:
             hit = self._drawn.get(trial._trial_id)
             if hit is None:
-                hit = self._draw(study, trial.number)
+                hit = self._draw(study, trial)
                 self._drawn[trial._trial_id] = hit
             return hit
 
@@ -399,10 +422,17 @@ class DSPSSampler(BaseSampler):
             view = self._views[key] = _StudyView()
         return view
 
-    def _refresh(self, study: Study, view: _StudyView) -> None:
-        view.refresh(study._storage.get_all_trials(study._study_id, deepcopy=False))
+    def _refresh(self, study: Study, view: _StudyView, number: int) -> None:
+        view.refresh(study._storage, study._study_id, newest=number)
 
-    def _draw(self, study: Study, number: int) -> tuple[Architecture, int]:
+    def _generation(self, view: _StudyView, number: int) -> int:
+        """The generation a new trial joins: the current one, or the next when it is full."""
+        generation = view.current_generation(exclude=number)
+        if view.count(generation, exclude=number) >= self._population_size:
+            generation += 1
+        return generation
+
+    def _draw(self, study: Study, trial: FrozenTrial) -> tuple[Architecture, int]:
         if list(study.directions) != _DIRECTIONS:
             raise ValueError(
                 "DSPSSampler needs a study with directions ['maximize', 'minimize'] for "
@@ -410,18 +440,15 @@ class DSPSSampler(BaseSampler):
                 f"{[d.name.lower() for d in study.directions]}"
             )
         storage = study._storage
+        number = trial.number
         view = self._view(study)
         self._check_config(study, view)
-        self._refresh(study, view)
-        me = view.live.get(number)
-        if me is None:
-            raise RuntimeError(f"DSPSSampler: trial {number} is not running in this study")
+        me = _parse(trial)
         if me.generation is not None and me.arch is not None:
-            return me.arch, me.generation  # a re-queued trial, or a draw made before a restart
-        raw = view.live_trials[number]
+            return me.arch, me.generation  # a re-queued trial: it keeps its candidate
         fixed = {
             k: v
-            for k, v in {**raw.system_attrs.get(_FIXED_PARAMS_KEY, {}), **raw.params}.items()
+            for k, v in {**trial.system_attrs.get(_FIXED_PARAMS_KEY, {}), **trial.params}.items()
             if is_architecture_param(k)
         }
         try:
@@ -429,10 +456,15 @@ class DSPSSampler(BaseSampler):
         except (ValueError, TypeError):
             full = None  # partly fixed: drawn around the fixed values
 
+        # Propose from the picture left by this process's last draw (every candidate is
+        # checked against a fresh read after it is written); read first only when that
+        # picture is empty or the generation's parents are still to be chosen, since those
+        # must see every trial of the previous generation that has finished.
+        upcoming = self._generation(view, number)
+        if not view.scanned or (upcoming > 0 and upcoming not in view.parents):
+            self._refresh(study, view, number)
         rng = random.Random(f"autospik-dsps:{self._seed}:{number}")
-        generation = view.current_generation(exclude=number)
-        if view.count(generation, exclude=number) >= self._population_size:
-            generation += 1
+        generation = self._generation(view, number)
         duplicate: tuple[Architecture, str] | None = None
         written: tuple[Architecture, int] | None = None
         for attempt in range(1, self._max_redraws + 1):
@@ -452,9 +484,8 @@ class DSPSSampler(BaseSampler):
             written = (arch, generation)
             if self._write_and_check(study, view, number, me.trial_id, arch, generation, origin):
                 return written
-            # Another trial shows this architecture, or the generation filled up meanwhile.
-            if view.count(generation, exclude=number) >= self._population_size:
-                generation = max(generation + 1, view.current_generation(exclude=number))
+            # Another trial shows this architecture, or the generation changed meanwhile.
+            generation = self._generation(view, number)
         if written is not None:
             warnings.warn(
                 f"DSPSSampler: trial {number} still clashes with concurrent trials after "
@@ -494,10 +525,11 @@ class DSPSSampler(BaseSampler):
         origin: str,
     ) -> bool:
         """Write, re-read, and accept unless another trial shows the same architecture or the
-        generation is over-full (see "Concurrency" in the module docstring)."""
+        fresh read puts a new trial in another generation (see "Concurrency" in the module
+        docstring)."""
         self._write(study._storage, trial_id, arch, generation, origin)
-        self._refresh(study, view)
-        if view.count(generation, exclude=number) >= self._population_size:
+        self._refresh(study, view, number)
+        if self._generation(view, number) != generation:
             return False
         return origin == "enqueued" or not view.taken(arch, exclude=number)
 

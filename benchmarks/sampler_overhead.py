@@ -3,7 +3,8 @@
 Every sampler runs the same cheap objective (``suggest_architecture`` over ``S_T2+S_S`` plus the
 surrogate of ``benchmarks/surrogate.py``), so the difference is the sampler's own cost. Trials
 run in chunks of ``--chunk``; the time per trial of the chunk that ends at each checkpoint is
-reported, and divided by RandomSampler's at the same checkpoint (the ratio is the figure;
+reported, and divided by RandomSampler's at the same checkpoint. The samplers take turns chunk
+by chunk, so a change in the machine's load hits them alike (the ratio is the figure;
 absolute times depend on the machine). A ratio that stays flat across checkpoints means the
 per-trial cost does not grow with the study.
 
@@ -36,25 +37,38 @@ SAMPLERS = ("random", "dsps", "nsga2")
 
 
 def per_trial_times(
-    name: str, space: SearchSpace, trials: int, chunk: int, storage: str | None, seed: int
-) -> dict[int, float]:
-    """Seconds per trial of the chunk ending at each multiple of ``chunk``."""
-    study = optuna.create_study(
-        directions=["maximize", "minimize"],
-        sampler=make_sampler(name, space=space, seed=seed),
-        storage=storage,
-    )
+    names: list[str],
+    space: SearchSpace,
+    trials: int,
+    chunk: int,
+    storages: dict[str, str | None],
+    seed: int,
+) -> dict[str, dict[int, float]]:
+    """Seconds per trial of the chunk ending at each multiple of ``chunk``, per sampler.
+
+    The samplers take turns chunk by chunk, so a change in the machine's load between the
+    start and the end of the run affects them alike and the ratios stay fair.
+    """
+    studies = {
+        name: optuna.create_study(
+            directions=["maximize", "minimize"],
+            sampler=make_sampler(name, space=space, seed=seed),
+            storage=storages[name],
+        )
+        for name in names
+    }
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         return surrogate.evaluate(suggest_architecture(trial, space))
 
-    times: dict[int, float] = {}
+    times: dict[str, dict[int, float]] = {name: {} for name in names}
     done = 0
     while done < trials:
-        start = time.perf_counter()
-        study.optimize(objective, n_trials=chunk)
+        for name, study in studies.items():
+            start = time.perf_counter()
+            study.optimize(objective, n_trials=chunk)
+            times[name][done + chunk] = (time.perf_counter() - start) / chunk
         done += chunk
-        times[done] = (time.perf_counter() - start) / chunk
     return times
 
 
@@ -86,21 +100,27 @@ def main() -> None:
         return sorted({*marks, total, args.chunk})
 
     if args.trials:
-        mem = {
-            n: per_trial_times(n, space, args.trials, args.chunk, None, args.seed) for n in names
-        }
+        mem = per_trial_times(
+            names, space, args.trials, args.chunk, dict.fromkeys(names), args.seed
+        )
         report("in memory", mem, checkpoints(args.trials))
     if args.sqlite_trials:
         folder = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
-        sql = {}
+        paths = {}
         for name in names:
-            fd, path = tempfile.mkstemp(suffix=".db", dir=folder)
+            fd, paths[name] = tempfile.mkstemp(suffix=".db", dir=folder)
             os.close(fd)
-            try:
-                sql[name] = per_trial_times(
-                    name, space, args.sqlite_trials, args.chunk, f"sqlite:///{path}", args.seed
-                )
-            finally:
+        try:
+            sql = per_trial_times(
+                names,
+                space,
+                args.sqlite_trials,
+                args.chunk,
+                {name: f"sqlite:///{path}" for name, path in paths.items()},
+                args.seed,
+            )
+        finally:
+            for path in paths.values():
                 os.remove(path)
         report(f"SQLite ({folder})", sql, checkpoints(args.sqlite_trials))
 

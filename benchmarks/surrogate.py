@@ -128,19 +128,3 @@ def reference_point(space: SearchSpace) -> tuple[float, float]:
         time_steps=big.time_steps,
     )
     return 80.0, energy_mj(worst) * 1.01
-
-
-def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
-    """2-D hypervolume of (accuracy max, energy min) points against ``ref``, normalised to [0, 1]."""
-    acc_ref, e_ref = ref
-    pts = sorted((e, a) for a, e in points if a > acc_ref and e < e_ref)
-    volume, best_acc = 0.0, acc_ref
-    front: list[tuple[float, float]] = []
-    for e, a in pts:  # ascending energy: keep points that raise the best accuracy so far
-        if a > best_acc:
-            front.append((e, a))
-            best_acc = a
-    for j, (e, a) in enumerate(front):
-        e_next = front[j + 1][0] if j + 1 < len(front) else e_ref
-        volume += (e_next - e) * (a - acc_ref)
-    return volume / ((e_ref - 0.0) * (100.0 - acc_ref))

@@ -22,7 +22,13 @@ from optuna.trial import TrialState
 
 from autospikformer.architecture import PER_BLOCK_FIELDS, Architecture, spikformer_4_384
 from autospikformer.fitness import balanced_fitness
-from autospikformer.sampler import CANDIDATE_KEY, CONFIG_KEY, PARENTS_KEY_PREFIX, DSPSSampler
+from autospikformer.sampler import (
+    CANDIDATE_KEY,
+    CONFIG_KEY,
+    PARENTS_KEY_PREFIX,
+    DSPSSampler,
+    _StudyView,
+)
 from autospikformer.search import architecture_params, suggest_architecture
 from autospikformer.space import SearchSpace
 
@@ -395,6 +401,59 @@ def test_four_processes_on_one_sqlite_study(db_dir: Path) -> None:
     assert sorted(counts) == list(range(last + 1))
     attrs = study._storage.get_study_system_attrs(study._study_id)
     assert all(f"{PARENTS_KEY_PREFIX}{g}" in attrs for g in range(1, last + 1))
+
+
+# --- cost: reads that do not grow with the study ---------------------------------------------
+class _CountingStorage(optuna.storages.InMemoryStorage):
+    """An in-memory storage that counts ``get_all_trials`` calls by their ``states`` filter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: Counter[tuple[TrialState, ...] | None] = Counter()
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True, states: Any = None) -> Any:
+        self.reads[None if states is None else tuple(states)] += 1
+        return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
+
+
+def test_one_read_of_live_trials_per_trial_and_one_more_per_generation() -> None:
+    baseline = _CountingStorage()
+    study = optuna.create_study(
+        directions=DIRECTIONS, sampler=optuna.samplers.RandomSampler(seed=0), storage=baseline
+    )
+    study.optimize(_objective(BIG), n_trials=200)
+    storage = _CountingStorage()
+    _run(DSPSSampler(space=BIG, seed=0), 200, storage=storage)
+    live = (TrialState.RUNNING, TrialState.WAITING)
+    # What Optuna itself reads is unchanged: DSPS never asks for the whole study ...
+    assert {k: v for k, v in storage.reads.items() if k != live} == baseline.reads
+    # ... and reads the live trials once per trial (after writing its candidate), plus once
+    # before the first draw of the process and before the first draw of generations 1 to 3.
+    assert storage.reads[live] == 200 + 1 + 3
+
+
+def test_view_takes_in_trials_finished_between_reads() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(directions=DIRECTIONS, storage=storage)
+    sid = study._study_id
+    ask = study.ask
+    study.tell(ask(), [1.0, 1.0])  # 0 complete
+    running = ask()  # 1
+    view = _StudyView()
+    view.refresh(storage, sid, newest=1)
+    assert set(view.finished) == {0} and set(view.live) == {1}
+    study.tell(running, [2.0, 2.0])  # 1 finishes after it was seen running
+    study.tell(ask(), state=TrialState.FAIL)  # 2 starts and fails between two reads
+    drawing = ask()  # 3: the trial that reads
+    study.tell(ask(), [3.0, 3.0])  # 4: newer than the reader, finished before the read
+    view.refresh(storage, sid, newest=drawing.number)
+    assert set(view.finished) == {0, 1, 2, 4} and set(view.live) == {3}
+    assert view.scanned == 5
+    assert view.finished[1].values == (2.0, 2.0) and view.finished[2].state == TrialState.FAIL
+    # The incremental picture equals one built from scratch.
+    fresh = _StudyView()
+    fresh.refresh(storage, sid, newest=drawing.number)
+    assert (fresh.finished, fresh.live, fresh.scanned) == (view.finished, view.live, view.scanned)
 
 
 def test_balanced_fitness_matches_hand_computed_values() -> None:
