@@ -20,7 +20,7 @@ It stands in for "train the supernet, evaluate each subnet" so that samplers can
   octave of threshold / quarter-decade of tau, averaged over blocks). This term is what makes
   random candidates' accuracy barely follow their energy, as the paper observes (Kendall tau
   0.08 for random candidates). Without it (``--mismatch-weight 0``) every sampler's front is
-  within 0.5 % hypervolume of random search's: the problem is then too easy to rank samplers.
+  within 1 % hypervolume of random search's: the problem is then too easy to rank samplers.
 
 So energy and accuracy conflict through size, time steps and firing rate, as in the paper.
 """
