@@ -68,12 +68,12 @@ Determinism and cost
 Each trial draws from its own ``random.Random`` seeded by ``(seed, trial number)``: a seeded
 sequential run repeats exactly, and concurrent workers sharing a seed still draw different
 candidates. Finished trials never change, so what the sampler parses from them is kept in the
-instance, and a read asks the storage only for the live (RUNNING/WAITING) trials, then fetches
-the trials that finished since the last read one by one (Optuna's RDB cache has them in memory).
-The proposal uses the picture left by the last draw's re-read, so a draw costs one read of the
-live trials and one candidate write; only the first draw of a generation reads before proposing
-as well, because its parents must be ranked on every finished trial of the previous one. The
-cost per trial therefore does not grow with the study.
+instance, and a read fetches only the trials it last saw live and the ones numbered after the
+last it saw, one by one, never the whole study (Optuna's RDB cache answers finished trials from
+memory; a live one is one query). The proposal uses the picture left by the last draw's re-read,
+so a draw costs one candidate write and one read; only the first draw of a generation reads
+before proposing as well, because its parents must be ranked on every finished trial of the
+previous one. The cost per trial therefore grows with the number of workers, not of trials.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ import random
 import threading
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,7 +106,6 @@ PARENTS_KEY_PREFIX = "autospik:dsps:parents:"
 CONFIG_KEY = "autospik:dsps:config"
 
 _FIXED_PARAMS_KEY = "fixed_params"  # Optuna's own key for enqueued parameters
-_LIVE = (TrialState.RUNNING, TrialState.WAITING)
 _DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
 
 
@@ -122,9 +121,12 @@ class _Record:
     values: tuple[float, float] | None  # finite [accuracy, energy] of a COMPLETE trial
 
 
-def _parse(trial: FrozenTrial) -> _Record:
-    """Read a trial's candidate (ours, or else its parameters / enqueued parameters)."""
-    attrs = trial.system_attrs
+def _parse(trial: FrozenTrial, attrs: Mapping[str, Any] | None = None) -> _Record:
+    """Read a trial's candidate (ours, or else its parameters / enqueued parameters).
+
+    ``attrs`` stands in for ``trial.system_attrs`` when the caller already has them.
+    """
+    attrs = trial.system_attrs if attrs is None else attrs
     arch: Architecture | None = None
     generation: int | None = None
     stored = attrs.get(CANDIDATE_KEY)
@@ -170,42 +172,38 @@ class _StudyView:
         self.gen_complete: dict[int, list[int]] = {}  # rankable trial numbers per generation
         self.max_gen = 0
         self.live: dict[int, _Record] = {}  # RUNNING/WAITING trials as of the last refresh
-        self.live_trials: dict[int, FrozenTrial] = {}
         self.parents: dict[int, list[int]] = {}
         self.config_checked = False
 
-    def refresh(self, storage: BaseStorage, study_id: int, newest: int) -> None:
+    def refresh(self, storage: BaseStorage, study_id: int, me: _Record) -> None:
         """Take in new trials and state changes, at a cost that does not grow with the study.
 
-        One storage read returns the live (RUNNING/WAITING) trials. Every other trial numbered
-        below the newest live one (or ``newest``, the drawing trial) existed at that read and
-        was finished, so it is fetched by number; trials numbered above are probed until the
-        storage has none. Optuna's RDB cache serves those fetches from memory, so a draw costs
-        one query for the live trials and one probe past the end, plus one per new trial.
+        ``me`` is the reading trial, as its own process knows it. The trials seen live last
+        time are fetched again, and so is every number above the last one seen, up to the
+        first number the storage does not have yet; nothing else is read, so a read costs
+        one fetch per live or new trial plus one probe past the end (Optuna's RDB cache
+        answers finished trials from memory). A trial that is finished stays finished.
         """
-        live_trials = {
-            t.number: t for t in storage.get_all_trials(study_id, deepcopy=False, states=_LIVE)
-        }
-        top = max([newest, *live_trials]) + 1
-        for number in sorted({*self.unfinished, *range(self.scanned, top)} - live_trials.keys()):
-            trial = _fetch(storage, study_id, number)
-            if trial is not None:
-                self._take(trial, live_trials)
-        number = max(top, self.scanned)
-        while (trial := _fetch(storage, study_id, number)) is not None:
-            self._take(trial, live_trials)
-            number += 1
-        self.scanned = number
-        self.live_trials = live_trials
-        self.live = {n: _parse(t) for n, t in live_trials.items()}
-        self.unfinished = set(live_trials)
+        live: dict[int, _Record] = {}
+        top = max(self.scanned, me.number + 1)
+        for number in sorted({*self.unfinished, *range(self.scanned, top)} - {me.number}):
+            self._take(_fetch(storage, study_id, number), live)
+        while (trial := _fetch(storage, study_id, top)) is not None:
+            self._take(trial, live)
+            top += 1
+        self.scanned = top
+        live[me.number] = me
+        self.live = live
+        self.unfinished = set(live)
 
-    def _take(self, trial: FrozenTrial, live_trials: dict[int, FrozenTrial]) -> None:
-        if trial.state.is_finished():
-            if trial.number not in self.finished:
-                self._add_finished(_parse(trial))
-        else:
-            live_trials[trial.number] = trial
+    def _take(self, trial: FrozenTrial | None, live: dict[int, _Record]) -> None:
+        if trial is None:
+            return
+        record = _parse(trial)
+        if not trial.state.is_finished():
+            live[record.number] = record
+        elif record.number not in self.finished:
+            self._add_finished(record)
 
     def _add_finished(self, record: _Record) -> None:
         self.finished[record.number] = record
@@ -304,6 +302,7 @@ class DSPSSampler(BaseSampler):
         self._lock = threading.RLock()
         self._views: dict[tuple[int, int], _StudyView] = {}
         self._drawn: dict[int, tuple[Architecture, int]] = {}  # trial id -> (candidate, gen)
+        self._arrived: dict[int, dict[str, Any]] = {}  # trial id -> its system attrs we use
 
     # --- read-only settings -------------------------------------------------------------------
     @property
@@ -349,14 +348,19 @@ class DSPSSampler(BaseSampler):
         """Give an enqueued architecture its generation now: it suggests nothing through us.
 
         Nothing here raises for a wrong study (an error in ``before_trial`` would leave the
-        trial RUNNING forever); the first drawn trial reports it instead.
+        trial RUNNING forever); the first drawn trial reports it instead. The system
+        attributes the draw needs are kept from here: later, Optuna hands the sampler a trial
+        whose ``system_attrs`` cost a storage query to read.
         """
-        if CANDIDATE_KEY in trial.system_attrs:
+        attrs = trial.system_attrs
+        with self._lock:
+            self._arrived[trial._trial_id] = {
+                k: attrs[k] for k in (CANDIDATE_KEY, _FIXED_PARAMS_KEY) if k in attrs
+            }
+        if CANDIDATE_KEY in attrs:
             return  # a re-queued trial: its candidate and generation are already stored
         fixed = {
-            k: v
-            for k, v in trial.system_attrs.get(_FIXED_PARAMS_KEY, {}).items()
-            if is_architecture_param(k)
+            k: v for k, v in attrs.get(_FIXED_PARAMS_KEY, {}).items() if is_architecture_param(k)
         }
         if not fixed or list(study.directions) != _DIRECTIONS:
             return
@@ -404,6 +408,7 @@ class DSPSSampler(BaseSampler):
     ) -> None:
         with self._lock:
             self._drawn.pop(trial._trial_id, None)
+            self._arrived.pop(trial._trial_id, None)
 
     # --- the draw --------------------------------------------------------------------------
     def _candidate(self, study: Study, trial: FrozenTrial) -> tuple[Architecture, int]:
@@ -422,8 +427,8 @@ class DSPSSampler(BaseSampler):
             view = self._views[key] = _StudyView()
         return view
 
-    def _refresh(self, study: Study, view: _StudyView, number: int) -> None:
-        view.refresh(study._storage, study._study_id, newest=number)
+    def _refresh(self, study: Study, view: _StudyView, me: _Record) -> None:
+        view.refresh(study._storage, study._study_id, me)
 
     def _generation(self, view: _StudyView, number: int) -> int:
         """The generation a new trial joins: the current one, or the next when it is full."""
@@ -443,12 +448,15 @@ class DSPSSampler(BaseSampler):
         number = trial.number
         view = self._view(study)
         self._check_config(study, view)
-        me = _parse(trial)
+        attrs = self._arrived.get(trial._trial_id)
+        if attrs is None:
+            attrs = dict(trial.system_attrs)
+        me = _parse(trial, attrs)
         if me.generation is not None and me.arch is not None:
             return me.arch, me.generation  # a re-queued trial: it keeps its candidate
         fixed = {
             k: v
-            for k, v in {**trial.system_attrs.get(_FIXED_PARAMS_KEY, {}), **trial.params}.items()
+            for k, v in {**attrs.get(_FIXED_PARAMS_KEY, {}), **trial.params}.items()
             if is_architecture_param(k)
         }
         try:
@@ -462,7 +470,7 @@ class DSPSSampler(BaseSampler):
         # must see every trial of the previous generation that has finished.
         upcoming = self._generation(view, number)
         if not view.scanned or (upcoming > 0 and upcoming not in view.parents):
-            self._refresh(study, view, number)
+            self._refresh(study, view, me)
         rng = random.Random(f"autospik-dsps:{self._seed}:{number}")
         generation = self._generation(view, number)
         duplicate: tuple[Architecture, str] | None = None
@@ -528,7 +536,8 @@ class DSPSSampler(BaseSampler):
         fresh read puts a new trial in another generation (see "Concurrency" in the module
         docstring)."""
         self._write(study._storage, trial_id, arch, generation, origin)
-        self._refresh(study, view, number)
+        me = _Record(number, trial_id, TrialState.RUNNING, arch, generation, None)
+        self._refresh(study, view, me)
         if self._generation(view, number) != generation:
             return False
         return origin == "enqueued" or not view.taken(arch, exclude=number)

@@ -2,11 +2,11 @@
 
 Every sampler runs the same cheap objective (``suggest_architecture`` over ``S_T2+S_S`` plus the
 surrogate of ``benchmarks/surrogate.py``), so the difference is the sampler's own cost. Trials
-run in chunks of ``--chunk``; the time per trial of the chunk that ends at each checkpoint is
-reported, and divided by RandomSampler's at the same checkpoint. The samplers take turns chunk
-by chunk, so a change in the machine's load hits them alike (the ratio is the figure;
-absolute times depend on the machine). A ratio that stays flat across checkpoints means the
-per-trial cost does not grow with the study.
+run in chunks of ``--chunk``, the samplers taking turns chunk by chunk so that a change in the
+machine's load hits them alike. Every chunk's time per trial is printed with its ratio to
+RandomSampler's chunk of the same size (the ratio is the figure; absolute times depend on the
+machine), then each sampler's mean ratio over the first and the second half of the run: equal
+halves mean the per-trial cost does not grow with the study.
 
 SQLite runs write to a file in ``/dev/shm`` where it exists (else the temp folder). On a slow
 disk every SQLite write costs milliseconds, so ``--sqlite-trials`` is smaller by default.
@@ -72,13 +72,25 @@ def per_trial_times(
     return times
 
 
-def report(label: str, results: dict[str, dict[int, float]], checkpoints: list[int]) -> None:
+def report(label: str, results: dict[str, dict[int, float]]) -> None:
+    """Every chunk's ms per trial and ratio to random; then the mean ratio per half of the run."""
     print(f"\n{label}: ms per trial (ratio to RandomSampler at the same size)")
     print(f"{'trials':>7} " + " ".join(f"{n:>18}" for n in results))
-    for point in checkpoints:
+    points = sorted(results["random"])
+    for point in points:
         base = results["random"][point]
         cells = [f"{r[point] * 1e3:8.2f} (x{r[point] / base:4.2f})" for r in results.values()]
         print(f"{point:>7} " + " ".join(f"{c:>18}" for c in cells))
+    half = len(points) // 2
+    for name, r in results.items():
+        if name == "random" or half == 0:
+            continue
+        ratios = [r[p] / results["random"][p] for p in points]
+        print(
+            f"  {name}: mean ratio x{sum(ratios) / len(ratios):.3f}; first half"
+            f" x{sum(ratios[:half]) / half:.3f}, second half"
+            f" x{sum(ratios[half:]) / (len(ratios) - half):.3f}"
+        )
 
 
 def main() -> None:
@@ -95,15 +107,11 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace.load("S_T2+S_S")
 
-    def checkpoints(total: int) -> list[int]:
-        marks = [m for m in (1_000, 5_000, 10_000) if m <= total]
-        return sorted({*marks, total, args.chunk})
-
     if args.trials:
         mem = per_trial_times(
             names, space, args.trials, args.chunk, dict.fromkeys(names), args.seed
         )
-        report("in memory", mem, checkpoints(args.trials))
+        report("in memory", mem)
     if args.sqlite_trials:
         folder = "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
         paths = {}
@@ -122,7 +130,7 @@ def main() -> None:
         finally:
             for path in paths.values():
                 os.remove(path)
-        report(f"SQLite ({folder})", sql, checkpoints(args.sqlite_trials))
+        report(f"SQLite ({folder})", sql)
 
 
 if __name__ == "__main__":

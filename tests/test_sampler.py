@@ -27,6 +27,7 @@ from autospikformer.sampler import (
     CONFIG_KEY,
     PARENTS_KEY_PREFIX,
     DSPSSampler,
+    _parse,
     _StudyView,
 )
 from autospikformer.search import architecture_params, suggest_architecture
@@ -405,31 +406,46 @@ def test_four_processes_on_one_sqlite_study(db_dir: Path) -> None:
 
 # --- cost: reads that do not grow with the study ---------------------------------------------
 class _CountingStorage(optuna.storages.InMemoryStorage):
-    """An in-memory storage that counts ``get_all_trials`` calls by their ``states`` filter."""
+    """An in-memory storage that counts the calls that read trials."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.reads: Counter[tuple[TrialState, ...] | None] = Counter()
+        self.calls: Counter[str] = Counter()
 
     def get_all_trials(self, study_id: int, deepcopy: bool = True, states: Any = None) -> Any:
-        self.reads[None if states is None else tuple(states)] += 1
+        self.calls[f"get_all_trials {states}"] += 1
         return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
 
+    def get_trial(self, trial_id: int) -> Any:
+        self.calls["get_trial"] += 1
+        return super().get_trial(trial_id)
 
-def test_one_read_of_live_trials_per_trial_and_one_more_per_generation() -> None:
+    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
+        self.calls["trial id"] += 1
+        return super().get_trial_id_from_study_id_trial_number(study_id, trial_number)
+
+
+def test_reads_per_trial_do_not_grow_with_the_study() -> None:
     baseline = _CountingStorage()
     study = optuna.create_study(
         directions=DIRECTIONS, sampler=optuna.samplers.RandomSampler(seed=0), storage=baseline
     )
-    study.optimize(_objective(BIG), n_trials=200)
     storage = _CountingStorage()
-    _run(DSPSSampler(space=BIG, seed=0), 200, storage=storage)
-    live = (TrialState.RUNNING, TrialState.WAITING)
-    # What Optuna itself reads is unchanged: DSPS never asks for the whole study ...
-    assert {k: v for k, v in storage.reads.items() if k != live} == baseline.reads
-    # ... and reads the live trials once per trial (after writing its candidate), plus once
-    # before the first draw of the process and before the first draw of generations 1 to 3.
-    assert storage.reads[live] == 200 + 1 + 3
+    dsps = optuna.create_study(
+        directions=DIRECTIONS, sampler=DSPSSampler(space=BIG, seed=0), storage=storage
+    )
+    extra = []
+    for _ in range(3):  # trials 0-99, 100-199, 200-299: two generation starts in each
+        before, base_before = Counter(storage.calls), Counter(baseline.calls)
+        dsps.optimize(_objective(BIG), n_trials=100)
+        study.optimize(_objective(BIG), n_trials=100)
+        extra.append((storage.calls - before) - (baseline.calls - base_before))
+    # DSPS never asks for the whole study: Optuna's own get_all_trials calls are all there is.
+    assert all(not any(k.startswith("get_all_trials") for k in e) for e in extra)
+    # Per trial: its predecessor fetched again now that it has finished (trial id + trial)
+    # and one probe past the newest trial (trial id); a generation's first trial probes once
+    # more, before proposing. Trials 100-199 and 200-299 hold two generation starts each.
+    assert extra[1] == extra[2] == Counter({"get_trial": 100, "trial id": 2 * 100 + 2})
 
 
 def test_view_takes_in_trials_finished_between_reads() -> None:
@@ -437,22 +453,27 @@ def test_view_takes_in_trials_finished_between_reads() -> None:
     study = optuna.create_study(directions=DIRECTIONS, storage=storage)
     sid = study._study_id
     ask = study.ask
+
+    def me(trial: optuna.Trial) -> Any:
+        return _parse(storage.get_trial(trial._trial_id))
+
     study.tell(ask(), [1.0, 1.0])  # 0 complete
     running = ask()  # 1
     view = _StudyView()
-    view.refresh(storage, sid, newest=1)
+    view.refresh(storage, sid, me(running))
     assert set(view.finished) == {0} and set(view.live) == {1}
     study.tell(running, [2.0, 2.0])  # 1 finishes after it was seen running
     study.tell(ask(), state=TrialState.FAIL)  # 2 starts and fails between two reads
-    drawing = ask()  # 3: the trial that reads
-    study.tell(ask(), [3.0, 3.0])  # 4: newer than the reader, finished before the read
-    view.refresh(storage, sid, newest=drawing.number)
-    assert set(view.finished) == {0, 1, 2, 4} and set(view.live) == {3}
-    assert view.scanned == 5
+    other = ask()  # 3: another worker's trial, still running
+    drawing = ask()  # 4: the trial that reads
+    study.tell(ask(), [3.0, 3.0])  # 5: newer than the reader, finished before the read
+    view.refresh(storage, sid, me(drawing))
+    assert set(view.finished) == {0, 1, 2, 5} and set(view.live) == {3, 4}
+    assert view.scanned == 6 and view.live[3].number == other.number
     assert view.finished[1].values == (2.0, 2.0) and view.finished[2].state == TrialState.FAIL
     # The incremental picture equals one built from scratch.
     fresh = _StudyView()
-    fresh.refresh(storage, sid, newest=drawing.number)
+    fresh.refresh(storage, sid, me(drawing))
     assert (fresh.finished, fresh.live, fresh.scanned) == (view.finished, view.live, view.scanned)
 
 
