@@ -5,8 +5,13 @@ surrogate of ``benchmarks/surrogate.py``), so the difference is the sampler's ow
 run in chunks of ``--chunk``, the samplers taking turns chunk by chunk so that a change in the
 machine's load hits them alike. Every chunk's time per trial is printed with its ratio to
 RandomSampler's chunk of the same size (the ratio is the figure; absolute times depend on the
-machine), then each sampler's mean ratio over the first and the second half of the run: equal
-halves mean the per-trial cost does not grow with the study.
+machine), and, in brackets, the time spent inside the sampler's methods (its own storage
+reads and writes included). Then each sampler's mean ratio over the first and the second half
+of the run: equal halves mean the per-trial cost does not grow with the study. The ratio of
+whole trials also reflects what the sampler proposes (a DSPS population of shallow
+architectures suggests fewer parameters, and every parameter is a storage write), so a second
+ratio swaps the samplers' own times into random search's trial: (random's trial - random's
+sampler time + this sampler's time) / random's trial.
 
 SQLite runs write to a file in ``/dev/shm`` where it exists (else the temp folder). On a slow
 disk every SQLite write costs milliseconds, so ``--sqlite-trials`` is smaller by default.
@@ -22,7 +27,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -36,6 +43,37 @@ from autospikformer.space import SearchSpace
 SAMPLERS = ("random", "dsps", "nsga2")
 
 
+SAMPLER_METHODS = (
+    "before_trial",
+    "infer_relative_search_space",
+    "sample_relative",
+    "sample_independent",
+    "after_trial",
+)
+
+
+class Stopwatch:
+    """Total seconds spent in a sampler's methods (its storage reads and writes included)."""
+
+    def __init__(self, sampler: optuna.samplers.BaseSampler) -> None:
+        self.seconds = 0.0
+        for method in SAMPLER_METHODS:
+            setattr(sampler, method, self._timed(getattr(sampler, method)))
+
+    def _timed(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        return timed
+
+
+Times = dict[str, dict[int, tuple[float, float]]]  # sampler -> chunk end -> (trial s, own s)
+
+
 def per_trial_times(
     names: list[str],
     space: SearchSpace,
@@ -43,54 +81,65 @@ def per_trial_times(
     chunk: int,
     storages: dict[str, str | None],
     seed: int,
-) -> dict[str, dict[int, float]]:
-    """Seconds per trial of the chunk ending at each multiple of ``chunk``, per sampler.
+) -> Times:
+    """Per sampler and chunk: seconds per trial, and seconds per trial inside the sampler.
 
     The samplers take turns chunk by chunk, so a change in the machine's load between the
     start and the end of the run affects them alike and the ratios stay fair.
     """
+    samplers = {name: make_sampler(name, space=space, seed=seed) for name in names}
+    watches = {name: Stopwatch(sampler) for name, sampler in samplers.items()}
     studies = {
         name: optuna.create_study(
-            directions=["maximize", "minimize"],
-            sampler=make_sampler(name, space=space, seed=seed),
-            storage=storages[name],
+            directions=["maximize", "minimize"], sampler=sampler, storage=storages[name]
         )
-        for name in names
+        for name, sampler in samplers.items()
     }
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         return surrogate.evaluate(suggest_architecture(trial, space))
 
-    times: dict[str, dict[int, float]] = {name: {} for name in names}
+    times: Times = {name: {} for name in names}
     done = 0
     while done < trials:
         for name, study in studies.items():
+            own = watches[name].seconds
             start = time.perf_counter()
             study.optimize(objective, n_trials=chunk)
-            times[name][done + chunk] = (time.perf_counter() - start) / chunk
+            elapsed = time.perf_counter() - start
+            times[name][done + chunk] = (elapsed / chunk, (watches[name].seconds - own) / chunk)
         done += chunk
     return times
 
 
-def report(label: str, results: dict[str, dict[int, float]]) -> None:
-    """Every chunk's ms per trial and ratio to random; then the mean ratio per half of the run."""
-    print(f"\n{label}: ms per trial (ratio to RandomSampler at the same size)")
-    print(f"{'trials':>7} " + " ".join(f"{n:>18}" for n in results))
+def report(label: str, results: Times) -> None:
+    """Every chunk's ms per trial, its ratio to random's and the sampler's own ms; then the
+    mean ratio over each half of the run, raw and with the samplers' own times swapped."""
+    print(f"\n{label}: ms per trial (ratio to RandomSampler at the same size) [in the sampler]")
+    print(f"{'trials':>7} " + " ".join(f"{n:>27}" for n in results))
     points = sorted(results["random"])
     for point in points:
-        base = results["random"][point]
-        cells = [f"{r[point] * 1e3:8.2f} (x{r[point] / base:4.2f})" for r in results.values()]
-        print(f"{point:>7} " + " ".join(f"{c:>18}" for c in cells))
+        base = results["random"][point][0]
+        cells = [
+            f"{r[point][0] * 1e3:7.2f} (x{r[point][0] / base:4.2f}) [{r[point][1] * 1e3:5.2f}]"
+            for r in results.values()
+        ]
+        print(f"{point:>7} " + " ".join(f"{c:>27}" for c in cells))
     half = len(points) // 2
     for name, r in results.items():
         if name == "random" or half == 0:
             continue
-        ratios = [r[p] / results["random"][p] for p in points]
-        print(
-            f"  {name}: mean ratio x{sum(ratios) / len(ratios):.3f}; first half"
-            f" x{sum(ratios[:half]) / half:.3f}, second half"
-            f" x{sum(ratios[half:]) / (len(ratios) - half):.3f}"
-        )
+        raw, swapped = [], []
+        for p in points:
+            base_trial, base_own = results["random"][p]
+            raw.append(r[p][0] / base_trial)
+            swapped.append((base_trial - base_own + r[p][1]) / base_trial)
+        for label_, ratios in (("trial time", raw), ("random's trial with this sampler", swapped)):
+            print(
+                f"  {name}, {label_}: mean x{sum(ratios) / len(ratios):.3f}; first half"
+                f" x{sum(ratios[:half]) / half:.3f}, second half"
+                f" x{sum(ratios[half:]) / (len(ratios) - half):.3f}"
+            )
 
 
 def main() -> None:
