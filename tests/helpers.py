@@ -13,3 +13,41 @@ TINY_SPACE = {
     },
     "neuron": {"threshold": [0.8, 1.0], "tau": [1.5, 2.0], "time_steps": [1, 2]},
 }
+
+# A digits study file that trains and searches in seconds (1 epoch on 128 digits, 128
+# evaluation images); DSPS with a population of 4, so that generations turn over quickly.
+TINY_STUDY = """
+[study]
+name = "{name}"
+seed = 0
+[data]
+dataset = "digits"
+[space]
+preset = "digits"
+[train]
+epochs = 1
+batch_size = 64
+lr = 2e-3
+warmup_epochs = 0
+mixup = 0.0
+amp = false
+workers = 0
+augment = false
+train_samples = 128
+[search]
+sampler = "{sampler}"
+trials = 5
+calib_batches = 1
+batch_size = 128
+eval_samples = 128
+heartbeat_interval = 1
+grace_period = 3
+{options}
+"""
+DSPS_OPTIONS = "[search.options]\npopulation_size = 4\nnum_parents = 2\n"
+
+
+def tiny_study(name: str, sampler: str = "dsps") -> str:
+    """The text of :data:`TINY_STUDY` for study ``name`` searched by ``sampler``."""
+    options = DSPS_OPTIONS if sampler == "dsps" else ""
+    return TINY_STUDY.format(name=name, sampler=sampler, options=options)

@@ -20,15 +20,6 @@ from autospikformer.train import TrainConfig, load_supernet, train_supernet
 SENTINEL = 5.0
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster and immune to a busy machine's oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def space() -> SearchSpace:
     return SearchSpace.from_dict(TINY_SPACE)

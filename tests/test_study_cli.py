@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from helpers import tiny_study
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -25,41 +26,10 @@ from autospikformer.study_config import StudyConfig
 
 runner = CliRunner()
 
-TINY = """
-[study]
-name = "{name}"
-seed = 0
-[data]
-dataset = "digits"
-[space]
-preset = "digits"
-[train]
-epochs = 1
-batch_size = 64
-lr = 2e-3
-warmup_epochs = 0
-mixup = 0.0
-amp = false
-workers = 0
-augment = false
-train_samples = 128
-[search]
-sampler = "{sampler}"
-trials = 5
-calib_batches = 1
-batch_size = 128
-eval_samples = 128
-heartbeat_interval = 1
-grace_period = 3
-{options}
-"""
-DSPS = "[search.options]\npopulation_size = 4\nnum_parents = 2\n"
-
 
 def write_study(folder: Path, name: str = "tiny", sampler: str = "dsps") -> Path:
     path = folder / f"{name}.toml"
-    options = DSPS if sampler == "dsps" else ""
-    path.write_text(TINY.format(name=name, sampler=sampler, options=options))
+    path.write_text(tiny_study(name, sampler))
     return path
 
 

@@ -26,15 +26,6 @@ from autospikformer.train import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster and immune to a busy machine's oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def tiny_space() -> SearchSpace:
     return SearchSpace.from_dict(TINY_SPACE)

@@ -1,7 +1,7 @@
 """Many workers on one study, as real processes: exact trial counts, no duplicates, no lost trials.
 
 Each test runs ``python -m autospikformer.cli study run ...`` in subprocesses on a tiny digits
-study (a supernet trained once for the module: 1 epoch on 128 digits; 64 evaluation images).
+study (a supernet trained once for the module: 1 epoch on 128 digits; 128 evaluation images).
 """
 
 from __future__ import annotations
@@ -17,37 +17,11 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers import tiny_study
 from optuna.trial import TrialState
 
 from autospikformer.study_config import StudyConfig
 
-TINY = """
-[study]
-name = "{name}"
-[data]
-dataset = "digits"
-[space]
-preset = "digits"
-[train]
-epochs = 1
-batch_size = 64
-warmup_epochs = 0
-mixup = 0.0
-amp = false
-workers = 0
-augment = false
-train_samples = 128
-[search]
-trials = 8
-calib_batches = 1
-batch_size = 64
-eval_samples = 64
-heartbeat_interval = 1
-grace_period = 3
-[search.options]
-population_size = 4
-num_parents = 2
-"""
 POSTGRES = os.environ.get("AUTOSPIK_TEST_POSTGRES_URL")
 
 
@@ -57,9 +31,7 @@ def workdir(tmp_path_factory) -> tuple[Path, Path]:
     from autospikformer.train import train_supernet
 
     folder = tmp_path_factory.mktemp("workers")
-    config = StudyConfig.from_dict(
-        __import__("tomllib").loads(TINY.format(name="shared")), base=folder
-    )
+    config = StudyConfig.from_dict(__import__("tomllib").loads(tiny_study("shared")), base=folder)
     ckpt = train_supernet(
         space=config.space, dataset="digits", data_root=None, out_dir=folder / "supernet",
         config=config.train, device="cpu", progress=False,
@@ -69,7 +41,7 @@ def workdir(tmp_path_factory) -> tuple[Path, Path]:
 
 def study_file(folder: Path, name: str) -> Path:
     path = folder / f"{name}.toml"
-    path.write_text(TINY.format(name=name))
+    path.write_text(tiny_study(name))
     return path
 
 
