@@ -12,13 +12,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "Architecture": "autospikformer.architecture",
-    "SearchSpace": "autospikformer.space",
-    "SearchSpaceError": "autospikformer.space",
-    "balanced_fitness": "autospikformer.fitness",
-    "Spikformer": "autospikformer.spikformer",
-    "SuperSpikformer": "autospikformer.supernet",
-    "DSPSSampler": "autospikformer.sampler",
+    "Architecture": "autospikformer.search.architecture",
+    "SearchSpace": "autospikformer.search.space",
+    "SearchSpaceError": "autospikformer.search.space",
+    "balanced_fitness": "autospikformer.search.fitness",
+    "Spikformer": "autospikformer.model.spikformer",
+    "SuperSpikformer": "autospikformer.model.supernet",
+    "DSPSSampler": "autospikformer.search.dsps",
 }
 
 __all__ = [*sorted(_PUBLIC), "energy"]

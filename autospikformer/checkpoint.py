@@ -6,6 +6,10 @@ swaps the file in, so a kill during a write leaves the previous checkpoint intac
 carries a SHA-256 ``checksum`` over its content: a truncated file fails to unpickle, and a file
 whose tensor bytes were altered (which ``torch.load`` reads without complaint) fails the checksum.
 Both give one :class:`CheckpointError` that names the file and says what to do.
+
+This module is also the one place that turns a checkpoint file back into a model:
+:func:`load_supernet` for the supernets stage 1 writes, :func:`load_model` for either a supernet
+or a standalone Spikformer (``autospik subnet export``).
 """
 
 from __future__ import annotations
@@ -20,9 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+
+from autospikformer.model.spikformer import CHECKPOINT_KIND as SPIKFORMER_KIND
+from autospikformer.model.spikformer import Spikformer
+from autospikformer.model.supernet import SuperSpikformer
+from autospikformer.search.space import SearchSpace
 
 CHECKSUM_KEY = "checksum"
 FORMAT_VERSION = 1
+SUPERNET_KIND = "supernet"  # written by the supernet trainer
+#: Metadata of a supernet checkpoint that :func:`load_supernet_checkpoint` returns (no tensors).
+SUPERNET_META = (
+    "kind", "space", "space_fingerprint", "num_classes", "in_channels", "img_size", "dataset",
+    "epoch", "epochs", "config", "world_size", "history",
+)  # fmt: skip
 
 
 class CheckpointError(ValueError):
@@ -92,22 +108,21 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(
-    path: str | Path, *, kind: str | None = None, map_location: Any = "cpu"
-) -> dict[str, Any]:
-    """Read and verify a checkpoint written by :func:`save_checkpoint`.
+_ADVICE = "delete it to start over, or restore a copy"
 
-    Raises :class:`CheckpointError` for a missing, truncated, altered or foreign file, or one of
-    another ``kind`` (e.g. a standalone model where a supernet is expected).
+
+def read_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str, Any]:
+    """Unpickle a checkpoint file (tensors and plain data only), without verifying it.
+
+    Raises :class:`CheckpointError` for a missing, truncated or foreign file.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at '{path}'")
-    advice = "delete it to start over, or restore a copy"
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut one has no index
         raise CheckpointError(
             f"checkpoint '{path}' is corrupted or truncated (not a complete torch zip archive); "
-            f"{advice}"
+            f"{_ADVICE}"
         )
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
@@ -122,18 +137,117 @@ def load_checkpoint(
             reason = reason[:117] + "..."
         raise CheckpointError(
             f"checkpoint '{path}' is corrupted or truncated and cannot be read "
-            f"({type(exc).__name__}: {reason}); {advice}"
+            f"({type(exc).__name__}: {reason}); {_ADVICE}"
         ) from None
-    if not isinstance(data, dict) or CHECKSUM_KEY not in data:
+    if not isinstance(data, dict):
+        raise CheckpointError(f"'{path}' is not an autospikformer checkpoint (not a dict)")
+    return data
+
+
+def verify_checkpoint(data: dict[str, Any], path: str | Path, *, kind: str | None = None) -> None:
+    """Refuse checkpoint content without a checksum, with a wrong one, or of another ``kind``."""
+    if CHECKSUM_KEY not in data:
         raise CheckpointError(
             f"'{path}' is not an autospikformer checkpoint (no '{CHECKSUM_KEY}' entry)"
         )
     if content_checksum(data) != data[CHECKSUM_KEY]:
         raise CheckpointError(
-            f"checkpoint '{path}' is corrupted: its content does not match its checksum; {advice}"
+            f"checkpoint '{path}' is corrupted: its content does not match its checksum; {_ADVICE}"
         )
     if kind is not None and data.get("kind") != kind:
         raise CheckpointError(
             f"'{path}' holds a {data.get('kind', 'unknown')!r} checkpoint, expected {kind!r}"
         )
+
+
+def load_checkpoint(
+    path: str | Path, *, kind: str | None = None, map_location: Any = "cpu"
+) -> dict[str, Any]:
+    """Read and verify a checkpoint written by :func:`save_checkpoint`.
+
+    Raises :class:`CheckpointError` for a missing, truncated, altered or foreign file, or one of
+    another ``kind`` (e.g. a standalone model where a supernet is expected).
+    """
+    data = read_checkpoint(path, map_location=map_location)
+    verify_checkpoint(data, path, kind=kind)
     return data
+
+
+# --- models from checkpoints ------------------------------------------------------------
+def check_space(ckpt: dict[str, Any], space: SearchSpace, path: str | Path) -> None:
+    """Refuse a checkpoint trained on another search space, naming both spaces."""
+    fingerprint = ckpt.get("space_fingerprint")
+    if fingerprint != space.fingerprint():
+        trained = ckpt.get("space", {}).get("name", "?")
+        raise CheckpointError(
+            f"checkpoint '{path}' was trained on search space {trained!r} "
+            f"(fingerprint {fingerprint}), not on {space.name!r} (fingerprint "
+            f"{space.fingerprint()}): load it with its own space or train a supernet for "
+            f"{space.name!r}"
+        )
+
+
+def load_supernet_checkpoint(
+    path: str | Path, *, space: SearchSpace | None = None, map_location: Any = "cpu"
+) -> tuple[SuperSpikformer, dict[str, Any]]:
+    """The supernet of a checkpoint (eval mode) and the checkpoint's metadata (no tensors)."""
+    ckpt = load_checkpoint(path, kind=SUPERNET_KIND, map_location=map_location)
+    return _supernet_from(ckpt, path, space)
+
+
+def _supernet_from(
+    ckpt: dict[str, Any], path: str | Path, space: SearchSpace | None
+) -> tuple[SuperSpikformer, dict[str, Any]]:
+    saved_space = SearchSpace.from_dict(ckpt["space"])
+    if saved_space.fingerprint() != ckpt.get("space_fingerprint"):
+        raise CheckpointError(
+            f"checkpoint '{path}' is inconsistent: its space does not match its fingerprint"
+        )
+    if space is not None:
+        check_space(ckpt, space, path)
+    model = SuperSpikformer(
+        space or saved_space,
+        num_classes=int(ckpt["num_classes"]),
+        in_channels=int(ckpt["in_channels"]),
+        img_size=int(ckpt["img_size"]),
+    )
+    model.load_state_dict(ckpt["state_dict"])
+    model.to(next(iter(ckpt["state_dict"].values())).device)
+    model.eval()
+    return model, {k: ckpt[k] for k in SUPERNET_META if k in ckpt}
+
+
+def load_supernet(
+    path: str | Path, *, space: SearchSpace | None = None, map_location: Any = "cpu"
+) -> SuperSpikformer:
+    """Rebuild the supernet of a checkpoint written by stage 1's trainer (eval mode).
+
+    A ``space`` other than the one the checkpoint was trained on, or a damaged file, raises one
+    :class:`CheckpointError`.
+    """
+    return load_supernet_checkpoint(path, space=space, map_location=map_location)[0]
+
+
+def load_model(path: str | Path, *, map_location: Any = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """A supernet (verified, as :func:`load_supernet_checkpoint`) or a standalone Spikformer.
+
+    Returns the model in eval mode and its metadata: ``kind``, the input shape
+    (``num_classes``, ``in_channels``, ``img_size``) and, for a supernet, its ``space`` dict.
+    """
+    data = read_checkpoint(path, map_location=map_location)
+    kind = data.get("kind")
+    if kind == SUPERNET_KIND:
+        verify_checkpoint(data, path, kind=kind)
+        return _supernet_from(data, path, None)
+    if kind != SPIKFORMER_KIND:
+        raise CheckpointError(
+            f"'{path}' is neither a Spikformer nor a supernet checkpoint (kind={kind!r})"
+        )
+    try:
+        model = Spikformer.from_checkpoint(data)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"checkpoint '{path}' is incomplete or does not match its config ({exc!s:.200})"
+        ) from None
+    shapes = {k: int(data[k]) for k in ("num_classes", "in_channels", "img_size")}
+    return model.eval(), {"kind": kind, **shapes}

@@ -29,8 +29,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from autospikformer.architecture import Architecture
-from autospikformer.spikformer import num_pools, sps_widths
+from autospikformer.model.spikformer import num_pools, sps_widths
+from autospikformer.search.architecture import Architecture
 
 E_MAC_PJ = 4.6  # one 32-bit float multiply-accumulate, 45 nm CMOS (Horowitz 2014)
 E_AC_PJ = 0.9  # one 32-bit float accumulate, 45 nm CMOS
@@ -298,7 +298,7 @@ class EnergyMeter:
 
     ``with EnergyMeter(supernet, arch) as meter: for x, y in loader: logits = supernet(x, arch)``,
     then ``meter.report()``. Rates accumulate over every batch, weighted by elements. ``arch`` is
-    required for a :class:`~autospikformer.supernet.SuperSpikformer` (only ``sps``,
+    required for a :class:`~autospikformer.model.supernet.SuperSpikformer` (only ``sps``,
     ``blocks[:depth]`` and ``head`` are hooked) and read from ``model.arch`` otherwise. Every
     forward inside the context is counted (keep BN recalibration outside it).
     """

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import torch
 
-from autospikformer.evaluate import SubnetEvaluator
-from autospikformer.space import SearchSpace
-from autospikformer.train import TrainConfig, load_supernet, train_supernet
+from autospikformer.checkpoint import load_supernet
+from autospikformer.search.space import SearchSpace
+from autospikformer.training.config import TrainConfig
+from autospikformer.training.evaluate import SubnetEvaluator
+from autospikformer.training.trainer import train_supernet
 
 
 def main() -> None:

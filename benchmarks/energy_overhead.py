@@ -20,11 +20,11 @@ from collections.abc import Callable
 
 import torch
 
-from autospikformer.architecture import Architecture, spikformer_4_384
 from autospikformer.energy import EnergyMeter
-from autospikformer.space import SearchSpace
-from autospikformer.spikformer import Spikformer
-from autospikformer.supernet import SuperSpikformer
+from autospikformer.model.spikformer import Spikformer
+from autospikformer.model.supernet import SuperSpikformer
+from autospikformer.search.architecture import Architecture, spikformer_4_384
+from autospikformer.search.space import SearchSpace
 
 
 def _lively(model: torch.nn.Module) -> None:

@@ -37,8 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import surrogate
 
-from autospikformer.search import make_sampler, suggest_architecture
-from autospikformer.space import SearchSpace
+from autospikformer.search.samplers import make_sampler
+from autospikformer.search.space import SearchSpace
+from autospikformer.search.suggest import suggest_architecture
 
 SAMPLERS = ("random", "dsps", "nsga2")
 

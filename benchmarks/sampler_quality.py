@@ -37,10 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import surrogate
 
-from autospikformer.export import hypervolume_2d, kendall_tau, pareto_mask
-from autospikformer.fitness import balanced_fitness
-from autospikformer.search import make_sampler, suggest_architecture
-from autospikformer.space import SearchSpace
+from autospikformer.search.fitness import balanced_fitness
+from autospikformer.search.samplers import make_sampler
+from autospikformer.search.space import SearchSpace
+from autospikformer.search.suggest import suggest_architecture
+from autospikformer.study.export import hypervolume_2d, kendall_tau, pareto_mask
 
 Points = list[tuple[float, float]]  # (accuracy %, energy mJ) of every trial of one run
 

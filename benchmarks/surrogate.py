@@ -30,8 +30,8 @@ from __future__ import annotations
 import hashlib
 import math
 
-from autospikformer.architecture import Architecture
-from autospikformer.space import SearchSpace
+from autospikformer.search.architecture import Architecture
+from autospikformer.search.space import SearchSpace
 
 TOKENS = 64
 E_MAC_PJ = 4.6

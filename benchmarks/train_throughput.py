@@ -23,10 +23,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from autospikformer.architecture import Architecture, spikformer_4_384
-from autospikformer.data import dataset_info
-from autospikformer.space import SearchSpace
-from autospikformer.supernet import SuperSpikformer
+from autospikformer.data.base import dataset_info
+from autospikformer.model.supernet import SuperSpikformer
+from autospikformer.search.architecture import Architecture, spikformer_4_384
+from autospikformer.search.space import SearchSpace
 
 # the original Spikformer code, Spikformer-4-384, T=4, one H100 (train batch 128, eval 1024)
 REFERENCE = {"train": 2124.0, "eval": 5583.0}

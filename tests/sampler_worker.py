@@ -10,9 +10,9 @@ import sys
 
 import optuna
 
-from autospikformer.sampler import DSPSSampler
-from autospikformer.search import suggest_architecture
-from autospikformer.space import SearchSpace
+from autospikformer.search.dsps import DSPSSampler
+from autospikformer.search.space import SearchSpace
+from autospikformer.search.suggest import suggest_architecture
 
 
 def main(argv: list[str]) -> None:

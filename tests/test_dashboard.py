@@ -16,9 +16,9 @@ import optuna_dashboard
 import pytest
 from werkzeug.test import Client
 
-from autospikformer.search import architecture_params, distributions
-from autospikformer.study import create_study, open_storage
-from autospikformer.study_config import StudyConfig
+from autospikformer.search.suggest import architecture_params, distributions
+from autospikformer.study.config import StudyConfig
+from autospikformer.study.storage import create_study, open_storage
 
 
 @pytest.fixture()

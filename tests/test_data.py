@@ -10,17 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from autospikformer.data import (
-    CIFAR_MEAN,
-    CIFAR_STD,
-    DATASETS,
-    DataError,
-    build_dataset,
-    dataset_info,
-    digits_split_indices,
-    make_loader,
-    subset,
-)
+from autospikformer.data.base import DATASETS, DataError, dataset_info
+from autospikformer.data.images import CIFAR_MEAN, CIFAR_STD, digits_split_indices
+from autospikformer.data.loading import build_dataset, make_loader, subset
 
 CIFAR10_NAMES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",

@@ -12,7 +12,7 @@ import torch
 from helpers import TINY_SPACE
 from typer.testing import CliRunner
 
-from autospikformer.architecture import Architecture, spikformer_4_384
+from autospikformer.checkpoint import save_checkpoint
 from autospikformer.energy import (
     E_AC_PJ,
     E_MAC_PJ,
@@ -22,9 +22,10 @@ from autospikformer.energy import (
     dense_macs,
     estimate_energy_mj,
 )
-from autospikformer.space import SearchSpace, SearchSpaceError
-from autospikformer.spikformer import Spikformer
-from autospikformer.supernet import SuperSpikformer
+from autospikformer.model.spikformer import Spikformer
+from autospikformer.model.supernet import SuperSpikformer
+from autospikformer.search.architecture import Architecture, spikformer_4_384
+from autospikformer.search.space import SearchSpace, SearchSpaceError
 
 PJ = 1e-9  # 1 pJ in mJ
 
@@ -400,7 +401,7 @@ runner = CliRunner()
 
 
 def _cli(*args: str):
-    from autospikformer.cli import app
+    from autospikformer.cli.app import app
 
     return runner.invoke(app, ["energy", *args])
 
@@ -436,7 +437,7 @@ def test_cli_errors_are_one_line(tmp_path) -> None:
 
 
 def test_cli_measures_a_standalone_checkpoint_on_digits(tmp_path) -> None:
-    pytest.importorskip("autospikformer.data")
+    pytest.importorskip("autospikformer.data.loading")
     arch = tiny(time_steps=2)
     model = lively(Spikformer(arch, num_classes=10, in_channels=1, img_size=8), seed=3)
     path = tmp_path / "model.pt"
@@ -448,7 +449,7 @@ def test_cli_measures_a_standalone_checkpoint_on_digits(tmp_path) -> None:
     assert data["images"] == 32 and 0.0 <= data["accuracy"] <= 1.0
     assert data["rate_override"] is None and 0 < data["mean_firing_rate"] < 1
     # the same numbers as a meter over the same batches
-    from autospikformer.data import build_dataset, make_loader
+    from autospikformer.data.loading import build_dataset, make_loader
 
     loader = make_loader(build_dataset("digits", None, train=False), batch_size=16, train=False)
     meter = EnergyMeter(model)
@@ -463,13 +464,13 @@ def test_cli_measures_a_standalone_checkpoint_on_digits(tmp_path) -> None:
 
 
 def test_cli_measures_a_supernet_checkpoint(tmp_path) -> None:
-    pytest.importorskip("autospikformer.data")
+    pytest.importorskip("autospikformer.data.loading")
     space = SearchSpace.load("digits")
     net = lively(SuperSpikformer(space, num_classes=10, in_channels=1, img_size=8), seed=4)
     path = tmp_path / "supernet.pt"
-    torch.save(
-        {"kind": "supernet", "space": space.to_dict(), "state_dict": net.state_dict(),
-         "num_classes": 10, "in_channels": 1, "img_size": 8},
+    save_checkpoint(
+        {"kind": "supernet", "space": space.to_dict(), "space_fingerprint": space.fingerprint(),
+         "state_dict": net.state_dict(), "num_classes": 10, "in_channels": 1, "img_size": 8},
         path,
     )  # fmt: skip
     arch = space.sample(random.Random(1))

@@ -11,11 +11,13 @@ import torch
 from helpers import TINY_SPACE
 from torch import nn
 
-from autospikformer.data import build_dataset
-from autospikformer.evaluate import SubnetEvaluator, recalibrate_bn
-from autospikformer.space import SearchSpace
-from autospikformer.supernet import SuperSpikformer
-from autospikformer.train import TrainConfig, load_supernet, train_supernet
+from autospikformer.checkpoint import load_supernet
+from autospikformer.data.loading import build_dataset
+from autospikformer.model.supernet import SuperSpikformer
+from autospikformer.search.space import SearchSpace
+from autospikformer.training.config import TrainConfig
+from autospikformer.training.evaluate import SubnetEvaluator, recalibrate_bn
+from autospikformer.training.trainer import train_supernet
 
 SENTINEL = 5.0
 

@@ -13,7 +13,9 @@ import pytest
 from optuna.trial import TrialState
 
 from autospikformer import SearchSpace
-from autospikformer.export import (
+from autospikformer.search.fitness import balanced_fitness
+from autospikformer.search.suggest import architecture_params, distributions
+from autospikformer.study.export import (
     COLUMNS,
     export_study,
     hypervolume_2d,
@@ -21,8 +23,6 @@ from autospikformer.export import (
     pareto_mask,
     trials_frame,
 )
-from autospikformer.fitness import balanced_fitness
-from autospikformer.search import architecture_params, distributions
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

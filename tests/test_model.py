@@ -11,8 +11,8 @@ import torch
 from spikingjelly.activation_based import neuron
 
 from autospikformer import Architecture, SearchSpace, Spikformer, SuperSpikformer
-from autospikformer.architecture import spikformer_4_384
-from autospikformer.supernet import ElasticConv2d, ElasticLinear
+from autospikformer.model.supernet import ElasticConv2d, ElasticLinear
+from autospikformer.search.architecture import spikformer_4_384
 
 ALL_SPACES = ["S_T1", "S_T2", "S_S", "S_T1+S_S", "S_T2+S_S", "dvs", "digits"]
 SIZES = {"dvs": (2, 128), "digits": (1, 8)}

@@ -1,4 +1,4 @@
-"""Tests of the DSPS sampler (autospikformer.sampler), in the style of Optuna's sampler tests."""
+"""Tests of the DSPS sampler (autospikformer.search.dsps), in the style of Optuna's sampler tests."""
 
 from __future__ import annotations
 
@@ -20,9 +20,8 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.testing.pytest_samplers import MultiObjectiveSamplerTestCase
 from optuna.trial import TrialState
 
-from autospikformer.architecture import PER_BLOCK_FIELDS, Architecture, spikformer_4_384
-from autospikformer.fitness import balanced_fitness
-from autospikformer.sampler import (
+from autospikformer.search.architecture import PER_BLOCK_FIELDS, Architecture, spikformer_4_384
+from autospikformer.search.dsps import (
     CANDIDATE_KEY,
     CONFIG_KEY,
     PARENTS_KEY_PREFIX,
@@ -30,8 +29,9 @@ from autospikformer.sampler import (
     _parse,
     _StudyView,
 )
-from autospikformer.search import architecture_params, suggest_architecture
-from autospikformer.space import SearchSpace
+from autospikformer.search.fitness import balanced_fitness
+from autospikformer.search.space import SearchSpace
+from autospikformer.search.suggest import architecture_params, suggest_architecture
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -1,4 +1,4 @@
-"""Tests of the trial <-> architecture bridge (autospikformer.search)."""
+"""Tests of the trial <-> architecture bridge (autospikformer.search.suggest)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,19 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
 
-from autospikformer.architecture import Architecture, spikformer_4_384
-from autospikformer.sampler import DSPSSampler
-from autospikformer.search import (
+from autospikformer.search.architecture import Architecture, spikformer_4_384
+from autospikformer.search.dsps import DSPSSampler
+from autospikformer.search.samplers import make_sampler
+from autospikformer.search.space import SearchSpace
+from autospikformer.search.suggest import (
     ARCH_ATTR,
     architecture_from_params,
     architecture_params,
     distributions,
     is_architecture_param,
-    make_sampler,
     param_names,
     suggest_architecture,
 )
-from autospikformer.space import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from autospikformer import Architecture, SearchSpace, SearchSpaceError
-from autospikformer.architecture import spikformer_4_384
 from autospikformer.resources import preset_names
+from autospikformer.search.architecture import spikformer_4_384
 
 PRESETS = ["S_T1", "S_T2", "S_S", "S_T1+S_S", "S_T2+S_S", "dvs", "digits"]
 

@@ -19,10 +19,10 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from autospikformer import SearchSpace, Spikformer
-from autospikformer.cli import app
-from autospikformer.export import COLUMNS
-from autospikformer.search import architecture_from_params
-from autospikformer.study_config import StudyConfig
+from autospikformer.cli.app import app
+from autospikformer.search.suggest import architecture_from_params
+from autospikformer.study.config import StudyConfig
+from autospikformer.study.export import COLUMNS
 
 runner = CliRunner()
 
@@ -192,7 +192,8 @@ def test_bad_inputs_leave_the_storage_untouched(searched, tmp_path, monkeypatch)
         "search.options, search.sampler",
     )
     # a supernet of another space
-    from autospikformer.train import TrainConfig, train_supernet
+    from autospikformer.training.config import TrainConfig
+    from autospikformer.training.trainer import train_supernet
 
     space = SearchSpace.from_dict(
         {**SearchSpace.load("digits").to_dict(), "name": "other"}

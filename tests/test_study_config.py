@@ -10,7 +10,7 @@ import pytest
 
 from autospikformer import SearchSpace
 from autospikformer.resources import preset_names, studies_dir
-from autospikformer.study_config import StudyConfig, StudyConfigError
+from autospikformer.study.config import StudyConfig, StudyConfigError
 
 PRESETS = [
     "cifar10-s_s",

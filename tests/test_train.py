@@ -14,16 +14,16 @@ import torch.multiprocessing as mp
 from helpers import TINY_SPACE
 from typer.testing import CliRunner
 
-from autospikformer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from autospikformer.space import SearchSpace
-from autospikformer.train import (
-    DIGITS_SETTINGS,
-    SupernetTrainer,
-    TrainConfig,
+from autospikformer.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
     load_supernet,
     load_supernet_checkpoint,
-    train_supernet,
+    save_checkpoint,
 )
+from autospikformer.search.space import SearchSpace
+from autospikformer.training.config import DIGITS_SETTINGS, TrainConfig
+from autospikformer.training.trainer import SupernetTrainer, train_supernet
 
 
 @pytest.fixture
@@ -229,7 +229,7 @@ def test_load_supernet_refuses_another_space(tiny_space, tmp_path):
 
 # --------------------------------------------------------------------------- event data
 def test_event_data_batches_have_the_sampled_time_steps(tiny_space, tmp_path, monkeypatch):
-    import autospikformer.data as data
+    import autospikformer.data.loading as data
 
     built: list[int | None] = []
 
@@ -314,7 +314,7 @@ def test_ddp_two_cpu_processes_end_with_the_same_weights(tmp_path):
 
 # --------------------------------------------------------------------------- CLI
 def test_cli_train_and_eval(tmp_path):
-    from autospikformer.cli import app
+    from autospikformer.cli.app import app
 
     space_file = tmp_path / "tiny.toml"
     space_file.write_text(

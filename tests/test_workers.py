@@ -20,7 +20,7 @@ import pytest
 from helpers import tiny_study
 from optuna.trial import TrialState
 
-from autospikformer.study_config import StudyConfig
+from autospikformer.study.config import StudyConfig
 
 POSTGRES = os.environ.get("AUTOSPIK_TEST_POSTGRES_URL")
 
@@ -28,7 +28,7 @@ POSTGRES = os.environ.get("AUTOSPIK_TEST_POSTGRES_URL")
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> tuple[Path, Path]:
     """A folder and one trained supernet shared by every study here (``--supernet``)."""
-    from autospikformer.train import train_supernet
+    from autospikformer.training.trainer import train_supernet
 
     folder = tmp_path_factory.mktemp("workers")
     config = StudyConfig.from_dict(__import__("tomllib").loads(tiny_study("shared")), base=folder)

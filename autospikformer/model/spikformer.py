@@ -10,7 +10,7 @@ Layout conventions (SPEC section 1):
   channel over all rows, exactly the statistics of the reference's transposed ``[T*B, C, N]``
   layout, without two transposes per layer.
 
-The building blocks take a :class:`LayerKit` so that the supernet (``supernet.py``) builds the very
+The building blocks take a :class:`LayerKit` so that the supernet (``model/supernet.py``) builds the very
 same modules from weight-entangled layers: a subnet and its extracted model share this forward code
 and their state-dict keys.
 """
@@ -26,13 +26,14 @@ import torch
 from spikingjelly.activation_based import functional, neuron, surrogate
 from torch import nn
 
-from autospikformer.architecture import Architecture
+from autospikformer.search.architecture import Architecture
 
 TOKEN_GRID = 8  # SPS pools inputs of 16 pixels and more down to an 8x8 grid: N = 64 tokens
 ATTN_SCALE = 0.125
 SPS_THRESHOLD = 1.0
 SPS_TAU = 2.0
 SUPPORTED_IMG_SIZES = (8, 16, 32, 64, 128)
+CHECKPOINT_KIND = "spikformer"  # the "kind" entry of a file written by Spikformer.save
 
 
 def make_lif(threshold: float = 1.0, tau: float = 2.0) -> neuron.LIFNode:
@@ -265,7 +266,8 @@ class Spikformer(nn.Module):
     def save(self, path: str | Path, **extra: Any) -> None:
         """Write weights and the config needed to rebuild the model (plus ``extra`` metadata)."""
         torch.save(
-            {"kind": "spikformer", **self.config(), "state_dict": self.state_dict(), **extra}, path
+            {"kind": CHECKPOINT_KIND, **self.config(), "state_dict": self.state_dict(), **extra},
+            path,
         )
 
     @classmethod
@@ -277,10 +279,15 @@ class Spikformer(nn.Module):
             raise FileNotFoundError(f"no checkpoint at {path}") from None
         except Exception as exc:
             raise ValueError(f"{path} is not a readable Spikformer checkpoint ({exc})") from None
-        if not isinstance(data, dict) or data.get("kind") != "spikformer":
+        if not isinstance(data, dict) or data.get("kind") != CHECKPOINT_KIND:
             raise ValueError(
                 f"{path} is not a standalone Spikformer checkpoint (autospik subnet export)"
             )
+        return cls.from_checkpoint(data)
+
+    @classmethod
+    def from_checkpoint(cls, data: dict[str, Any]) -> Spikformer:
+        """The model held by the dict of a file :meth:`save` wrote (already read)."""
         model = cls(
             Architecture.from_dict(data["architecture"]),
             num_classes=data["num_classes"],

@@ -1,6 +1,6 @@
 """`autospik energy`: the per-layer energy report of one architecture.
 
-Three modes, each labelled in the output so that no number passes for what it is not:
+Two modes, each labelled in the output so that no number passes for what it is not:
 - a checkpoint and a data set: firing rates measured on test batches (and the accuracy on them);
 - otherwise: the analytic dense counts with every input rate 1, an upper bound for spike inputs,
   shaped by the checkpoint or the data set when one is given (CIFAR-10 shapes when neither is).
@@ -15,16 +15,15 @@ from typing import Any
 
 import typer
 
-from autospikformer.commands.common import console, fail
-
-E_MAC_PJ, E_AC_PJ = 4.6, 0.9  # as autospikformer.energy (not imported here: it imports torch)
+from autospikformer.cli.common import console, fail, guard
 
 UPPER_BOUND = "upper bound: every input rate 1 (no checkpoint and data set to measure rates)"
+CIFAR10_SHAPES = {"num_classes": 10, "in_channels": 3, "img_size": 32}
 
 
 def _read_arch(text: str) -> Any:
     """The compact string, a JSON object, or ``@file.json``."""
-    from autospikformer.architecture import Architecture
+    from autospikformer.search.architecture import Architecture
 
     if text.startswith("@"):
         path = Path(text[1:])
@@ -37,75 +36,36 @@ def _read_arch(text: str) -> Any:
         fail(str(exc).splitlines()[0])
 
 
-def _load_checkpoint(path: Path, arch: Any, device: str) -> tuple[Any, bool, dict[str, int]]:
-    """(model, is_supernet, shapes) from a standalone or a supernet checkpoint."""
-    import torch
+def _load_model(path: Path, arch: Any, device: str) -> tuple[Any, dict[str, int]]:
+    """The checkpoint's model on ``device`` and its input shapes; refuses another architecture."""
+    from autospikformer.checkpoint import load_model
 
-    from autospikformer.architecture import Architecture
-    from autospikformer.space import SearchSpace, SearchSpaceError
-    from autospikformer.spikformer import Spikformer
-    from autospikformer.supernet import SuperSpikformer
-
-    if not path.is_file():
-        fail(f"no checkpoint at {path}")
-    try:
-        data = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:
-        fail(f"{path} is not a readable checkpoint ({str(exc).splitlines()[0]})")
-    kind = data.get("kind") if isinstance(data, dict) else None
-    if kind not in ("spikformer", "supernet"):
-        fail(f"{path} is neither a Spikformer nor a supernet checkpoint (kind={kind!r})")
-    try:  # fail() raises typer.Exit, a RuntimeError: call it only outside this block
-        shapes = {k: int(data[k]) for k in ("num_classes", "in_channels", "img_size")}
-        if kind == "spikformer":
-            held = Architecture.from_dict(data["architecture"])
-            problem = None if held == arch else f"checkpoint {path} holds {held}, not {arch}"
-            model: Any = None if problem else Spikformer(held, **shapes)
-        else:
-            space = SearchSpace.from_dict(data["space"])
-            off = space.violations(arch)
-            problem = (
-                f"architecture {arch} is not in space {space.name!r} of {path}: {off[0]}"
-                if off
-                else None
-            )
-            model = None if problem else SuperSpikformer(space, **shapes)
-        if model is not None:
-            model.load_state_dict(data["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError, SearchSpaceError) as exc:
-        problem = f"checkpoint {path} is incomplete or does not match its config ({exc!s:.200})"
-    if problem:
-        fail(problem)
-    return model.to(device).eval(), kind == "supernet", shapes
+    model, meta = guard(load_model, path)
+    if meta["kind"] == "supernet":
+        off = model.space.violations(arch)
+        if off:
+            fail(f"architecture {arch} is not in space {model.space.name!r} of {path}: {off[0]}")
+    elif model.arch != arch:
+        fail(f"checkpoint {path} holds {model.arch}, not {arch}")
+    return model.to(device), {k: int(meta[k]) for k in CIFAR10_SHAPES}
 
 
 def _measure(
-    model: Any, is_supernet: bool, arch: Any, dataset: str, root: Path | None, info: Any,
-    batches: int, batch_size: int, device: str,
+    model: Any, arch: Any, dataset: str, root: Path | None, batches: int, batch_size: int,
+    device: str,
 ) -> Any:  # fmt: skip
     """Rates and accuracy from the same test batches (one pass, the meter's hooks)."""
-    import torch
+    from autospikformer.data.base import dataset_info
+    from autospikformer.data.loading import build_dataset, make_loader
+    from autospikformer.training.evaluate import measure_energy
 
-    from autospikformer.data import build_dataset, make_loader
-    from autospikformer.energy import EnergyMeter
-
-    extra = {"time_steps": arch.time_steps} if info.event_based else {}
+    extra = {"time_steps": arch.time_steps} if dataset_info(dataset).event_based else {}
     data = build_dataset(dataset, root, train=False, **extra)
     loader = make_loader(data, batch_size=batch_size, train=False)
-    correct = seen = 0
-    meter = EnergyMeter(model, arch)
-    with torch.no_grad(), meter:
-        for i, (x, y) in enumerate(loader):
-            if i == batches:
-                break
-            x, y = x.to(device), y.to(device)
-            logits = model(x, arch) if is_supernet else model(x)
-            correct += int((logits.argmax(-1) == y).sum())
-            seen += int(y.numel())
-    if seen == 0:
+    report = measure_energy(model, arch, loader, limit=batches, device=device)
+    if report is None:
         fail(f"the {dataset} test split is empty")
-    report = meter.report()
-    report.extras.update(accuracy=correct / seen, dataset=dataset)
+    report.extras["dataset"] = dataset
     return report
 
 
@@ -137,44 +97,29 @@ def energy(
 
     Otherwise every input rate is 1: an upper bound.
     """
+    from autospikformer.data.base import dataset_info
+    from autospikformer.device import resolve_device
     from autospikformer.energy import analytic_report
-    from autospikformer.space import SearchSpace, SearchSpaceError
+    from autospikformer.search.space import SearchSpace
 
     architecture = _read_arch(arch)
     if space is not None:
-        try:
-            SearchSpace.load(space).check(architecture)
-        except SearchSpaceError as exc:
-            fail(str(exc))
-    info = None
+        guard(lambda: SearchSpace.load(space).check(architecture))
+    shapes = dict(CIFAR10_SHAPES)
     if dataset is not None:
-        try:
-            from autospikformer.data import DataError, dataset_info
-        except ImportError as exc:
-            fail(f"data sets are unavailable ({exc})")
-        try:
-            info = dataset_info(dataset)
-        except DataError as exc:
-            fail(str(exc).splitlines()[0])
-    shapes = {"num_classes": 10, "in_channels": 3, "img_size": 32}
-    if info is not None:
+        info = guard(dataset_info, dataset)
         shapes = {k: int(getattr(info, k)) for k in shapes}
     model = None
     if checkpoint is not None:
-        model, is_supernet, held = _load_checkpoint(checkpoint, architecture, device)
-        if info is not None and held != shapes:
+        torch_device = str(guard(resolve_device, device))
+        model, held = _load_model(checkpoint, architecture, torch_device)
+        if dataset is not None and held != shapes:
             fail(f"checkpoint {checkpoint} is shaped {held}, the {dataset} data set {shapes}")
         shapes = held
-    if model is not None and info is not None:
-        from autospikformer.data import DataError
-
-        try:
-            report = _measure(
-                model, is_supernet, architecture, dataset, data_root, info, batches,
-                batch_size, device,
-            )  # fmt: skip
-        except DataError as exc:
-            fail(str(exc).splitlines()[0])
+    if model is not None and dataset is not None:
+        report = guard(
+            _measure, model, architecture, dataset, data_root, batches, batch_size, torch_device
+        )
         mode = f"measured on {report.images} {dataset} test images"
     else:
         try:
@@ -182,9 +127,8 @@ def energy(
         except ValueError as exc:
             fail(str(exc))
         if model is not None:
-            report.num_parameters = (
-                model.num_parameters(architecture) if is_supernet else model.num_parameters()
-            )
+            counter = model.num_parameters
+            report.num_parameters = counter(architecture) if hasattr(model, "space") else counter()
         mode = UPPER_BOUND
     if as_json:
         out = {"architecture": str(architecture), "mode": mode, **shapes, **report.to_dict()}
@@ -209,6 +153,8 @@ def _si(value: float) -> str:
 
 def _print(arch: Any, report: Any, mode: str, shapes: dict[str, int]) -> None:
     from rich.table import Table
+
+    from autospikformer.energy import E_AC_PJ, E_MAC_PJ
 
     table = Table(title=f"energy of {arch}", title_justify="left")
     table.add_column("layer", no_wrap=True)

@@ -1,9 +1,9 @@
-"""Data sets: the embedded 8x8 digits, CIFAR-10/100 from disk, and the DVS sets (``data_dvs``).
+"""Static images held in memory: the embedded 8x8 digits and CIFAR-10/100 from their pickles.
 
-Nothing here downloads: no machine running the project reaches the data sets' hosts, so every
-loader reads a local folder and, when that folder is missing or incomplete, raises one
-``DataError`` naming the expected files, where to get them and which folder was searched.
-The folder layouts, the digits split and the augmentation are described in ``docs/data.md``.
+Nothing here downloads: every loader reads a local folder and, when that folder is missing or
+incomplete, raises one ``DataError`` naming the expected files, where to get them and which
+folder was searched. The folder layouts, the digits split and the augmentation are described in
+``docs/data.md``.
 """
 
 from __future__ import annotations
@@ -11,48 +11,15 @@ from __future__ import annotations
 import pickle
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What a model needs to know about a data set before seeing a sample."""
-
-    name: str  # "digits" | "cifar10" | "cifar100" | "cifar10dvs" | "dvs128"
-    num_classes: int
-    in_channels: int  # 1 digits, 3 cifar, 2 dvs (the two event polarities)
-    img_size: int  # 8 digits, 32 cifar, 128 dvs
-    event_based: bool  # True for the DVS sets: samples are frames [T, C, H, W]
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "digits": DatasetInfo("digits", 10, 1, 8, False),
-    "cifar10": DatasetInfo("cifar10", 10, 3, 32, False),
-    "cifar100": DatasetInfo("cifar100", 100, 3, 32, False),
-    "cifar10dvs": DatasetInfo("cifar10dvs", 10, 2, 128, True),
-    "dvs128": DatasetInfo("dvs128", 11, 2, 128, True),
-}
-
-
-class DataError(Exception):
-    """A data set cannot be used as asked; the message says what to fix, in one line."""
-
-
-def dataset_info(name: str) -> DatasetInfo:
-    """The static description of ``name``; an unknown name lists the known ones."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise DataError(
-            f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}"
-        ) from None
+from autospikformer.data.base import DATASETS, DataError, require_root
 
 
 class ImageDataset(Dataset):
@@ -117,7 +84,7 @@ def digits_split_indices() -> tuple[np.ndarray, np.ndarray]:
     return train_idx.copy(), test_idx.copy()
 
 
-def _build_digits(train: bool, augment: bool | None) -> ImageDataset:
+def build_digits(train: bool, augment: bool | None) -> ImageDataset:
     if augment:
         warnings.warn(
             "the digits set has no augmentation (8x8 glyphs: flips and crops change the digit); "
@@ -159,13 +126,8 @@ _CIFAR_FILES = {
         "archive": "'CIFAR-100 python version' archive (cifar-100-python.tar.gz)",
     },
 }
+CIFAR_NAMES = tuple(_CIFAR_FILES)
 _CIFAR_PAGE = "the CIFAR web page (Krizhevsky, https://www.cs.toronto.edu/~kriz/cifar.html)"
-
-
-def _require_root(name: str, root: str | Path | None) -> Path:
-    if root is None:
-        raise DataError(f"{name} is read from a local folder: pass its path as the data root")
-    return Path(root).expanduser()
 
 
 def _find_cifar_folder(name: str, root: Path) -> Path:
@@ -228,7 +190,7 @@ def load_cifar_arrays(
 ) -> tuple[np.ndarray, list[int], list[str]]:
     """Images ``uint8 [N, 3, 32, 32]``, labels and class names of one CIFAR split."""
     spec = _CIFAR_FILES[name]
-    folder = _find_cifar_folder(name, _require_root(name, root))
+    folder = _find_cifar_folder(name, require_root(name, root))
     num_classes = DATASETS[name].num_classes
     meta = _unpickle(folder / spec["meta"])
     names = [
@@ -280,76 +242,6 @@ def cifar_transform(name: str, augment: bool) -> Callable[[torch.Tensor], torch.
     )
 
 
-def _build_cifar(name: str, root: str | Path | None, train: bool, augment: bool) -> ImageDataset:
+def build_cifar(name: str, root: str | Path | None, train: bool, augment: bool) -> ImageDataset:
     data, labels, names = load_cifar_arrays(name, root, train=train)
     return ImageDataset(torch.from_numpy(data), labels, names, cifar_transform(name, augment))
-
-
-# --------------------------------------------------------------------------- entry points
-
-
-def build_dataset(
-    name: str,
-    root: str | Path | None,
-    *,
-    train: bool,
-    augment: bool | None = None,
-    time_steps: int | None = None,
-) -> Dataset:
-    """One split of a data set, ready for a ``DataLoader``.
-
-    Static sets yield ``(image [C, H, W], label)`` (the model repeats images over T itself);
-    event sets yield ``(frames [T, C, H, W], label)`` and need ``time_steps``. ``augment=None``
-    gives the train split the reference augmentation and the test split none.
-    """
-    info = dataset_info(name)
-    do_augment = train if augment is None else bool(augment)
-    if name == "digits":
-        return _build_digits(train, augment)
-    if name in _CIFAR_FILES:
-        return _build_cifar(name, root, train, do_augment)
-    if time_steps is None or int(time_steps) < 1:
-        raise DataError(f"{name} is event data: pass time_steps (the number of frames T >= 1)")
-    from autospikformer.data_dvs import build_event_dataset
-
-    return build_event_dataset(info, _require_root(name, root), train, do_augment, int(time_steps))
-
-
-def make_loader(
-    dataset: Dataset,
-    *,
-    batch_size: int,
-    train: bool,
-    workers: int = 0,
-    seed: int = 0,
-    drop_last: bool | None = None,
-) -> DataLoader:
-    """A loader whose shuffling depends only on ``seed`` (its own generator, not the global one).
-
-    Train loaders shuffle and, by default, drop the last partial batch (a batch of one breaks
-    batch norm statistics); test loaders keep order and every sample.
-    """
-    generator = torch.Generator()
-    generator.manual_seed(int(seed))
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=train,
-        num_workers=workers,
-        generator=generator,
-        drop_last=train if drop_last is None else drop_last,
-        persistent_workers=workers > 0,
-    )
-
-
-def subset(dataset: Dataset, n: int, seed: int) -> Dataset:
-    """A fixed random subset of ``min(n, len(dataset))`` samples (BN recalibration, quick evals).
-
-    Uses NumPy's legacy ``RandomState``, whose stream NumPy keeps stable, so the same seed picks
-    the same samples across versions; indices are sorted to keep reading order cache-friendly.
-    """
-    if n < 1:
-        raise ValueError(f"subset size must be >= 1, got {n}")
-    size = len(dataset)  # type: ignore[arg-type]
-    picked = np.random.RandomState(int(seed)).permutation(size)[: min(n, size)]
-    return Subset(dataset, sorted(int(i) for i in picked))

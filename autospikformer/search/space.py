@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autospikformer.architecture import PER_BLOCK_FIELDS, Architecture
 from autospikformer.resources import preset_names, read_toml, studies_dir
+from autospikformer.search.architecture import PER_BLOCK_FIELDS, Architecture
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "transformer": ("embed_dim", "mlp_ratio", "num_heads", "depth"),

@@ -16,9 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autospikformer.architecture import Architecture
-from autospikformer.space import SearchSpace
-from autospikformer.spikformer import (
+from autospikformer.model.spikformer import (
     SPS,
     Block,
     LayerKit,
@@ -28,6 +26,8 @@ from autospikformer.spikformer import (
     run_trunk,
     sps_widths,
 )
+from autospikformer.search.architecture import Architecture
+from autospikformer.search.space import SearchSpace
 
 
 class ElasticLinear(nn.Linear):

@@ -93,10 +93,14 @@ from optuna.storages import BaseStorage
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from autospikformer.architecture import PER_BLOCK_FIELDS, Architecture
-from autospikformer.fitness import balanced_fitness
-from autospikformer.search import architecture_from_params, is_architecture_param, param_field
-from autospikformer.space import SearchSpace
+from autospikformer.search.architecture import PER_BLOCK_FIELDS, Architecture
+from autospikformer.search.fitness import balanced_fitness
+from autospikformer.search.space import SearchSpace
+from autospikformer.search.suggest import (
+    architecture_from_params,
+    is_architecture_param,
+    param_field,
+)
 
 #: Trial system attribute: the trial's candidate, generation and origin (see the module doc).
 CANDIDATE_KEY = "autospik:dsps:candidate"
@@ -254,7 +258,7 @@ class DSPSSampler(BaseSampler):
 
     Args:
         space: the search space; the objective must suggest with
-            :func:`autospikformer.search.suggest_architecture` over the same space.
+            :func:`autospikformer.search.suggest.suggest_architecture` over the same space.
         population_size: trials per generation (generation 0 is random).
         num_parents: parents kept for the next generation, ranked by ``F_AEB``.
         crossover_prob: probability that an offspring is a crossover of two parents.
@@ -444,8 +448,6 @@ class DSPSSampler(BaseSampler):
                 "[accuracy, energy]; this study has "
                 f"{[d.name.lower() for d in study.directions]}"
             )
-        storage = study._storage
-        number = trial.number
         view = self._view(study)
         self._check_config(study, view)
         attrs = self._arrived.get(trial._trial_id)
@@ -459,18 +461,24 @@ class DSPSSampler(BaseSampler):
             for k, v in {**attrs.get(_FIXED_PARAMS_KEY, {}), **trial.params}.items()
             if is_architecture_param(k)
         }
-        try:
-            full = architecture_from_params(fixed) if fixed else None
-        except (ValueError, TypeError):
-            full = None  # partly fixed: drawn around the fixed values
-
         # Propose from the picture left by this process's last draw (every candidate is
         # checked against a fresh read after it is written); read first only when that
         # picture is empty or the generation's parents are still to be chosen, since those
         # must see every trial of the previous generation that has finished.
-        upcoming = self._generation(view, number)
+        upcoming = self._generation(view, me.number)
         if not view.scanned or (upcoming > 0 and upcoming not in view.parents):
             self._refresh(study, view, me)
+        return self._redraw(study, view, me, fixed)
+
+    def _redraw(
+        self, study: Study, view: _StudyView, me: _Record, fixed: dict[str, Any]
+    ) -> tuple[Architecture, int]:
+        """Propose, write and check until a candidate is new, feasible and in its generation."""
+        number = me.number
+        try:
+            full = architecture_from_params(fixed) if fixed else None
+        except (ValueError, TypeError):
+            full = None  # partly fixed: drawn around the fixed values
         rng = random.Random(f"autospik-dsps:{self._seed}:{number}")
         generation = self._generation(view, number)
         duplicate: tuple[Architecture, str] | None = None
@@ -502,19 +510,19 @@ class DSPSSampler(BaseSampler):
                 stacklevel=2,
             )
             return written
-        if duplicate is not None:
-            warnings.warn(
-                f"DSPSSampler: no new architecture in {self._max_redraws} draws for trial "
-                f"{number}; evaluating {duplicate[0]} again (is the space nearly exhausted?)",
-                UserWarning,
-                stacklevel=2,
+        if duplicate is None:
+            raise RuntimeError(
+                f"DSPSSampler: all {self._max_redraws} candidates drawn for trial {number} were "
+                "rejected by `feasible`; relax the parameter/energy budget or raise max_redraws"
             )
-            self._write(storage, me.trial_id, duplicate[0], generation, duplicate[1])
-            return duplicate[0], generation
-        raise RuntimeError(
-            f"DSPSSampler: all {self._max_redraws} candidates drawn for trial {number} were "
-            "rejected by `feasible`; relax the parameter/energy budget or raise max_redraws"
+        warnings.warn(
+            f"DSPSSampler: no new architecture in {self._max_redraws} draws for trial "
+            f"{number}; evaluating {duplicate[0]} again (is the space nearly exhausted?)",
+            UserWarning,
+            stacklevel=2,
         )
+        self._write(study._storage, me.trial_id, duplicate[0], generation, duplicate[1])
+        return duplicate[0], generation
 
     def _write(
         self, storage: Any, trial_id: int, arch: Architecture, generation: int, origin: str

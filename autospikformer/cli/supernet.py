@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from autospikformer.commands.common import console, fail
+from autospikformer.cli.common import console, fail, guard, set_threads
 
 app = typer.Typer(
     help="Train a weight-sharing supernet and evaluate its subnets.", no_args_is_help=True
@@ -61,33 +61,24 @@ def train(
 
     Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel.
     """
-    _set_threads(threads)
-    from autospikformer.checkpoint import CheckpointError
-    from autospikformer.data import DataError
-    from autospikformer.space import SearchSpace, SearchSpaceError
-    from autospikformer.train import TrainConfig, dist_from_env, train_supernet
+    set_threads(threads)
+    from autospikformer.search.space import SearchSpace
+    from autospikformer.training.config import TrainConfig
+    from autospikformer.training.distributed import dist_from_env, shutdown
+    from autospikformer.training.trainer import train_supernet
 
+    search_space = guard(SearchSpace.load, space)
+    recipe = {
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "min_lr": min_lr,
+        "warmup_lr": warmup_lr, "warmup_epochs": warmup_epochs, "weight_decay": weight_decay,
+        "label_smoothing": label_smoothing, "mixup": mixup, "sandwich": sandwich, "amp": amp,
+        "augment": augment, "seed": seed, "workers": workers, "train_samples": train_samples,
+        "eval_every": eval_every,
+    }  # fmt: skip
     try:
-        search_space = SearchSpace.load(space)
-        config = TrainConfig.preset(dataset).replace(
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            min_lr=min_lr,
-            warmup_lr=warmup_lr,
-            warmup_epochs=warmup_epochs,
-            weight_decay=weight_decay,
-            label_smoothing=label_smoothing,
-            mixup=mixup,
-            sandwich=sandwich,
-            amp=amp,
-            augment=augment,
-            seed=seed,
-            workers=workers,
-            train_samples=train_samples,
-            eval_every=eval_every,
-        )
-        path = train_supernet(
+        config = TrainConfig.preset(dataset).replace(**recipe)
+        path = guard(
+            train_supernet,
             space=search_space,
             dataset=dataset,
             data_root=data_root,
@@ -97,31 +88,18 @@ def train(
             resume=resume,
             progress=progress,
         )
-    except (SearchSpaceError, DataError, CheckpointError, ValueError) as exc:
+    except ValueError as exc:  # a setting the trainer cannot use (too few samples for a batch)
         fail(str(exc))
     finally:
-        import torch.distributed
-
-        if torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        shutdown()
     if dist_from_env().is_main:
         console.print(
             f"supernet checkpoint: [bold]{path}[/] (metrics: {path.parent / 'metrics.csv'})"
         )
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads is None:
-        return
-    if threads < 1:
-        fail(f"--threads: {threads} is not allowed (allowed: an integer >= 1)")
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def _architecture(text: str, space: Any) -> Any:
-    from autospikformer.architecture import Architecture
+    from autospikformer.search.architecture import Architecture
 
     if text == "largest":
         return space.largest()
@@ -154,14 +132,14 @@ def evaluate(
     threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's)."),
 ) -> None:
     """Accuracy, energy and firing rate of one subnet with weights inherited from the supernet."""
-    _set_threads(threads)
+    set_threads(threads)
     import json
 
-    from autospikformer.checkpoint import CheckpointError
-    from autospikformer.data import DataError
-    from autospikformer.evaluate import SubnetEvaluator
-    from autospikformer.space import SearchSpaceError
-    from autospikformer.train import load_supernet_checkpoint
+    from autospikformer.checkpoint import CheckpointError, load_supernet_checkpoint
+    from autospikformer.data.base import DataError
+    from autospikformer.device import DeviceError
+    from autospikformer.search.space import SearchSpaceError
+    from autospikformer.training.evaluate import SubnetEvaluator
 
     try:
         supernet, meta = load_supernet_checkpoint(checkpoint)
@@ -177,7 +155,7 @@ def evaluate(
             device=device,
         )
         result = evaluator.evaluate(architecture, recalibrate=recalibrate)
-    except (SearchSpaceError, DataError, CheckpointError, ValueError) as exc:
+    except (SearchSpaceError, DataError, CheckpointError, DeviceError, ValueError) as exc:
         fail(str(exc))
     if as_json:
         print(json.dumps(result.to_dict(layers=layers), indent=2))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from autospikformer.architecture import Architecture
-from autospikformer.train import resolve_device
+from autospikformer.data.base import dataset_info
+from autospikformer.data.loading import build_dataset, make_loader, subset
+from autospikformer.device import resolve_device
+from autospikformer.energy import EnergyMeter
+from autospikformer.search.architecture import Architecture
 
 #: Above this size (MB, inputs of one split) a split is streamed from a loader, not preloaded.
 PRELOAD_LIMIT_MB = 512
@@ -78,6 +81,25 @@ def _bn_layers(modules: Iterable[nn.Module]) -> list[nn.modules.batchnorm._Batch
         for m in top.modules()
         if isinstance(m, nn.modules.batchnorm._BatchNorm)
     ]
+
+
+@contextlib.contextmanager
+def _bn_statistics_kept(model: nn.Module) -> Iterator[None]:
+    """Restore every BN running statistic of ``model`` when the block ends (a trial leaves the
+    supernet exactly as it found it)."""
+    tracked = [bn for bn in _bn_layers([model]) if bn.running_mean is not None]
+    saved = [
+        (bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
+        for bn in tracked
+    ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for bn, (mean, var, count) in zip(tracked, saved, strict=True):
+                bn.running_mean.copy_(mean)
+                bn.running_var.copy_(var)
+                bn.num_batches_tracked.copy_(count)
 
 
 def _inputs(batch: Any) -> torch.Tensor:
@@ -142,8 +164,6 @@ class _Split:
     """Batches of one split: device tensors when small (preloaded), else a loader per pass."""
 
     def __init__(self, dataset: Any, batch_size: int, device: torch.device, workers: int):
-        from autospikformer.data import make_loader
-
         self.size = len(dataset)
         self.batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         self._loader = make_loader(
@@ -197,8 +217,6 @@ class SubnetEvaluator:
         amp: bool = False,
         workers: int = 0,
     ):
-        from autospikformer.data import dataset_info
-
         if calib_batches < 0 or batch_size < 1:
             raise ValueError("calib_batches must be >= 0 and batch_size >= 1")
         self.device = resolve_device(device)
@@ -217,8 +235,6 @@ class SubnetEvaluator:
 
     def splits(self, time_steps: int) -> tuple[_Split | None, _Split]:
         """Calibration and evaluation batches (for event data: at ``time_steps`` frames)."""
-        from autospikformer.data import build_dataset, subset
-
         key = time_steps if self.info.event_based else None
         if key not in self._cache:
             calib = None
@@ -240,20 +256,12 @@ class SubnetEvaluator:
         self, arch: Architecture, *, recalibrate: bool = True, energy: bool = True
     ) -> SubnetResult:
         """Accuracy on the evaluation subset (and the energy report of the same pass)."""
-        from autospikformer.energy import EnergyMeter
-
         model = self.supernet
         model.configure(arch)  # checks that arch belongs to the space
         calib, test = self.splits(arch.time_steps)
         start = time.perf_counter()
-        layers = _bn_layers([model])
-        saved = [
-            (bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
-            for bn in layers
-            if bn.running_mean is not None
-        ]
         calibrated = 0
-        try:
+        with _bn_statistics_kept(model):
             if recalibrate and calib is not None:
                 calibrated = recalibrate_bn(model, arch, calib, self.device, amp=self.amp)
             model.eval()
@@ -268,13 +276,6 @@ class SubnetEvaluator:
                     seen += int(y.shape[0])
             report = meter.report() if energy else None
             accuracy = int(correct) / max(seen, 1)
-        finally:
-            with torch.no_grad():
-                tracked = [bn for bn in layers if bn.running_mean is not None]
-                for bn, (mean, var, count) in zip(tracked, saved, strict=True):
-                    bn.running_mean.copy_(mean)
-                    bn.running_var.copy_(var)
-                    bn.num_batches_tracked.copy_(count)
         seconds = time.perf_counter() - start
         return SubnetResult(
             arch=arch,
@@ -288,3 +289,58 @@ class SubnetEvaluator:
             recalibrated=calibrated > 0,
             calib_batches=calibrated,
         )
+
+    def standalone(self, arch: Architecture) -> nn.Module:
+        """The subnet as a standalone Spikformer with the BN statistics a trial evaluates it
+        with (this evaluator's recalibration batches); the supernet is left as it was."""
+        model = self.supernet
+        model.configure(arch)
+        calib, _ = self.splits(arch.time_steps)
+        with _bn_statistics_kept(model):
+            if calib is not None:
+                recalibrate_bn(model, arch, calib, self.device, amp=self.amp)
+            return model.extract(arch)
+
+    @torch.no_grad()
+    def accuracy(self, model: nn.Module) -> tuple[float, int]:
+        """A standalone model's accuracy on the evaluation subset, and the images it saw."""
+        _, test = self.splits(model.arch.time_steps)
+        model.to(self.device).eval()
+        correct = seen = 0
+        for x, y in test:
+            correct += int((model(x).argmax(-1) == y).sum())
+            seen += int(y.shape[0])
+        return correct / max(seen, 1), seen
+
+
+@torch.no_grad()
+def measure_energy(
+    model: nn.Module,
+    arch: Architecture,
+    batches: Iterable[Any],
+    *,
+    limit: int | None = None,
+    device: str | torch.device = "cpu",
+) -> Any:
+    """The energy report of ``model`` (a supernet or a standalone Spikformer) on ``batches``.
+
+    One pass measures the rates and the accuracy together: the report's ``extras["accuracy"]``
+    is the fraction of correct answers on the same images. At most ``limit`` batches are used;
+    None when there was no batch.
+    """
+    is_super = hasattr(model, "configure")
+    correct = seen = 0
+    meter = EnergyMeter(model, arch)
+    with meter:
+        for i, (x, y) in enumerate(batches):
+            if i == limit:
+                break
+            x, y = x.to(device), y.to(device)
+            logits = model(x, arch) if is_super else model(x)
+            correct += int((logits.argmax(-1) == y).sum())
+            seen += int(y.numel())
+    if seen == 0:
+        return None
+    report = meter.report()
+    report.extras["accuracy"] = correct / seen
+    return report

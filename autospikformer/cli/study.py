@@ -13,86 +13,12 @@ from typing import Any
 
 import typer
 
-from autospikformer.commands.common import console, fail
+from autospikformer.cli.common import RUNS_DIR, STORAGE, console, guard
 
 app = typer.Typer(
     help="Studies: create one from a study file, run its search, export and browse the front.",
     no_args_is_help=True,
 )
-
-STORAGE = typer.Option(
-    "sqlite:///autospik.db",
-    "--storage",
-    "-s",
-    help="Optuna RDB storage URL (SQLite file, or e.g. postgresql+psycopg2://user:pw@host/db).",
-)
-RUNS_DIR = typer.Option(
-    "runs",
-    "--runs-dir",
-    help="Folder for per-study outputs: <runs-dir>/<study>/supernet.pt, export/.",
-)
-
-
-def _guard(func: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run ``func`` and turn the project's own error types into one-line failures."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from autospikformer.data import DataError
-    from autospikformer.space import SearchSpaceError
-    from autospikformer.study import StudyError
-    from autospikformer.study_config import StudyConfigError
-
-    try:
-        return func(*args, **kwargs)
-    except (StudyError, StudyConfigError, SearchSpaceError, DataError) as exc:
-        fail(" ".join(str(exc).split()))
-
-
-def _resolve(target: str, storage_url: str, *, create: bool) -> tuple[Any, Any, bool]:
-    """``target`` as a study in the storage, or a study file / preset to register first.
-
-    A name already in the storage wins over a preset of the same name; a ``.toml`` path is always
-    read (and must match the stored study of its name).
-    """
-    from autospikformer.resources import preset_names
-    from autospikformer.study import (
-        StudyError,
-        _sqlite_path,
-        create_study,
-        load_study,
-        open_storage,
-        study_names,
-    )
-    from autospikformer.study_config import StudyConfig
-
-    is_file = target.endswith(".toml")
-    is_preset = target in preset_names("studies")
-    if is_file or (create and is_preset):
-        config = StudyConfig.load(target)
-        path = _sqlite_path(storage_url)
-        exists_already = path is not None and path.is_file()
-        storage = open_storage(storage_url, create=True)
-        if not is_file and config.name in study_names(storage):
-            study, stored = load_study(storage, config.name)
-            return study, stored, False
-        try:
-            study, created = create_study(storage, config)
-        except StudyError:
-            if path is not None and not exists_already:
-                path.unlink(missing_ok=True)
-            raise
-        return study, config, created
-    path = _sqlite_path(storage_url)
-    if path is not None and not path.is_file():
-        hint = f" (presets: {', '.join(preset_names('studies'))})" if create else ""
-        raise StudyError(
-            f"no study named {target!r}: no study storage at {path}{hint}; "
-            "create one with 'autospik study create STUDY_FILE' or pass --storage"
-        )
-    storage = open_storage(storage_url)
-    study, config = load_study(storage, target)
-    return study, config, False
 
 
 @app.command()
@@ -103,20 +29,16 @@ def create(
     storage: str = STORAGE,
 ) -> None:
     """Register a study (its whole configuration) in the storage; workers need only its name."""
+    from autospikformer.study.storage import describe_url, resolve_study
 
-    def body() -> None:
-        study, config, created = _resolve(study_file, storage, create=True)
-        from autospikformer.study import describe_url
-
-        verb = "created" if created else "already exists (same configuration)"
-        console.print(
-            f"study [bold]{config.name}[/] {verb} in {describe_url(storage)}: "
-            f"{config.dataset}, space {config.space.name} "
-            f"({config.space.count():,} architectures), "
-            f"sampler {config.search.sampler}, {len(study.trials)} trials so far"
-        )
-
-    _guard(body)
+    study, config, created = guard(resolve_study, study_file, storage, create=True)
+    verb = "created" if created else "already exists (same configuration)"
+    console.print(
+        f"study [bold]{config.name}[/] {verb} in {describe_url(storage)}: "
+        f"{config.dataset}, space {config.space.name} "
+        f"({config.space.count():,} architectures), "
+        f"sampler {config.search.sampler}, {len(study.trials)} trials so far"
+    )
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -135,20 +57,45 @@ class _Display:
     def __call__(self, study: Any) -> None:
         from optuna.trial import TrialState
 
-        from autospikformer.export import pareto_mask
-
-        done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-        if done:
-            acc = [t.values[0] for t in done]
-            energy = [t.values[1] for t in done]
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        front = study.best_trials
+        fields = {}
+        if front:
             fields = {
-                "front": str(int(pareto_mask(acc, energy).sum())),
-                "acc": f"{100 * max(acc):.2f} %",
-                "energy": f"{min(energy):.4g} mJ",
+                "front": str(len(front)),
+                "acc": f"{100 * max(t.values[0] for t in front):.2f} %",
+                "energy": f"{min(t.values[1] for t in front):.4g} mJ",
             }
-        else:
-            fields = {}
-        self.progress.update(self.task, completed=min(len(done), self.target), **fields)
+        self.progress.update(self.task, completed=min(len(complete), self.target), **fields)
+
+
+def _search(options: Any, workers: int, target: int) -> Any:
+    """Stage 2 under a rich progress line; returns the workers' outcome."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from autospikformer.study.worker import run_workers
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(
+            "front {task.fields[front]} | best acc {task.fields[acc]} | "
+            "min energy {task.fields[energy]}"
+        ),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        display = _Display(progress, target)
+        return guard(run_workers, options, workers, on_poll=display)
 
 
 @app.command()
@@ -182,19 +129,12 @@ def run(
     cooperate on one study. Ctrl-C stops after the current trial (twice: at once, re-queuing
     it); run the same command again to resume.
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    from autospikformer.study import WorkerOptions, prepare_supernet, run_workers
+    from autospikformer.study.stage1 import prepare_supernet
+    from autospikformer.study.storage import resolve_study
+    from autospikformer.study.worker import WorkerOptions
 
     started = time.monotonic()
-    optuna_study, config, created = _guard(_resolve, study, storage, create=True)
+    optuna_study, config, created = guard(resolve_study, study, storage, create=True)
     name = config.name
     target = trials or config.search.trials
     if created:
@@ -202,7 +142,7 @@ def run(
     console.print(
         f"[bold]stage 1[/]: supernet of study {name} ({config.space.name}, {config.dataset})"
     )
-    checkpoint = _guard(
+    checkpoint = guard(
         prepare_supernet,
         optuna_study,
         config,
@@ -224,21 +164,8 @@ def run(
         device=device,
         data_root=data_root,
     )
-    columns = (
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn(
-            "front {task.fields[front]} | best acc {task.fields[acc]} | "
-            "min energy {task.fields[energy]}"
-        ),
-        TimeElapsedColumn(),
-    )
     search_started = time.monotonic()
-    with Progress(*columns, console=console) as progress:
-        display = _Display(progress, target)
-        outcome = _guard(run_workers, options, workers, on_poll=display)
+    outcome = _search(options, workers, target)
     elapsed = time.monotonic() - search_started
     if outcome.interrupted:
         console.print(
@@ -257,7 +184,7 @@ def run(
 def _export_and_report(optuna_study: Any, out: Path) -> None:
     import json
 
-    from autospikformer.export import export_study
+    from autospikformer.study.export import export_study
 
     paths = export_study(optuna_study, out)
     summary = json.loads(paths["summary.json"].read_text())
@@ -285,7 +212,9 @@ def export_cmd(
     runs_dir: Path = RUNS_DIR,
 ) -> None:
     """Write trials.csv, pareto.csv, pareto.json, pareto.html, hypervolume.csv and summary.json."""
-    optuna_study, config, _ = _guard(_resolve, study, storage, create=False)
+    from autospikformer.study.storage import resolve_study
+
+    optuna_study, config, _ = guard(resolve_study, study, storage, create=False)
     _export_and_report(optuna_study, out or runs_dir / config.name / "export")
 
 
@@ -294,45 +223,35 @@ def list_cmd(storage: str = STORAGE) -> None:
     """All studies in the storage with their progress and best values."""
     from rich.table import Table
 
-    from autospikformer.study import open_storage
+    from autospikformer.study.export import studies_frame
+    from autospikformer.study.storage import open_storage
 
-    def body() -> None:
-        import optuna
-        from optuna.trial import TrialState
-
-        store = open_storage(storage)
-        table = Table(title=f"studies in {storage}")
-        for column in (
-            "study",
-            "data set",
-            "space",
-            "sampler",
-            "complete",
-            "running",
-            "best acc",
-            "min energy (mJ)",
-        ):
-            table.add_column(column, justify="right" if column[0] in "crbm" else "left")
-        for summary in sorted(store.get_all_studies(), key=lambda s: s.study_name):
-            s = optuna.load_study(study_name=summary.study_name, storage=store)
-            cfg = s.user_attrs.get("autospik:config") or {}
-            trials = s.get_trials(deepcopy=False)
-            done = [t for t in trials if t.state == TrialState.COMPLETE]
-            running = sum(t.state == TrialState.RUNNING for t in trials)
-            target = cfg.get("search", {}).get("trials", "?")
-            table.add_row(
-                summary.study_name,
-                cfg.get("data", {}).get("dataset", "?"),
-                cfg.get("space", {}).get("name", "?"),
-                cfg.get("search", {}).get("sampler", "?"),
-                f"{len(done)}/{target}",
-                str(running),
-                f"{100 * max(t.values[0] for t in done):.2f} %" if done else "-",
-                f"{min(t.values[1] for t in done):.4g}" if done else "-",
-            )
-        console.print(table)
-
-    _guard(body)
+    frame = guard(lambda: studies_frame(open_storage(storage)))
+    table = Table(title=f"studies in {storage}")
+    for title in (
+        "study",
+        "data set",
+        "space",
+        "sampler",
+        "complete",
+        "running",
+        "best acc",
+        "min energy (mJ)",
+    ):
+        table.add_column(title, justify="right" if title[0] in "crbm" else "left")
+    for row in frame.to_dict("records"):
+        done = row["complete"] > 0
+        table.add_row(
+            row["study"],
+            row["dataset"],
+            row["space"],
+            row["sampler"],
+            f"{row['complete']}/{row['target']}",
+            str(row["running"]),
+            f"{100 * row['best_accuracy']:.2f} %" if done else "-",
+            f"{row['min_energy_mj']:.4g}" if done else "-",
+        )
+    console.print(table)
 
 
 @app.command()
@@ -343,9 +262,10 @@ def show(
     """The study's Pareto front as a table (lowest energy first)."""
     from rich.table import Table
 
-    from autospikformer.export import complete_and_front, trials_frame
+    from autospikformer.study.export import complete_and_front, trials_frame
+    from autospikformer.study.storage import resolve_study
 
-    optuna_study, config, _ = _guard(_resolve, study, storage, create=False)
+    optuna_study, config, _ = guard(resolve_study, study, storage, create=False)
     frame = trials_frame(optuna_study, config.search.alpha)
     complete, front = complete_and_front(frame)
     counts = frame["state"].value_counts().to_dict()
@@ -397,15 +317,16 @@ def dashboard(
     port: int = typer.Option(8080, "--port", help="Port to listen on."),
 ) -> None:
     """Browse the study in optuna-dashboard (objectives named accuracy and energy_mj)."""
-    from autospikformer.study import METRIC_NAMES, open_storage
+    from autospikformer.study.storage import METRIC_NAMES, open_storage, resolve_study
 
-    optuna_study, _, _ = _guard(_resolve, study, storage, create=False)
+    optuna_study, _, _ = guard(resolve_study, study, storage, create=False)
     if optuna_study.metric_names != list(METRIC_NAMES):
         optuna_study.set_metric_names(list(METRIC_NAMES))
     import optuna_dashboard
 
+    store = open_storage(storage)
+    study_id = store.get_study_id_from_name(optuna_study.study_name)
     console.print(
-        f"optuna-dashboard: http://{host}:{port}/dashboard/studies/{optuna_study._study_id} "
-        "(Ctrl-C to stop)"
+        f"optuna-dashboard: http://{host}:{port}/dashboard/studies/{study_id} (Ctrl-C to stop)"
     )
-    optuna_dashboard.run_server(open_storage(storage), host=host, port=port)
+    optuna_dashboard.run_server(store, host=host, port=port)

@@ -1,4 +1,4 @@
-"""The ``autospik`` command line: one typer app, one sub-command module per concern.
+"""The ``autospik`` typer app: one sub-command group per module of this package.
 
 Command modules import torch and optuna inside their functions so that ``autospik --help`` is fast.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from autospikformer.commands import energy, study, subnet, supernet
+from autospikformer.cli import energy, study, subnet, supernet
 
 app = typer.Typer(
     name="autospik",
@@ -20,6 +20,3 @@ app.add_typer(study.app, name="study")
 app.add_typer(supernet.app, name="supernet")
 app.add_typer(subnet.app, name="subnet")
 app.command("energy")(energy.energy)
-
-if __name__ == "__main__":
-    app()

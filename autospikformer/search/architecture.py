@@ -154,3 +154,18 @@ def spikformer_4_384(time_steps: int = 4) -> Architecture:
     return Architecture.uniform(
         depth=4, embed_dim=384, mlp_ratio=4.0, num_heads=12, time_steps=time_steps
     )
+
+
+def spikformer_2_256(time_steps: int = 16) -> Architecture:
+    """The hand-designed DVS Spikformer-2-256 of Zhou et al. (16 heads, threshold 1.0, tau 2.0)."""
+    return Architecture.uniform(
+        depth=2, embed_dim=256, mlp_ratio=4.0, num_heads=16, time_steps=time_steps
+    )
+
+
+#: The hand-designed Spikformers a study marks as its baseline, in order of preference: the CIFAR
+#: model and the DVS model.
+BASELINES: dict[str, Architecture] = {
+    "Spikformer-4-384": spikformer_4_384(),
+    "Spikformer-2-256": spikformer_2_256(),
+}

@@ -26,15 +26,23 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+import scipy.stats
 from optuna.trial import FrozenTrial, TrialState
 
-from autospikformer.architecture import FIELDS, PER_BLOCK_FIELDS, Architecture
-from autospikformer.fitness import balanced_fitness
-from autospikformer.search import (
-    ARCH_ATTR,
+from autospikformer.search.architecture import FIELDS, PER_BLOCK_FIELDS, Architecture
+from autospikformer.search.fitness import balanced_fitness
+from autospikformer.search.suggest import ARCH_ATTR, architecture_from_params
+from autospikformer.study.storage import (
+    ARCH_JSON_ATTR,
+    BASELINE_ATTR,
+    CALIB_ATTR,
+    CONFIG_ATTR,
+    EVAL_SAMPLES_ATTR,
     FIRING_RATE_ATTR,
     NUM_PARAMS_ATTR,
-    architecture_from_params,
+    SECONDS_ATTR,
+    SKIPPED_ATTR,
+    WORKER_ATTR,
 )
 
 REFERENCE_ENERGY_FACTOR = 1.1
@@ -43,12 +51,12 @@ REFERENCE_ENERGY_FACTOR = 1.1
 ATTR_COLUMNS = {
     NUM_PARAMS_ATTR: "num_parameters",
     FIRING_RATE_ATTR: "mean_firing_rate",
-    "autospik:seconds": "seconds",
-    "autospik:calib_batches": "calib_batches",
-    "autospik:eval_samples": "eval_samples",
-    "autospik:baseline": "baseline",
-    "autospik:worker": "worker",
-    "autospik:skipped": "skipped",
+    SECONDS_ATTR: "seconds",
+    CALIB_ATTR: "calib_batches",
+    EVAL_SAMPLES_ATTR: "eval_samples",
+    BASELINE_ATTR: "baseline",
+    WORKER_ATTR: "worker",
+    SKIPPED_ATTR: "skipped",
 }
 #: The exact columns of ``trials.csv`` and ``pareto.csv`` (plus any foreign user attributes).
 COLUMNS = (
@@ -64,7 +72,7 @@ COLUMNS = (
     "datetime_start",
     "datetime_complete",
 )
-_HIDDEN_ATTRS = {ARCH_ATTR, "autospik:architecture_json", *ATTR_COLUMNS}
+_HIDDEN_ATTRS = {ARCH_ATTR, ARCH_JSON_ATTR, *ATTR_COLUMNS}
 
 
 # --- the numbers --------------------------------------------------------------------------------
@@ -100,22 +108,12 @@ def hypervolume_2d(
 
 
 def kendall_tau(x: Any, y: Any) -> float:
-    """Kendall's tau-b (ties handled); NaN for fewer than two points or a constant input."""
+    """Kendall's tau-b (scipy's, ties handled); NaN for fewer than two points or a constant input."""
     a = np.asarray(x, dtype=float)
     b = np.asarray(y, dtype=float)
-    n = a.size
-    if n < 2:
+    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return math.nan
-    concordant = ties_a = ties_b = 0.0
-    for i in range(n - 1):
-        da = np.sign(a[i + 1 :] - a[i])
-        db = np.sign(b[i + 1 :] - b[i])
-        concordant += float((da * db).sum())
-        ties_a += float((da == 0).sum())
-        ties_b += float((db == 0).sum())
-    pairs = n * (n - 1) / 2
-    denom = math.sqrt((pairs - ties_a) * (pairs - ties_b))
-    return concordant / denom if denom > 0 else math.nan
+    return float(scipy.stats.kendalltau(a, b).statistic)
 
 
 # --- the tables ---------------------------------------------------------------------------------
@@ -204,38 +202,63 @@ def hypervolume_history(complete: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def studies_frame(storage: optuna.storages.BaseStorage) -> pd.DataFrame:
+    """One row per study of ``storage``: configuration, progress and best values so far."""
+    rows = []
+    for summary in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        config = study.user_attrs.get(CONFIG_ATTR) or {}
+        trials = study.get_trials(deepcopy=False)
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        rows.append(
+            {
+                "study": summary.study_name,
+                "dataset": config.get("data", {}).get("dataset", "?"),
+                "space": config.get("space", {}).get("name", "?"),
+                "sampler": config.get("search", {}).get("sampler", "?"),
+                "complete": len(done),
+                "target": config.get("search", {}).get("trials", "?"),
+                "running": sum(t.state == TrialState.RUNNING for t in trials),
+                "best_accuracy": max(t.values[0] for t in done) if done else math.nan,
+                "min_energy_mj": min(t.values[1] for t in done) if done else math.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 # --- the plot -----------------------------------------------------------------------------------
+def _hover(part: pd.DataFrame) -> dict[str, Any]:
+    """Plotly hover data of some trials: number, architecture, parameters, rate, F_AEB."""
+    custom = (
+        np.stack(
+            [
+                part["number"].to_numpy(),
+                part["architecture"].to_numpy(),
+                part["num_parameters"].astype("float").to_numpy(),
+                part["mean_firing_rate"].astype("float").to_numpy(),
+                part["f_aeb"].to_numpy(),
+            ],
+            axis=-1,
+        )
+        if len(part)
+        else None
+    )
+    return {
+        "customdata": custom,
+        "hovertemplate": (
+            "trial %{customdata[0]}<br>%{customdata[1]}<br>accuracy %{y:.2f} %"
+            "<br>energy %{x:.4g} mJ<br>parameters %{customdata[2]:,.0f}"
+            "<br>firing rate %{customdata[3]:.3f}<br>F_AEB %{customdata[4]:.3f}<extra></extra>"
+        ),
+    }
+
+
 def pareto_figure(frame: pd.DataFrame, title: str) -> Any:
     """Accuracy (%) against energy (mJ): every candidate, the front as a step line, the baseline."""
     import plotly.graph_objects as go
 
     complete, front = complete_and_front(frame)
     rest = complete.loc[~complete["pareto"].astype(bool)]
-
-    def hover(part: pd.DataFrame) -> dict[str, Any]:
-        custom = (
-            np.stack(
-                [
-                    part["number"].to_numpy(),
-                    part["architecture"].to_numpy(),
-                    part["num_parameters"].astype("float").to_numpy(),
-                    part["mean_firing_rate"].astype("float").to_numpy(),
-                    part["f_aeb"].to_numpy(),
-                ],
-                axis=-1,
-            )
-            if len(part)
-            else None
-        )
-        return {
-            "customdata": custom,
-            "hovertemplate": (
-                "trial %{customdata[0]}<br>%{customdata[1]}<br>accuracy %{y:.2f} %"
-                "<br>energy %{x:.4g} mJ<br>parameters %{customdata[2]:,.0f}"
-                "<br>firing rate %{customdata[3]:.3f}<br>F_AEB %{customdata[4]:.3f}<extra></extra>"
-            ),
-        }
-
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
@@ -244,7 +267,7 @@ def pareto_figure(frame: pd.DataFrame, title: str) -> Any:
             mode="markers",
             name="candidates",
             marker={"color": "rgba(120,120,140,0.45)", "size": 7},
-            **hover(rest),
+            **_hover(rest),
         )
     )
     fig.add_trace(
@@ -255,7 +278,7 @@ def pareto_figure(frame: pd.DataFrame, title: str) -> Any:
             name=f"Pareto front ({len(front)})",
             line={"shape": "hv", "color": "#d62728"},
             marker={"color": "#d62728", "size": 10, "line": {"width": 1, "color": "black"}},
-            **hover(front),
+            **_hover(front),
         )
     )
     base = complete[complete["baseline"].astype(bool)]
@@ -272,7 +295,7 @@ def pareto_figure(frame: pd.DataFrame, title: str) -> Any:
                     "color": "#ffbf00",
                     "line": {"width": 1, "color": "black"},
                 },
-                **hover(base),
+                **_hover(base),
             )
         )
     fig.update_layout(
@@ -301,36 +324,22 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def export_study(study: optuna.Study, out_dir: str | Path) -> dict[str, Path]:
-    """Write trials.csv, pareto.csv, pareto.json, pareto.html, hypervolume.csv and summary.json."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    config = study.user_attrs.get("autospik:config") or {}
-    alpha = float(config.get("search", {}).get("alpha", 0.5))
-    frame = trials_frame(study, alpha)
-    complete, front = complete_and_front(frame)
-    history = hypervolume_history(complete)
-    paths = {
-        name: out / name
-        for name in (
-            "trials.csv",
-            "pareto.csv",
-            "pareto.json",
-            "pareto.html",
-            "hypervolume.csv",
-            "summary.json",
-        )
-    }
-    frame.to_csv(paths["trials.csv"], index=False)
-    front.to_csv(paths["pareto.csv"], index=False)
-    history.to_csv(paths["hypervolume.csv"], index=False)
+EXPORT_FILES = (
+    "trials.csv",
+    "pareto.csv",
+    "pareto.json",
+    "pareto.html",
+    "hypervolume.csv",
+    "summary.json",
+)
 
+
+def _front_points(study: optuna.Study, front: pd.DataFrame) -> list[dict[str, Any]]:
+    """The front's members as JSON-safe dicts (``pareto.json``)."""
     trials_by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    ref = [0.0, float(history["ref_energy_mj"].iloc[0])] if len(history) else None
     points = []
     for _, row in front.iterrows():
-        trial = trials_by_number[int(row["number"])]
-        arch = architecture_from_params(trial.params)
+        arch = architecture_from_params(trials_by_number[int(row["number"])].params)
         points.append(
             {
                 "trial": int(row["number"]),
@@ -344,34 +353,25 @@ def export_study(study: optuna.Study, out_dir: str | Path) -> dict[str, Path]:
                 "baseline": row["baseline"] or None,
             }
         )
-    meta = {
-        "study": study.study_name,
-        "metrics": ["accuracy", "energy_mj"],
-        "directions": ["maximize", "minimize"],
-        "alpha": alpha,
+    return points
+
+
+def _trial_summary(row: pd.Series) -> dict[str, Any]:
+    return {
+        "trial": int(row["number"]),
+        "accuracy": float(row["accuracy"]),
+        "energy_mj": float(row["energy_mj"]),
+        "architecture": row["architecture"],
     }
-    paths["pareto.json"].write_text(json.dumps({**meta, "front": points}, indent=2) + "\n")
 
-    title = (
-        f"{study.study_name}: accuracy vs energy, {len(complete)} candidates, "
-        f"Pareto front of {len(front)}"
-    )
-    pareto_figure(frame, title).write_html(paths["pareto.html"], include_plotlyjs=True)
 
-    def best(column: str, largest: bool) -> dict[str, Any] | None:
-        if complete.empty:
-            return None
-        row = complete.loc[complete[column].idxmax() if largest else complete[column].idxmin()]
-        return {
-            "trial": int(row["number"]),
-            "accuracy": float(row["accuracy"]),
-            "energy_mj": float(row["energy_mj"]),
-            "architecture": row["architecture"],
-        }
-
+def _summary(frame: pd.DataFrame, history: pd.DataFrame) -> dict[str, Any]:
+    """The study's figures in ``summary.json`` (without the study's name and settings)."""
+    complete, front = complete_and_front(frame)
+    ref = [0.0, float(history["ref_energy_mj"].iloc[0])] if len(history) else None
     base = complete[complete["baseline"].astype(bool)]
-    summary = {
-        **meta,
+    empty = complete.empty
+    return {
         "trials": {state: int(n) for state, n in frame["state"].value_counts().items()},
         "complete": len(complete),
         "front_size": len(front),
@@ -382,8 +382,12 @@ def export_study(study: optuna.Study, out_dir: str | Path) -> dict[str, Path]:
             kendall_tau(complete["accuracy"], complete["energy_mj"])
         ),
         "f_aeb_population": "all complete trials at export time",
-        "best_accuracy": best("accuracy", True),
-        "lowest_energy": best("energy_mj", False),
+        "best_accuracy": None
+        if empty
+        else _trial_summary(complete.loc[complete["accuracy"].idxmax()]),
+        "lowest_energy": None
+        if empty
+        else _trial_summary(complete.loc[complete["energy_mj"].idxmin()]),
         "baseline": (
             {
                 "name": base.iloc[0]["baseline"],
@@ -394,7 +398,35 @@ def export_study(study: optuna.Study, out_dir: str | Path) -> dict[str, Path]:
             if len(base)
             else None
         ),
-        "files": sorted(paths),
     }
+
+
+def export_study(study: optuna.Study, out_dir: str | Path) -> dict[str, Path]:
+    """Write trials.csv, pareto.csv, pareto.json, pareto.html, hypervolume.csv and summary.json."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = study.user_attrs.get(CONFIG_ATTR) or {}
+    alpha = float(config.get("search", {}).get("alpha", 0.5))
+    frame = trials_frame(study, alpha)
+    complete, front = complete_and_front(frame)
+    history = hypervolume_history(complete)
+    paths = {name: out / name for name in EXPORT_FILES}
+    frame.to_csv(paths["trials.csv"], index=False)
+    front.to_csv(paths["pareto.csv"], index=False)
+    history.to_csv(paths["hypervolume.csv"], index=False)
+    meta = {
+        "study": study.study_name,
+        "metrics": ["accuracy", "energy_mj"],
+        "directions": ["maximize", "minimize"],
+        "alpha": alpha,
+    }
+    front_json = {**meta, "front": _front_points(study, front)}
+    paths["pareto.json"].write_text(json.dumps(front_json, indent=2) + "\n")
+    title = (
+        f"{study.study_name}: accuracy vs energy, {len(complete)} candidates, "
+        f"Pareto front of {len(front)}"
+    )
+    pareto_figure(frame, title).write_html(paths["pareto.html"], include_plotlyjs=True)
+    summary = {**meta, **_summary(frame, history), "files": sorted(paths)}
     paths["summary.json"].write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return paths

@@ -19,21 +19,12 @@ from typing import Any
 import optuna
 from optuna.distributions import CategoricalDistribution
 
-from autospikformer.architecture import GLOBAL_FIELDS, PER_BLOCK_FIELDS, Architecture
-from autospikformer.space import SearchSpace
+from autospikformer.search.architecture import GLOBAL_FIELDS, PER_BLOCK_FIELDS, Architecture
+from autospikformer.search.space import SearchSpace
 
 #: Trial user attribute: the compact form ``str(arch)`` of the trial's architecture (set by
 #: :func:`suggest_architecture`; one readable column in the dashboard and in exports).
 ARCH_ATTR = "autospik:architecture"
-#: Trial user attribute: the subnet's parameter count (SPEC section 5).
-NUM_PARAMS_ATTR = "autospik:num_parameters"
-#: Trial user attribute: the mean firing rate measured while evaluating (SPEC section 5).
-FIRING_RATE_ATTR = "autospik:firing_rate"
-#: Study user attribute: the search space as JSON (``SearchSpace.to_json()``).
-SPACE_ATTR = "autospik:space"
-
-#: Names of the samplers :func:`make_sampler` builds.
-SAMPLER_NAMES = ("dsps", "nsga2", "tpe", "random")
 
 
 def block_param(field: str, block: int) -> str:
@@ -133,36 +124,3 @@ def architecture_from_params(params: dict[str, Any]) -> Architecture:
         time_steps=int(params["time_steps"]),
         **blocks,
     )
-
-
-def make_sampler(
-    name: str, *, space: SearchSpace, seed: int | None, **options: Any
-) -> optuna.samplers.BaseSampler:
-    """Build the sampler called ``name`` (one of :data:`SAMPLER_NAMES`) for a study over ``space``.
-
-    ``options`` go to the sampler's constructor: ``population_size``, ``feasible`` ... for
-    ``"dsps"`` (:class:`~autospikformer.sampler.DSPSSampler`); Optuna's keyword arguments for
-    ``"nsga2"`` (``NSGAIISampler``, population 50 by default like DSPS), ``"tpe"``
-    (``TPESampler``) and ``"random"`` (``RandomSampler``). Optuna's samplers do not know the
-    space; they learn it from the suggestions of :func:`suggest_architecture`.
-    """
-    key = name.lower() if isinstance(name, str) else name
-    if key not in SAMPLER_NAMES:
-        raise ValueError(f"unknown sampler {name!r}; allowed: {', '.join(SAMPLER_NAMES)}")
-    if key != "dsps" and "feasible" in options:
-        raise ValueError(
-            f"option 'feasible' (reject candidates before evaluation) is only supported by "
-            f"'dsps', not {key!r}"
-        )
-    try:
-        if key == "dsps":
-            from autospikformer.sampler import DSPSSampler
-
-            return DSPSSampler(space=space, seed=seed, **options)
-        if key == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed, **options)
-        if key == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, **options)
-        return optuna.samplers.RandomSampler(seed=seed, **options)
-    except TypeError as exc:
-        raise ValueError(f"sampler {key!r}: {exc}") from None

@@ -24,7 +24,7 @@ from spikingjelly.datasets import CIFAR10DVS, CIFAR10DVS_CLASS_NAMES, DVS128Gest
 from spikingjelly.datasets.utils import load_npz_frames
 from torch.utils.data import Dataset
 
-from autospikformer.data import DataError, DatasetInfo
+from autospikformer.data.base import DataError, DatasetInfo
 
 _SUBFOLDER = {"cifar10dvs": "CIFAR10DVS", "dvs128": "DVS128Gesture"}
 _CLASS = {"cifar10dvs": CIFAR10DVS, "dvs128": DVS128Gesture}

@@ -19,20 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autospikformer.data.base import DATASETS
 from autospikformer.resources import preset_names, read_toml, studies_dir
-from autospikformer.space import SearchSpace, SearchSpaceError
-
-SAMPLERS = ("dsps", "nsga2", "tpe", "random")
-DATASETS = ("digits", "cifar10", "cifar100", "cifar10dvs", "dvs128")
-
-# Each sampler's own parameters (``[search.options]``) with their defaults. DSPS defaults are
-# the paper's (population 50, 20 parents, crossover 0.3, mutation 0.4).
-SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
-    "dsps": {"population_size": 50, "num_parents": 20, "crossover_prob": 0.3, "mutation_prob": 0.4},
-    "nsga2": {"population_size": 50, "crossover_prob": 0.9, "swapping_prob": 0.5},
-    "tpe": {"n_startup_trials": 10, "multivariate": True},
-    "random": {},
-}
+from autospikformer.search.samplers import SAMPLER_NAMES, SAMPLER_OPTIONS
+from autospikformer.search.space import SearchSpace, SearchSpaceError
+from autospikformer.training.config import TrainConfig
 
 # Firing rate assumed by the *pre-evaluation* energy estimate that enforces ``max_energy_mj``
 # (SPEC section 4: the paper reports about 0.95 mJ for Spikformer-4-384 at a mean rate of 0.35).
@@ -151,9 +142,9 @@ class SearchSettings:
     def from_dict(cls, data: dict[str, Any]) -> SearchSettings:
         table = _check_keys("search", data, SECTION_KEYS["search"])
         sampler = table.get("sampler", "dsps")
-        if sampler not in SAMPLERS:
+        if sampler not in SAMPLER_NAMES:
             raise StudyConfigError(
-                f"search.sampler: {sampler!r} is not a sampler (allowed: {_allowed(SAMPLERS)})"
+                f"search.sampler: {sampler!r} is not a sampler (allowed: {_allowed(SAMPLER_NAMES)})"
             )
         defaults = SAMPLER_OPTIONS[sampler]
         given = _check_keys("search.options", table.get("options", {}), tuple(defaults))
@@ -266,10 +257,8 @@ def _resolve_space(table: Any, base: Path | None) -> SearchSpace:
         ) from None
 
 
-def _train_config(table: Any) -> Any:
+def _train_config(table: Any) -> TrainConfig:
     """Validate ``[train]`` with the trainer's own ``TrainConfig`` (it names a bad key)."""
-    from autospikformer.train import TrainConfig
-
     if not isinstance(table, dict):
         raise StudyConfigError(f"train: expected a table, got {table!r}")
     try:
@@ -288,7 +277,7 @@ class StudyConfig:
     name: str
     dataset: str
     space: SearchSpace
-    train: Any  # autospikformer.train.TrainConfig
+    train: TrainConfig
     search: SearchSettings
     data_root: str = "data"
     seed: int = 0

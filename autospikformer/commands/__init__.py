@@ -1,1 +1,0 @@
-"""Sub-commands of the ``autospik`` CLI, one module per concern."""

@@ -1,0 +1,83 @@
+"""The front door of the data sets: one split of any set, a seeded loader, a fixed subset.
+
+Static sets (digits, CIFAR) live in ``images``, event sets (CIFAR10-DVS, DVS128 Gesture) in
+``events``; :func:`build_dataset` picks the right one, so callers never import either.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from autospikformer.data.base import DataError, dataset_info, require_root
+from autospikformer.data.images import CIFAR_NAMES, build_cifar, build_digits
+
+
+def build_dataset(
+    name: str,
+    root: str | Path | None,
+    *,
+    train: bool,
+    augment: bool | None = None,
+    time_steps: int | None = None,
+) -> Dataset:
+    """One split of a data set, ready for a ``DataLoader``.
+
+    Static sets yield ``(image [C, H, W], label)`` (the model repeats images over T itself);
+    event sets yield ``(frames [T, C, H, W], label)`` and need ``time_steps``. ``augment=None``
+    gives the train split the reference augmentation and the test split none.
+    """
+    info = dataset_info(name)
+    do_augment = train if augment is None else bool(augment)
+    if name == "digits":
+        return build_digits(train, augment)
+    if name in CIFAR_NAMES:
+        return build_cifar(name, root, train, do_augment)
+    if time_steps is None or int(time_steps) < 1:
+        raise DataError(f"{name} is event data: pass time_steps (the number of frames T >= 1)")
+    from autospikformer.data.events import build_event_dataset
+
+    return build_event_dataset(info, require_root(name, root), train, do_augment, int(time_steps))
+
+
+def make_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    train: bool,
+    workers: int = 0,
+    seed: int = 0,
+    drop_last: bool | None = None,
+) -> DataLoader:
+    """A loader whose shuffling depends only on ``seed`` (its own generator, not the global one).
+
+    Train loaders shuffle and, by default, drop the last partial batch (a batch of one breaks
+    batch norm statistics); test loaders keep order and every sample.
+    """
+    generator = torch.Generator()
+    generator.manual_seed(int(seed))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        num_workers=workers,
+        generator=generator,
+        drop_last=train if drop_last is None else drop_last,
+        persistent_workers=workers > 0,
+    )
+
+
+def subset(dataset: Dataset, n: int, seed: int) -> Dataset:
+    """A fixed random subset of ``min(n, len(dataset))`` samples (BN recalibration, quick evals).
+
+    Uses NumPy's legacy ``RandomState``, whose stream NumPy keeps stable, so the same seed picks
+    the same samples across versions; indices are sorted to keep reading order cache-friendly.
+    """
+    if n < 1:
+        raise ValueError(f"subset size must be >= 1, got {n}")
+    size = len(dataset)  # type: ignore[arg-type]
+    picked = np.random.RandomState(int(seed)).permutation(size)[: min(n, size)]
+    return Subset(dataset, sorted(int(i) for i in picked))

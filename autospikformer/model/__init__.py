@@ -1,0 +1,1 @@
+"""The models: a standalone Spikformer (``spikformer``) and its weight-entangled supernet (``supernet``)."""

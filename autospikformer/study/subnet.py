@@ -1,0 +1,78 @@
+"""A study's way of evaluating a subnet, and a trial's subnet taken out as a standalone model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import FrozenTrial
+from torch import nn
+
+from autospikformer.checkpoint import load_supernet
+from autospikformer.search.suggest import architecture_from_params
+from autospikformer.study.config import StudyConfig
+from autospikformer.training.evaluate import SubnetEvaluator
+
+
+def study_evaluator(
+    config: StudyConfig,
+    supernet: nn.Module,
+    *,
+    data_root: str | None = None,
+    device: str = "auto",
+) -> SubnetEvaluator:
+    """The evaluator a study's trials use: its data, calibration and evaluation settings."""
+    search = config.search
+    return SubnetEvaluator(
+        supernet,
+        dataset=config.dataset,
+        data_root=data_root or config.data_root,
+        calib_batches=search.calib_batches,
+        batch_size=search.batch_size,
+        eval_samples=search.eval_samples,
+        device=device,
+        seed=config.seed,
+    )
+
+
+def export_subnet(
+    config: StudyConfig,
+    trial: FrozenTrial,
+    checkpoint: str | Path,
+    out: str | Path,
+    *,
+    data_root: str | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Write a complete trial's subnet to ``out`` as a standalone Spikformer and re-evaluate it.
+
+    The weights are the supernet's slices after the same BN recalibration the trial used (same
+    batches), so the saved model reproduces the trial's accuracy on the study's evaluation set.
+    Returns the saved model's ``accuracy``, the ``samples`` it was measured on and its
+    ``num_parameters``.
+    """
+    from autospikformer.model.spikformer import Spikformer
+
+    arch = architecture_from_params(trial.params)
+    evaluator = study_evaluator(
+        config, load_supernet(checkpoint, space=config.space), data_root=data_root, device=device
+    )
+    model = evaluator.standalone(arch)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    accuracy, energy = trial.values
+    model.cpu().save(
+        out,
+        study=config.name,
+        trial=trial.number,
+        dataset=config.dataset,
+        space=config.space.name,
+        space_fingerprint=config.space.fingerprint(),
+        study_accuracy=float(accuracy),
+        study_energy_mj=float(energy),
+        calib_batches=config.search.calib_batches,
+        eval_samples=config.search.eval_samples,
+    )
+    loaded = Spikformer.load(out)
+    accuracy, samples = evaluator.accuracy(loaded)
+    return {"accuracy": accuracy, "samples": samples, "num_parameters": loaded.num_parameters()}

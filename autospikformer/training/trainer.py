@@ -1,0 +1,439 @@
+"""Supernet training: one sampled architecture per step, checkpoints that resume exactly.
+
+Each step draws one architecture from the study's space (SPEC section 3): the transformer part
+selects weight-entangled slices, the neuron part (threshold, tau, T) is an "alternate choice"
+written into the LIF neurons; nothing is rebuilt. With ``sandwich=True`` a step trains the
+largest, the smallest and one random architecture and sums their gradients (BigNAS).
+
+The recipe is the reference Spikformer one (SPEC section 1, ``TrainConfig`` defaults):
+AdamW without weight decay on biases and BN, a per-step cosine schedule with linear warm-up, label
+smoothing, batch mixup switched off after ``mixup_off_fraction`` of the epochs, AMP on CUDA.
+
+Exact resume: everything random is either saved in the checkpoint (weights, optimizer,
+scheduler, AMP scaler, the architecture and mixup RNGs, torch's global RNG) or derived from
+``(seed, epoch)`` (the loader shuffles and worker seeds). A checkpoint is written atomically at
+every epoch end, so a run killed mid-epoch resumes from the last finished epoch and ends with the
+same weights, bit for bit on the CPU, as a run that was never interrupted.
+
+Batches come from :class:`~autospikformer.training.batches.TrainBatches` (one loader per T for
+event data).
+
+Several processes (``torchrun``): ``WORLD_SIZE`` > 1 starts DistributedDataParallel (gloo on
+the CPU, NCCL on CUDA). Every rank seeds the architecture RNG alike, so all ranks train the same
+architecture at each step; ``batch_size`` is the global batch, split evenly over the ranks.
+Layers a subnet skips get no gradient on any rank (same architecture everywhere), so DDP runs
+with ``find_unused_parameters=True``; sliced layers receive zero gradients outside the slice.
+BN buffers are broadcast from rank 0 at each epoch end and the ranks' weights are compared, so a
+divergence stops the run instead of silently training different models. Only rank 0 writes
+files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autospikformer.checkpoint import (
+    FORMAT_VERSION,
+    SUPERNET_KIND,
+    CheckpointError,
+    check_space,
+    load_checkpoint,
+    save_checkpoint,
+)
+from autospikformer.data.base import dataset_info
+from autospikformer.device import resolve_device
+from autospikformer.model.supernet import SuperSpikformer
+from autospikformer.search.architecture import Architecture
+from autospikformer.search.space import SearchSpace
+from autospikformer.training.batches import TrainBatches
+from autospikformer.training.config import TrainConfig
+from autospikformer.training.distributed import dist_from_env, sync_replicas
+from autospikformer.training.progress import TrainingProgress
+
+CHECKPOINT_NAME = "supernet.pt"
+METRICS_NAME = "metrics.csv"
+# settings that may change between a run and its resumption without changing the result
+RESUME_FREE = ("workers", "eval_every")
+LOG_INTERVAL = 10  # steps between progress-bar refreshes (each one syncs the device once)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """timm's ``filter_bias_and_bn``: no weight decay on biases and BN affine parameters."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        (decay if param.ndim >= 2 else no_decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def soft_target_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against soft targets (mixup with label smoothing)."""
+    return torch.sum(-targets * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
+
+
+def _smooth_one_hot(labels: torch.Tensor, classes: int, smoothing: float) -> torch.Tensor:
+    off = smoothing / classes
+    out = torch.full((labels.shape[0], classes), off, device=labels.device)
+    return out.scatter_(1, labels.unsqueeze(1), 1.0 - smoothing + off)
+
+
+# --------------------------------------------------------------------------- trainer
+class SupernetTrainer:
+    """Trains one supernet into ``out_dir``; :func:`train_supernet` is the usual entry point.
+
+    ``step_callback(epoch, step)`` runs after every optimizer step (tests use it to interrupt a
+    run mid-epoch).
+    """
+
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        dataset: str,
+        data_root: str | Path | None,
+        out_dir: str | Path,
+        config: TrainConfig,
+        device: str | torch.device = "auto",
+        resume: bool = True,
+        progress: bool = True,
+        step_callback: Callable[[int, int], None] | None = None,
+    ):
+        self.space = space
+        self.dataset_name = dataset
+        self.data_root = data_root
+        self.out_dir = Path(out_dir)
+        self.config = config
+        self.info = dataset_info(dataset)
+        self.dist = dist_from_env()
+        self.device = self._device(device)
+        self.progress = progress and self.dist.is_main
+        self.step_callback = step_callback
+        self.path = self.out_dir / CHECKPOINT_NAME
+        self.amp = config.amp and self.device.type == "cuda"
+        self.history: list[dict[str, Any]] = []
+        self.start_epoch = 0
+        self._resume_state: dict[str, Any] | None = None
+        if resume and self.path.exists():
+            ckpt = load_checkpoint(self.path, kind=SUPERNET_KIND)
+            self._resume_state = self._check_resumable(ckpt)
+            self.start_epoch = int(self._resume_state["epoch"])
+        self.model: SuperSpikformer | None = None
+
+    # --- setup ---------------------------------------------------------------------------
+    def _device(self, device: str | torch.device) -> torch.device:
+        dev = resolve_device(device)
+        if self.dist.enabled and dev.type == "cuda":
+            dev = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(dev)
+        return dev
+
+    def _check_resumable(self, ckpt: dict[str, Any]) -> dict[str, Any]:
+        """Refuse a checkpoint of another space, data set or recipe (one clear line each)."""
+        check_space(ckpt, self.space, self.path)
+        if ckpt.get("dataset") != self.dataset_name:
+            raise CheckpointError(
+                f"'{self.path}' was trained on data set {ckpt.get('dataset')!r}, not "
+                f"{self.dataset_name!r}; use another output folder or --no-resume"
+            )
+        saved = {k: v for k, v in ckpt.get("config", {}).items() if k not in RESUME_FREE}
+        mine = {k: v for k, v in self.config.to_dict().items() if k not in RESUME_FREE}
+        diff = [f"{k}={saved.get(k)!r} (now {v!r})" for k, v in mine.items() if saved.get(k) != v]
+        if diff:
+            raise CheckpointError(
+                f"'{self.path}' was trained with other settings: {', '.join(diff)}; resume with "
+                "the same settings, or use another output folder or --no-resume"
+            )
+        world = int(ckpt.get("world_size", 1))
+        if world != self.dist.world_size:
+            raise CheckpointError(
+                f"'{self.path}' was trained by {world} process(es), this run has "
+                f"{self.dist.world_size}: resume with the same number so batches stay the same"
+            )
+        return ckpt
+
+    @property
+    def complete(self) -> bool:
+        return self.start_epoch >= self.config.epochs
+
+    def _setup(self) -> None:
+        cfg = self.config
+        if self.dist.enabled and not torch.distributed.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend=backend)
+        torch.manual_seed(cfg.seed)
+        self.model = SuperSpikformer(
+            self.space,
+            num_classes=self.info.num_classes,
+            in_channels=self.info.in_channels,
+            img_size=self.info.img_size,
+        ).to(self.device)
+        self.data = TrainBatches(self.dataset_name, self.data_root, cfg, self.dist, self.device)
+        self.steps_per_epoch = self.data.steps_per_epoch
+        # fused kernels on CUDA; the multi-tensor path on the CPU (about 2x faster than a loop)
+        cuda = self.device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(
+            _param_groups(self.model, cfg.weight_decay),
+            lr=cfg.lr,
+            fused=True if cuda else None,
+            foreach=None if cuda else True,
+        )
+        spe = self.steps_per_epoch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: cfg.lr_at(step / spe) / cfg.lr
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.arch_rng = random.Random(cfg.seed)
+        self.mixup_rng = random.Random(cfg.seed + 1)
+        if self._resume_state is not None:
+            self._restore(self._resume_state)
+            self._resume_state = None
+        self.net: nn.Module = self.model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=ids, find_unused_parameters=True
+            )
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        assert self.model is not None
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        rng = ckpt["rng"]
+        self.arch_rng.setstate(_as_state(rng["arch"]))
+        self.mixup_rng.setstate(_as_state(rng["mixup"]))
+        torch.set_rng_state(rng["torch"])
+        if self.device.type == "cuda" and rng.get("cuda"):
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.history = list(ckpt.get("history", []))
+
+    # --- training ------------------------------------------------------------------------
+    def architectures(self) -> list[Architecture]:
+        """This step's architectures: one random draw, or largest + smallest + random."""
+        arch = self.space.sample(self.arch_rng)
+        if self.config.sandwich:
+            return [self.space.largest(), self.space.smallest(), arch]
+        return [arch]
+
+    def _train_step(self, epoch: int, archs: list[Architecture]) -> tuple[torch.Tensor, ...]:
+        cfg = self.config
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        mix = cfg.mixup_on(epoch)
+        lam = self.mixup_rng.betavariate(cfg.mixup, cfg.mixup) if mix else 1.0
+        batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        for i, arch in enumerate(archs):
+            # static data: the sandwich's subnets share one batch; event data: one batch per T
+            if batch is None or self.data.info.event_based:
+                batch = self.data.next_batch(arch.time_steps)
+            x, y = batch
+            if mix:
+                targets = _smooth_one_hot(y, self.info.num_classes, cfg.label_smoothing)
+                targets = lam * targets + (1 - lam) * targets.flip(0)
+                inputs = lam * x + (1 - lam) * x.flip(0)
+                labels = y if lam >= 0.5 else y.flip(0)
+            else:
+                inputs, labels = x, y
+            last = i == len(archs) - 1
+            sync = (
+                self.net.no_sync() if self.dist.enabled and not last else contextlib.nullcontext()
+            )
+            with sync:
+                with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                    logits = self.net(inputs, arch)
+                if mix:
+                    loss = soft_target_loss(logits, targets)
+                else:
+                    loss = F.cross_entropy(
+                        logits.float(), labels, label_smoothing=cfg.label_smoothing
+                    )
+                self.scaler.scale(loss).backward()
+            loss_sum += loss.detach() * labels.shape[0]
+            correct += (logits.detach().argmax(-1) == labels).sum()
+            seen += labels.shape[0]
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        return loss_sum, correct, torch.tensor(seen)
+
+    def run(self) -> Path:
+        """Train the remaining epochs; returns the checkpoint path."""
+        if self.complete:
+            return self.path
+        self._setup()
+        assert self.model is not None
+        if self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self._write_metrics()
+        bar = TrainingProgress(
+            self.config.epochs, self.steps_per_epoch, self.start_epoch, self.progress
+        )
+        with bar:
+            for epoch in range(self.start_epoch, self.config.epochs):
+                self._run_epoch(epoch, bar)
+        return self.path
+
+    def _run_epoch(self, epoch: int, bar: TrainingProgress) -> None:
+        assert self.model is not None
+        self.model.train()
+        self.data.start_epoch(epoch)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        start = time.perf_counter()
+        for step in range(self.steps_per_epoch):
+            s_loss, s_correct, s_seen = self._train_step(epoch, self.architectures())
+            loss_sum += s_loss
+            correct += s_correct
+            seen += int(s_seen)
+            if self.step_callback is not None:
+                self.step_callback(epoch, step)
+            if bar.enabled and ((step + 1) % LOG_INTERVAL == 0 or step + 1 == self.steps_per_epoch):
+                rate = (step + 1) * self.config.batch_size / (time.perf_counter() - start)
+                bar.update(epoch, step + 1, float(loss_sum) / seen, float(correct) / seen, rate)
+        seconds = time.perf_counter() - start
+        totals = torch.stack(
+            [loss_sum.double(), correct.double(), loss_sum.new_tensor(seen).double()]
+        )
+        if self.dist.enabled:
+            torch.distributed.all_reduce(totals)
+            sync_replicas(self.model)
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_loss": float(totals[0] / totals[2]),
+            "train_acc": float(totals[1] / totals[2]),
+            "images_per_s": self.steps_per_epoch * self.config.batch_size / seconds,
+            "seconds": seconds,
+            "steps": self.steps_per_epoch,
+        }
+        if self.dist.is_main:
+            every = self.config.eval_every
+            if every and ((epoch + 1) % every == 0 or epoch + 1 == self.config.epochs):
+                row.update(self._evaluate_extremes())
+        self.history.append(row)
+        if self.dist.is_main:
+            self._save(epoch + 1)
+            self._write_metrics()
+            bar.epoch_done(row)
+        if self.dist.enabled:
+            torch.distributed.barrier()
+
+    def _evaluate_extremes(self) -> dict[str, float]:
+        from autospikformer.training.evaluate import SubnetEvaluator
+
+        assert self.model is not None
+        evaluator = SubnetEvaluator(
+            self.model,
+            dataset=self.dataset_name,
+            data_root=self.data_root,
+            calib_batches=4,
+            batch_size=min(self.config.batch_size, 128),
+            device=self.device,
+            seed=self.config.seed,
+        )
+        out = {
+            "test_acc_largest": evaluator.evaluate(self.space.largest(), energy=False).accuracy,
+            "test_acc_smallest": evaluator.evaluate(self.space.smallest(), energy=False).accuracy,
+        }
+        self.model.train()
+        return out
+
+    # --- files ---------------------------------------------------------------------------
+    def _save(self, epoch: int) -> None:
+        assert self.model is not None
+        rng: dict[str, Any] = {
+            "arch": self.arch_rng.getstate(),
+            "mixup": self.mixup_rng.getstate(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+        }
+        payload = {
+            "kind": SUPERNET_KIND,
+            "format_version": FORMAT_VERSION,
+            "space": self.space.to_dict(),
+            "space_fingerprint": self.space.fingerprint(),
+            "num_classes": self.info.num_classes,
+            "in_channels": self.info.in_channels,
+            "img_size": self.info.img_size,
+            "dataset": self.dataset_name,
+            "epoch": epoch,
+            "epochs": self.config.epochs,
+            "config": self.config.to_dict(),
+            "world_size": self.dist.world_size,
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "history": self.history,
+            "torch_version": str(torch.__version__),
+        }
+        save_checkpoint(payload, self.path)
+
+    def _write_metrics(self) -> None:
+        """Rewrite the CSV from the history the checkpoint holds (consistent after a kill)."""
+        path = self.out_dir / METRICS_NAME
+        columns = ["epoch", "lr", "train_loss", "train_acc", "images_per_s", "seconds", "steps"]
+        for row in self.history:
+            columns.extend(k for k in row if k not in columns)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.history)
+        os.replace(tmp, path)
+
+
+def _as_state(state: Any) -> Any:
+    """``random.Random.setstate`` wants tuples; a checkpoint may hand back lists."""
+    if isinstance(state, list):
+        return tuple(_as_state(s) for s in state)
+    if isinstance(state, tuple):
+        return tuple(_as_state(s) for s in state)
+    return state
+
+
+def train_supernet(
+    *,
+    space: SearchSpace,
+    dataset: str,
+    data_root: str | Path | None,
+    out_dir: str | Path,
+    config: TrainConfig,
+    device: str = "auto",
+    resume: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Train a supernet of ``space`` on ``dataset``; returns ``out_dir / "supernet.pt"``.
+
+    With ``resume`` an existing checkpoint in ``out_dir`` is continued exactly (a finished one
+    returns at once); it must match the space, the data set and the settings.
+    """
+    trainer = SupernetTrainer(
+        space=space,
+        dataset=dataset,
+        data_root=data_root,
+        out_dir=out_dir,
+        config=config,
+        device=device,
+        resume=resume,
+        progress=progress,
+    )
+    return trainer.run()
