@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autospikformer.errors import AutospikError
 from autospikformer.model.spikformer import CHECKPOINT_KIND as SPIKFORMER_KIND
 from autospikformer.model.spikformer import Spikformer
 from autospikformer.model.supernet import SuperSpikformer
@@ -41,7 +42,7 @@ SUPERNET_META = (
 )  # fmt: skip
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AutospikError, ValueError):
     """A checkpoint that cannot be used as asked; the message is one line and names the file."""
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from autospikformer.errors import AutospikError
 
-class DeviceError(ValueError):
+
+class DeviceError(AutospikError, ValueError):
     """A device name that is not valid, or names hardware this machine does not have."""
 
 

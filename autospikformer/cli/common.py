@@ -36,27 +36,15 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def guard(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``func`` and turn the project's own error types into one-line failures."""
+    """Run ``func`` and turn any :class:`~autospikformer.errors.AutospikError` into one line."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from autospikformer.checkpoint import CheckpointError
-    from autospikformer.data.base import DataError
-    from autospikformer.device import DeviceError
-    from autospikformer.search.space import SearchSpaceError
-    from autospikformer.study.config import StudyConfigError
-    from autospikformer.study.storage import StudyError
+    from autospikformer.errors import AutospikError
 
     try:
         return func(*args, **kwargs)
-    except (
-        StudyError,
-        StudyConfigError,
-        SearchSpaceError,
-        DataError,
-        CheckpointError,
-        DeviceError,
-    ) as exc:
+    except AutospikError as exc:
         fail(" ".join(str(exc).split()))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from autospikformer.errors import AutospikError
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -26,7 +28,7 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
-class DataError(Exception):
+class DataError(AutospikError):
     """A data set cannot be used as asked; the message says what to fix, in one line."""
 
 

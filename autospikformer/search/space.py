@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autospikformer.errors import AutospikError
 from autospikformer.resources import preset_names, read_toml, studies_dir
 from autospikformer.search.architecture import PER_BLOCK_FIELDS, Architecture
 
@@ -21,7 +22,7 @@ INTEGER_FIELDS = ("embed_dim", "num_heads", "depth", "time_steps")
 FIELD_ORDER = ("depth", "embed_dim", "mlp_ratio", "num_heads", "threshold", "tau", "time_steps")
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(AutospikError, ValueError):
     """A search-space file or dict that cannot be used; the message names the field."""
 
 

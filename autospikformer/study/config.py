@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from autospikformer.data.base import DATASETS
+from autospikformer.errors import AutospikError
 from autospikformer.resources import preset_names, read_toml, studies_dir
 from autospikformer.search.samplers import SAMPLER_NAMES, SAMPLER_OPTIONS
 from autospikformer.search.space import SearchSpace, SearchSpaceError
@@ -50,7 +51,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-class StudyConfigError(ValueError):
+class StudyConfigError(AutospikError, ValueError):
     """A study file or dict that cannot be used; the message names the field and allowed values."""
 
 

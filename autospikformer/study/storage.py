@@ -15,6 +15,7 @@ from typing import Any
 
 import optuna
 
+from autospikformer.errors import AutospikError
 from autospikformer.resources import preset_names
 from autospikformer.search.architecture import BASELINES, Architecture
 from autospikformer.search.suggest import architecture_params
@@ -29,6 +30,7 @@ DIRECTIONS = ("maximize", "minimize")
 CONFIG_ATTR = "autospik:config"  # the resolved StudyConfig.to_dict()
 SPACE_ATTR = "autospik:space"  # the search space as JSON (SearchSpace.to_json())
 SUPERNET_ATTR = "autospik:supernet"  # {"sha256": ..., "host": ..., "path": ...}
+ENERGY_ATTR = "autospik:energy"  # the energy model and constants that price its trials
 # Trial user attributes (the compact architecture, ARCH_ATTR, is the trial bridge's own key)
 BASELINE_ATTR = "autospik:baseline"  # name of the hand-designed Spikformer it is
 ARCH_JSON_ATTR = "autospik:architecture_json"  # Architecture.to_dict()
@@ -41,7 +43,7 @@ NUM_PARAMS_ATTR = "autospik:num_parameters"  # the subnet's parameters (SPEC sec
 FIRING_RATE_ATTR = "autospik:firing_rate"  # mean firing rate measured while evaluating
 
 
-class StudyError(RuntimeError):
+class StudyError(AutospikError, RuntimeError):
     """A study that cannot be created, opened or run as asked; the message is one line."""
 
 
