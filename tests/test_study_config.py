@@ -94,7 +94,7 @@ def _digits() -> dict:
 BAD = [
     (
         lambda d: d.update(extra={}),
-        "extra: unknown field (allowed: study, data, space, train, search)",
+        "extra: unknown field (allowed: study, data, space, train, search, energy)",
     ),
     (lambda d: d.pop("space"), "space: section missing"),
     (lambda d: d["study"].pop("name"), "study.name: missing"),

@@ -1,9 +1,12 @@
-"""`autospik energy`: the per-layer energy report of one architecture.
+"""`autospik energy`: the per-layer energy report of one architecture under an energy model.
 
 Two modes, each labelled in the output so that no number passes for what it is not:
 - a checkpoint and a data set: firing rates measured on test batches (and the accuracy on them);
 - otherwise: the analytic dense counts with every input rate 1, an upper bound for spike inputs,
   shaped by the checkpoint or the data set when one is given (CIFAR-10 shapes when neither is).
+
+Every report names its energy model and gives the dense ANN equivalent under the same model. An
+event data set (``--dataset cifar10dvs``) counts the first conv as SOPs of its frames.
 """
 
 from __future__ import annotations
@@ -19,6 +22,36 @@ from autospikformer.cli.common import console, fail, guard
 
 UPPER_BOUND = "upper bound: every input rate 1 (no checkpoint and data set to measure rates)"
 CIFAR10_SHAPES = {"num_classes": 10, "in_channels": 3, "img_size": 32}
+ENERGY_MODEL_HELP = "Energy model: sop-45nm (arithmetic, the paper's) or memory-45nm (SPEC 4b)."
+CONSTANTS_HELP = (
+    "A TOML file whose [energy] table sets the model and constants (a study file works)."
+)
+
+
+def energy_model_from(name: str | None, constants: Path | None, default: Any = None) -> Any:
+    """The model of ``--energy-model`` and ``--constants``: the file's ``[energy]`` table (else
+    ``default``, else the defaults), renamed to ``name`` when given; bad input fails in one line."""
+    import tomllib
+
+    from autospikformer.energy.models import MODEL_NAMES, EnergyError, EnergyModel
+
+    if name is not None and name not in MODEL_NAMES:
+        fail(f"--energy-model: {name!r} is not an energy model (allowed: {', '.join(MODEL_NAMES)})")
+    model = default or EnergyModel()
+    if constants is not None:
+        if not constants.is_file():
+            fail(f"--constants: file {str(constants)!r} does not exist")
+        try:
+            data = tomllib.loads(constants.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            fail(f"--constants: {constants} is not valid TOML ({exc})")
+        if "energy" not in data:
+            fail(f"--constants: {constants} has no [energy] table")
+        try:
+            model = EnergyModel.from_table(data["energy"])
+        except EnergyError as exc:
+            fail(f"{constants.name}: {exc}")
+    return model if name is None else model.with_name(name)
 
 
 def _read_arch(text: str) -> Any:
@@ -52,17 +85,21 @@ def _load_model(path: Path, arch: Any, device: str) -> tuple[Any, dict[str, int]
 
 def _measure(
     model: Any, arch: Any, dataset: str, root: Path | None, batches: int, batch_size: int,
-    device: str,
+    device: str, energy_model: Any,
 ) -> Any:  # fmt: skip
     """Rates and accuracy from the same test batches (one pass, the meter's hooks)."""
     from autospikformer.data.base import dataset_info
     from autospikformer.data.loading import build_dataset, make_loader
     from autospikformer.training.evaluate import measure_energy
 
-    extra = {"time_steps": arch.time_steps} if dataset_info(dataset).event_based else {}
+    events = dataset_info(dataset).event_based
+    extra = {"time_steps": arch.time_steps} if events else {}
     data = build_dataset(dataset, root, train=False, **extra)
     loader = make_loader(data, batch_size=batch_size, train=False)
-    report = measure_energy(model, arch, loader, limit=batches, device=device)
+    report = measure_energy(
+        model, arch, loader, limit=batches, device=device, event_data=events,
+        energy_model=energy_model,
+    )  # fmt: skip
     if report is None:
         fail(f"the {dataset} test split is empty")
     report.extras["dataset"] = dataset
@@ -89,9 +126,12 @@ def energy(
     batches: int = typer.Option(10, "--batches", min=1, help="Test batches to measure rates on."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per batch."),
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda."),
+    energy_model: str | None = typer.Option(None, "--energy-model", help=ENERGY_MODEL_HELP),
+    constants: Path | None = typer.Option(None, "--constants", help=CONSTANTS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object for machines."),
 ) -> None:
-    """Print the per-layer energy table of an architecture (SPEC section 4).
+    """Print the per-layer energy table of an architecture (SPEC section 4) and its dense ANN
+    equivalent under the same energy model.
 
     With a checkpoint and a data set, input rates are measured on test batches (with the accuracy).
 
@@ -99,16 +139,19 @@ def energy(
     """
     from autospikformer.data.base import dataset_info
     from autospikformer.device import resolve_device
-    from autospikformer.energy import analytic_report
+    from autospikformer.energy.report import analytic_report
     from autospikformer.search.space import SearchSpace
 
+    model_used = energy_model_from(energy_model, constants)
     architecture = _read_arch(arch)
     if space is not None:
         guard(lambda: SearchSpace.load(space).check(architecture))
     shapes = dict(CIFAR10_SHAPES)
+    events = False
     if dataset is not None:
         info = guard(dataset_info, dataset)
         shapes = {k: int(getattr(info, k)) for k in shapes}
+        events = info.event_based
     model = None
     if checkpoint is not None:
         torch_device = str(guard(resolve_device, device))
@@ -118,12 +161,16 @@ def energy(
         shapes = held
     if model is not None and dataset is not None:
         report = guard(
-            _measure, model, architecture, dataset, data_root, batches, batch_size, torch_device
-        )
+            _measure, model, architecture, dataset, data_root, batches, batch_size, torch_device,
+            model_used,
+        )  # fmt: skip
         mode = f"measured on {report.images} {dataset} test images"
     else:
         try:
-            report = analytic_report(architecture, rate=1.0, **shapes)
+            report = analytic_report(
+                architecture, rate=1.0, event_data=events, model=model_used,
+                variant="dvs" if events else "cifar", **shapes,
+            )  # fmt: skip
         except ValueError as exc:
             fail(str(exc))
         if model is not None:
@@ -151,30 +198,58 @@ def _si(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _uj(mj: float) -> str:
+    """An energy in µJ for a narrow column: 1,520 / 34.5 / 0.0138."""
+    uj = mj * 1e3
+    return f"{uj:,.0f}" if abs(uj) >= 100 else _fmt(uj)
+
+
 def _print(arch: Any, report: Any, mode: str, shapes: dict[str, int]) -> None:
+    from rich import box
     from rich.table import Table
 
-    from autospikformer.energy import E_AC_PJ, E_MAC_PJ
+    from autospikformer.energy.layers import IMAGE_ONCE
 
-    table = Table(title=f"energy of {arch}", title_justify="left")
+    model = report.model
+    table = Table(
+        title=f"energy of {arch} ({model.name}; µJ per image)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     table.add_column("layer", no_wrap=True)
-    table.add_column("kind", no_wrap=True)
-    for name in ("dense MACs", "rate", "ops/img", "µJ/img"):
+    columns = ["MACs", "rate", "ops"]
+    columns += ["compute", "memory", "total"] if model.counts_memory else ["µJ"]
+    for name in [*columns, "ANN"]:
         table.add_column(name, justify="right", no_wrap=True)
     for row in report.table.itertuples(index=False):
-        kind = f"{row.kind}/MAC" if row.op == "MAC" else row.kind
-        table.add_row(
-            row.layer, kind, _si(row.dense_macs), _fmt(row.input_rate), _si(row.ops),
-            _fmt(row.energy_mj * 1e3),
-        )  # fmt: skip
+        cells = [row.layer, _si(row.dense_macs), _fmt(row.input_rate), _si(row.ops)]
+        if model.counts_memory:
+            cells += [_uj(row.compute_mj), _uj(row.memory_mj)]
+        table.add_row(*cells, _uj(row.energy_mj), _uj(row.ann_mj))
     console.print(table)
+    c = model.constants
+    if report.first_conv_rule == IMAGE_ONCE:
+        first = f"sps.convs.0 counted once as MACs at {c.e_mac_pj:g} pJ (a static image)"
+    else:
+        first = f"sps.convs.0 counted as SOPs of the event frames at {c.e_ac_pj:g} pJ"
+    split = (
+        f"compute {_fmt(report.compute_mj, 4)}, memory {_fmt(report.memory_mj, 4)}"
+        if model.counts_memory
+        else "arithmetic only"
+    )
     lines = [
         f"mode: {mode}",
+        f"energy model: {model.describe()}",
         f"input: {shapes['in_channels']}x{shapes['img_size']}x{shapes['img_size']}, "
-        f"{shapes['num_classes']} classes, T = {report.time_steps}; dense MACs per image and "
-        "time step; ops (SOPs; MACs for the first conv) and µJ per image",
-        f"energy: {_fmt(report.energy_mj, 4)} mJ / image (first conv "
-        f"{_fmt(report.first_conv_mj)} mJ as MACs at {E_MAC_PJ} pJ, the rest at {E_AC_PJ} pJ)",
+        f"{shapes['num_classes']} classes, T = {report.time_steps}; MACs per image and time "
+        "step (dense); ops per image (SOPs; MACs for a first conv counted once)",
+        f"first conv: {first}",
+        f"energy: {_fmt(report.energy_mj, 4)} mJ / image ({split})",
+        f"dense ANN equivalent: {_fmt(report.ann_energy_mj, 4)} mJ / image (every MAC at "
+        f"{c.e_mac_pj:g} pJ, T = 1, the same memory model); SNN / ANN = "
+        f"{_fmt(report.ann_ratio, 3)}",
         f"total SOPs: {report.total_sops:,.0f} / image",
         f"mean firing rate: {_fmt(report.mean_firing_rate, 4)}",
         f"parameters: {report.num_parameters:,}",

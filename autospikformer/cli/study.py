@@ -37,7 +37,8 @@ def create(
         f"study [bold]{config.name}[/] {verb} in {describe_url(storage)}: "
         f"{config.dataset}, space {config.space.name} "
         f"({config.space.count():,} architectures), "
-        f"sampler {config.search.sampler}, {len(study.trials)} trials so far"
+        f"sampler {config.search.sampler}, energy {config.energy.name}, "
+        f"{len(study.trials)} trials so far"
     )
 
 
@@ -210,12 +211,45 @@ def export_cmd(
     ),
     storage: str = STORAGE,
     runs_dir: Path = RUNS_DIR,
+    energy_model: str = typer.Option(
+        None,
+        "--energy-model",
+        help="Re-price the trials under this energy model (sop-45nm, memory-45nm) from their "
+        "stored per-layer rates, without evaluating; default folder <runs-dir>/<study>/export-<model>.",
+    ),
+    constants: Path = typer.Option(
+        None,
+        "--constants",
+        help="With --energy-model: a TOML file whose [energy] table sets the constants "
+        "(default: the study's).",
+    ),
 ) -> None:
-    """Write trials.csv, pareto.csv, pareto.json, pareto.html, hypervolume.csv and summary.json."""
+    """Write trials.csv, pareto.csv, pareto.json, pareto.html, hypervolume.csv and summary.json.
+
+    With --energy-model the study's trials are re-priced under another energy model first (the
+    storage is only read).
+    """
     from autospikformer.study.storage import resolve_study
 
     optuna_study, config, _ = guard(resolve_study, study, storage, create=False)
-    _export_and_report(optuna_study, out or runs_dir / config.name / "export")
+    folder = "export"
+    if energy_model is not None or constants is not None:
+        from autospikformer.cli.energy import energy_model_from
+        from autospikformer.study.pricing import repriced_study, study_energy_model
+
+        priced_by = guard(study_energy_model, optuna_study)
+        model = energy_model_from(energy_model, constants, default=priced_by)
+        if model.differences(priced_by):
+            optuna_study = guard(repriced_study, optuna_study, model)
+            folder = f"export-{model.name}"
+            console.print(
+                f"re-priced the trials of {config.name} under {model.describe()} "
+                f"(evaluated under {priced_by.name}; nothing re-evaluated)",
+                soft_wrap=True,
+            )
+        else:
+            console.print(f"{config.name} is already priced by {model.describe()}", soft_wrap=True)
+    _export_and_report(optuna_study, out or runs_dir / config.name / folder)
 
 
 @app.command("list")

@@ -128,6 +128,9 @@ def evaluate(
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     layers: bool = typer.Option(False, "--layers", help="Also print the per-layer energy table."),
+    energy_model: str | None = typer.Option(
+        None, "--energy-model", help="Energy model: sop-45nm (default) or memory-45nm."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's)."),
 ) -> None:
@@ -136,11 +139,13 @@ def evaluate(
     import json
 
     from autospikformer.checkpoint import CheckpointError, load_supernet_checkpoint
+    from autospikformer.cli.energy import energy_model_from
     from autospikformer.data.base import DataError
     from autospikformer.device import DeviceError
     from autospikformer.search.space import SearchSpaceError
     from autospikformer.training.evaluate import SubnetEvaluator
 
+    pricing = energy_model_from(energy_model, None)
     try:
         supernet, meta = load_supernet_checkpoint(checkpoint)
         architecture = _architecture(arch, supernet.space)
@@ -153,6 +158,7 @@ def evaluate(
             batch_size=batch_size,
             eval_samples=eval_samples,
             device=device,
+            energy_model=pricing,
         )
         result = evaluator.evaluate(architecture, recalibrate=recalibrate)
     except (SearchSpaceError, DataError, CheckpointError, DeviceError, ValueError) as exc:
@@ -168,7 +174,12 @@ def evaluate(
     rows = [
         ("architecture", str(architecture)),
         ("accuracy", f"{result.accuracy:.2%} ({result.samples} test images)"),
-        ("energy", f"{result.energy_mj:.4g} mJ / image"),
+        ("energy", f"{result.energy_mj:.4g} mJ / image ({pricing.name})"),
+        (
+            "dense ANN equivalent",
+            f"{result.report.ann_energy_mj:.4g} mJ / image "
+            f"(SNN / ANN = {result.report.ann_ratio:.3g})",
+        ),
         ("mean firing rate", f"{result.mean_firing_rate:.3f}"),
         ("parameters", f"{result.num_parameters:,}"),
         (

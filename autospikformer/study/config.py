@@ -1,7 +1,7 @@
 """Study files: one TOML file says everything a search needs (data, space, training, search, seed).
 
-A study file has the sections ``[study]``, ``[data]``, ``[space]``, ``[train]`` and ``[search]``
-(``docs/studies.md`` is the reference). :meth:`StudyConfig.to_dict` is the *resolved* form: the
+A study file has the sections ``[study]``, ``[data]``, ``[space]``, ``[train]``, ``[search]`` and
+``[energy]`` (``docs/studies.md`` is the reference). :meth:`StudyConfig.to_dict` is the *resolved* form: the
 search space is written out as explicit choice lists and every default is filled in, so the
 dict stored in the Optuna study is all a worker on another machine needs (no file, no preset
 folder). ``StudyConfig.from_dict(cfg.to_dict()) == cfg`` holds.
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from autospikformer.data.base import DATASETS
+from autospikformer.energy.models import EnergyError, EnergyModel
 from autospikformer.errors import AutospikError
 from autospikformer.resources import preset_names, read_toml, studies_dir
 from autospikformer.search.samplers import SAMPLER_NAMES, SAMPLER_OPTIONS
@@ -258,6 +259,14 @@ def _resolve_space(table: Any, base: Path | None) -> SearchSpace:
         ) from None
 
 
+def _energy_model(table: Any) -> EnergyModel:
+    """``[energy]``: the model that prices the trials and its constants (units in every key)."""
+    try:
+        return EnergyModel.from_table(table)
+    except EnergyError as exc:
+        raise StudyConfigError(str(exc)) from None
+
+
 def _train_config(table: Any) -> TrainConfig:
     """Validate ``[train]`` with the trainer's own ``TrainConfig`` (it names a bad key)."""
     if not isinstance(table, dict):
@@ -283,6 +292,7 @@ class StudyConfig:
     data_root: str = "data"
     seed: int = 0
     description: str = ""
+    energy: EnergyModel = field(default_factory=EnergyModel)
 
     # --- reading ----------------------------------------------------------------------------
     @classmethod
@@ -304,7 +314,7 @@ class StudyConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, base: Path | None = None) -> StudyConfig:
         """Validate a parsed study file or a stored ``to_dict()`` (``base``: for ``space.file``)."""
-        sections = ("study", "data", "space", "train", "search")
+        sections = ("study", "data", "space", "train", "search", "energy")
         _check_keys("", data, sections)
         for name in ("study", "data", "space"):
             if name not in data:
@@ -333,6 +343,7 @@ class StudyConfig:
             data_root=_str("data.root", dat.get("root", "data")),
             seed=_int("study.seed", study.get("seed", 0), minimum=0),  # type: ignore[arg-type]
             description=str(study.get("description", "")),
+            energy=_energy_model(data.get("energy", {})),
         )
 
     # --- writing ----------------------------------------------------------------------------
@@ -344,6 +355,7 @@ class StudyConfig:
             "space": self.space.to_dict(),
             "train": self.train.to_dict(),
             "search": self.search.to_dict(),
+            "energy": self.energy.to_table(),
         }
 
     def to_json(self) -> str:

@@ -2,7 +2,9 @@
 
 Conventions (stated again in ``summary.json`` and ``docs/studies.md``):
 
-- Objectives: ``accuracy`` (0..1, maximised) and ``energy_mj`` (mJ per image, minimised).
+- Objectives: ``accuracy`` (0..1, maximised) and ``energy_mj`` (mJ per image, minimised), priced
+  by the energy model the study names (``energy`` in ``summary.json``); ``ann_energy_mj`` is the
+  dense ANN equivalent under the same model.
 - ``f_aeb``: the balanced fitness F_AEB of each complete trial *within the population of all
   complete trials at export time*, with the study's ``search.alpha`` (SPEC section 5). It is
   computed here, not stored per trial, because min-max scaling makes it depend on every rival:
@@ -32,7 +34,9 @@ from optuna.trial import FrozenTrial, TrialState
 from autospikformer.search.architecture import FIELDS, PER_BLOCK_FIELDS, Architecture
 from autospikformer.search.fitness import balanced_fitness
 from autospikformer.search.suggest import ARCH_ATTR, architecture_from_params
+from autospikformer.study.pricing import study_energy_model
 from autospikformer.study.storage import (
+    ANN_ENERGY_ATTR,
     ARCH_JSON_ATTR,
     BASELINE_ATTR,
     CALIB_ATTR,
@@ -51,6 +55,7 @@ REFERENCE_ENERGY_FACTOR = 1.1
 ATTR_COLUMNS = {
     NUM_PARAMS_ATTR: "num_parameters",
     FIRING_RATE_ATTR: "mean_firing_rate",
+    ANN_ENERGY_ATTR: "ann_energy_mj",
     SECONDS_ATTR: "seconds",
     CALIB_ATTR: "calib_batches",
     EVAL_SAMPLES_ATTR: "eval_samples",
@@ -419,6 +424,7 @@ def export_study(study: optuna.Study, out_dir: str | Path) -> dict[str, Path]:
         "metrics": ["accuracy", "energy_mj"],
         "directions": ["maximize", "minimize"],
         "alpha": alpha,
+        "energy": study_energy_model(study).to_attr(),
     }
     front_json = {**meta, "front": _front_points(study, front)}
     paths["pareto.json"].write_text(json.dumps(front_json, indent=2) + "\n")

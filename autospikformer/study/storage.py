@@ -31,6 +31,8 @@ CONFIG_ATTR = "autospik:config"  # the resolved StudyConfig.to_dict()
 SPACE_ATTR = "autospik:space"  # the search space as JSON (SearchSpace.to_json())
 SUPERNET_ATTR = "autospik:supernet"  # {"sha256": ..., "host": ..., "path": ...}
 ENERGY_ATTR = "autospik:energy"  # the energy model and constants that price its trials
+# Trial system attributes (kept out of the dashboard's and `optuna trials`' tables)
+ENERGY_RECORD_ATTR = "autospik:energy_record"  # per-layer counts and rates (EnergyRecord JSON)
 # Trial user attributes (the compact architecture, ARCH_ATTR, is the trial bridge's own key)
 BASELINE_ATTR = "autospik:baseline"  # name of the hand-designed Spikformer it is
 ARCH_JSON_ATTR = "autospik:architecture_json"  # Architecture.to_dict()
@@ -41,6 +43,7 @@ WORKER_ATTR = "autospik:worker"  # host:pid that evaluated it
 SKIPPED_ATTR = "autospik:skipped"  # why a PRUNED trial was not evaluated
 NUM_PARAMS_ATTR = "autospik:num_parameters"  # the subnet's parameters (SPEC section 5)
 FIRING_RATE_ATTR = "autospik:firing_rate"  # mean firing rate measured while evaluating
+ANN_ENERGY_ATTR = "autospik:ann_energy_mj"  # the dense ANN equivalent's energy, same model
 
 
 class StudyError(AutospikError, RuntimeError):
@@ -197,6 +200,7 @@ def create_study(
         study.set_metric_names(list(METRIC_NAMES))
     study.set_user_attr(SPACE_ATTR, config.space.to_json())
     study.set_user_attr(CONFIG_ATTR, config.to_dict())
+    study.set_user_attr(ENERGY_ATTR, config.energy.to_attr())
     baseline = baseline_architecture(config)
     if config.search.baseline and baseline is not None:
         label, arch = baseline

@@ -21,7 +21,7 @@ def study_evaluator(
     data_root: str | None = None,
     device: str = "auto",
 ) -> SubnetEvaluator:
-    """The evaluator a study's trials use: its data, calibration and evaluation settings."""
+    """The evaluator a study's trials use: its data, calibration, evaluation and energy settings."""
     search = config.search
     return SubnetEvaluator(
         supernet,
@@ -32,6 +32,7 @@ def study_evaluator(
         eval_samples=search.eval_samples,
         device=device,
         seed=config.seed,
+        energy_model=config.energy,
     )
 
 

@@ -40,13 +40,16 @@ from optuna.trial import FrozenTrial, TrialState
 
 from autospikformer.checkpoint import load_supernet
 from autospikformer.data.base import dataset_info
-from autospikformer.energy import count_parameters, estimate_energy_mj
+from autospikformer.energy.layers import count_parameters
+from autospikformer.energy.report import estimate_energy_mj
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.samplers import make_sampler
 from autospikformer.search.suggest import suggest_architecture
 from autospikformer.study.storage import (
+    ANN_ENERGY_ATTR,
     ARCH_JSON_ATTR,
     CALIB_ATTR,
+    ENERGY_RECORD_ATTR,
     EVAL_SAMPLES_ATTR,
     FIRING_RATE_ATTR,
     NUM_PARAMS_ATTR,
@@ -143,7 +146,13 @@ class Worker:
                 if params > search.max_params:
                     return f"{params} parameters > max_params {search.max_params}"
             if search.max_energy_mj is not None:
-                energy = estimate_energy_mj(arch, rate=search.energy_rate, **shape)
+                energy = estimate_energy_mj(
+                    arch,
+                    rate=search.energy_rate,
+                    event_data=info.event_based,
+                    model=config.energy,
+                    **shape,
+                )
                 if energy > search.max_energy_mj:
                     return (
                         f"estimated {energy:.4g} mJ at rate {search.energy_rate} > "
@@ -207,6 +216,11 @@ class Worker:
         trial.set_user_attr(SECONDS_ATTR, round(float(result.seconds), 4))
         trial.set_user_attr(CALIB_ATTR, self.config.search.calib_batches)
         trial.set_user_attr(EVAL_SAMPLES_ATTR, self.config.search.eval_samples)
+        trial.set_user_attr(ANN_ENERGY_ATTR, float(result.report.ann_energy_mj))
+        # what re-pricing under another energy model needs (autospik study export --energy-model)
+        study._storage.set_trial_system_attr(
+            trial._trial_id, ENERGY_RECORD_ATTR, result.report.record().to_json()
+        )
         return float(result.accuracy), float(result.energy_mj)
 
     # -- the loop ----------------------------------------------------------------------------

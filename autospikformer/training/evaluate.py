@@ -9,7 +9,8 @@ their exact cumulative average. Only the active slice of the BN layers the subne
 :class:`SubnetEvaluator` is built once per worker and reused for many trials: it holds a fixed
 calibration subset and a fixed evaluation subset (preloaded to the device as tensors when they
 are small), so a trial costs one recalibration and one evaluation pass, during which the energy
-meter measures the firing rates. Every call restores the supernet's BN buffers afterwards, so a
+meter measures the firing rates (event data sets count their first conv as SOPs, SPEC section 4)
+and the evaluator's energy model prices them. Every call restores the supernet's BN buffers afterwards, so a
 trial's result does not depend on the trials before it. Event data sets are built per T lazily.
 """
 
@@ -29,7 +30,8 @@ from torch import nn
 from autospikformer.data.base import dataset_info
 from autospikformer.data.loading import build_dataset, make_loader, subset
 from autospikformer.device import resolve_device
-from autospikformer.energy import EnergyMeter
+from autospikformer.energy.meter import EnergyMeter
+from autospikformer.energy.models import EnergyModel
 from autospikformer.search.architecture import Architecture
 
 #: Above this size (MB, inputs of one split) a split is streamed from a loader, not preloaded.
@@ -199,7 +201,8 @@ class SubnetEvaluator:
 
     ``calib_batches`` batches of ``calib_batch_size`` (default ``batch_size``) training images,
     drawn once with ``seed`` and without augmentation, recalibrate BN; ``eval_samples`` (default:
-    all) test images, drawn once with ``seed``, measure accuracy and energy.
+    all) test images, drawn once with ``seed``, measure accuracy and energy; ``energy_model``
+    (default ``sop-45nm``) prices the energy.
     """
 
     def __init__(
@@ -216,6 +219,7 @@ class SubnetEvaluator:
         calib_batch_size: int | None = None,
         amp: bool = False,
         workers: int = 0,
+        energy_model: EnergyModel | None = None,
     ):
         if calib_batches < 0 or batch_size < 1:
             raise ValueError("calib_batches must be >= 0 and batch_size >= 1")
@@ -231,6 +235,7 @@ class SubnetEvaluator:
         self.seed = seed
         self.amp = amp and self.device.type == "cuda"
         self.workers = workers
+        self.energy_model = energy_model or EnergyModel()
         self._cache: dict[int | None, tuple[_Split | None, _Split]] = {}
 
     def splits(self, time_steps: int) -> tuple[_Split | None, _Split]:
@@ -265,7 +270,11 @@ class SubnetEvaluator:
             if recalibrate and calib is not None:
                 calibrated = recalibrate_bn(model, arch, calib, self.device, amp=self.amp)
             model.eval()
-            meter = EnergyMeter(model, arch) if energy else contextlib.nullcontext()
+            meter = (
+                EnergyMeter(model, arch, event_data=self.info.event_based)
+                if energy
+                else contextlib.nullcontext()
+            )
             correct = torch.zeros((), dtype=torch.long, device=self.device)
             seen = 0
             with torch.no_grad(), meter:
@@ -274,7 +283,7 @@ class SubnetEvaluator:
                         logits = model(x, arch)
                     correct += (logits.argmax(-1) == y).sum()
                     seen += int(y.shape[0])
-            report = meter.report() if energy else None
+            report = meter.report(model=self.energy_model) if energy else None
             accuracy = int(correct) / max(seen, 1)
         seconds = time.perf_counter() - start
         return SubnetResult(
@@ -321,16 +330,18 @@ def measure_energy(
     *,
     limit: int | None = None,
     device: str | torch.device = "cpu",
+    event_data: bool = False,
+    energy_model: EnergyModel | None = None,
 ) -> Any:
     """The energy report of ``model`` (a supernet or a standalone Spikformer) on ``batches``.
 
     One pass measures the rates and the accuracy together: the report's ``extras["accuracy"]``
     is the fraction of correct answers on the same images. At most ``limit`` batches are used;
-    None when there was no batch.
+    None when there was no batch. ``event_data``: the batches are event frames (SPEC section 4).
     """
     is_super = hasattr(model, "configure")
     correct = seen = 0
-    meter = EnergyMeter(model, arch)
+    meter = EnergyMeter(model, arch, event_data=event_data)
     with meter:
         for i, (x, y) in enumerate(batches):
             if i == limit:
@@ -341,6 +352,6 @@ def measure_energy(
             seen += int(y.numel())
     if seen == 0:
         return None
-    report = meter.report()
+    report = meter.report(model=energy_model)
     report.extras["accuracy"] = correct / seen
     return report

@@ -1,0 +1,52 @@
+"""Energy accounting (SPEC sections 4 and 4b): what one image's inference costs, per layer.
+
+- ``layers``: the counted layers of an architecture, their dense MACs and neurons from the shapes
+  (``dense_macs``, ``layer_counts``, ``count_parameters``);
+- ``models``: the energy models (``"sop-45nm"``, ``"memory-45nm"``), their constants as data
+  (``EnergyModel``, ``EnergyConstants``) and their formulas;
+- ``meter``: ``EnergyMeter``, the rates measured by forward hooks during an evaluation pass;
+- ``report``: ``EnergyReport`` (the per-layer table, the totals, the dense ANN equivalent),
+  ``analytic_report`` and ``estimate_energy_mj`` (every rate assumed);
+- ``record``: ``EnergyRecord``, the compact per-trial form that re-pricing needs.
+
+Names are imported lazily, so that the search side (study files, samplers) can use the models
+without importing torch. See ``docs/energy.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_PUBLIC = {
+    "FIRST_CONV": "layers",
+    "KERNEL": "layers",
+    "Layer": "layers",
+    "counted_layers": "layers",
+    "count_parameters": "layers",
+    "dense_macs": "layers",
+    "layer_counts": "layers",
+    "DEFAULT_MODEL": "models",
+    "E_AC_PJ": "models",
+    "E_MAC_PJ": "models",
+    "MODEL_NAMES": "models",
+    "PJ_TO_MJ": "models",
+    "EnergyConstants": "models",
+    "EnergyError": "models",
+    "EnergyModel": "models",
+    "EnergyTotals": "models",
+    "EnergyMeter": "meter",
+    "COLUMNS": "report",
+    "EnergyReport": "report",
+    "analytic_report": "report",
+    "estimate_energy_mj": "report",
+    "EnergyRecord": "record",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,258 @@
+"""The energy report of one architecture: the per-layer table, the totals, the ANN equivalent.
+
+A report is one energy model applied to per-layer counts and input rates, either measured
+(:class:`~autospikformer.energy.EnergyMeter`) or assumed (:func:`analytic_report`: every rate
+the same). ``report.reprice(model)`` applies another model to the same rates, and
+``report.record()`` is the compact form a trial stores so that this can happen later.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from autospikformer.energy.layers import FIRST_CONV, count_parameters, layer_counts
+from autospikformer.energy.models import EnergyModel
+from autospikformer.energy.record import EnergyRecord
+from autospikformer.search.architecture import Architecture
+
+COLUMNS = (
+    "layer",
+    "kind",
+    "op",
+    "counted",
+    "dense_macs",
+    "neurons",
+    "input_rate",
+    "ops",
+    "compute_mj",
+    "memory_mj",
+    "energy_mj",
+    "ann_mj",
+)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe scalar: numpy types to Python, NaN to None."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class EnergyReport:
+    """Per-layer table and per-image totals of one architecture's energy under one model.
+
+    ``table`` columns (:data:`COLUMNS`): ``layer``, ``kind`` (conv | linear | matmul | head),
+    ``op`` (MAC: the first conv counted once; AC otherwise), ``counted`` (``image-once`` or
+    ``event-frames`` for the first conv, ``spikes`` for every other row), ``dense_macs`` and
+    ``neurons`` (one image, one time step), ``input_rate`` (mean input value; NaN for a first
+    conv counted once), ``ops`` (per image: SOPs, or MACs for a first conv counted once),
+    ``compute_mj``, ``memory_mj`` and ``energy_mj`` (their sum) per image, and ``ann_mj``: the
+    layer in the dense ANN equivalent (every MAC at E_MAC, T = 1, the same memory model).
+    """
+
+    table: pd.DataFrame
+    energy_mj: float
+    compute_mj: float
+    memory_mj: float
+    ann_energy_mj: float
+    ann_compute_mj: float
+    ann_memory_mj: float
+    total_sops: float
+    mean_firing_rate: float  # spikes / neuron-steps over every LIF output (NaN if not measured)
+    num_parameters: int
+    time_steps: int
+    model: EnergyModel = field(default_factory=EnergyModel)
+    event_data: bool = False
+    images: int = 0  # images measured (0: analytic report)
+    rate_override: float | None = None  # the forced input rate, if any
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ann_ratio(self) -> float:
+        """This SNN's energy over its dense ANN equivalent's (below 1: the SNN is cheaper)."""
+        return self.energy_mj / self.ann_energy_mj if self.ann_energy_mj else math.nan
+
+    @property
+    def first_conv_mj(self) -> float:
+        return float(self.table.loc[self.table["layer"] == FIRST_CONV, "energy_mj"].sum())
+
+    @property
+    def first_conv_rule(self) -> str:
+        """How the first row was counted: ``image-once`` or ``event-frames``."""
+        return str(self.table["counted"].iloc[0])
+
+    def record(self) -> EnergyRecord:
+        """The counts and rates any model needs to price this measurement again."""
+        return EnergyRecord.from_columns(
+            time_steps=self.time_steps,
+            event_data=self.event_data,
+            images=self.images,
+            dense_macs=self.table["dense_macs"],
+            neurons=self.table["neurons"],
+            input_rate=self.table["input_rate"],
+        )
+
+    def reprice(self, model: EnergyModel) -> EnergyReport:
+        """The same measurement priced by ``model``."""
+        counts = self.table[["layer", "kind", "op", "counted", "dense_macs", "neurons"]]
+        return build_report(
+            counts,
+            self.table["input_rate"].tolist(),
+            time_steps=self.time_steps,
+            model=model,
+            event_data=self.event_data,
+            mean_firing_rate=self.mean_firing_rate,
+            num_parameters=self.num_parameters,
+            images=self.images,
+            rate_override=self.rate_override,
+            extras=dict(self.extras),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: the model, its constants, the totals, and one dict per layer."""
+        constants = self.model.constants
+        return {
+            "energy_model": self.model.name,
+            "constants": constants.to_dict(),
+            "energy_mj": _clean(self.energy_mj),
+            "compute_mj": _clean(self.compute_mj),
+            "memory_mj": _clean(self.memory_mj),
+            "ann_energy_mj": _clean(self.ann_energy_mj),
+            "ann_compute_mj": _clean(self.ann_compute_mj),
+            "ann_memory_mj": _clean(self.ann_memory_mj),
+            "ann_ratio": _clean(self.ann_ratio),
+            "total_sops": _clean(self.total_sops),
+            "mean_firing_rate": _clean(self.mean_firing_rate),
+            "num_parameters": int(self.num_parameters),
+            "time_steps": int(self.time_steps),
+            "event_data": bool(self.event_data),
+            "first_conv": self.first_conv_rule,
+            "images": int(self.images),
+            "rate_override": self.rate_override,
+            "e_mac_pj": constants.e_mac_pj,
+            "e_ac_pj": constants.e_ac_pj,
+            **{k: _clean(v) for k, v in self.extras.items()},
+            "layers": [
+                {k: _clean(v) for k, v in row.items()} for row in self.table.to_dict("records")
+            ],
+        }
+
+
+def build_report(
+    counts: pd.DataFrame,
+    rates: list[float],
+    *,
+    time_steps: int,
+    model: EnergyModel | None,
+    event_data: bool,
+    mean_firing_rate: float,
+    num_parameters: int,
+    images: int,
+    rate_override: float | None,
+    extras: dict[str, Any] | None = None,
+) -> EnergyReport:
+    """Price per-layer ``counts`` (``layer, kind, op, counted, dense_macs, neurons``) at the
+    input ``rates`` (one per row, in order) under ``model`` (None: ``sop-45nm``)."""
+    model = model or EnergyModel()
+    table = counts.reset_index(drop=True).copy()
+    once = (table["op"] == "MAC").to_numpy()
+    table["input_rate"] = [math.nan if o else float(r) for o, r in zip(once, rates, strict=True)]
+    priced = model.price(
+        dense_macs=table["dense_macs"],
+        neurons=table["neurons"],
+        input_rate=table["input_rate"],
+        once=once,
+        time_steps=time_steps,
+    )
+    table["ops"] = priced.ops
+    table["compute_mj"] = priced.compute_mj
+    table["memory_mj"] = priced.memory_mj
+    table["energy_mj"] = priced.energy_mj
+    table["ann_mj"] = priced.ann_mj
+    totals = priced.totals()
+    return EnergyReport(
+        table=table[list(COLUMNS)],
+        energy_mj=totals.energy_mj,
+        compute_mj=totals.compute_mj,
+        memory_mj=totals.memory_mj,
+        ann_energy_mj=totals.ann_energy_mj,
+        ann_compute_mj=totals.ann_compute_mj,
+        ann_memory_mj=totals.ann_memory_mj,
+        total_sops=float(table.loc[~once, "ops"].sum()),
+        mean_firing_rate=mean_firing_rate,
+        num_parameters=num_parameters,
+        time_steps=time_steps,
+        model=model,
+        event_data=event_data,
+        images=images,
+        rate_override=rate_override,
+        extras=extras or {},
+    )
+
+
+def analytic_report(
+    arch: Architecture,
+    *,
+    rate: float,
+    in_channels: int = 3,
+    img_size: int = 32,
+    num_classes: int = 10,
+    event_data: bool = False,
+    model: EnergyModel | None = None,
+    variant: str = "cifar",
+) -> EnergyReport:
+    """The report with every input rate set to ``rate`` (no model, no data).
+
+    For a static image the first conv is counted once as MACs and has no rate; for event data
+    (``event_data=True``) its input rate is ``rate`` too. ``rate=1`` is the upper bound for
+    binary inputs (residual-stream and event counts can exceed 1).
+    """
+    shape = {"in_channels": in_channels, "img_size": img_size, "num_classes": num_classes}
+    counts = layer_counts(arch, event_data=event_data, **shape)
+    return build_report(
+        counts,
+        [float(rate)] * len(counts),
+        time_steps=arch.time_steps,
+        model=model,
+        event_data=event_data,
+        mean_firing_rate=math.nan,
+        num_parameters=count_parameters(arch, variant=variant, **shape),
+        images=0,
+        rate_override=float(rate),
+    )
+
+
+def estimate_energy_mj(
+    arch: Architecture,
+    *,
+    rate: float,
+    in_channels: int = 3,
+    img_size: int = 32,
+    num_classes: int = 10,
+    event_data: bool = False,
+    model: EnergyModel | None = None,
+) -> float:
+    """Analytic energy per image (mJ) with every input rate = ``rate`` (budgets checked before
+    evaluation): the same convention and model as the measured energy."""
+    counts = layer_counts(
+        arch,
+        in_channels=in_channels,
+        img_size=img_size,
+        num_classes=num_classes,
+        event_data=event_data,
+    )
+    priced = (model or EnergyModel()).price(
+        dense_macs=counts["dense_macs"],
+        neurons=counts["neurons"],
+        input_rate=[float(rate)] * len(counts),
+        once=(counts["op"] == "MAC").to_numpy(),
+        time_steps=arch.time_steps,
+    )
+    return priced.totals().energy_mj
