@@ -1,5 +1,7 @@
-"""The energy model (SPEC section 4): hand-derived MAC counts, exact rates, closed forms, the
-supernet/extract agreement, spikingjelly's SynOp counter, and the ``autospik energy`` command."""
+"""The energy models (SPEC sections 4 and 4b): hand-derived MAC and neuron counts, exact rates,
+closed forms of both models, a memory count and an ANN equivalent by hand, the event-data
+convention, constants as data, records that re-price exactly, the supernet/extract agreement,
+spikingjelly's SynOp counter, and the ``autospik energy`` command."""
 
 from __future__ import annotations
 
@@ -16,11 +18,16 @@ from autospikformer.checkpoint import save_checkpoint
 from autospikformer.energy import (
     E_AC_PJ,
     E_MAC_PJ,
+    EnergyConstants,
+    EnergyError,
     EnergyMeter,
+    EnergyModel,
+    EnergyRecord,
     analytic_report,
     count_parameters,
     dense_macs,
     estimate_energy_mj,
+    layer_counts,
 )
 from autospikformer.model.spikformer import Spikformer
 from autospikformer.model.supernet import SuperSpikformer
@@ -122,11 +129,286 @@ def test_meter_closed_forms_on_a_4_384_forward() -> None:
     hand = hand_macs_4_384()
     ones, zeros = meter.report(rate_override=1.0), meter.report(rate_override=0.0)
     assert dict(zip(ones.table["layer"], ones.table["dense_macs"], strict=True)) == hand
+    assert (
+        dict(zip(ones.table["layer"], ones.table["neurons"], strict=True)) == hand_neurons_4_384()
+    )
     others = sum(v for k, v in hand.items() if k != "sps.convs.0")
     first = 4.6 * hand["sps.convs.0"] * PJ
     assert ones.energy_mj == pytest.approx(first + 0.9 * 4 * others * PJ, rel=1e-12)
     assert zeros.energy_mj == pytest.approx(first, rel=1e-12)
     assert ones.images == 1 and ones.num_parameters == 9_324_730
+    # the memory model from the same measurement: the analytic closed forms, exactly
+    for rate, report in ((1.0, ones), (0.0, zeros)):
+        analytic = analytic_report(arch, rate=rate, model=MEMORY)
+        priced = report.reprice(MEMORY)
+        assert priced.energy_mj == pytest.approx(analytic.energy_mj, rel=1e-12)
+        assert priced.memory_mj == pytest.approx(analytic.memory_mj, rel=1e-12)
+        assert priced.ann_energy_mj == pytest.approx(analytic.ann_energy_mj, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- the two models
+
+MEMORY = EnergyModel(name="memory-45nm")
+SOP = EnergyModel()
+WORD_PJ = 20.0 * 32 / 64  # one 32-bit word from a 32 KB SRAM (20 pJ per 64-bit access): 10 pJ
+
+
+def hand_neurons_4_384() -> dict[str, int]:
+    """The LIF neurons each layer's output drives, per image and step (4-384 on 32x32)."""
+    n, e, hidden = 64, 384, 1536
+    cells = {  # the SPS LIFs run before the pools
+        "sps.convs.0": 48 * 32 * 32,
+        "sps.convs.1": 96 * 32 * 32,
+        "sps.convs.2": 192 * 32 * 32,
+        "sps.convs.3": 384 * 16 * 16,
+        "sps.rpe_conv": 384 * 8 * 8,
+    }
+    for i in range(4):
+        p = f"blocks.{i}"
+        for unit in ("q", "k", "v"):
+            cells[f"{p}.attn.{unit}.linear"] = n * e
+        cells[f"{p}.attn.q@k^T"] = 0  # the scores feed attn @ v directly: no neuron
+        cells[f"{p}.attn.attn@v"] = n * e  # the attention LIF
+        cells[f"{p}.attn.proj.linear"] = n * e
+        cells[f"{p}.mlp.fc1.linear"] = n * hidden
+        cells[f"{p}.mlp.fc2.linear"] = n * e
+    cells["head"] = 0  # logits
+    return cells
+
+
+def test_both_models_closed_forms_from_the_shapes_alone() -> None:
+    arch = spikformer_4_384()
+    macs, cells = hand_macs_4_384(), hand_neurons_4_384()
+    counts = layer_counts(arch)
+    assert dict(zip(counts["layer"], counts["neurons"], strict=True)) == cells
+    m0 = macs["sps.convs.0"]
+    rest = sum(macs.values()) - m0
+    n_all = sum(cells.values())
+    assert n_all == 1_449_984
+    steps = 4
+    for rate in (1.0, 0.0):
+        sop = analytic_report(arch, rate=rate)
+        expected = 4.6 * m0 + 0.9 * rate * steps * rest  # arithmetic only
+        assert sop.energy_mj == pytest.approx(expected * PJ, rel=1e-12)
+        assert sop.compute_mj == sop.energy_mj and sop.memory_mj == 0.0
+        mem = analytic_report(arch, rate=rate, model=MEMORY)
+        # compute: the synaptic ops plus one neuron update (a MAC and an AC) per neuron and step
+        compute = expected + (4.6 + 0.9) * steps * n_all
+        # memory: a weight read per op, a potential read and write per neuron and step
+        memory = WORD_PJ * (m0 + rate * steps * rest + 2 * steps * n_all)
+        assert mem.compute_mj == pytest.approx(compute * PJ, rel=1e-12)
+        assert mem.memory_mj == pytest.approx(memory * PJ, rel=1e-12)
+        assert mem.energy_mj == pytest.approx((compute + memory) * PJ, rel=1e-12)
+        assert estimate_energy_mj(arch, rate=rate, model=MEMORY) == pytest.approx(
+            mem.energy_mj, rel=1e-12
+        )
+    # the dense ANN equivalent (every MAC at E_MAC, T = 1, the same memory model): no rate in it
+    ann_sop = 4.6 * (m0 + rest)
+    ann_mem = ann_sop + 0.9 * n_all + WORD_PJ * (m0 + rest + 2 * n_all)
+    for rate in (0.0, 0.35, 1.0):
+        assert analytic_report(arch, rate=rate).ann_energy_mj == pytest.approx(ann_sop * PJ)
+        assert analytic_report(arch, rate=rate, model=MEMORY).ann_energy_mj == pytest.approx(
+            ann_mem * PJ, rel=1e-12
+        )
+    # the figures docs/energy.md shows for the paper's rate 0.35
+    sop, mem = analytic_report(arch, rate=0.35), analytic_report(arch, rate=0.35, model=MEMORY)
+    assert (round(sop.energy_mj, 3), round(sop.ann_energy_mj, 3)) == (1.181, 4.297)
+    assert (round(mem.energy_mj, 2), round(mem.ann_energy_mj, 2)) == (14.40, 13.67)
+    assert (round(sop.ann_ratio, 3), round(mem.ann_ratio, 3)) == (0.275, 1.054)
+    assert (round(mem.compute_mj, 3), round(mem.memory_mj, 3)) == (1.213, 13.187)
+
+
+def test_memory_count_of_one_layer_by_hand() -> None:
+    """fc2 of the hand-built model: 64 tokens, 64 inputs firing at 0.375, 32 outputs, T = 4."""
+    model = hand_built(depth=2)
+    meter = measure(model, torch.randn(2, 1, 16, 16))
+    report = meter.report(model=MEMORY)
+    row = report.table.set_index("layer").loc["blocks.0.mlp.fc2.linear"]
+    # 0.375 * 4 steps * 64 tokens * 64 inputs = 6,144 spikes, each read 32 weights: 196,608
+    assert row["ops"] == 196_608 and row["neurons"] == 64 * 32
+    # weight reads 196,608 + (2,048 neurons x 4 steps) x (read + write) 16,384 = 212,992 words
+    # of 10 pJ
+    assert row["memory_mj"] == pytest.approx(2_129_920 * PJ, rel=1e-12)
+    # 196,608 accumulates x 0.9 pJ + 8,192 neuron updates x (4.6 + 0.9) pJ
+    assert row["compute_mj"] == pytest.approx((176_947.2 + 45_056) * PJ, rel=1e-12)
+    assert row["energy_mj"] == pytest.approx((2_129_920 + 222_003.2) * PJ, rel=1e-12)
+    # its ANN: 131,072 MACs x 4.6 + 2,048 compares x 0.9 + (131,072 + 2 x 2,048) words x 10
+    assert row["ann_mj"] == pytest.approx((602_931.2 + 1_843.2 + 1_351_680) * PJ, rel=1e-12)
+    # sop-45nm prices the same measurement by its accumulates alone
+    sop = report.reprice(SOP).table.set_index("layer").loc["blocks.0.mlp.fc2.linear"]
+    assert sop["energy_mj"] == pytest.approx(176_947.2 * PJ, rel=1e-12) and sop["memory_mj"] == 0
+    assert sop["ann_mj"] == pytest.approx(602_931.2 * PJ, rel=1e-12)
+
+
+def test_ann_equivalent_by_hand_for_a_tiny_model() -> None:
+    arch = tiny(depth=1, time_steps=2, dim=32)  # MLP ratio 2: hidden 64
+    # 1x8x8 input: SPS widths 4, 8, 16, 32 at 8x8, one pool, so the rpe conv and N = 16 at 4x4
+    macs = (
+        4 * 1 * 9 * 64 + 8 * 4 * 9 * 64 + 16 * 8 * 9 * 64 + 32 * 16 * 9 * 64  # SPS convs
+        + 32 * 32 * 9 * 16  # rpe conv
+        + 4 * 16 * 32 * 32 + 2 * 16 * 16 * 32  # q, k, v, proj; the two products
+        + 16 * 32 * 64 + 16 * 64 * 32  # fc1, fc2
+        + 32 * 10  # head
+    )  # fmt: skip
+    neurons = (4 + 8 + 16 + 32) * 64 + 32 * 16 + 6 * 16 * 32 + 16 * 64  # SPS, rpe, 6 LIFs, fc1
+    assert (macs, neurons) == (684_608, 8_448)
+    shape = {"in_channels": 1, "img_size": 8, "num_classes": 10}
+    sop = analytic_report(arch, rate=0.5, **shape)
+    assert sop.ann_energy_mj == pytest.approx(3_149_196.8 * PJ, rel=1e-12)  # 4.6 x 684,608
+    mem = analytic_report(arch, rate=0.5, model=MEMORY, **shape)
+    # 4.6 x 684,608 + 0.9 x 8,448 + 10 x (684,608 + 2 x 8,448) = 10,171,840 pJ
+    assert mem.ann_compute_mj == pytest.approx((3_149_196.8 + 7_603.2) * PJ, rel=1e-12)
+    assert mem.ann_memory_mj == pytest.approx(7_015_040 * PJ, rel=1e-12)
+    assert mem.ann_energy_mj == pytest.approx(10_171_840 * PJ, rel=1e-12)
+    # a real forward gives the same ANN equivalent (shapes only) and one SNN/ANN ratio
+    model = lively(Spikformer(arch, **shape))
+    measured = measure(model, torch.rand(3, 1, 8, 8) * 2).report(model=MEMORY)
+    assert measured.ann_energy_mj == pytest.approx(mem.ann_energy_mj, rel=1e-12)
+    assert measured.ann_ratio == measured.energy_mj / measured.ann_energy_mj
+    assert measured.to_dict()["ann_ratio"] == measured.ann_ratio
+
+
+def test_event_data_closed_forms_every_layer_at_e_ac() -> None:
+    """SPEC section 4: event frames differ at every step, so the first conv is counted like every
+    other layer; with every rate 1 the whole network costs E_AC * T * MACs."""
+    arch = Architecture.uniform(depth=2, embed_dim=32, mlp_ratio=2.0, num_heads=2, time_steps=3)
+    shape = {"in_channels": 2, "img_size": 128, "num_classes": 10}
+    counts = layer_counts(arch, event_data=True, **shape)
+    m0 = 4 * 2 * 9 * 128 * 128  # 128x128 is pooled after every stage (128 -> 8)
+    assert counts["dense_macs"].iloc[0] == m0 and counts["counted"].iloc[0] == "event-frames"
+    total = int(counts["dense_macs"].sum())
+    cells = int(counts["neurons"].sum())
+    upper = analytic_report(arch, rate=1.0, event_data=True, **shape)
+    assert upper.energy_mj == pytest.approx(0.9 * 3 * total * PJ, rel=1e-12)
+    assert upper.table["op"].eq("AC").all() and upper.first_conv_rule == "event-frames"
+    assert upper.total_sops == 3 * total
+    assert analytic_report(arch, rate=0.0, event_data=True, **shape).energy_mj == 0.0
+    assert estimate_energy_mj(arch, rate=1.0, event_data=True, **shape) == pytest.approx(
+        upper.energy_mj, rel=1e-12
+    )
+    mem = analytic_report(arch, rate=1.0, event_data=True, model=MEMORY, **shape)
+    memory_pj = 0.9 * 3 * total + 5.5 * 3 * cells + WORD_PJ * (3 * total + 2 * 3 * cells)
+    assert mem.energy_mj == pytest.approx(memory_pj * PJ, rel=1e-12)
+    # a static image of the same shape: the first conv once, as MACs
+    static = analytic_report(arch, rate=1.0, **shape)
+    assert static.first_conv_rule == "image-once"
+    assert static.energy_mj == pytest.approx((4.6 * m0 + 0.9 * 3 * (total - m0)) * PJ, rel=1e-12)
+    # measured on spike-count frames [B, T, C, H, W]: the first conv's rate is the frames' mean
+    model = lively(Spikformer(arch, **shape))
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 3, (2, 3, 2, 128, 128), generator=gen).float()
+    with torch.no_grad(), EnergyMeter(model, event_data=True) as meter:
+        model(frames)
+    assert meter.report(rate_override=1.0).energy_mj == pytest.approx(upper.energy_mj, rel=1e-12)
+    first = meter.report().table.iloc[0]
+    assert first["input_rate"] == float(frames.double().sum()) / frames.numel()
+    assert first["ops"] == first["input_rate"] * 3 * m0 and first["op"] == "AC"
+    assert first["counted"] == "event-frames"
+
+
+def test_constants_are_data_with_units() -> None:
+    table = {
+        "model": "memory-45nm",
+        "e_mac": "4600 fJ",
+        "e_ac_pj": 1,
+        "word": "16 bits",
+        "sram": "1 MB",
+        "sram_64kb_pj": 28.0,
+    }
+    model = EnergyModel.from_table(table)
+    c = model.constants
+    assert (c.e_mac_pj, c.e_ac_pj, c.word_bits, c.sram_kb) == (pytest.approx(4.6), 1.0, 16, 1024)
+    assert c.sram_access_pj == {8.0: 10.0, 32.0: 20.0, 64.0: 28.0, 1024.0: 100.0}
+    assert c.word_access_pj == 100.0 * 16 / 64
+    assert model.to_table()["sram_1mb_pj"] == 100.0 and model.to_table()["sram_64kb_pj"] == 28.0
+    assert EnergyModel.from_table(model.to_table()) == model  # the stored form is a table too
+    assert EnergyModel.from_attr(model.to_attr()) == model
+    assert EnergyModel.from_attr(None) == EnergyModel() == EnergyModel.from_table({})
+    assert EnergyModel().to_attr() == {
+        "model": "sop-45nm",
+        "constants": {
+            "e_mac_pj": 4.6, "e_ac_pj": 0.9, "word_bits": 32, "sram_kb": 32.0,
+            "sram_8kb_pj": 10.0, "sram_32kb_pj": 20.0, "sram_1mb_pj": 100.0,
+        },
+    }  # fmt: skip
+    # what makes two models price differently: only the constants a model uses
+    cheap = EnergyModel.from_table({"sram_8kb_pj": 1.0})
+    assert SOP.differences(cheap) == [] and MEMORY.differences(cheap.with_name("memory-45nm")) == []
+    assert MEMORY.differences(EnergyModel.from_table({"model": "memory-45nm", "sram_kb": 8})) == [
+        "sram_kb", "sram_32kb_pj", "sram_8kb_pj"
+    ]  # fmt: skip
+    assert SOP.differences(MEMORY) == ["model"]
+    # a lower memory price lowers the memory part in proportion
+    arch = tiny()
+    base = analytic_report(arch, rate=0.3, in_channels=1, img_size=8, model=MEMORY)
+    small = EnergyModel.from_table({"model": "memory-45nm", "sram_kb": 8})  # 5 pJ a word
+    half = analytic_report(arch, rate=0.3, in_channels=1, img_size=8, model=small)
+    assert half.memory_mj == pytest.approx(base.memory_mj / 2, rel=1e-12)
+    assert half.compute_mj == base.compute_mj
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"e_ac_pj": -0.9}, "energy.e_ac_pj: -0.9 is not allowed (allowed: a number >= 0)"),
+        ({"e_ac": "-1 pJ"}, "energy.e_ac: -1.0 is not allowed (allowed: a number >= 0)"),
+        ({"e_mac": 4.6}, 'energy.e_mac: 4.6 has no unit (write e_mac_pj = 4.6 or e_mac = "4.6 pJ")'),
+        ({"sram_32kb": 20}, "energy.sram_32kb: 20 has no unit (write sram_32kb_pj = 20"),
+        ({"word": 32}, 'energy.word: 32 has no unit (write word_bits = 32 or word = "32 bits")'),
+        ({"e_mac": "4.6"}, "energy.e_mac: '4.6' is not an energy with its unit (allowed units"),
+        ({"e_mac_kb": 4.6}, "energy.e_mac_kb: 'kb' is not a unit of energy (allowed: fJ, pJ"),
+        ({"e_mac_pj": "4.6 pJ"}, "energy.e_mac_pj: give a number, the unit is in the key"),
+        ({"word_bits": 12.5}, "energy.word_bits: 12.5 is not allowed (allowed: a whole number"),
+        ({"sram_kb": 64}, "energy.sram_kb: 64 KB has no access energy (listed sizes: 8 KB, 32 KB, 1 MB"),
+        ({"e_mac_pj": 4.6, "e_mac": "4 pJ"}, "energy.e_mac: given twice (as e_mac_pj and e_mac)"),
+        ({"e_max_pj": 1}, "energy.e_max_pj: unknown constant (allowed: model, e_mac_pj, e_ac_pj"),
+        ({"model": "ann"}, "energy.model: 'ann' is not an energy model (allowed: sop-45nm, memory-45nm)"),
+        ({"e_ac_pj": True}, "energy.e_ac_pj: True is not allowed"),
+    ],
+)  # fmt: skip
+def test_a_bad_constant_is_one_line_naming_the_key(table: dict, message: str) -> None:
+    with pytest.raises(EnergyError) as err:
+        EnergyModel.from_table(table)
+    assert str(err.value).startswith(message), str(err.value)
+    assert "\n" not in str(err.value)
+    with pytest.raises(EnergyError, match=r"EnergyConstants\.e_mac_pj: -1"):
+        EnergyConstants(e_mac_pj=-1)
+
+
+def test_a_record_reprices_exactly_as_the_report() -> None:
+    arch = tiny(depth=2, time_steps=3)
+    model = lively(Spikformer(arch, num_classes=10, in_channels=1, img_size=8), seed=7)
+    meter = measure(model, torch.rand(4, 1, 8, 8) * 2)
+    custom = EnergyModel.from_table({"model": "memory-45nm", "sram": "8 KB", "word_bits": 8})
+    for pricing, other in ((SOP, MEMORY), (MEMORY, SOP), (custom, SOP)):
+        report = meter.report(model=pricing)
+        stored = json.loads(json.dumps(report.record().to_json()))  # what a trial keeps
+        record = EnergyRecord.from_json(stored)
+        assert record.to_json() == stored and record.time_steps == 3 and record.images == 4
+        totals = record.totals(pricing)
+        assert totals.energy_mj == report.energy_mj
+        assert totals.ann_energy_mj == report.ann_energy_mj
+        assert (totals.compute_mj, totals.memory_mj) == (report.compute_mj, report.memory_mj)
+        fresh = meter.report(model=other)
+        assert report.reprice(other).table.equals(fresh.table)
+        assert record.totals(other).energy_mj == fresh.energy_mj
+    assert len(json.dumps(stored)) < 1500  # a few numbers per layer
+    with pytest.raises(EnergyError, match="not a version-1 record"):
+        EnergyRecord.from_json({"v": 0})
+    with pytest.raises(EnergyError, match="one of each per layer"):
+        EnergyRecord.from_json({**stored, "rates": stored["rates"][:-1]})
+
+
+def test_dvs_variant_parameter_count() -> None:
+    """SPEC section 1: Spikformer-2-256 of the DVS variant (q, k, v without bias) has 2,566,666
+    parameters; the CIFAR-style block 2,568,202 at the same size."""
+    arch = Architecture.uniform(depth=2, embed_dim=256, mlp_ratio=4.0, num_heads=16, time_steps=16)
+    shape = {"in_channels": 2, "img_size": 128, "num_classes": 10}
+    assert count_parameters(arch, variant="dvs", **shape) == 2_566_666
+    assert count_parameters(arch, **shape) == 2_568_202
+    assert Spikformer(arch, **shape).num_parameters() == 2_568_202
+    with pytest.raises(ValueError, match="variant"):
+        count_parameters(arch, variant="gesture", **shape)
 
 
 # --------------------------------------------------------------------------- exact rates
@@ -254,6 +536,9 @@ def test_hook_macs_equal_dense_macs_for_random_architectures(
         expected = dense_macs(arch, in_channels=in_channels, img_size=img_size, num_classes=7)
         assert report.table["layer"].tolist() == expected["layer"].tolist()
         assert report.table["dense_macs"].tolist() == expected["dense_macs"].tolist()
+        # the neurons each layer drives, seen by the LIF hooks, equal the counts from the shapes
+        shaped = layer_counts(arch, in_channels=in_channels, img_size=img_size, num_classes=7)
+        assert report.table["neurons"].tolist() == shaped["neurons"].tolist()
         n_params = count_parameters(arch, in_channels=in_channels, img_size=img_size, num_classes=7)
         assert report.num_parameters == n_params == net.num_parameters(arch)
 
@@ -481,3 +766,66 @@ def test_cli_measures_a_supernet_checkpoint(tmp_path) -> None:
     outside = _cli(str(spikformer_4_384()), "--checkpoint", str(path), "--dataset", "digits")
     assert outside.exit_code == 1
     assert len(outside.output.strip().splitlines()) == 1 and "not in space" in outside.output
+
+
+def test_cli_energy_models_constants_and_the_ann_equivalent(tmp_path) -> None:
+    arch = spikformer_4_384()
+    result = _cli(str(arch), "--energy-model", "memory-45nm", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    expected = analytic_report(arch, rate=1.0, model=MEMORY)
+    assert data["energy_model"] == "memory-45nm" and data["constants"]["sram_kb"] == 32
+    assert data["energy_mj"] == pytest.approx(expected.energy_mj, rel=1e-12)
+    assert data["memory_mj"] == pytest.approx(expected.memory_mj, rel=1e-12)
+    assert data["ann_energy_mj"] == pytest.approx(expected.ann_energy_mj, rel=1e-12)
+    assert data["ann_ratio"] == pytest.approx(expected.ann_ratio, rel=1e-12)
+    assert {"compute_mj", "memory_mj", "ann_mj", "neurons"} <= set(data["layers"][0])
+    text = _cli(str(arch), "--energy-model", "memory-45nm")
+    assert text.exit_code == 0, text.output
+    for part in ("blocks.3.attn.proj.linear", "compute", "memory", "dense ANN equivalent",
+                 "SNN / ANN = 2.99", "memory-45nm: E_MAC 4.6 pJ", "10 pJ an access"):  # fmt: skip
+        assert part in text.stdout, part
+    sop = _cli(str(arch))
+    assert "SNN / ANN = 0.783" in sop.stdout and "arithmetic only" in sop.stdout
+    # constants from a file's [energy] table (a study file works)
+    study = tmp_path / "priced.toml"
+    study.write_text('[study]\nname = "x"\n[energy]\nmodel = "memory-45nm"\nsram = "8 KB"\n')
+    cheap = json.loads(_cli(str(arch), "--constants", str(study), "--json").stdout)
+    assert cheap["constants"]["sram_kb"] == 8 and cheap["energy_model"] == "memory-45nm"
+    small = EnergyModel.from_table({"model": "memory-45nm", "sram_kb": 8})
+    assert cheap["energy_mj"] == pytest.approx(
+        analytic_report(arch, rate=1.0, model=small).energy_mj, rel=1e-12
+    )
+    renamed = json.loads(_cli(str(arch), "--constants", str(study), "--energy-model",
+                              "sop-45nm", "--json").stdout)  # fmt: skip
+    assert renamed["energy_model"] == "sop-45nm" and renamed["memory_mj"] == 0
+    # bad input: one line each
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[energy]\ne_ac = 0.9\n")
+    for args, fragment in (
+        (("--energy-model", "ann-45nm"), "--energy-model: 'ann-45nm' is not an energy model"),
+        (("--constants", str(bad)), "bad.toml: energy.e_ac: 0.9 has no unit (write e_ac_pj"),
+        (("--constants", str(tmp_path / "none.toml")), "--constants: file"),
+        (("--constants", str(tmp_path / "bad.toml" / "x")), "--constants: file"),
+    ):
+        out = _cli(str(arch), *args)
+        assert out.exit_code == 1 and fragment in out.output, out.output
+        assert len(out.output.strip().splitlines()) == 1
+
+
+def test_cli_event_data_counts_the_first_conv_as_sops() -> None:
+    arch = Architecture.uniform(depth=1, embed_dim=32, mlp_ratio=2.0, num_heads=2, time_steps=8)
+    result = _cli(str(arch), "--dataset", "cifar10dvs", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["event_data"] and data["first_conv"] == "event-frames"
+    assert (data["in_channels"], data["img_size"]) == (2, 128)
+    macs = sum(layer["dense_macs"] for layer in data["layers"])
+    assert data["energy_mj"] == pytest.approx(0.9 * 8 * macs * PJ, rel=1e-12)
+    assert all(layer["op"] == "AC" for layer in data["layers"])
+    shape = {"in_channels": 2, "img_size": 128, "num_classes": 10}
+    assert data["num_parameters"] == count_parameters(arch, variant="dvs", **shape)
+    text = _cli(str(arch), "--dataset", "dvs128")
+    assert "first conv: sps.convs.0 counted as SOPs of the event frames at 0.9 pJ" in text.stdout
+    image = _cli(str(arch), "--dataset", "cifar10")
+    assert "counted once as MACs at 4.6 pJ (a static image)" in image.stdout

@@ -51,10 +51,10 @@ PJ_TO_MJ = 1e-9
 _ENERGY_UNITS = {"fj": 1e-3, "pj": 1.0, "nj": 1e3}  # -> pJ
 _SIZE_UNITS = {"kb": 1.0, "kib": 1.0, "mb": 1024.0, "mib": 1024.0}  # -> KB
 _BIT_UNITS = {"bit": 1.0, "bits": 1.0}
-_KINDS = {
-    "energy": (_ENERGY_UNITS, "pJ", "fJ, pJ, nJ"),
-    "size": (_SIZE_UNITS, "KB", "KB, MB"),
-    "bits": (_BIT_UNITS, "bits", "bits"),
+_KINDS = {  # units, canonical unit, allowed units, what the quantity is
+    "energy": (_ENERGY_UNITS, "pJ", "fJ, pJ, nJ", "an energy"),
+    "size": (_SIZE_UNITS, "KB", "KB, MB", "a size"),
+    "bits": (_BIT_UNITS, "bits", "bits", "a number of bits"),
 }
 _KEY = re.compile(r"(?P<base>e_mac|e_ac|word|sram|sram_(?P<size>\d+(?:\.\d+)?)(?P<su>kb|mb))"
                   r"(?:_(?P<unit>[a-z]+))?")  # fmt: skip
@@ -173,7 +173,7 @@ def _parse_key(key: str) -> tuple[str, str, float | None, str | None]:
 
 def _quantity(key: str, value: Any, kind: str, unit: str | None) -> float:
     """The value of ``key`` in the canonical unit of ``kind``; the unit from the key or value."""
-    units, canonical, allowed = _KINDS[kind]
+    units, canonical, allowed, what = _KINDS[kind]
     bare = key if unit is None else key[: -len(unit) - 1]
     example = {"energy": '"4.6 pJ"', "size": '"32 KB"', "bits": '"32 bits"'}[kind]
     if unit is not None:
@@ -191,12 +191,12 @@ def _quantity(key: str, value: Any, kind: str, unit: str | None) -> float:
         suffix = canonical.lower()
         raise EnergyError(
             f"energy.{key}: {value!r} has no unit (write {bare}_{suffix} = {value!r} or "
-            f"{bare} = {example})"
+            f'{bare} = "{value} {canonical}")'
         )
     match = _VALUE.fullmatch(value.lower())
     if match is None or match["unit"] not in units:
         raise EnergyError(
-            f"energy.{key}: {value!r} is not a {kind} with its unit (allowed units: {allowed}; "
+            f"energy.{key}: {value!r} is not {what} with its unit (allowed units: {allowed}; "
             f"e.g. {bare} = {example})"
         )
     return _number(f"energy.{key}", float(match["num"])) * units[match["unit"]]
