@@ -216,6 +216,10 @@ def test_both_models_closed_forms_from_the_shapes_alone() -> None:
     assert (round(mem.energy_mj, 2), round(mem.ann_energy_mj, 2)) == (14.40, 13.67)
     assert (round(sop.ann_ratio, 3), round(mem.ann_ratio, 3)) == (0.275, 1.054)
     assert (round(mem.compute_mj, 3), round(mem.memory_mj, 3)) == (1.213, 13.187)
+    figures = [
+        analytic_report(arch, rate=r, model=m).energy_mj for m in (SOP, MEMORY) for r in (1, 0)
+    ]
+    assert [round(f, 4) for f in figures] == [3.3639, 0.0061, 40.8335, 0.1673]
 
 
 def test_memory_count_of_one_layer_by_hand() -> None:
@@ -829,3 +833,33 @@ def test_cli_event_data_counts_the_first_conv_as_sops() -> None:
     assert "first conv: sps.convs.0 counted as SOPs of the event frames at 0.9 pJ" in text.stdout
     image = _cli(str(arch), "--dataset", "cifar10")
     assert "counted once as MACs at 4.6 pJ (a static image)" in image.stdout
+
+
+def test_supernet_eval_prices_with_the_chosen_model(tmp_path) -> None:
+    from autospikformer.cli.app import app
+    from autospikformer.training.evaluate import SubnetEvaluator
+
+    space = SearchSpace.load("digits")
+    net = lively(SuperSpikformer(space, num_classes=10, in_channels=1, img_size=8), seed=6)
+    path = tmp_path / "supernet.pt"
+    save_checkpoint(
+        {"kind": "supernet", "space": space.to_dict(), "space_fingerprint": space.fingerprint(),
+         "state_dict": net.state_dict(), "num_classes": 10, "in_channels": 1, "img_size": 8,
+         "dataset": "digits", "epoch": 1},
+        path,
+    )  # fmt: skip
+    args = ["supernet", "eval", str(path), "--arch", "smallest", "--calib-batches", "1",
+            "--batch-size", "64", "--eval-samples", "64", "--device", "cpu"]  # fmt: skip
+    result = runner.invoke(app, [*args, "--energy-model", "memory-45nm", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    fresh = SubnetEvaluator(
+        net, dataset="digits", data_root=None, calib_batches=1, batch_size=64, eval_samples=64,
+        device="cpu", energy_model=MEMORY,
+    ).evaluate(space.smallest())  # fmt: skip
+    assert data["energy_model"] == "memory-45nm"
+    assert data["energy_mj"] == pytest.approx(fresh.energy_mj, rel=1e-12)
+    assert data["ann_energy_mj"] == pytest.approx(fresh.report.ann_energy_mj, rel=1e-12)
+    text = runner.invoke(app, args)
+    assert text.exit_code == 0 and "(sop-45nm)" in text.stdout
+    assert "dense ANN equivalent" in text.stdout and "SNN / ANN" in text.stdout

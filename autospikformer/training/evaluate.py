@@ -71,6 +71,9 @@ class SubnetResult:
             "calib_batches": self.calib_batches,
             **self.extras,
         }
+        if self.report is not None:
+            out["energy_model"] = self.report.model.name
+            out["ann_energy_mj"] = self.report.ann_energy_mj
         if layers and self.report is not None:
             out["energy_report"] = self.report.to_dict()
         return out
