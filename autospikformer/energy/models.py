@@ -105,11 +105,13 @@ class EnergyConstants:
         for name in ("e_mac_pj", "e_ac_pj"):
             object.__setattr__(self, name, _number(f"EnergyConstants.{name}", getattr(self, name)))
         bits = self.word_bits
-        if isinstance(bits, bool) or not isinstance(bits, (int, float)) or bits < 1:
-            raise EnergyError(
-                f"EnergyConstants.word_bits: {bits!r} is not allowed (allowed: an integer >= 1)"
-            )
-        if int(bits) != bits:
+        whole = (
+            isinstance(bits, (int, float))
+            and not isinstance(bits, bool)
+            and math.isfinite(bits)
+            and bits == int(bits)
+        )
+        if not whole or bits < 1:
             raise EnergyError(
                 f"EnergyConstants.word_bits: {bits!r} is not allowed (allowed: an integer >= 1)"
             )

@@ -1,10 +1,10 @@
 """Study files: one TOML file says everything a search needs (data, space, training, search, seed).
 
 A study file has the sections ``[study]``, ``[data]``, ``[space]``, ``[train]``, ``[search]`` and
-``[energy]`` (``docs/studies.md`` is the reference). :meth:`StudyConfig.to_dict` is the *resolved* form: the
-search space is written out as explicit choice lists and every default is filled in, so the
-dict stored in the Optuna study is all a worker on another machine needs (no file, no preset
-folder). ``StudyConfig.from_dict(cfg.to_dict()) == cfg`` holds.
+``[energy]`` (``docs/studies.md`` is the reference). :meth:`StudyConfig.to_dict` is the
+*resolved* form: the search space is written out as explicit choice lists and every default is
+filled in, so the dict stored in the Optuna study is all a worker on another machine needs (no
+file, no preset folder). ``StudyConfig.from_dict(cfg.to_dict()) == cfg`` holds.
 
 Every error is a :class:`StudyConfigError` whose message starts with the dotted field name and
 lists the allowed values, e.g. ``search.sampler: 'cma' is not a sampler (allowed: dsps, nsga2,

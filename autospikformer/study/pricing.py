@@ -47,11 +47,15 @@ def require_same_energy_model(studies: Sequence[optuna.Study]) -> EnergyModel:
         theirs = study_energy_model(other)
         differ = model.differences(theirs)
         if differ:
+            command = f"'autospik study export {other.study_name}"
+            if "model" in differ:
+                how = f"{command} --energy-model {model.name}'"
+            else:
+                how = f"{command} --constants FILE' (the [energy] table of {first.study_name!r})"
             raise StudyError(
                 f"studies {first.study_name!r} ({model.describe()}) and {other.study_name!r} "
                 f"({theirs.describe()}) are priced differently (differ in: {', '.join(differ)}); "
-                f"re-price one with 'autospik study export {other.study_name} --energy-model "
-                f"{model.name}' or compare studies priced alike"
+                f"re-price one with {how}, or compare studies priced alike"
             )
     return model
 
