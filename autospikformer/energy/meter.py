@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 
@@ -26,7 +25,7 @@ from autospikformer.energy.layers import (
     lif_names,
 )
 from autospikformer.energy.models import EnergyModel
-from autospikformer.energy.report import EnergyReport, build_report
+from autospikformer.energy.report import COUNT_COLUMNS, EnergyReport, build_report
 from autospikformer.search.architecture import Architecture
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -198,7 +197,7 @@ class EnergyMeter:
         ).tolist()
         sums = dict(zip(names, totals, strict=True))
         first_op, first_counted = first_conv_rule(self.event_data)
-        rows = []
+        counts: dict[str, list[Any]] = {name: [] for name in COUNT_COLUMNS}
         for lay in self._layers:
             acc = self._acc[lay.name]
             per_call = images if lay.kind == "head" else images * steps
@@ -206,19 +205,12 @@ class EnergyMeter:
             if acc.macs % per_call or cells % (images * steps):
                 raise RuntimeError(f"{lay.name}: inconsistent shapes across batches")
             first = lay.name == FIRST_CONV
-            rows.append(
-                {
-                    "layer": lay.name,
-                    "kind": lay.kind,
-                    "op": first_op if first else "AC",
-                    "counted": first_counted if first else SPIKES,
-                    "dense_macs": acc.macs // per_call,
-                    "neurons": cells // (images * steps),
-                }
-            )
-        counts = pd.DataFrame(
-            rows, columns=["layer", "kind", "op", "counted", "dense_macs", "neurons"]
-        )
+            counts["layer"].append(lay.name)
+            counts["kind"].append(lay.kind)
+            counts["op"].append(first_op if first else "AC")
+            counts["counted"].append(first_counted if first else SPIKES)
+            counts["dense_macs"].append(acc.macs // per_call)
+            counts["neurons"].append(cells // (images * steps))
         if rate_override is None:
             rates = [
                 sums[n] / a.elements if a.total is not None else math.nan

@@ -9,9 +9,11 @@ the same). ``report.reprice(model)`` applies another model to the same rates, an
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from autospikformer.energy.layers import FIRST_CONV, count_parameters, layer_counts
@@ -19,6 +21,7 @@ from autospikformer.energy.models import EnergyModel
 from autospikformer.energy.record import EnergyRecord
 from autospikformer.search.architecture import Architecture
 
+COUNT_COLUMNS = ("layer", "kind", "op", "counted", "dense_macs", "neurons")
 COLUMNS = (
     "layer",
     "kind",
@@ -101,9 +104,8 @@ class EnergyReport:
 
     def reprice(self, model: EnergyModel) -> EnergyReport:
         """The same measurement priced by ``model``."""
-        counts = self.table[["layer", "kind", "op", "counted", "dense_macs", "neurons"]]
         return build_report(
-            counts,
+            self.table,
             self.table["input_rate"].tolist(),
             time_steps=self.time_steps,
             model=model,
@@ -146,8 +148,8 @@ class EnergyReport:
 
 
 def build_report(
-    counts: pd.DataFrame,
-    rates: list[float],
+    counts: Mapping[str, Sequence[Any]] | pd.DataFrame,
+    rates: Sequence[float],
     *,
     time_steps: int,
     model: EnergyModel | None,
@@ -158,34 +160,41 @@ def build_report(
     rate_override: float | None,
     extras: dict[str, Any] | None = None,
 ) -> EnergyReport:
-    """Price per-layer ``counts`` (``layer, kind, op, counted, dense_macs, neurons``) at the
-    input ``rates`` (one per row, in order) under ``model`` (None: ``sop-45nm``)."""
+    """Price per-layer ``counts`` (columns ``layer, kind, op, counted, dense_macs, neurons``) at
+    the input ``rates`` (one per row, in order) under ``model`` (None: ``sop-45nm``)."""
     model = model or EnergyModel()
-    table = counts.reset_index(drop=True).copy()
-    once = (table["op"] == "MAC").to_numpy()
-    table["input_rate"] = [math.nan if o else float(r) for o, r in zip(once, rates, strict=True)]
+    columns = {name: np.asarray(counts[name]) for name in COUNT_COLUMNS}
+    once = columns["op"] == "MAC"
+    rate = np.where(once, np.nan, np.asarray(rates, dtype=float))
     priced = model.price(
-        dense_macs=table["dense_macs"],
-        neurons=table["neurons"],
-        input_rate=table["input_rate"],
+        dense_macs=columns["dense_macs"],
+        neurons=columns["neurons"],
+        input_rate=rate,
         once=once,
         time_steps=time_steps,
     )
-    table["ops"] = priced.ops
-    table["compute_mj"] = priced.compute_mj
-    table["memory_mj"] = priced.memory_mj
-    table["energy_mj"] = priced.energy_mj
-    table["ann_mj"] = priced.ann_mj
+    table = pd.DataFrame(
+        {
+            **columns,
+            "input_rate": rate,
+            "ops": priced.ops,
+            "compute_mj": priced.compute_mj,
+            "memory_mj": priced.memory_mj,
+            "energy_mj": priced.energy_mj,
+            "ann_mj": priced.ann_mj,
+        },
+        columns=list(COLUMNS),
+    )
     totals = priced.totals()
     return EnergyReport(
-        table=table[list(COLUMNS)],
+        table=table,
         energy_mj=totals.energy_mj,
         compute_mj=totals.compute_mj,
         memory_mj=totals.memory_mj,
         ann_energy_mj=totals.ann_energy_mj,
         ann_compute_mj=totals.ann_compute_mj,
         ann_memory_mj=totals.ann_memory_mj,
-        total_sops=float(table.loc[~once, "ops"].sum()),
+        total_sops=float(priced.ops[~once].sum()),
         mean_firing_rate=mean_firing_rate,
         num_parameters=num_parameters,
         time_steps=time_steps,
