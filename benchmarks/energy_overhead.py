@@ -112,6 +112,8 @@ def measure(
         out[variant] = {
             "metered_s": med(wall[variant]),
             "ratio_median": med(wall[variant]) / med(wall["plain"]),
+            # each metered pass over the plain pass of the same repeat: slow load drift cancels
+            "ratio_paired": med(m / p for m, p in zip(wall[variant], wall["plain"], strict=True)),
             "ratio_min": min(wall[variant]) / min(wall["plain"]),
             "cpu_ratio_median": med(cpu[variant]) / med(cpu["plain"]),
             "energy_mj": reports[variant].energy_mj,
@@ -171,6 +173,7 @@ def main() -> None:
         row = measure(net, arch, batches, args.repeats, supernet=supernet, event_data=event_data)
         results.append({"arch": str(arch), **row})
     worst = {v: max(r[v]["ratio_median"] for r in results) for v in VARIANTS[1:]}
+    worst_cpu = {v: max(r[v]["cpu_ratio_median"] for r in results) for v in VARIANTS[1:]}
     summary = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}",
@@ -180,6 +183,7 @@ def main() -> None:
         "repeats": args.repeats,
         "results": results,
         "worst_ratio_median": worst,
+        "worst_cpu_ratio_median": worst_cpu,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -195,13 +199,14 @@ def main() -> None:
             m = r[v]
             print(
                 f"  {v:<12} {m['metered_s'] * 1e3:8.1f} ms  ratio {m['ratio_median']:.3f} "
-                f"(min/min {m['ratio_min']:.3f}, CPU time {m['cpu_ratio_median']:.3f})  "
+                f"(paired {m['ratio_paired']:.3f}, min/min {m['ratio_min']:.3f}, "
+                f"CPU time {m['cpu_ratio_median']:.3f})  "
                 f"{m['energy_mj']:.4g} mJ, ANN {m['ann_energy_mj']:.4g} mJ"
             )
     print(
         "worst median ratio: "
-        + ", ".join(f"{v} {worst[v]:.3f}" for v in VARIANTS[1:])
-        + " (target <= 1.15)"
+        + ", ".join(f"{v} {worst[v]:.3f} (CPU time {worst_cpu[v]:.3f})" for v in VARIANTS[1:])
+        + "; target <= 1.15"
     )
 
 
