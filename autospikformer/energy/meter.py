@@ -32,24 +32,27 @@ _HALF = (torch.float16, torch.bfloat16)
 
 
 class _Acc:
-    """Running sum of a layer's input (a device tensor), its element count and dense MACs."""
+    """A layer's input sums (one device scalar per call), its element count and dense MACs."""
 
-    __slots__ = ("elements", "macs", "total")
+    __slots__ = ("elements", "macs", "sums")
 
     def __init__(self) -> None:
-        self.total: torch.Tensor | None = None
+        self.sums: list[torch.Tensor] = []
         self.elements = 0
         self.macs = 0
 
     def add(self, x: torch.Tensor) -> None:
-        # float32 sum per call (a float64 reduction costs ~10x on the CPU), accumulated in float64;
-        # half-precision inputs (autocast) are summed in float32, not rounded to 8 mantissa bits
-        x = x.detach()
-        s = x.sum(dtype=torch.float32) if x.dtype in _HALF else x.sum()
-        if self.total is None:
-            self.total = torch.zeros((), dtype=torch.float64, device=s.device)
-        self.total.add_(s)
+        # one float32 reduction per call and nothing else on the device (a float64 reduction
+        # costs ~10x on the CPU); the per-call sums are added exactly, in float64, by report().
+        # Half-precision inputs (autocast) are summed in float32, not rounded to 8 mantissa bits.
+        if x.requires_grad:
+            x = x.detach()
+        self.sums.append(x.sum(dtype=torch.float32) if x.dtype in _HALF else x.sum())
         self.elements += x.numel()
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.sums)
 
 
 class EnergyMeter:
@@ -157,7 +160,7 @@ class EnergyMeter:
         def hook(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
             acc.add(out)
             if matmul is not None:  # q@k^T (or attn@v): T*B*h*N*N*d = numel(q) * N
-                matmul.total, matmul.elements = acc.total, acc.elements
+                matmul.sums, matmul.elements = acc.sums, acc.elements  # the rate of q (or v)
                 matmul.macs += out.numel() * out.shape[-2]
 
         return hook
@@ -183,19 +186,7 @@ class EnergyMeter:
         missing = [n for n, a in self._acc.items() if a.elements == 0]
         if missing:
             raise RuntimeError(f"layers never ran inside the meter: {', '.join(missing)}")
-        # one host transfer for every running sum
-        accs = [*self._acc.values(), *self._lif_acc.values()]
-        names = [*self._acc, *(f"lif:{n}" for n in self._lif_acc)]
-        first_device = next(a.total for a in accs if a.total is not None).device
-        totals = torch.stack(
-            [
-                a.total.to(first_device)
-                if a.total is not None
-                else torch.zeros((), dtype=torch.float64, device=first_device)
-                for a in accs
-            ]
-        ).tolist()
-        sums = dict(zip(names, totals, strict=True))
+        sums = self._totals()
         first_op, first_counted = first_conv_rule(self.event_data)
         counts: dict[str, list[Any]] = {name: [] for name in COUNT_COLUMNS}
         for lay in self._layers:
@@ -212,10 +203,7 @@ class EnergyMeter:
             counts["dense_macs"].append(acc.macs // per_call)
             counts["neurons"].append(cells // (images * steps))
         if rate_override is None:
-            rates = [
-                sums[n] / a.elements if a.total is not None else math.nan
-                for n, a in self._acc.items()
-            ]
+            rates = [sums[n] / a.elements if a.measured else math.nan for n, a in self._acc.items()]
         else:
             rates = [float(rate_override)] * len(self._acc)
         spikes = sum(sums[f"lif:{n}"] for n in self._lif_acc)
@@ -233,10 +221,25 @@ class EnergyMeter:
             rate_override=None if rate_override is None else float(rate_override),
         )
 
+    def _totals(self) -> dict[str, float]:
+        """Every layer's and LIF's input sum (LIFs as ``lif:<name>``), in one host transfer,
+        added exactly (``math.fsum`` of the per-call float32 sums)."""
+        named = [*self._acc.items(), *((f"lif:{n}", a) for n, a in self._lif_acc.items())]
+        flat = [s for _, a in named for s in a.sums]
+        if not flat:
+            return {name: 0.0 for name, _ in named}
+        values = torch.stack(flat).tolist()  # float32 (or wider) scalars, exact as floats
+        out, start = {}, 0
+        for name, acc in named:
+            out[name] = math.fsum(values[start : start + len(acc.sums)])
+            start += len(acc.sums)
+        return out
+
     def lif_rates(self) -> dict[str, float]:
         """Firing rate of each LIF (spikes per neuron-step), for diagnosis."""
+        sums = self._totals()
         return {
-            n: (float(a.total) / a.elements if a.total is not None and a.elements else math.nan)
+            n: (sums[f"lif:{n}"] / a.elements if a.measured and a.elements else math.nan)
             for n, a in self._lif_acc.items()
         }
 
