@@ -863,3 +863,18 @@ def test_supernet_eval_prices_with_the_chosen_model(tmp_path) -> None:
     text = runner.invoke(app, args)
     assert text.exit_code == 0 and "(sop-45nm)" in text.stdout
     assert "dense ANN equivalent" in text.stdout and "SNN / ANN" in text.stdout
+
+
+def test_rates_over_many_batches_are_exact_and_kept_in_bounded_memory() -> None:
+    """Hundreds of batches: the per-call sums are folded into float64 partials as they come,
+    and the rates equal the exact ones (the hand-built spike pattern fires at 0.375)."""
+    model = hand_built(depth=1)
+    meter = EnergyMeter(model)
+    x = torch.randn(1, 1, 16, 16)
+    with torch.no_grad(), meter:
+        for _ in range(300):
+            model(x)
+    assert max(len(a.sums) for a in meter._acc.values()) < 256
+    rates = dict(zip(*(meter.report().table[c] for c in ("layer", "input_rate")), strict=True))
+    assert rates["blocks.0.mlp.fc2.linear"] == 0.375 and rates["sps.convs.1"] == 0.375
+    assert rates["head"] == 1.5 and meter.report().images == 300

@@ -29,6 +29,7 @@ from autospikformer.energy.report import COUNT_COLUMNS, EnergyReport, build_repo
 from autospikformer.search.architecture import Architecture
 
 _HALF = (torch.float16, torch.bfloat16)
+_FOLD_EVERY = 256  # per-call sums kept before they are folded into one float64 partial sum
 
 
 class _Acc:
@@ -49,6 +50,8 @@ class _Acc:
             x = x.detach()
         self.sums.append(x.sum(dtype=torch.float32) if x.dtype in _HALF else x.sum())
         self.elements += x.numel()
+        if len(self.sums) >= _FOLD_EVERY:  # bounded memory over long passes; in place, the list
+            self.sums[:] = [torch.stack(self.sums).sum(dtype=torch.float64)]  # may be shared
 
     @property
     def measured(self) -> bool:
