@@ -512,6 +512,12 @@ def test_rates_accumulate_over_batches_weighted_by_elements() -> None:
     meter.reset()
     with pytest.raises(RuntimeError, match="no forward pass"):
         meter.report()
+    # a reset inside the context forgets what came before and keeps measuring
+    with torch.no_grad(), meter:
+        model(a)
+        meter.reset()
+        model(b)
+    assert meter.report().table.equals(rb.table) and meter.report().images == 7
 
 
 # --------------------------------------------------------------------------- supernet

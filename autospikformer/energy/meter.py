@@ -92,6 +92,7 @@ class EnergyMeter:
         self._layers = counted_layers(arch)
         self._lifs = lif_names(arch)
         self._handles: list[Any] = []
+        self._accumulators()
         self.reset()
 
     # --- context --------------------------------------------------------------------------
@@ -112,23 +113,50 @@ class EnergyMeter:
             handle.remove()
         self._handles.clear()
 
-    def reset(self) -> None:
-        """Forget every measurement (keeps the hooks, if active)."""
+    def _accumulators(self) -> None:
         self._acc = {lay.name: _Acc() for lay in self._layers}
         self._lif_acc = {name: _Acc() for name in self._lifs}
         self._matmul_of = {
             lay.module: self._acc[lay.name] for lay in self._layers if lay.kind == "matmul"
         }
+        self._shared = self._inputs_from_lifs()
+        for layer, lif in self._shared.items():  # the LIF's sums are the layer's input sums
+            self._acc[layer].sums = self._lif_acc[lif].sums
+
+    def reset(self) -> None:
+        """Forget every measurement (keeps the hooks, if active)."""
+        for acc in [*self._acc.values(), *self._lif_acc.values()]:
+            acc.sums.clear()  # in place: shared lists stay shared
+            acc.elements = acc.macs = 0
         self._images = 0
         self._wrong_arch: Architecture | None = None
 
-    # --- hooks (cheap: one reduction and one in-place add, no host sync) --------------------
+    def _inputs_from_lifs(self) -> dict[str, str]:
+        """Layers whose input is exactly one LIF's output, only reshaped (the SPS convs after an
+        unpooled stage, proj after the attention LIF, fc2 after fc1): their rate is that LIF's,
+        so its output is summed once."""
+        shared = {}
+        for i in range(self.arch.depth):
+            p = f"blocks.{i}"
+            shared[f"{p}.attn.proj.linear"] = f"{p}.attn.attn_lif"
+            shared[f"{p}.mlp.fc2.linear"] = f"{p}.mlp.fc1.lif"
+        pooled = getattr(self.model.get_submodule("sps"), "pool_after", (True,) * 4)
+        for i in range(1, 4):
+            if not pooled[i - 1]:
+                shared[f"sps.convs.{i}"] = f"sps.lifs.{i - 1}"
+        return shared
+
+    # --- hooks (cheap: at most one reduction, no host sync) ---------------------------------
     def _weight_hook(self, name: str) -> Any:
         acc = self._acc[name]
+        summed = name not in self._shared
 
         def hook(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
             x = args[0]
-            acc.add(x)
+            if summed:
+                acc.add(x)
+            else:  # the LIF hook before it summed these very values
+                acc.elements += x.numel()
             if isinstance(module, nn.Conv2d):  # out * C_in * kh * kw (groups = 1 in the SPS)
                 acc.macs += out.numel() * x.shape[1] * KERNEL * KERNEL
             else:  # a Linear on rows: rows * in * out
