@@ -368,6 +368,7 @@ def test_constants_are_data_with_units() -> None:
         ({"e_max_pj": 1}, "energy.e_max_pj: unknown constant (allowed: model, e_mac_pj, e_ac_pj"),
         ({"model": "ann"}, "energy.model: 'ann' is not an energy model (allowed: sop-45nm, memory-45nm)"),
         ({"e_ac_pj": True}, "energy.e_ac_pj: True is not allowed"),
+        ({"sram": {"8kb": 10}}, "energy.sram: expected a size with its unit, got {'8kb': 10}"),
     ],
 )  # fmt: skip
 def test_a_bad_constant_is_one_line_naming_the_key(table: dict, message: str) -> None:

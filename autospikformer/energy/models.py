@@ -177,6 +177,8 @@ def _quantity(key: str, value: Any, kind: str, unit: str | None) -> float:
     """The value of ``key`` in the canonical unit of ``kind``; the unit from the key or value."""
     units, canonical, allowed, what = _KINDS[kind]
     bare = key if unit is None else key[: -len(unit) - 1]
+    if isinstance(value, (dict, list)):
+        raise EnergyError(f"energy.{key}: expected {what} with its unit, got {value!r}")
     example = {"energy": '"4.6 pJ"', "size": '"32 KB"', "bits": '"32 bits"'}[kind]
     if unit is not None:
         if unit not in units:
