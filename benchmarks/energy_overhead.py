@@ -14,14 +14,20 @@ equivalent) and the compact record the trial stores for re-pricing.
 
 ``--space dvs`` feeds 2x128x128 event frames (integer spike counts, ``event_data=True``: the first
 conv is counted as SOPs, so its input is summed too).
+
+``--profile`` adds figures that machine load hardly moves: the share of a profiled metered pass
+spent inside the meter's hooks (an upper bound: cProfile inflates Python-level time), and the
+once-per-pass costs (meter set-up; report, ANN equivalent and record) timed directly.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import platform
+import pstats
 import random
 import statistics
 import time
@@ -124,6 +130,58 @@ def measure(
     return out
 
 
+def profile_share(
+    model: torch.nn.Module,
+    arch: Architecture,
+    batches: list,
+    repeats: int,
+    *,
+    supernet: bool,
+    event_data: bool,
+) -> dict[str, float]:
+    """The meter's cost split in what grows with the data and what is paid once per pass.
+
+    ``hooks``: the share of a profiled metered pass spent inside the meter's hooks (cProfile
+    inflates Python-level time, so an upper bound); ``setup_ms`` (building the meter, adding and
+    removing its hooks) and ``report_ms`` (the memory-45nm report with its ANN equivalent, and
+    the record) timed directly, per pass.
+    """
+    run = (lambda x: model(x, arch)) if supernet else model
+    pricing = EnergyModel(name="memory-45nm")
+    with torch.no_grad():
+        with EnergyMeter(model, arch, event_data=event_data) as meter:
+            _evaluate(run, batches)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(repeats):
+            with EnergyMeter(model, arch, event_data=event_data):
+                _evaluate(run, batches)
+        profiler.disable()
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    total = sum(row[2] for row in stats.values())  # every function's own time
+    hooks = sum(
+        row[3]
+        for (path, _, name), row in stats.items()
+        if path.endswith("meter.py") and name == "hook"
+    )
+
+    def setup() -> None:
+        with EnergyMeter(model, arch, event_data=event_data):
+            pass
+
+    def report() -> None:
+        meter.report(model=pricing).record().to_json()
+
+    timed = {}
+    for name, work in (("setup_ms", setup), ("report_ms", report)):
+        work()
+        start = time.perf_counter()
+        for _ in range(20):
+            work()
+        timed[name] = (time.perf_counter() - start) / 20 * 1e3
+    return {"hooks": hooks / total, **timed}
+
+
 def _batches(
     args: argparse.Namespace, shape: tuple[int, int, int], steps: int, event_data: bool
 ) -> list:
@@ -147,6 +205,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    parser.add_argument("--profile", action="store_true", help="also the cProfile shares")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.threads:
@@ -171,6 +230,10 @@ def main() -> None:
     for net, arch, supernet in cases:
         batches = _batches(args, shape, arch.time_steps, event_data)
         row = measure(net, arch, batches, args.repeats, supernet=supernet, event_data=event_data)
+        if args.profile:
+            row["profile_share"] = profile_share(
+                net, arch, batches, 3, supernet=supernet, event_data=event_data
+            )
         results.append({"arch": str(arch), **row})
     worst = {v: max(r[v]["ratio_median"] for r in results) for v in VARIANTS[1:]}
     worst_cpu = {v: max(r[v]["cpu_ratio_median"] for r in results) for v in VARIANTS[1:]}
@@ -202,6 +265,12 @@ def main() -> None:
                 f"(paired {m['ratio_paired']:.3f}, min/min {m['ratio_min']:.3f}, "
                 f"CPU time {m['cpu_ratio_median']:.3f})  "
                 f"{m['energy_mj']:.4g} mJ, ANN {m['ann_energy_mj']:.4g} mJ"
+            )
+        if "profile_share" in r:
+            share = r["profile_share"]
+            print(
+                f"  profiled: hooks {share['hooks']:.2%} of a metered pass; once per pass: "
+                f"set-up {share['setup_ms']:.2f} ms, report + record {share['report_ms']:.2f} ms"
             )
     print(
         "worst median ratio: "
