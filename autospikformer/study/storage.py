@@ -41,6 +41,8 @@ WORKER_ATTR = "autospik:worker"  # host:pid that evaluated it
 SKIPPED_ATTR = "autospik:skipped"  # why a PRUNED trial was not evaluated
 NUM_PARAMS_ATTR = "autospik:num_parameters"  # the subnet's parameters (SPEC section 5)
 FIRING_RATE_ATTR = "autospik:firing_rate"  # mean firing rate measured while evaluating
+TEST_ACCURACY_ATTR = "autospik:test_accuracy"  # eval_split "val": test accuracy, after the search
+TEST_SAMPLES_ATTR = "autospik:test_samples"  # the test images that accuracy was measured on
 
 
 class StudyError(AutospikError, RuntimeError):
