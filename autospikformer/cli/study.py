@@ -50,9 +50,11 @@ def _fmt_seconds(seconds: float) -> str:
 class _Display:
     """The rich progress line: complete trials of N, Pareto front size, best values so far."""
 
-    def __init__(self, progress: Any, target: int) -> None:
+    def __init__(self, progress: Any, target: int, label: str = "acc") -> None:
         self.progress = progress
-        self.task = progress.add_task("search", total=target, front="-", acc="-", energy="-")
+        self.task = progress.add_task(
+            "search", total=target, front="-", acc="-", energy="-", label=label
+        )
         self.target = target
 
     def __call__(self, study: Any) -> None:
@@ -70,7 +72,7 @@ class _Display:
         self.progress.update(self.task, completed=min(len(complete), self.target), **fields)
 
 
-def _search(options: Any, workers: int, target: int) -> Any:
+def _search(options: Any, workers: int, target: int, label: str = "acc") -> Any:
     """Stage 2 under a rich progress line; returns the workers' outcome."""
     from rich.progress import (
         BarColumn,
@@ -89,13 +91,13 @@ def _search(options: Any, workers: int, target: int) -> Any:
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn(
-            "front {task.fields[front]} | best acc {task.fields[acc]} | "
+            "front {task.fields[front]} | best {task.fields[label]} {task.fields[acc]} | "
             "min energy {task.fields[energy]}"
         ),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        display = _Display(progress, target)
+        display = _Display(progress, target, label)
         return guard(run_workers, options, workers, on_poll=display)
 
 
@@ -166,7 +168,9 @@ def run(
         data_root=data_root,
     )
     search_started = time.monotonic()
-    outcome = _search(options, workers, target)
+    outcome = _search(
+        options, workers, target, "val acc" if config.search.eval_split == "val" else "acc"
+    )
     elapsed = time.monotonic() - search_started
     if outcome.interrupted:
         console.print(
@@ -178,6 +182,25 @@ def run(
         f"study {name}: {outcome.complete} complete trials ({outcome.completed_here} in this run, "
         f"search {_fmt_seconds(elapsed)}, total {_fmt_seconds(time.monotonic() - started)})"
     )
+    if config.search.eval_split == "val":
+        from autospikformer.study.holdout import measure_front_on_test
+
+        measured = guard(
+            measure_front_on_test,
+            optuna_study,
+            config,
+            checkpoint,
+            data_root=data_root,
+            device=device,
+        )
+        if measured:
+            console.print(
+                f"test split: {len(measured)} new front member"
+                f"{'s' if len(measured) > 1 else ''} measured once on "
+                f"{measured[0]['samples']} test images (candidates were ranked on the validation "
+                f"split, {config.val_fraction:g} of the training split)",
+                soft_wrap=True,
+            )
     if export:
         _export_and_report(optuna_study, runs_dir / name / "export")
 
@@ -202,6 +225,17 @@ def _export_and_report(optuna_study: Any, out: Path, *, tables: int | None = Non
             f"{summary['hypervolume']:.4g}, Kendall tau(accuracy, energy) "
             f"{'n/a' if tau is None else f'{tau:.3f}'}"
         )
+    tested = summary["front_test_accuracy"]
+    if summary["protocol"]["eval_split"] == "val" and tested["of"]:
+        mean = tested["mean"]
+        console.print(
+            f"test accuracy of the front (measured once after the search): {tested['measured']} "
+            f"of {tested['of']} members"
+            + ("" if mean is None else f", mean {100 * mean:.2f} %")
+            + ("" if tested["measured"] == tested["of"] else
+               "; run 'autospik study run' again to measure the rest"),
+            soft_wrap=True,
+        )  # fmt: skip
     if tables is not None:
         _print_tables(paths["front_and_top20.csv"], summary, tables)
     console.print(f"exported front: {paths['pareto.csv']}", soft_wrap=True)
@@ -391,6 +425,7 @@ def show(
     optuna_study, config, _ = guard(resolve_study, study, storage, create=False)
     frame = trials_frame(optuna_study, config.search.alpha)
     complete, front = complete_and_front(frame)
+    val = config.search.eval_split == "val"
     counts = frame["state"].value_counts().to_dict()
     states = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
     table = Table(
@@ -399,7 +434,7 @@ def show(
     )
     for column in (
         "trial",
-        "accuracy %",
+        *(("val acc %", "test acc %") if val else ("accuracy %",)),
         "energy mJ",
         "params",
         "firing rate",
@@ -412,9 +447,11 @@ def show(
             table.add_column(column, justify="right")
     for _, row in front.iterrows():
         rate = row["mean_firing_rate"]
+        test = row["test_accuracy"]
         table.add_row(
             f"{row['number']}{' *' if row['baseline'] else ''}",
             f"{100 * row['accuracy']:.2f}",
+            *(("-" if test != test else f"{100 * test:.2f}",) if val else ()),
             f"{row['energy_mj']:.4g}",
             f"{int(row['num_parameters']):,}"
             if row["num_parameters"] is not None and str(row["num_parameters"]) != "<NA>"

@@ -51,8 +51,7 @@ from autospikformer.study.storage import (
     NUM_PARAMS_ATTR,
     SECONDS_ATTR,
     SKIPPED_ATTR,
-    TEST_ACCURACY_ATTR,
-    TEST_SAMPLES_ATTR,
+    TEST_ACCURACY_PREFIX,
     WORKER_ATTR,
 )
 
@@ -74,8 +73,6 @@ ATTR_COLUMNS = {
     BASELINE_ATTR: "baseline",
     WORKER_ATTR: "worker",
     SKIPPED_ATTR: "skipped",
-    TEST_ACCURACY_ATTR: "test_accuracy",
-    TEST_SAMPLES_ATTR: "test_samples",
 }
 #: The exact columns of ``trials.csv`` and ``pareto.csv`` (plus any foreign user attributes).
 COLUMNS = (
@@ -90,6 +87,8 @@ COLUMNS = (
     "architecture",
     *FIELDS,
     *ATTR_COLUMNS.values(),
+    "test_accuracy",
+    "test_samples",
     "datetime_start",
     "datetime_complete",
 )
@@ -176,6 +175,16 @@ def is_random_draw(trial: FrozenTrial, sampler: str | None) -> bool:
     return sampler == "nsga2" and trial.system_attrs.get(NSGA2_GENERATION_KEY) == 0
 
 
+def test_accuracies(study: optuna.Study) -> dict[int, dict[str, Any]]:
+    """Trial number -> ``{"accuracy", "samples"}`` measured on the test split after a search
+    under ``eval_split = "val"`` (study attributes ``autospik:test_accuracy:<number>``)."""
+    out = {}
+    for key, value in study.user_attrs.items():
+        if key.startswith(TEST_ACCURACY_PREFIX) and isinstance(value, dict):
+            out[int(key[len(TEST_ACCURACY_PREFIX) :])] = value
+    return out
+
+
 def study_settings(study: optuna.Study) -> dict[str, Any]:
     """The stored study configuration (``{}`` for a study autospik did not create)."""
     return study.user_attrs.get(CONFIG_ATTR) or {}
@@ -185,6 +194,7 @@ def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
     """Every trial as one row with exactly :data:`COLUMNS` (then any foreign user attributes)."""
     trials = study.get_trials(deepcopy=False)
     sampler = study_settings(study).get("search", {}).get("sampler")
+    tested = test_accuracies(study)
     rows = []
     for t in trials:
         arch = _architecture(t)
@@ -207,6 +217,9 @@ def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
             row[column] = t.user_attrs.get(attr)
         label = row["baseline"]
         row["baseline"] = "Spikformer" if label is True else (label or "")
+        test = tested.get(t.number, {})
+        row["test_accuracy"] = test.get("accuracy", np.nan)
+        row["test_samples"] = test.get("samples")
         row["datetime_start"] = t.datetime_start
         row["datetime_complete"] = t.datetime_complete
         for key, value in t.user_attrs.items():
@@ -492,7 +505,11 @@ def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accurac
                 "colorscale": "Viridis",
                 "opacity": 0.75,
                 "line": {"width": 0.5, "color": "white"},
-                "colorbar": {"title": {"text": colour_name}, "thickness": 14},
+                "colorbar": {
+                    "title": {"text": colour_name},
+                    "thickness": 14,
+                    "dtick": max(1, math.ceil(float(colour.max()) / 10)) if len(colour) else 1,
+                },
                 "showscale": len(complete) > 0,
             },
             **hover(complete, accuracy),
@@ -513,6 +530,22 @@ def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accurac
             **hover(front, accuracy),
         )
     )
+    tested = front[front["test_accuracy"].notna()]
+    if len(tested):
+        fig.add_trace(
+            go.Scatter(
+                x=tested["energy_mj"],
+                y=100 * tested["test_accuracy"],
+                mode="markers",
+                name=f"front on the test split ({len(tested)}, measured once after the search)",
+                marker={"symbol": "x-thin", "size": 11, "line": {"width": 2, "color": "black"}},
+                customdata=np.stack([tested["number"], 100 * tested["accuracy"]], axis=-1),
+                hovertemplate=(
+                    "trial %{customdata[0]}<br>test accuracy %{y:.2f} %<br>"
+                    f"{accuracy} %{{customdata[1]:.2f}} %<br>energy %{{x:.4g}} mJ<extra></extra>"
+                ),
+            )
+        )
     base = complete[complete["baseline"].astype(bool)]
     if len(base):
         fig.add_trace(
@@ -530,7 +563,7 @@ def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accurac
         title=title,
         template="plotly_white",
         xaxis_title="energy per image (mJ)",
-        yaxis_title=f"{accuracy} (%)",
+        yaxis_title=f"{accuracy} (%)" + ("; x: test accuracy (%)" if len(tested) else ""),
         legend={"orientation": "h", "x": 0.0, "y": -0.14, "xanchor": "left", "yanchor": "top"},
         hovermode="closest",
         margin={"t": 60, "r": 20, "b": 120},

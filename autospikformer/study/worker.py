@@ -44,6 +44,7 @@ from autospikformer.energy import count_parameters, estimate_energy_mj
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.samplers import make_sampler
 from autospikformer.search.suggest import suggest_architecture
+from autospikformer.study.holdout import check_study_holdout
 from autospikformer.study.storage import (
     ARCH_JSON_ATTR,
     CALIB_ATTR,
@@ -167,6 +168,9 @@ class Worker:
         self.evaluator = study_evaluator(
             config, supernet, data_root=options.data_root, device=options.device
         )
+        if config.holdout is not None:  # every worker ranks on the split the study recorded
+            steps = int(config.space.choices["time_steps"][0])
+            check_study_holdout(self.study, self.evaluator.holdout_record(steps))
         self.label = f"{socket.gethostname()}:{os.getpid()}"
         self._current: int | None = None
 
