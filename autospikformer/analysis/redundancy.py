@@ -311,11 +311,14 @@ def channel_figure(result: RedundancyResult, title: str) -> Any:
 
     frame = result.channel_frame()
     colours = {"highest": "#d62728", "lowest": "#1f77b4", "": "#9a9aa6"}
-    names = {
-        "highest": "heatmap: highest mean SSIM",
-        "lowest": "heatmap: lowest mean SSIM",
-        "": "other channels",
-    }
+    if result.channels <= 2 * result.side:  # the heatmap shows every channel
+        names = {"highest": "upper half by mean SSIM", "lowest": "lower half by mean SSIM"}
+    else:
+        names = {
+            "highest": f"in the heatmap: the {result.side} highest",
+            "lowest": f"in the heatmap: the {result.side} lowest",
+        }
+    names[""] = "other channels"
     fig = go.Figure()
     for group in ("highest", "lowest", ""):
         part = frame[frame["heatmap"] == group]

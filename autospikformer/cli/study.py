@@ -248,6 +248,8 @@ def _print_tables(csv: Path, summary: dict[str, Any], rows: int) -> None:
     from rich.table import Table
 
     table = pd.read_csv(csv, keep_default_na=True)
+    if table.empty:
+        return
     val = summary["protocol"]["eval_split"] == "val"
     acc_title = "val acc %" if val else "test acc %"
     for title, part in (

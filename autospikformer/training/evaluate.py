@@ -205,7 +205,9 @@ class SubnetEvaluator:
 
     ``calib_batches`` batches of ``calib_batch_size`` (default ``batch_size``) training images,
     drawn once with ``seed`` and without augmentation, recalibrate BN; ``eval_samples`` (default:
-    all) test images, drawn once with ``seed``, measure accuracy and energy.
+    all) images of the evaluation split, drawn once with ``seed``, measure accuracy and energy.
+    The evaluation split is the test split, or with ``eval_split="val"`` the ``holdout`` part of
+    the training split; with a ``holdout`` calibration never draws from that part.
     """
 
     def __init__(
