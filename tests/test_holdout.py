@@ -230,3 +230,20 @@ def test_workers_and_supernets_must_agree_with_the_split(searched_val, tmp_path)
     assert result.exit_code == 1 and len(lines) == 1
     assert "was trained on the whole training split" in lines[0]
     assert Path(whole).is_file()
+
+
+def test_supernet_train_holds_out_by_hand(tmp_path) -> None:
+    """Stage 1 by hand (e.g. under torchrun) for a study under the validation protocol."""
+    result = runner.invoke(
+        app, ["supernet", "train", "--space", "digits", "--dataset", "digits", "--out",
+              str(tmp_path), "--epochs", "1", "--train-samples", "64", "--val-fraction", "0.2",
+              "--val-seed", "7", "--device", "cpu", "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    _, meta = load_supernet_checkpoint(tmp_path / "supernet.pt")
+    assert meta["holdout"] == HoldoutSplit(fraction=0.2, seed=7).record(DIGITS_TRAIN)
+    bad = runner.invoke(
+        app, ["supernet", "train", "--space", "digits", "--dataset", "digits", "--out",
+              str(tmp_path / "b"), "--val-fraction", "1.5", "--device", "cpu"],
+    )  # fmt: skip
+    assert bad.exit_code == 1 and "fraction must be in (0, 1)" in bad.stderr
