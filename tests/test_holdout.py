@@ -247,3 +247,21 @@ def test_supernet_train_holds_out_by_hand(tmp_path) -> None:
               str(tmp_path / "b"), "--val-fraction", "1.5", "--device", "cpu"],
     )  # fmt: skip
     assert bad.exit_code == 1 and "fraction must be in (0, 1)" in bad.stderr
+
+
+def test_a_supernet_must_hold_out_this_machines_split() -> None:
+    from autospikformer.study.holdout import check_supernet_holdout
+    from autospikformer.study.storage import StudyError
+
+    config = StudyConfig.from_dict(
+        {"study": {"name": "x"}, "data": {"dataset": "digits", "val_fraction": 0.2},
+         "space": {"preset": "digits"}, "search": {"eval_split": "val"}}
+    )  # fmt: skip
+    here = HoldoutSplit(fraction=0.2, seed=0).record(DIGITS_TRAIN)
+    check_supernet_holdout({"holdout": here}, config, "s.pt", here)  # the same split: fine
+    elsewhere = HoldoutSplit(fraction=0.2, seed=0).record(DIGITS_TRAIN + 10)
+    with pytest.raises(StudyError, match="held out a validation split of other training files"):
+        check_supernet_holdout({"holdout": elsewhere}, config, "s.pt", here)
+    for meta in ({}, {"holdout": HoldoutSplit(fraction=0.1, seed=0).record(DIGITS_TRAIN)}):
+        with pytest.raises(StudyError, match="its supernet must never have seen those images"):
+            check_supernet_holdout(meta, config, "s.pt", here)

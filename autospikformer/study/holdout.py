@@ -44,12 +44,26 @@ def check_study_holdout(study: optuna.Study, record: dict[str, Any] | None) -> N
         )
 
 
-def check_supernet_holdout(meta: dict[str, Any], config: StudyConfig, path: str | Path) -> None:
-    """Refuse a supernet that trained on the study's validation images."""
+def check_supernet_holdout(
+    meta: dict[str, Any],
+    config: StudyConfig,
+    path: str | Path,
+    record: dict[str, Any] | None = None,
+) -> None:
+    """Refuse a supernet that trained on the study's validation images: one that held out
+    another split, or (given this machine's ``record``) the same split of other data files."""
     wanted = config.holdout
     if wanted is None:
         return
     saved = HoldoutSplit.from_record(meta.get("holdout"))
+    if saved == wanted and record is not None:
+        theirs = meta["holdout"].get("fingerprint")
+        if theirs != record["fingerprint"]:
+            raise StudyError(
+                f"{path} held out a validation split of other training files (fingerprint "
+                f"{theirs}, {meta['holdout'].get('size')} images; here {record['fingerprint']}, "
+                f"{record['size']}): train the supernet where the workers' data files are"
+            )
     if saved != wanted:
         trained = "the whole training split" if saved is None else f"{saved} held out"
         raise StudyError(
