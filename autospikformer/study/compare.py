@@ -473,7 +473,7 @@ h1 {{ font-size: 22px; margin-bottom: 4px; }}
 p, li {{ font-size: 14px; line-height: 1.45; max-width: 1100px; }}
 table {{ border-collapse: collapse; font-size: 13px; margin: 8px 0 16px; }}
 th, td {{ border-bottom: 1px solid #ddd; padding: 5px 10px; text-align: right; }}
-th {{ background: #f4f4f6; }} td:first-child, th:first-child {{ text-align: left; }}
+th {{ background: #f4f4f6; }} td:first-child, th:first-child {{ text-align: left; white-space: nowrap; }}
 .warn {{ color: #a04000; font-weight: 600; }}
 </style></head><body>
 <h1>Studies compared: {html.escape(", ".join(s.label for s in comparison.studies))}</h1>
