@@ -31,6 +31,8 @@ CONFIG_ATTR = "autospik:config"  # the resolved StudyConfig.to_dict()
 SPACE_ATTR = "autospik:space"  # the search space as JSON (SearchSpace.to_json())
 SUPERNET_ATTR = "autospik:supernet"  # {"sha256": ..., "host": ..., "path": ...}
 ENERGY_ATTR = "autospik:energy"  # the energy model and constants that price its trials
+HOLDOUT_ATTR = "autospik:holdout"  # eval_split "val": the validation split (HoldoutSplit.record)
+TEST_ACCURACY_PREFIX = "autospik:test_accuracy:"  # + trial number: {"accuracy", "samples"}
 # Trial system attributes (kept out of the dashboard's and `optuna trials`' tables)
 ENERGY_RECORD_ATTR = "autospik:energy_record"  # per-layer counts and rates (EnergyRecord JSON)
 # Trial user attributes (the compact architecture, ARCH_ATTR, is the trial bridge's own key)

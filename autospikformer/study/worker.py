@@ -38,13 +38,14 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autospikformer.checkpoint import load_supernet
+from autospikformer.checkpoint import load_supernet_checkpoint
 from autospikformer.data.base import dataset_info
 from autospikformer.energy.layers import count_parameters
 from autospikformer.energy.report import estimate_energy_mj
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.samplers import make_sampler
 from autospikformer.search.suggest import suggest_architecture
+from autospikformer.study.holdout import check_study_holdout, check_supernet_holdout
 from autospikformer.study.storage import (
     ANN_ENERGY_ATTR,
     ARCH_JSON_ATTR,
@@ -172,10 +173,14 @@ class Worker:
         self.study = optuna.load_study(
             study_name=options.study_name, storage=self.storage, sampler=sampler
         )
-        supernet = load_supernet(options.checkpoint, space=config.space)
+        supernet, supernet_meta = load_supernet_checkpoint(options.checkpoint, space=config.space)
         self.evaluator = study_evaluator(
             config, supernet, data_root=options.data_root, device=options.device
         )
+        if config.holdout is not None:  # every worker ranks on the split the study recorded
+            record = self.evaluator.holdout_record(int(config.space.choices["time_steps"][0]))
+            check_study_holdout(self.study, record)
+            check_supernet_holdout(supernet_meta, config, options.checkpoint, record)
         self.label = f"{socket.gethostname()}:{os.getpid()}"
         self._current: int | None = None
 

@@ -12,6 +12,10 @@ are small), so a trial costs one recalibration and one evaluation pass, during w
 meter measures the firing rates (event data sets count their first conv as SOPs, SPEC section 4)
 and the evaluator's energy model prices them. Every call restores the supernet's BN buffers afterwards, so a
 trial's result does not depend on the trials before it. Event data sets are built per T lazily.
+
+With a ``holdout`` (the validation part of the training split, SPEC section 5) calibration
+batches come from the rest of the training split only, and ``eval_split="val"`` evaluates on
+the held-out part instead of the test split.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
 from autospikformer.data.base import dataset_info
 from autospikformer.data.loading import build_dataset, make_loader, subset
+from autospikformer.data.split import HoldoutSplit
 from autospikformer.device import resolve_device
 from autospikformer.energy.meter import EnergyMeter
 from autospikformer.energy.models import EnergyModel
@@ -204,8 +210,10 @@ class SubnetEvaluator:
 
     ``calib_batches`` batches of ``calib_batch_size`` (default ``batch_size``) training images,
     drawn once with ``seed`` and without augmentation, recalibrate BN; ``eval_samples`` (default:
-    all) test images, drawn once with ``seed``, measure accuracy and energy; ``energy_model``
-    (default ``sop-45nm``) prices the energy.
+    all) images of the evaluation split, drawn once with ``seed``, measure accuracy and energy.
+    The evaluation split is the test split, or with ``eval_split="val"`` the ``holdout`` part of
+    the training split; with a ``holdout`` calibration never draws from that part.
+    ``energy_model`` (default ``sop-45nm``) prices the energy.
     """
 
     def __init__(
@@ -222,10 +230,16 @@ class SubnetEvaluator:
         calib_batch_size: int | None = None,
         amp: bool = False,
         workers: int = 0,
+        holdout: HoldoutSplit | None = None,
+        eval_split: str = "test",
         energy_model: EnergyModel | None = None,
     ):
         if calib_batches < 0 or batch_size < 1:
             raise ValueError("calib_batches must be >= 0 and batch_size >= 1")
+        if eval_split not in ("test", "val") or (eval_split == "val" and holdout is None):
+            raise ValueError(f"eval_split {eval_split!r}: 'test', or 'val' with a holdout")
+        self.holdout = holdout
+        self.eval_split = eval_split
         self.device = resolve_device(device)
         self.supernet = supernet.to(self.device).eval()
         self.dataset = dataset
@@ -238,6 +252,7 @@ class SubnetEvaluator:
         self.seed = seed
         self.amp = amp and self.device.type == "cuda"
         self.workers = workers
+        self.train_size: int | None = None  # the training split's size, once it is read
         self.energy_model = energy_model or EnergyModel()
         self._cache: dict[int | None, tuple[_Split | None, _Split]] = {}
 
@@ -246,19 +261,38 @@ class SubnetEvaluator:
         key = time_steps if self.info.event_based else None
         if key not in self._cache:
             calib = None
-            if self.calib_batches:
-                train = build_dataset(
+            fit = held_out = None
+            if self.calib_batches or self.eval_split == "val" or self.holdout is not None:
+                fit = build_dataset(
                     self.dataset, self.data_root, train=True, augment=False, time_steps=key
                 )
-                train = subset(train, self.calib_batches * self.calib_batch_size, self.seed)
-                calib = _Split(train, self.calib_batch_size, self.device, self.workers)
-            test = build_dataset(
-                self.dataset, self.data_root, train=False, augment=False, time_steps=key
-            )
+                self.train_size = len(fit)
+                if self.holdout is not None:
+                    train_idx, val_idx = self.holdout.indices(len(fit))
+                    fit, held_out = Subset(fit, train_idx.tolist()), Subset(fit, val_idx.tolist())
+            if self.calib_batches:
+                fit = subset(fit, self.calib_batches * self.calib_batch_size, self.seed)
+                calib = _Split(fit, self.calib_batch_size, self.device, self.workers)
+            if self.eval_split == "val":
+                evaluation = held_out
+            else:
+                evaluation = build_dataset(
+                    self.dataset, self.data_root, train=False, augment=False, time_steps=key
+                )
             if self.eval_samples is not None:
-                test = subset(test, self.eval_samples, self.seed)
-            self._cache[key] = (calib, _Split(test, self.batch_size, self.device, self.workers))
+                evaluation = subset(evaluation, self.eval_samples, self.seed)
+            self._cache[key] = (
+                calib,
+                _Split(evaluation, self.batch_size, self.device, self.workers),
+            )
         return self._cache[key]
+
+    def holdout_record(self, time_steps: int) -> dict[str, Any] | None:
+        """The validation split as recorded in a study (:meth:`HoldoutSplit.record`), or None."""
+        if self.holdout is None:
+            return None
+        self.splits(time_steps)
+        return self.holdout.record(self.train_size)
 
     def evaluate(
         self, arch: Architecture, *, recalibrate: bool = True, energy: bool = True
