@@ -20,6 +20,7 @@ def study_evaluator(
     *,
     data_root: str | None = None,
     device: str = "auto",
+    progress: bool = False,
 ) -> SubnetEvaluator:
     """The evaluator a study's trials use: its data, calibration and evaluation settings."""
     search = config.search
@@ -29,9 +30,12 @@ def study_evaluator(
         data_root=data_root or config.data_root,
         calib_batches=search.calib_batches,
         batch_size=search.batch_size,
+        calib_batch_size=search.calib_batch_size,
         eval_samples=search.eval_samples,
         device=device,
         seed=config.seed,
+        precision="auto" if search.amp else "fp32",
+        progress=progress,
     )
 
 

@@ -15,8 +15,9 @@ scheduler, AMP scaler, the architecture and mixup RNGs, torch's global RNG) or d
 every epoch end, so a run killed mid-epoch resumes from the last finished epoch and ends with the
 same weights, bit for bit on the CPU, as a run that was never interrupted.
 
-Batches come from :class:`~autospikformer.training.batches.TrainBatches` (one loader per T for
-event data).
+Batches come from :class:`~autospikformer.training.batches.TrainBatches`: every data set and
+loader (one per T for event data) is built at setup, before the first step, and kept for the
+run. An event-data study trains the reference's DVS model (``DatasetInfo.variant``).
 
 Several processes (``torchrun``): ``WORLD_SIZE`` > 1 starts DistributedDataParallel (gloo on
 the CPU, NCCL on CUDA). Every rank seeds the architecture RNG alike, so all ranks train the same
@@ -156,6 +157,13 @@ class SupernetTrainer:
                 f"'{self.path}' was trained with other settings: {', '.join(diff)}; resume with "
                 "the same settings, or use another output folder or --no-resume"
             )
+        variant = ckpt.get("variant", "cifar")
+        if variant != self.info.variant:
+            raise CheckpointError(
+                f"'{self.path}' holds the {variant!r} model, but {self.dataset_name} trains the "
+                f"{self.info.variant!r} variant (SPEC section 1); use another output folder or "
+                "--no-resume"
+            )
         world = int(ckpt.get("world_size", 1))
         if world != self.dist.world_size:
             raise CheckpointError(
@@ -179,8 +187,20 @@ class SupernetTrainer:
             num_classes=self.info.num_classes,
             in_channels=self.info.in_channels,
             img_size=self.info.img_size,
+            variant=self.info.variant,
         ).to(self.device)
-        self.data = TrainBatches(self.dataset_name, self.data_root, cfg, self.dist, self.device)
+        self.data = TrainBatches(
+            self.dataset_name,
+            self.data_root,
+            cfg,
+            self.dist,
+            self.device,
+            time_steps=self.space.choices["time_steps"],
+            progress=self.progress,
+        )
+        self.evaluator = (
+            self._extremes_evaluator() if cfg.eval_every and self.dist.is_main else None
+        )
         self.steps_per_epoch = self.data.steps_per_epoch
         # fused kernels on CUDA; the multi-tensor path on the CPU (about 2x faster than a loop)
         cuda = self.device.type == "cuda"
@@ -335,11 +355,12 @@ class SupernetTrainer:
         if self.dist.enabled:
             torch.distributed.barrier()
 
-    def _evaluate_extremes(self) -> dict[str, float]:
+    def _extremes_evaluator(self) -> Any:
+        """The evaluator of ``eval_every``, its data loaded once, at setup."""
         from autospikformer.training.evaluate import SubnetEvaluator
 
-        assert self.model is not None
-        evaluator = SubnetEvaluator(
+        extremes = (self.space.largest(), self.space.smallest())
+        return SubnetEvaluator(
             self.model,
             dataset=self.dataset_name,
             data_root=self.data_root,
@@ -347,7 +368,13 @@ class SupernetTrainer:
             batch_size=min(self.config.batch_size, 128),
             device=self.device,
             seed=self.config.seed,
+            time_steps=sorted({a.time_steps for a in extremes}),
+            progress=self.progress,
         )
+
+    def _evaluate_extremes(self) -> dict[str, float]:
+        assert self.model is not None and self.evaluator is not None
+        evaluator = self.evaluator
         out = {
             "test_acc_largest": evaluator.evaluate(self.space.largest(), energy=False).accuracy,
             "test_acc_smallest": evaluator.evaluate(self.space.smallest(), energy=False).accuracy,
@@ -372,6 +399,7 @@ class SupernetTrainer:
             "num_classes": self.info.num_classes,
             "in_channels": self.info.in_channels,
             "img_size": self.info.img_size,
+            "variant": self.model.variant,
             "dataset": self.dataset_name,
             "epoch": epoch,
             "epochs": self.config.epochs,
