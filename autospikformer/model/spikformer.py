@@ -4,8 +4,9 @@ Layout conventions (SPEC section 1):
 - activations are time-major, ``[T, B, ...]``; static images are repeated over T, event frames
   arrive as ``[B, T, C, H, W]`` and are transposed;
 - every LIF is spikingjelly's multi-step ``LIFNode``: hard reset to 0, ``detach_reset=True``,
-  sigmoid surrogate; per-block threshold and tau go to every LIF of the block, the attention LIF
-  keeps half of the block's threshold; SPS neurons keep tau 2.0 and threshold 1.0;
+  sigmoid surrogate, its membrane in float32 also under autocast; per-block threshold and tau
+  go to every LIF of the block, the attention LIF keeps half of the block's threshold; SPS
+  neurons keep tau 2.0 and threshold 1.0;
 - a token-wise ``Linear -> BN1d`` runs on ``[T*B*N, C]`` rows: BN1d over 2-D input normalises each
   channel over all rows, exactly the statistics of the reference's transposed ``[T*B, C, N]``
   layout, without two transposes per layer.
@@ -39,9 +40,21 @@ SUPPORTED_IMG_SIZES = (8, 16, 32, 64, 128)
 CHECKPOINT_KIND = "spikformer"  # the "kind" entry of a file written by Spikformer.save
 
 
+class FloatLIF(neuron.LIFNode):
+    """spikingjelly's LIF with its membrane in float32 whatever the input dtype.
+
+    Under autocast a layer's output is bfloat16 or float16; spikingjelly runs its fused LIF
+    kernel only on a float32 membrane and would fall back to a step-by-step loop. Float32 inputs
+    (every run without autocast) pass through unchanged, so nothing else differs.
+    """
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return super().forward(x.float(), *args, **kwargs)
+
+
 def make_lif(threshold: float = 1.0, tau: float = 2.0) -> neuron.LIFNode:
     """The reference LIF: multi-step, hard reset to 0, detached reset, sigmoid surrogate."""
-    return neuron.LIFNode(
+    return FloatLIF(
         tau=tau,
         v_threshold=threshold,
         v_reset=0.0,
