@@ -181,3 +181,31 @@ def test_spawned_workers_get_their_gpu(monkeypatch, gpus: int, expected: list[st
     if gpus:
         cuda = spawned_options(WorkerOptions(**{**options.__dict__, "device": "cuda:0"}), 2)
         assert [o.device for o in cuda] == ["cuda:0", "cuda:0"]
+
+
+def test_the_gpu_suite_runs_at_a_tiny_size_on_the_cpu() -> None:
+    """``benchmarks/gpu_suite.py`` is one command; at a tiny size on the CPU it prints every
+    figure with its reference and exits 0 (its full size needs a GPU)."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).parents[1] / "benchmarks" / "gpu_suite.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--device", "cpu", "--tiny", "--threads", "1",
+         "--seconds", "0.5"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert out.startswith("device: CPU (cpu), torch ")
+    summary = out.split("summary, CPU:")[1]
+    for figure in (
+        "training, model only, AMP, batch 8", "a new random architecture every step",
+        "standalone d2-e32", "training, the real trainer", "evaluation, d2-e32",
+        "with the energy meter", "search trial (16 calibration images in batches of 8, 64 test "
+        "images in batches of 32, fp32 on cpu, energy measured)", "a 1000-trial study",
+        "reference 2,124 images/s", "reference 5,583 images/s", "target x2 = 4,248",
+        "target x3 = 16,749", "(tiny size: not comparable)",
+    ):  # fmt: skip
+        assert figure in summary, figure
+    assert summary.count("peak memory") == 4 and "FAILED" not in out
