@@ -126,7 +126,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def run(scenario: str, trials: int, events: int, device: str, workdir: Path) -> dict[str, Any]:
+def run(
+    scenario: str, trials: int, events: int, device: str, workdir: Path, storage_dir: Path
+) -> dict[str, Any]:
     from autospikformer.training.trainer import train_supernet
 
     root = workdir / "data"
@@ -141,7 +143,7 @@ def run(scenario: str, trials: int, events: int, device: str, workdir: Path) -> 
     )  # fmt: skip
     study_file = workdir / f"cost-{scenario}.toml"
     study_file.write_text(text)
-    storage = f"sqlite:///{workdir / 'cost.db'}"
+    storage = f"sqlite:///{storage_dir / f'cost-{scenario}-{os.getpid()}.db'}"
     _, config, _ = resolve_study(str(study_file), storage, create=True)
     checkpoint = train_supernet(
         space=config.space, dataset=config.dataset, data_root=str(root),
@@ -197,21 +199,30 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000, help="events per DVS recording")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--storage-dir", default=None,
+        help="folder of the SQLite file (default: the temporary folder, on disk; /dev/shm "
+        "takes the commits' fsync out)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     scenarios = ("digits", "cifar", "dvs") if args.scenario == "all" else (args.scenario,)
-    print(f"torch {torch.__version__}, {args.threads} thread(s), device {args.device}, "
-          f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(f"torch {torch.__version__}, {args.threads} thread(s), device {args.device}, storage "
+          f"in {args.storage_dir or 'the temporary folder'}, load average "
+          f"{os.getloadavg()[0]:.2f}")  # fmt: skip
     lines = []
     for scenario in scenarios:
         with tempfile.TemporaryDirectory(prefix=f"trial-cost-{scenario}-") as tmp:
             cwd = os.getcwd()
             os.chdir(tmp)
+            storage_dir = Path(args.storage_dir or tmp)
             try:
-                result = run(scenario, args.trials, args.events, args.device, Path(tmp))
+                result = run(
+                    scenario, args.trials, args.events, args.device, Path(tmp), storage_dir
+                )
             finally:
                 os.chdir(cwd)
         lines.append(summary(scenario, result))

@@ -15,13 +15,13 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from autospikformer.data.base import DataError
-from autospikformer.data.loading import build_dataset, make_loader
+from autospikformer.data.loading import build_dataset, build_frames, make_loader, subset
 from autospikformer.model.supernet import SuperSpikformer
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.space import SearchSpace
 from autospikformer.study import worker as worker_module
 from autospikformer.study.worker import WorkerOptions, spawned_options, worker_devices
-from autospikformer.training.evaluate import SubnetEvaluator
+from autospikformer.training.evaluate import SubnetEvaluator, _load_frames
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +83,13 @@ def test_event_data_is_prepared_at_every_t_before_the_first_trial(dvs_root, even
     correct = int((logits.argmax(-1) == torch.tensor(test.targets)).sum())
     assert result.accuracy == correct / 10
     assert events_reads == []
+    # a subset of a subset (a holdout, then a fixed draw) is loaded through to the split
+    frames = build_frames("cifar10dvs", dvs_root, train=True, augment=False, time_steps=[2])[2]
+    inner = subset(frames, 40, seed=0)
+    outer = subset(inner, 5, seed=1)
+    held = _load_frames(outer, 2, torch.device("cpu"), False)
+    want = torch.stack([frames[inner.indices[i]][0] for i in outer.indices])
+    assert torch.equal(held.inputs.float(), want) and held.inputs.dtype == torch.uint8
     with pytest.raises(
         ValueError, match=r"T=3 was not prepared by this evaluator \(prepared: 1, 2"
     ):

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
 from autospikformer.data.base import DataError, dataset_info
 from autospikformer.data.loading import build_dataset, build_frames, make_loader, subset
@@ -233,11 +234,13 @@ def _load_static(dataset: Any, batch_size: int, device: torch.device) -> DeviceS
 
 
 def _load_frames(picked: Any, batch_size: int, device: torch.device, progress: bool) -> DeviceSplit:
-    """A (subset of an) event split at one T as integer counts on the device."""
-    frames, indices = (
-        (picked.dataset, picked.indices) if hasattr(picked, "indices") else (picked, None)
-    )
-    counts, labels = frames.counts(indices, progress=progress)
+    """A (subset of a subset ... of an) event split at one T as integer counts on the device."""
+    indices: list[int] | None = None
+    while isinstance(picked, Subset):  # compose the subsets' indices down to the split
+        outer = [int(i) for i in picked.indices]
+        indices = outer if indices is None else [outer[i] for i in indices]
+        picked = picked.dataset
+    counts, labels = picked.counts(indices, progress=progress)
     return DeviceSplit(counts.to(device), labels.to(device), batch_size)
 
 
