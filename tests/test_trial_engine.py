@@ -3,6 +3,7 @@ spread of search workers over the visible GPUs."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import optuna
 import pytest
 import torch
 from event_files import write_cifar10dvs_extract
-from helpers import TINY_SPACE
+from helpers import TINY_SPACE, tiny_study
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -20,6 +21,7 @@ from autospikformer.model.supernet import SuperSpikformer
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.space import SearchSpace
 from autospikformer.study import worker as worker_module
+from autospikformer.study.config import StudyConfig, StudyConfigError
 from autospikformer.study.worker import WorkerOptions, spawned_options, worker_devices
 from autospikformer.training.evaluate import SubnetEvaluator, _load_frames
 
@@ -216,3 +218,29 @@ def test_the_gpu_suite_runs_at_a_tiny_size_on_the_cpu() -> None:
     ):  # fmt: skip
         assert figure in summary, figure
     assert summary.count("peak memory") == 4 and "FAILED" not in out
+
+
+# --------------------------------------------------------------------------- settings
+def test_evaluation_and_calibration_batch_sizes_are_two_settings() -> None:
+    base = tomllib.loads(tiny_study("s"))
+    config = StudyConfig.from_dict(base)
+    assert (config.search.batch_size, config.search.calib_batch_size, config.search.amp) == (
+        128, 128, True,
+    )  # fmt: skip
+    base["search"].update(calib_batch_size=32, amp=False)
+    config = StudyConfig.from_dict(base)
+    assert (config.search.batch_size, config.search.calib_batch_size) == (128, 32)
+    assert StudyConfig.from_dict(config.to_dict()) == config
+    # a study stored before these settings existed keeps its meaning (calibration batch =
+    # evaluation batch) and equals the same study registered now
+    stored = config.to_dict()
+    del stored["search"]["calib_batch_size"], stored["search"]["amp"]
+    old = StudyConfig.from_dict(stored)
+    assert (old.search.calib_batch_size, old.search.amp) == (128, True)
+    assert StudyConfig.from_dict(tomllib.loads(tiny_study("s"))).differences(old) == []
+    for key, value, allowed in (("calib_batch_size", 0, "an integer >= 1 or leave it out"),
+                                ("amp", "yes", "true, false")):  # fmt: skip
+        bad = tomllib.loads(tiny_study("s"))
+        bad["search"][key] = value
+        with pytest.raises(StudyConfigError, match=rf"^search\.{key}: .* \(allowed: {allowed}\)"):
+            StudyConfig.from_dict(bad)
