@@ -161,6 +161,7 @@ def evaluate(
             eval_samples=eval_samples,
             device=device,
             precision=precision,
+            time_steps=[architecture.time_steps],
             progress=not as_json,
         )
         result = evaluator.evaluate(architecture, recalibrate=recalibrate)

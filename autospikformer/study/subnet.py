@@ -21,8 +21,10 @@ def study_evaluator(
     data_root: str | None = None,
     device: str = "auto",
     progress: bool = False,
+    time_steps: list[int] | None = None,
 ) -> SubnetEvaluator:
-    """The evaluator a study's trials use: its data, calibration and evaluation settings."""
+    """The evaluator a study's trials use: its data, calibration and evaluation settings
+    (event data prepared at ``time_steps``, default every T of the space)."""
     search = config.search
     return SubnetEvaluator(
         supernet,
@@ -36,6 +38,7 @@ def study_evaluator(
         seed=config.seed,
         precision="auto" if search.amp else "fp32",
         progress=progress,
+        time_steps=time_steps,
     )
 
 
@@ -59,7 +62,11 @@ def export_subnet(
 
     arch = architecture_from_params(trial.params)
     evaluator = study_evaluator(
-        config, load_supernet(checkpoint, space=config.space), data_root=data_root, device=device
+        config,
+        load_supernet(checkpoint, space=config.space),
+        data_root=data_root,
+        device=device,
+        time_steps=[arch.time_steps],
     )
     model = evaluator.standalone(arch)
     out = Path(out)

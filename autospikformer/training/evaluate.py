@@ -213,10 +213,6 @@ class DeviceSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
-    @property
-    def num_batches(self) -> int:
-        return -(-len(self) // self.batch_size)
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         size = self.batch_size
         for start in range(0, len(self), size):
