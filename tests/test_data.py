@@ -343,8 +343,7 @@ def test_each_events_file_is_read_once(
     """Every T of both splits, opened many times: each events file is read exactly once."""
     import shutil
 
-    shutil.copytree(cifar10dvs_root[0] / "events_np", tmp_path / "events_np")
-    files = sorted(str(p) for p in (tmp_path / "events_np").rglob("*.npz"))
+    shutil.copytree(cifar10dvs_root[0] / "extract", tmp_path / "extract")
     reads: list[str] = []
     real_load = np.load
 
@@ -361,7 +360,8 @@ def test_each_events_file_is_read_once(
             ).items():
                 assert ds[0][0].shape[0] == steps and len(ds.counts([0, 1])[0]) == 2
         build_dataset("cifar10dvs", tmp_path, train=False, time_steps=16)[0]
-    assert sorted(reads) == files  # once each, in all
+    files = sorted(str(p) for p in (tmp_path / "events_np").rglob("*.npz"))
+    assert len(files) == sum(CLASS_SIZES) and sorted(reads) == files  # once each, in all
     # a changed folder is read again (the cache names the files it was read from)
     gone = Path(files[-1])
     gone.unlink()
@@ -369,6 +369,11 @@ def test_each_events_file_is_read_once(
     test = build_dataset("cifar10dvs", tmp_path, train=False, time_steps=2)
     assert str(gone) not in {p for p, _ in test.samples}
     assert sorted(reads) == sorted(p for p, _ in test.samples)
+    # a damaged events file is named, and no half-built cache is left behind
+    Path(test.samples[0][0]).write_bytes(b"PK\x03\x04 not an npz")
+    with pytest.raises(DataError, match=r"cannot be read .* delete it and run again"):
+        build_dataset("cifar10dvs", tmp_path, train=False, time_steps=2)
+    assert [p.name for p in (tmp_path / "autospikformer_events").iterdir()] == ["test", "train"]
 
 
 def test_large_counts_widen_the_integer_frames(tmp_path: Path) -> None:

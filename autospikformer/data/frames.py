@@ -133,6 +133,16 @@ def _load(path: Path, listing: list[list[Any]]) -> tuple[np.ndarray, np.ndarray]
     return offsets, _map_codes(path)
 
 
+def _read(name: str, events_file: str) -> dict[str, np.ndarray]:
+    try:
+        return read_events(events_file)
+    except Exception as exc:  # a truncated or foreign .npz: name it, keep nothing half-built
+        raise DataError(
+            f"{name}: '{events_file}' cannot be read ({type(exc).__name__}: {exc}); the "
+            "events_np folder is damaged: delete it and run again"
+        ) from None
+
+
 def _build(
     name: str, path: Path, samples: list[tuple[str, int]], listing: list, hw: tuple[int, int],
     progress: bool,
@@ -147,7 +157,7 @@ def _build(
         with (tmp / "codes.bin").open("wb") as out:
             files = _track(samples, f"reading {name} events into the frame cache", progress)
             for i, (events_file, _) in enumerate(files):
-                ev = read_events(events_file)
+                ev = _read(name, events_file)
                 x, y = ev["x"].astype(np.int64), ev["y"].astype(np.int64)
                 if len(x) and (x.min() < 0 or y.min() < 0 or x.max() >= width or y.max() >= height):
                     raise DataError(
