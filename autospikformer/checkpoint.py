@@ -38,7 +38,7 @@ SUPERNET_KIND = "supernet"  # written by the supernet trainer
 #: Metadata of a supernet checkpoint that :func:`load_supernet_checkpoint` returns (no tensors).
 SUPERNET_META = (
     "kind", "space", "space_fingerprint", "num_classes", "in_channels", "img_size", "dataset",
-    "epoch", "epochs", "config", "world_size", "history", "variant",
+    "epoch", "epochs", "config", "world_size", "history", "holdout", "variant",
 )  # fmt: skip
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from autospikformer.cli import energy, study, subnet, supernet
+from autospikformer.cli import analyze, energy, study, subnet, supernet
 
 app = typer.Typer(
     name="autospik",
@@ -20,3 +20,4 @@ app.add_typer(study.app, name="study")
 app.add_typer(supernet.app, name="supernet")
 app.add_typer(subnet.app, name="subnet")
 app.command("energy")(energy.energy)
+app.add_typer(analyze.app, name="analyze")

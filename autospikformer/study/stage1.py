@@ -18,8 +18,9 @@ from pathlib import Path
 
 import optuna
 
-from autospikformer.checkpoint import load_supernet
+from autospikformer.checkpoint import load_supernet_checkpoint
 from autospikformer.study.config import StudyConfig
+from autospikformer.study.holdout import check_supernet_holdout
 from autospikformer.study.storage import DEFAULT_RUNS_DIR, SUPERNET_ATTR, StudyError
 from autospikformer.training.trainer import train_supernet
 
@@ -85,11 +86,13 @@ def prepare_supernet(
                 device=device,
                 resume=True,
                 progress=progress,
+                holdout=config.holdout,
             )
     try:
-        load_supernet(path, space=config.space)
+        _, meta = load_supernet_checkpoint(path, space=config.space)
     except (ValueError, RuntimeError, OSError, KeyError) as exc:
         raise StudyError(f"{path}: {' '.join(str(exc).split())}") from None
+    check_supernet_holdout(meta, config, path)
     digest = file_sha256(path)
     if recorded is None:
         study.set_user_attr(

@@ -22,9 +22,15 @@ def study_evaluator(
     device: str = "auto",
     progress: bool = False,
     time_steps: list[int] | None = None,
+    test_pass: bool = False,
 ) -> SubnetEvaluator:
     """The evaluator a study's trials use: its data, calibration and evaluation settings
-    (event data prepared at ``time_steps``, default every T of the space)."""
+    (event data prepared at ``time_steps``, default every T of the space).
+
+    ``test_pass``: evaluate on the whole test split instead (the front's test accuracy after a
+    search under ``eval_split = "val"``); calibration is the same either way, the study's
+    batches from the training split without its validation part.
+    """
     search = config.search
     return SubnetEvaluator(
         supernet,
@@ -33,12 +39,14 @@ def study_evaluator(
         calib_batches=search.calib_batches,
         batch_size=search.batch_size,
         calib_batch_size=search.calib_batch_size,
-        eval_samples=search.eval_samples,
+        eval_samples=None if test_pass else search.eval_samples,
         device=device,
         seed=config.seed,
         precision="auto" if search.amp else "fp32",
         progress=progress,
         time_steps=time_steps,
+        holdout=config.holdout,
+        eval_split="test" if test_pass else search.eval_split,
     )
 
 

@@ -38,12 +38,13 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from autospikformer.checkpoint import load_supernet
+from autospikformer.checkpoint import load_supernet_checkpoint
 from autospikformer.data.base import dataset_info
 from autospikformer.energy import count_parameters, estimate_energy_mj
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.samplers import make_sampler
 from autospikformer.search.suggest import suggest_architecture
+from autospikformer.study.holdout import check_study_holdout, check_supernet_holdout
 from autospikformer.study.storage import (
     ARCH_JSON_ATTR,
     CALIB_ATTR,
@@ -196,7 +197,7 @@ class Worker:
         self.study = optuna.load_study(
             study_name=options.study_name, storage=self.storage, sampler=sampler
         )
-        supernet = load_supernet(options.checkpoint, space=config.space)
+        supernet, supernet_meta = load_supernet_checkpoint(options.checkpoint, space=config.space)
         if options.device.startswith("cuda:"):  # this process's GPU (no context on cuda:0 too)
             import torch
 
@@ -208,6 +209,10 @@ class Worker:
             device=options.device,
             progress=options.worker_index == 0,
         )
+        if config.holdout is not None:  # every worker ranks on the split the study recorded
+            record = self.evaluator.holdout_record(int(config.space.choices["time_steps"][0]))
+            check_study_holdout(self.study, record)
+            check_supernet_holdout(supernet_meta, config, options.checkpoint, record)
         self.label = f"{socket.gethostname()}:{os.getpid()}"
         self._current: int | None = None
 

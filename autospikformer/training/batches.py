@@ -11,6 +11,9 @@ Each pass's order comes from :class:`EpochBatches`, a batch sampler reseeded fro
 augmentation every sample index comes with its own seed, and the sample is drawn with torch's RNG
 set from it: the augmentation then depends on the seed, the epoch and the position alone, the same
 with any number of loader workers and after a resume.
+
+A ``holdout`` (:class:`~autospikformer.data.split.HoldoutSplit`) removes the validation part of
+the training split before anything else (``train_samples`` then draws from what is left).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from autospikformer.data import loading
 from autospikformer.data.base import dataset_info
+from autospikformer.data.split import HoldoutSplit
 from autospikformer.training.config import TrainConfig
 from autospikformer.training.distributed import DistInfo
 
@@ -108,15 +112,17 @@ class TrainBatches:
         data_root: str | Path | None,
         config: TrainConfig,
         dist: DistInfo,
-        device: torch.device,
+        device: torch.device | str,
         *,
         time_steps: Sequence[int] = (),
         progress: bool = False,
+        holdout: HoldoutSplit | None = None,
     ):
         self.name = dataset
+        self.holdout = holdout
         self.config = config
         self.dist = dist
-        self.device = device
+        self.device = torch.device(device)
         self.info = dataset_info(dataset)
         if config.batch_size % dist.world_size:
             raise ValueError(
@@ -136,6 +142,10 @@ class TrainBatches:
             )  # fmt: skip
         else:
             sets = {None: loading.build_dataset(dataset, data_root, train=True, augment=augment)}
+        self.full_size = len(next(iter(sets.values())))  # the whole split, before the holdout
+        if holdout is not None:
+            kept = holdout.indices(self.full_size)[0].tolist()
+            sets = {k: Subset(ds, kept) for k, ds in sets.items()}
         if config.train_samples is not None:
             sets = {
                 k: loading.subset(ds, config.train_samples, config.seed) for k, ds in sets.items()
@@ -148,10 +158,15 @@ class TrainBatches:
                 f"{config.batch_size} (lower batch_size or raise train_samples)"
             )
         workers = math.ceil(config.workers / len(sets)) if config.workers else 0
+        self.sets = sets
         self.loaders = {key: self._loader(ds, size, augment, workers) for key, ds in sets.items()}
         self._iters: dict[int | None, Iterator[Any]] = {}
         self._restarts: dict[int | None, int] = {}
         self._epoch = 0
+
+    def dataset(self, time_steps: int | None) -> Any:
+        """The training set a loader reads (event data: at ``time_steps`` frames; static: any)."""
+        return self.sets[time_steps if self.info.event_based else None]
 
     def _loader(self, dataset: Any, size: int, augment: bool, workers: int) -> DataLoader:
         sampler = EpochBatches(

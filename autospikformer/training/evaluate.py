@@ -14,6 +14,10 @@ the energy meter measures the firing rates, and reads no file. Calibration and e
 their own batch sizes. ``precision="auto"`` runs both under autocast on CUDA, in bfloat16 where
 the device supports it (else float16), and in float32 elsewhere. Every call restores the
 supernet's BN buffers afterwards, so a trial's result does not depend on the trials before it.
+
+With a ``holdout`` (the validation part of the training split, SPEC section 5) calibration
+batches come from the rest of the training split only, and ``eval_split="val"`` evaluates on
+the held-out part instead of the test split.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from torch.utils.data import Subset
 
 from autospikformer.data.base import DataError, dataset_info
 from autospikformer.data.loading import build_dataset, build_frames, make_loader, subset
+from autospikformer.data.split import HoldoutSplit
 from autospikformer.device import resolve_device
 from autospikformer.energy import EnergyMeter
 from autospikformer.search.architecture import Architecture
@@ -203,12 +208,15 @@ class DeviceSplit:
     Event frames stay integer counts (uint8 when they fit) and become float32 a batch at a time.
     """
 
-    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int) -> None:
+    def __init__(
+        self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, source: Any = None
+    ) -> None:
         if len(inputs) != len(labels):
             raise ValueError(f"{len(inputs)} inputs but {len(labels)} labels")
         self.inputs = inputs
         self.labels = labels
         self.batch_size = batch_size
+        self.source = source  # the data set (or subset) the samples were loaded from
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -226,18 +234,19 @@ def _load_static(dataset: Any, batch_size: int, device: torch.device) -> DeviceS
     for x, y in make_loader(dataset, batch_size=256, train=False, drop_last=False):
         xs.append(x)
         ys.append(torch.as_tensor(y))
-    return DeviceSplit(torch.cat(xs).to(device), torch.cat(ys).to(device), batch_size)
+    return DeviceSplit(torch.cat(xs).to(device), torch.cat(ys).to(device), batch_size, dataset)
 
 
 def _load_frames(picked: Any, batch_size: int, device: torch.device, progress: bool) -> DeviceSplit:
     """A (subset of a subset ... of an) event split at one T as integer counts on the device."""
+    source = picked
     indices: list[int] | None = None
     while isinstance(picked, Subset):  # compose the subsets' indices down to the split
         outer = [int(i) for i in picked.indices]
         indices = outer if indices is None else [outer[i] for i in indices]
         picked = picked.dataset
     counts, labels = picked.counts(indices, progress=progress)
-    return DeviceSplit(counts.to(device), labels.to(device), batch_size)
+    return DeviceSplit(counts.to(device), labels.to(device), batch_size, source)
 
 
 class SubnetEvaluator:
@@ -245,11 +254,13 @@ class SubnetEvaluator:
 
     ``calib_batches`` batches of ``calib_batch_size`` (default ``batch_size``) training images,
     drawn once with ``seed`` and without augmentation, recalibrate BN; ``eval_samples`` (default:
-    all) test images, drawn once with ``seed``, measure accuracy and energy in batches of
-    ``batch_size``. For event data both are prepared at every T of ``time_steps`` (default: every
-    T of the supernet's space) before the first trial; ``progress`` shows a bar meanwhile.
-    ``precision`` is ``"auto"`` (bf16/fp16 autocast on CUDA, fp32 elsewhere), ``"fp32"``,
-    ``"bf16"`` or ``"fp16"``.
+    all) images of the evaluation split, drawn once with ``seed``, measure accuracy and energy in
+    batches of ``batch_size``. The evaluation split is the test split, or with
+    ``eval_split="val"`` the ``holdout`` part of the training split; with a ``holdout``
+    calibration never draws from that part. For event data both are prepared at every T of
+    ``time_steps`` (default: every T of the supernet's space) before the first trial;
+    ``progress`` shows a bar meanwhile. ``precision`` is ``"auto"`` (bf16/fp16 autocast on
+    CUDA, fp32 elsewhere), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
     """
 
     def __init__(
@@ -267,7 +278,13 @@ class SubnetEvaluator:
         precision: str = "fp32",
         time_steps: Sequence[int] | None = None,
         progress: bool = False,
+        holdout: HoldoutSplit | None = None,
+        eval_split: str = "test",
     ):
+        if eval_split not in ("test", "val") or (eval_split == "val" and holdout is None):
+            raise ValueError(f"eval_split {eval_split!r}: 'test', or 'val' with a holdout")
+        self.holdout = holdout
+        self.eval_split = eval_split
         if calib_batches < 0:
             raise ValueError(f"calib_batches must be >= 0, got {calib_batches}")
         if batch_size < 1 or (calib_batch_size is not None and calib_batch_size < 1):
@@ -296,41 +313,54 @@ class SubnetEvaluator:
         if time_steps is None:
             time_steps = supernet.space.choices["time_steps"]
         self.time_steps = tuple(sorted({int(t) for t in time_steps}))
+        self.train_size: int | None = None  # the training split's size, once it is read
         self._data: dict[int | None, tuple[DeviceSplit | None, DeviceSplit]] = {}
         self._prepare(progress)
 
     def _prepare(self, progress: bool) -> None:
         """Load the calibration and evaluation data of every T once, onto the device."""
         calib_n = self.calib_batches * self.calib_batch_size
+        needs_train = bool(calib_n) or self.eval_split == "val" or self.holdout is not None
+        needs_test = self.eval_split == "test"
         if not self.info.event_based:
-            calib = None
-            if calib_n:
-                train = build_dataset(self.dataset, self.data_root, train=True, augment=False)
-                train = subset(train, calib_n, self.seed)
-                calib = _load_static(train, self.calib_batch_size, self.device)
-            test = build_dataset(self.dataset, self.data_root, train=False, augment=False)
-            if self.eval_samples is not None:
-                test = subset(test, self.eval_samples, self.seed)
-            self._data[None] = (calib, _load_static(test, self.batch_size, self.device))
+            fit = test = None
+            if needs_train:
+                fit = build_dataset(self.dataset, self.data_root, train=True, augment=False)
+            if needs_test:
+                test = build_dataset(self.dataset, self.data_root, train=False, augment=False)
+            calib, evaluation = self._pick(fit, test)
+            self._data[None] = (
+                None if calib is None else _load_static(calib, self.calib_batch_size, self.device),
+                _load_static(evaluation, self.batch_size, self.device),
+            )
             return
         root, steps = self.data_root, self.time_steps
-        trains = (
-            build_frames(self.dataset, root, train=True, augment=False, time_steps=steps,
-                         progress=progress)
-            if calib_n else {}
-        )  # fmt: skip
-        tests = build_frames(
-            self.dataset, root, train=False, augment=False, time_steps=steps, progress=progress
-        )
+        kw: dict[str, Any] = {"augment": False, "time_steps": steps, "progress": progress}
+        fits = build_frames(self.dataset, root, train=True, **kw) if needs_train else {}
+        tests = build_frames(self.dataset, root, train=False, **kw) if needs_test else {}
         for t in steps:
-            calib = None
-            if calib_n:
-                picked = subset(trains[t], calib_n, self.seed)
-                calib = _load_frames(picked, self.calib_batch_size, self.device, progress)
-            test: Any = tests[t]
-            if self.eval_samples is not None:
-                test = subset(test, self.eval_samples, self.seed)
-            self._data[t] = (calib, _load_frames(test, self.batch_size, self.device, progress))
+            calib, evaluation = self._pick(fits.get(t), tests.get(t))
+            self._data[t] = (
+                None
+                if calib is None
+                else _load_frames(calib, self.calib_batch_size, self.device, progress),
+                _load_frames(evaluation, self.batch_size, self.device, progress),
+            )
+
+    def _pick(self, fit: Any, test: Any) -> tuple[Any, Any]:
+        """The calibration subset and the evaluation split (or subset) of one T's splits."""
+        held_out = None
+        if fit is not None:
+            self.train_size = len(fit)
+            if self.holdout is not None:
+                train_idx, val_idx = self.holdout.indices(len(fit))
+                fit, held_out = Subset(fit, train_idx.tolist()), Subset(fit, val_idx.tolist())
+        calib_n = self.calib_batches * self.calib_batch_size
+        calib = subset(fit, calib_n, self.seed) if calib_n else None
+        evaluation = held_out if self.eval_split == "val" else test
+        if self.eval_samples is not None:
+            evaluation = subset(evaluation, self.eval_samples, self.seed)
+        return calib, evaluation
 
     def splits(self, time_steps: int) -> tuple[DeviceSplit | None, DeviceSplit]:
         """Calibration and evaluation batches (for event data: at ``time_steps`` frames)."""
@@ -341,6 +371,13 @@ class SubnetEvaluator:
                 f"{', '.join(map(str, self.time_steps))})"
             )
         return self._data[key]
+
+    def holdout_record(self, time_steps: int) -> dict[str, Any] | None:
+        """The validation split as recorded in a study (:meth:`HoldoutSplit.record`), or None."""
+        if self.holdout is None:
+            return None
+        self.splits(time_steps)
+        return self.holdout.record(self.train_size)
 
     def evaluate(
         self, arch: Architecture, *, recalibrate: bool = True, energy: bool = True

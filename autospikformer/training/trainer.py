@@ -17,7 +17,9 @@ same weights, bit for bit on the CPU, as a run that was never interrupted.
 
 Batches come from :class:`~autospikformer.training.batches.TrainBatches`: every data set and
 loader (one per T for event data) is built at setup, before the first step, and kept for the
-run. An event-data study trains the reference's DVS model (``DatasetInfo.variant``).
+run. An event-data study trains the reference's DVS model (``DatasetInfo.variant``). A
+``holdout`` keeps a study's validation images out of training; the checkpoint records it
+(``holdout``: fraction, seed, fingerprint) and a resume must hold out the same.
 
 Several processes (``torchrun``): ``WORLD_SIZE`` > 1 starts DistributedDataParallel (gloo on
 the CPU, NCCL on CUDA). Every rank seeds the architecture RNG alike, so all ranks train the same
@@ -53,6 +55,7 @@ from autospikformer.checkpoint import (
     save_checkpoint,
 )
 from autospikformer.data.base import dataset_info
+from autospikformer.data.split import HoldoutSplit
 from autospikformer.device import resolve_device
 from autospikformer.model.supernet import SuperSpikformer
 from autospikformer.search.architecture import Architecture
@@ -111,8 +114,10 @@ class SupernetTrainer:
         resume: bool = True,
         progress: bool = True,
         step_callback: Callable[[int, int], None] | None = None,
+        holdout: HoldoutSplit | None = None,
     ):
         self.space = space
+        self.holdout = holdout
         self.dataset_name = dataset
         self.data_root = data_root
         self.out_dir = Path(out_dir)
@@ -164,6 +169,13 @@ class SupernetTrainer:
                 f"{self.info.variant!r} variant (SPEC section 1); use another output folder or "
                 "--no-resume"
             )
+        saved_holdout = HoldoutSplit.from_record(ckpt.get("holdout"))
+        if saved_holdout != self.holdout:
+            raise CheckpointError(
+                f"'{self.path}' was trained holding out {saved_holdout or 'nothing'}, this run "
+                f"holds out {self.holdout or 'nothing'}: resume with the same validation split, "
+                "or use another output folder or --no-resume"
+            )
         world = int(ckpt.get("world_size", 1))
         if world != self.dist.world_size:
             raise CheckpointError(
@@ -197,6 +209,7 @@ class SupernetTrainer:
             self.device,
             time_steps=self.space.choices["time_steps"],
             progress=self.progress,
+            holdout=self.holdout,
         )
         self.evaluator = (
             self._extremes_evaluator() if cfg.eval_every and self.dist.is_main else None
@@ -370,6 +383,7 @@ class SupernetTrainer:
             seed=self.config.seed,
             time_steps=sorted({a.time_steps for a in extremes}),
             progress=self.progress,
+            holdout=self.holdout,  # calibration never sees the validation part either
         )
 
     def _evaluate_extremes(self) -> dict[str, float]:
@@ -412,8 +426,13 @@ class SupernetTrainer:
             "rng": rng,
             "history": self.history,
             "torch_version": str(torch.__version__),
+            "holdout": self._holdout_record(),
         }
         save_checkpoint(payload, self.path)
+
+    def _holdout_record(self) -> dict[str, Any] | None:
+        """The validation split kept out of training (None: trained on the whole split)."""
+        return None if self.holdout is None else self.holdout.record(self.data.full_size)
 
     def _write_metrics(self) -> None:
         """Rewrite the CSV from the history the checkpoint holds (consistent after a kill)."""
@@ -448,11 +467,13 @@ def train_supernet(
     device: str = "auto",
     resume: bool = True,
     progress: bool = True,
+    holdout: HoldoutSplit | None = None,
 ) -> Path:
     """Train a supernet of ``space`` on ``dataset``; returns ``out_dir / "supernet.pt"``.
 
     With ``resume`` an existing checkpoint in ``out_dir`` is continued exactly (a finished one
-    returns at once); it must match the space, the data set and the settings.
+    returns at once); it must match the space, the data set, the settings and the ``holdout``
+    (the validation part of the training split that it never trains on).
     """
     trainer = SupernetTrainer(
         space=space,
@@ -463,5 +484,6 @@ def train_supernet(
         device=device,
         resume=resume,
         progress=progress,
+        holdout=holdout,
     )
     return trainer.run()
