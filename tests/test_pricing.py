@@ -17,9 +17,9 @@ import optuna
 import pandas as pd
 import pytest
 import torch
+from event_files import sample_events, write_cifar10dvs_aedat
 from helpers import tiny_study
 from optuna.trial import TrialState
-from test_data import sample_events, write_cifar10dvs_aedat
 from typer.testing import CliRunner
 
 from autospikformer.checkpoint import load_supernet, save_checkpoint
@@ -68,12 +68,16 @@ def lively(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def save_supernet(path: Path, space: SearchSpace, *, in_channels: int, img_size: int) -> Path:
-    net = lively(SuperSpikformer(space, num_classes=10, in_channels=in_channels, img_size=img_size))
+def save_supernet(
+    path: Path, space: SearchSpace, *, in_channels: int, img_size: int, variant: str = "cifar"
+) -> Path:
+    net = SuperSpikformer(
+        space, num_classes=10, in_channels=in_channels, img_size=img_size, variant=variant
+    )
     save_checkpoint(
         {"kind": "supernet", "space": space.to_dict(), "space_fingerprint": space.fingerprint(),
-         "state_dict": net.state_dict(), "num_classes": 10, "in_channels": in_channels,
-         "img_size": img_size},
+         "state_dict": lively(net).state_dict(), "num_classes": 10, "in_channels": in_channels,
+         "img_size": img_size, "variant": variant},
         path,
     )  # fmt: skip
     return path
@@ -321,7 +325,7 @@ def dvs_root(tmp_path_factory) -> Path:
 def test_event_data_trials_count_the_first_conv_as_sops(dvs_root, tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'dvs.db'}"
     space = SearchSpace.from_dict(DVS_SPACE)
-    ckpt = save_supernet(tmp_path / "dvs.pt", space, in_channels=2, img_size=128)
+    ckpt = save_supernet(tmp_path / "dvs.pt", space, in_channels=2, img_size=128, variant="dvs")
     (tmp_path / "run.toml").write_text(dvs_study("dvs", dvs_root, model="memory-45nm"))
     _, config, _ = resolve_study(str(tmp_path / "run.toml"), url, create=True)
     options = WorkerOptions(storage_url=url, study_name="dvs", trials=2, checkpoint=str(ckpt),
@@ -360,7 +364,7 @@ def test_the_energy_budget_uses_the_event_convention_and_the_study_model(dvs_roo
     with the first conv as SOPs, in the study's energy model."""
     url = f"sqlite:///{tmp_path / 'budget.db'}"
     space = SearchSpace.from_dict(DVS_SPACE)
-    ckpt = save_supernet(tmp_path / "dvs.pt", space, in_channels=2, img_size=128)
+    ckpt = save_supernet(tmp_path / "dvs.pt", space, in_channels=2, img_size=128, variant="dvs")
     arch = Architecture.uniform(depth=1, embed_dim=16, mlp_ratio=1.0, num_heads=2, time_steps=2)
     shape = {"in_channels": 2, "img_size": 128, "num_classes": 10}
 
@@ -390,7 +394,9 @@ def test_the_energy_budget_uses_the_event_convention_and_the_study_model(dvs_roo
 
 def test_cli_energy_measures_event_frames(dvs_root, tmp_path) -> None:
     arch = Architecture.uniform(depth=1, embed_dim=16, mlp_ratio=1.0, num_heads=2, time_steps=2)
-    model = lively(Spikformer(arch, num_classes=10, in_channels=2, img_size=128), seed=3)
+    model = lively(
+        Spikformer(arch, num_classes=10, in_channels=2, img_size=128, variant="dvs"), seed=3
+    )
     path = tmp_path / "dvs_model.pt"
     model.save(path)
     result = invoke("energy", str(arch), "--checkpoint", str(path), "--dataset", "cifar10dvs",

@@ -147,11 +147,11 @@ def energy(
     if space is not None:
         guard(lambda: SearchSpace.load(space).check(architecture))
     shapes = dict(CIFAR10_SHAPES)
-    events = False
+    events, variant = False, "cifar"
     if dataset is not None:
         info = guard(dataset_info, dataset)
         shapes = {k: int(getattr(info, k)) for k in shapes}
-        events = info.event_based
+        events, variant = info.event_based, info.variant
     model = None
     if checkpoint is not None:
         torch_device = str(guard(resolve_device, device))
@@ -169,7 +169,7 @@ def energy(
         try:
             report = analytic_report(
                 architecture, rate=1.0, event_data=events, model=model_used,
-                variant="dvs" if events else "cifar", **shapes,
+                variant=variant, **shapes,
             )  # fmt: skip
         except ValueError as exc:
             fail(str(exc))

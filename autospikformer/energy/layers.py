@@ -13,12 +13,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from autospikformer.model.spikformer import num_pools, sps_widths
+from autospikformer.model.spikformer import model_variant, num_pools, sps_widths
 from autospikformer.search.architecture import Architecture
 
 FIRST_CONV = "sps.convs.0"
 KERNEL = 3  # every SPS conv is 3x3, stride 1, padding 1
-VARIANTS = ("cifar", "dvs")
 
 # How a row's operations are counted (the per-layer table's ``counted`` column)
 IMAGE_ONCE = "image-once"  # the first conv of a static image: dense MACs once, at E_MAC
@@ -157,16 +156,14 @@ def count_parameters(
 
     ``variant="dvs"`` is SPEC section 1's DVS model: q, k and v without bias.
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    qkv_biases = 3 * arch.embed_dim if model_variant(variant).qkv_bias else 0
     num_pools(img_size)
     dim = arch.embed_dim
     chans = (in_channels, *sps_widths(dim))
     total = sum(chans[i + 1] * chans[i] * KERNEL * KERNEL + 2 * chans[i + 1] for i in range(4))
     total += dim * dim * KERNEL * KERNEL + 2 * dim
-    qkv_bias = 0 if variant == "dvs" else 3 * dim
     for i in range(arch.depth):
         hidden = arch.mlp_hidden(i)
-        total += 4 * (dim * dim + 2 * dim) + dim + qkv_bias  # q, k, v, proj with BN; proj bias
+        total += 4 * (dim * dim + 2 * dim) + dim + qkv_biases  # q, k, v, proj; proj bias
         total += dim * hidden + hidden + 2 * hidden + hidden * dim + dim + 2 * dim
     return total + dim * num_classes + num_classes
