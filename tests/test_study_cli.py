@@ -232,6 +232,7 @@ def test_storage_that_does_not_connect(tmp_path, monkeypatch) -> None:
         "folder /nonexistent/dir does not exist",
     )
     assert_one_line_error(
-        invoke("study", "list", "--storage", "nonsense://"), "cannot open storage"
+        invoke("study", "list", "--storage", "nonsense://"),
+        "storage URL 'nonsense://' is not usable; SQLAlchemy knows no database kind 'nonsense'",
     )
     assert list(tmp_path.iterdir()) == [tmp_path / "tiny.toml"]
