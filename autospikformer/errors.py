@@ -52,7 +52,9 @@ def database_reason(exc: BaseException) -> str | None:
     orig = database_error(exc)
     if orig is None:
         return None
-    reason = _squash(str(orig).split("\n[SQL:")[0], 240) or type(orig).__name__
+    text = str(orig).split("\n[SQL:")[0].split("(Background on this error at:")[0]
+    first = next((line for line in text.splitlines() if line.strip()), "")  # drivers add advice
+    reason = _squash(first, 240) or type(orig).__name__
     return f"{reason} ({type(orig).__module__.split('.')[0]}.{type(orig).__name__})"
 
 

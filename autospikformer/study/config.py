@@ -287,10 +287,7 @@ def _train_config(table: Any) -> TrainConfig:
     try:
         return TrainConfig.from_dict(table)
     except (TypeError, ValueError) as exc:
-        message = str(exc)
-        raise StudyConfigError(
-            message if message.startswith("train") else f"train.{message}"
-        ) from None
+        raise StudyConfigError(f"train.{exc}") from None
 
 
 @dataclass(frozen=True)

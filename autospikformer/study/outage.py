@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 import optuna
+import sqlalchemy.exc
 from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
@@ -83,7 +84,8 @@ def outage_reason(exc: BaseException) -> str | None:
     code = str(getattr(orig, "pgcode", None) or "")
     text = str(orig).lower()
     if (
-        getattr(wrapper, "connection_invalidated", False)
+        isinstance(wrapper, sqlalchemy.exc.PendingRollbackError)  # a session the drop broke
+        or getattr(wrapper, "connection_invalidated", False)
         or code.startswith(("08", "57P"))
         or any(phrase in text for phrase in OUTAGE_PHRASES)
     ):
@@ -163,6 +165,8 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
                 reason = outage_reason(exc)
                 if reason is None or getattr(self._once, "active", False):
                     raise
+                with contextlib.suppress(Exception):  # a fresh session for the next attempt
+                    self._backend.remove_session()
                 now = time.monotonic()
                 self._failed(now, reason)
                 if failed_at is None:
@@ -249,6 +253,8 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
                         f"warning: {self.label}: a heartbeat failed: {database_reason(exc) or exc}"
                     )
                 return
+            with contextlib.suppress(Exception):
+                self._backend.remove_session()
             with contextlib.suppress(StorageOutage):
                 self._failed(time.monotonic(), reason)
             return

@@ -363,6 +363,7 @@ def run_workers(
     ``on_poll`` refreshes a display: after each trial (one worker) or every second (several);
     a refresh that meets a storage outage is skipped.
     """
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed progress poll says nothing
     storage = open_storage(options.storage_url)
     study, config = load_study(storage, options.study_name)
     before = trial_counts(study).get("COMPLETE", 0)
@@ -371,14 +372,15 @@ def run_workers(
     interrupted = False
     try:
         if workers == 1:
-            optuna.logging.set_verbosity(optuna.logging.ERROR)
             try:
                 Worker(options, stop=stop).run(on_trial=on_poll)
             except KeyboardInterrupt:
                 interrupted = True
             interrupted = interrupted or stop.requested
         else:
-            interrupted = _run_processes(options, workers, study, stop, on_poll)
+            interrupted, failures, printed = _run_processes(options, workers, study, stop, on_poll)
+            if failures and not interrupted:
+                _settle_failures(study, options.trials, workers, failures, printed)
     finally:
         stop.restore()
     retrying = RetryingStorage(
@@ -392,6 +394,26 @@ def run_workers(
     return RunOutcome(
         complete, options.trials, interrupted and complete < options.trials, complete - before
     )
+
+
+def _settle_failures(
+    study: optuna.Study, n: int, workers: int, failures: list[str], printed: set[str]
+) -> None:
+    """Raise a StudyError naming the failed workers, unless the others completed the study
+    (then the failures not printed yet become warnings)."""
+    try:
+        complete: int | None = trial_counts(study).get("COMPLETE", 0)
+    except Exception:  # the storage is down (the workers' own lines say so)
+        complete = None
+    if complete is None or complete < n:
+        held = "" if complete is None else f"; {complete} of {n} trials complete"
+        raise StudyError(
+            f"{len(failures)} of {workers} workers stopped ({'; '.join(failures)}){held}: run "
+            "the command again to continue the study"
+        )
+    for line in failures:
+        if line not in printed:
+            print(f"warning: {line}; the other workers completed the study", file=sys.stderr)
 
 
 def _exit_reason(code: int | None) -> str:
@@ -410,9 +432,10 @@ def _run_processes(
     study: optuna.Study,
     stop: _StopFlag,
     on_poll: Callable[[optuna.Study], None] | None,
-) -> bool:
-    """Spawn the workers and wait for them; each failure is printed as one line when it happens,
-    and a :class:`StudyError` names how many failed once all have stopped."""
+) -> tuple[bool, list[str], set[str]]:
+    """Spawn the workers and wait for them; returns whether the run was interrupted, one line
+    per failed worker, and those of the lines already printed (as a warning, at once, while
+    other workers went on)."""
     ctx = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // workers)
     errors = ctx.SimpleQueue()
@@ -425,6 +448,7 @@ def _run_processes(
         proc.start()
         procs.append(proc)
     reported: dict[int, str] = {}
+    printed: set[str] = set()
 
     def report() -> None:
         """Print a failure at once while other workers go on (the last one ends the command)."""
@@ -440,6 +464,7 @@ def _run_processes(
         if any(p.is_alive() for p in procs):
             for line in lines:
                 print(f"warning: {line}", file=sys.stderr, flush=True)
+                printed.add(line)
 
     def poll() -> None:
         if on_poll is None:
@@ -465,11 +490,6 @@ def _run_processes(
     report()
     poll()
     failed = [i for i, p in enumerate(procs) if p.exitcode not in (0, 130)]
-    if failed and not interrupted:
-        for index in failed:
-            reported.setdefault(index, f"worker {index} {_exit_reason(procs[index].exitcode)}")
-        raise StudyError(
-            f"{len(failed)} of {workers} workers stopped ({'; '.join(reported[i] for i in failed)}"
-            "); run the command again to continue the study"
-        )
-    return interrupted
+    for index in failed:
+        reported.setdefault(index, f"worker {index} {_exit_reason(procs[index].exitcode)}")
+    return interrupted, [reported[i] for i in failed], printed
