@@ -1,13 +1,15 @@
 """A supernet training that SIGKILLs itself at a chosen moment of its first checkpoint write.
 
-Usage: ``python tests/checkpoint_killer.py OUT_DIR EPOCHS MOMENT [FRACTION]``
+Usage: ``python tests/checkpoint_killer.py OUT_DIR EPOCHS MOMENT [FRACTION [SPACE]]``
 
 MOMENT is where in :func:`autospikformer.checkpoint.save_checkpoint` the process dies:
 ``write`` after FRACTION of the checkpoint's bytes reached its temporary file, ``fsync`` with
 every byte written but before the file is flushed to disk and renamed, ``replace`` right after
 the rename (before the folder is synced), ``none`` not at all (the run finishes). The kill is a
 real ``SIGKILL`` of this process: nothing of Python's clean-up runs. The training is the tiny
-digits recipe of :func:`recipe` (one thread), which the test also runs unkilled.
+digits recipe of :func:`recipe` (one thread), which the test also runs unkilled; SPACE ``big``
+trains a Spikformer-4-384-sized supernet instead, whose 112 MB checkpoints take seconds to write
+(``benchmarks/faults.py`` kills it from outside at random moments of those writes).
 """
 
 from __future__ import annotations
@@ -20,23 +22,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from helpers import TINY_SPACE  # the tests folder: sys.path[0] when run as a script
 
 from autospikformer.search.space import SearchSpace
 from autospikformer.training.config import TrainConfig
 from autospikformer.training.trainer import train_supernet
 
 sys.path.insert(0, str(Path(__file__).parent))
-from helpers import TINY_SPACE
 
 
-def recipe(epochs: int) -> dict[str, Any]:
+BIG_SPACE = {
+    "name": "big",
+    "transformer": {"embed_dim": [384], "mlp_ratio": [4.0], "num_heads": [12], "depth": [4]},
+    "neuron": {"threshold": [1.0], "tau": [2.0], "time_steps": [1]},
+}
+
+
+def recipe(epochs: int, space: str = "tiny") -> dict[str, Any]:
     """The keyword arguments of ``train_supernet`` for the killed runs and the reference."""
+    batch = 32 if space == "tiny" else 8
     return {
-        "space": SearchSpace.from_dict(TINY_SPACE),
+        "space": SearchSpace.from_dict(TINY_SPACE if space == "tiny" else BIG_SPACE),
         "dataset": "digits",
         "data_root": None,
         "config": TrainConfig.preset("digits").replace(
-            epochs=epochs, batch_size=32, train_samples=64, warmup_epochs=1
+            epochs=epochs, batch_size=batch, train_samples=2 * batch, warmup_epochs=1
         ),
         "device": "cpu",
         "progress": False,
@@ -82,9 +92,10 @@ def arm(moment: str, fraction: float) -> None:
 def main(argv: list[str]) -> None:
     out, epochs, moment = argv[0], int(argv[1]), argv[2]
     fraction = float(argv[3]) if len(argv) > 3 else 0.5
+    space = argv[4] if len(argv) > 4 else "tiny"
     torch.set_num_threads(1)
     arm(moment, fraction)
-    train_supernet(out_dir=out, resume=True, **recipe(epochs))
+    train_supernet(out_dir=out, resume=True, **recipe(epochs, space))
 
 
 if __name__ == "__main__":

@@ -83,9 +83,10 @@ def outage_reason(exc: BaseException) -> str | None:
     wrapper = exc.__cause__ if isinstance(exc, optuna.exceptions.StorageInternalError) else exc
     code = str(getattr(orig, "pgcode", None) or "")
     text = str(orig).lower()
+    if isinstance(wrapper, sqlalchemy.exc.PendingRollbackError):  # a session the drop broke
+        return "the connection was lost in the middle of a transaction (sqlalchemy.PendingRollbackError)"
     if (
-        isinstance(wrapper, sqlalchemy.exc.PendingRollbackError)  # a session the drop broke
-        or getattr(wrapper, "connection_invalidated", False)
+        getattr(wrapper, "connection_invalidated", False)
         or code.startswith(("08", "57P"))
         or any(phrase in text for phrase in OUTAGE_PHRASES)
     ):
@@ -196,7 +197,7 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
                 self._gave_up = StorageOutage(
                     f"{self.label}: storage {self.url} unreachable for over "
                     f"{self.max_outage:g} s (search.max_outage) while {self.doing}: {reason}; "
-                    "the worker stopped: run the command again once the database is back"
+                    "run the command again once the database is back"
                 )
                 raise self._gave_up
 
