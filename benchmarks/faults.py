@@ -117,11 +117,12 @@ def scenario(
     proc = launch(folder, pg.url, f"{name}.toml", args.trials, ckpt)
     before: set[int] = set()
     fault_at = None
+    outage_s = args.stop if kind == "stop" else None
     if kind != "baseline":
         before = wait_mid_trial(pg.url, name, args.at)
         fault_at = time.monotonic() - started
         if kind == "restart":
-            pg.restart()
+            outage_s = pg.restart()
         else:
             pg.stop()
             if kind == "stop":
@@ -151,6 +152,7 @@ def scenario(
         "fault_at_s": None if fault_at is None else round(fault_at, 1),
         "warning_lines": sum(line.startswith("warning:") for line in first["stderr"]),
         "error_lines": [line for line in first["stderr"] if line.startswith("error:")],
+        "outage_s": None if outage_s is None else round(outage_s, 2),
         "longest_stall_s": max(stalls, default=0.0),
         "workers_stopped_after_s": None if rerun is None else rerun["workers_stopped_after_s"],
         "complete": len(done),
@@ -183,18 +185,19 @@ def outage(args: argparse.Namespace) -> list[dict[str, Any]]:
             result = scenario(kind, pg, folder, ckpt, args)
             results.append(result)
             print(json.dumps(result), flush=True)
-    base = next((r["wall_s"] for r in results if r["scenario"] == "baseline"), None)
     print(f"\nmachine: {machine()}")
     print(f"{args.trials} trials, 2 workers, fault at {args.at} complete, stop {args.stop} s, "
           f"max_outage {args.limit} s for 'limit', grace period {args.grace} s")  # fmt: skip
-    print("| scenario | rc | wall / baseline | warnings | longest stall s | complete | lost | "
-          "dup | FAIL | RUNNING | WAITING | thrown away |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| scenario | rc | outage s | longest stall s (/ outage) | command exited after s | "
+          "warnings | complete | lost | dup | FAIL | RUNNING | WAITING | thrown away |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
-        ratio = f"{r['wall_s'] / base:.2f}" if base else "-"
         rc = f"{r['rc']}" + ("" if r["rerun_rc"] is None else f", rerun {r['rerun_rc']}")
-        print(f"| {r['scenario']} | {rc} | {ratio} | {r['warning_lines']} | "
-              f"{r['longest_stall_s']:.1f} | {r['complete']}/{args.trials} | {r['lost']} | "
+        outage_s, stall = r["outage_s"], r["longest_stall_s"]
+        ratio = f" ({stall / outage_s:.2f})" if outage_s else ""
+        print(f"| {r['scenario']} | {rc} | {outage_s if outage_s is not None else '-'} | "
+              f"{stall:.1f}{ratio} | {r['workers_stopped_after_s'] or '-'} | "
+              f"{r['warning_lines']} | {r['complete']}/{args.trials} | {r['lost']} | "
               f"{r['duplicates']} | {r['fail']} | {r['running']} | {r['waiting']} | "
               f"{r['evaluations_thrown_away']} |")  # fmt: skip
     return results

@@ -67,6 +67,30 @@ def test_bad_devices_store_nothing_and_leave_no_lock(folder) -> None:
     assert files(folder) == ["tiny.toml"]  # no storage, no runs/tiny/supernet.lock, no sn/
 
 
+def test_a_study_whose_stage_1_fails_is_removed_again(folder) -> None:
+    """The data set's files are all there by name but damaged: the check before registration
+    passes, training fails on the first read, and the study registered for it goes again."""
+    cifar = folder / "cifar"
+    cifar.mkdir()
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]:
+        (cifar / name).write_bytes(b"not a pickle")
+    c10 = folder / "c10.toml"
+    c10.write_text(
+        tiny_study("c10")
+        .replace('dataset = "digits"', 'dataset = "cifar10"\nroot = "cifar"')
+        .replace('[space]\npreset = "digits"', '[space]\npreset = "S_S"')
+    )
+    line = one_line(invoke("study", "run", "c10.toml", "--device", "cpu"), "is truncated or not")
+    assert "a CIFAR pickle" in line
+    assert "autospik.db" not in files(folder) and not (folder / "runs").exists()
+    # in a storage that already holds a study, only the new study goes
+    assert invoke("study", "create", "tiny.toml").exit_code == 0
+    before = _sqlite_snapshot(folder / "autospik.db")
+    one_line(invoke("study", "run", "c10.toml", "--device", "cpu"), "is truncated or not")
+    assert _sqlite_snapshot(folder / "autospik.db") == before
+    assert not (folder / "runs").exists()
+
+
 # --- storage URLs ----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("url", "fix"),

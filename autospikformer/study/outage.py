@@ -177,7 +177,8 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
                         f"{self.doing} ({reason}); retrying with back-off for up to "
                         f"{self.max_outage:g} s"
                     )
-                time.sleep(delay * self._rng.uniform(0.8, 1.2))
+                left = self.max_outage - (now - (self._down_since or now))  # give up on time
+                time.sleep(max(0.01, min(delay * self._rng.uniform(0.8, 1.2), left + 0.01)))
                 delay = min(2 * delay, MAX_DELAY)
                 continue
             self._answered()

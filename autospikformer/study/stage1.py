@@ -35,7 +35,7 @@ def _file_lock(path: Path) -> Iterator[None]:
     When the block fails before anything but the lock was written into a folder the lock
     created, the folder goes again: a failed command leaves no trace in the runs folder.
     """
-    created = not path.parent.exists()
+    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]  # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(path, "w") as handle:
@@ -45,10 +45,11 @@ def _file_lock(path: Path) -> Iterator[None]:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
     except BaseException:
-        if created and [p.name for p in path.parent.iterdir()] == [path.name]:
+        if made and [p.name for p in path.parent.iterdir()] == [path.name]:
             path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                path.parent.rmdir()
+            for folder in made:
+                with contextlib.suppress(OSError):  # not empty: someone else's now
+                    folder.rmdir()
         raise
 
 

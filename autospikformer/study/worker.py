@@ -27,7 +27,8 @@ Design choices (``docs/studies.md`` explains them to users):
   The trial loop is Optuna's ask and tell, run here rather than by ``study.optimize``, whose
   trial runner loses the database's error when saving a result fails.
 - **A worker process that fails** reports its one-line error to the parent, which prints it as
-  it happens (or the signal that killed the worker) and exits non-zero when all have stopped.
+  it happens (or names the signal that killed the worker); the command fails with one line for
+  all stopped workers unless the others completed the study.
 """
 
 from __future__ import annotations
@@ -474,6 +475,8 @@ def _run_processes(
         except Exception as exc:
             if outage_reason(exc) is None:
                 raise
+            with contextlib.suppress(Exception):  # a fresh session for the next refresh
+                study._storage.remove_session()
 
     interrupted = False
     try:
