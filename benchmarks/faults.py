@@ -212,7 +212,7 @@ def checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(args.workdir or f"/tmp/autospik-ckpt-{uuid.uuid4().hex[:6]}")
     out = folder / "killed"
     final = out / "supernet.pt"
-    epochs = args.kills + 2
+    epochs = 2 * args.kills + 2
     rng = random.Random(args.seed)
     killer = [sys.executable, str(TESTS / "checkpoint_killer.py"), str(out), str(epochs), "none",
               "0", "big"]  # fmt: skip
@@ -222,21 +222,34 @@ def checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     reference_s = time.monotonic() - started
     write_s = None
     kills = []
-    while len(kills) < args.kills:
-        proc = subprocess.Popen(killer, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        seen = {p.name for p in temporaries(out)}
-        while not [p for p in temporaries(out) if p.name not in seen]:  # a write begins
+
+    def next_write(proc: subprocess.Popen, seen: set[str]) -> Path:
+        """Wait for a new temporary file: a checkpoint write begins."""
+        while True:
+            new = [p for p in temporaries(out) if p.name not in seen]
+            if new:
+                return new[0]
             if proc.poll() is not None:
                 raise RuntimeError(f"the trainer ended early: {proc.stderr.read()[-500:]!r}")
             time.sleep(0.001)
-        began = time.monotonic()
-        if write_s is None:  # the first write of the run is timed, not killed
-            while [p for p in temporaries(out) if p.name not in seen]:
+
+    while len(kills) < args.kills:
+        proc = subprocess.Popen(killer, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        seen = {p.name for p in temporaries(out)}
+        timing = write_s is None  # the first run times one write and is killed after it
+        spared = 1 if timing else rng.randint(0, 2)  # writes let through before the kill
+        for _ in range(spared):
+            partial = next_write(proc, seen)
+            began = time.monotonic()
+            while partial.exists():
                 time.sleep(0.001)
-            write_s = time.monotonic() - began
+            write_s = write_s or time.monotonic() - began  # the first write is timed
+            seen.add(partial.name)
+        if timing:
             proc.kill()
             proc.wait()
             continue
+        next_write(proc, seen)
         delay = rng.uniform(0.0, 1.1 * write_s)
         time.sleep(delay)
         proc.kill()  # SIGKILL
@@ -246,7 +259,10 @@ def checkpoint(args: argparse.Namespace) -> dict[str, Any]:
             epoch: int | str = load_checkpoint(final, kind="supernet")["epoch"]
         except Exception as exc:  # the promise is broken
             epoch = f"BROKEN: {exc}"
-        kills.append({"delay_s": round(delay, 3), "mid_write": bool(left), "epoch": epoch})
+        kills.append(
+            {"delay_s": round(delay, 3), "spared_writes": spared, "mid_write": bool(left),
+             "epoch": epoch}
+        )  # fmt: skip
         print(json.dumps(kills[-1]), flush=True)
     done = subprocess.run([*killer], env=ENV, capture_output=True, text=True)
     resumed, unkilled = load_checkpoint(final), load_checkpoint(reference)
