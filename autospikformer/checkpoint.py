@@ -41,7 +41,7 @@ SUPERNET_KIND = "supernet"  # written by the supernet trainer
 #: Metadata of a supernet checkpoint that :func:`load_supernet_checkpoint` returns (no tensors).
 SUPERNET_META = (
     "kind", "space", "space_fingerprint", "num_classes", "in_channels", "img_size", "dataset",
-    "epoch", "epochs", "config", "world_size", "history",
+    "epoch", "epochs", "config", "world_size", "history", "holdout",
 )  # fmt: skip
 
 

@@ -13,13 +13,17 @@ import pytest
 from optuna.trial import TrialState
 
 from autospikformer import SearchSpace
+from autospikformer.search.dsps import CANDIDATE_KEY
 from autospikformer.search.fitness import balanced_fitness
 from autospikformer.search.suggest import architecture_params, distributions
 from autospikformer.study.export import (
     COLUMNS,
+    SIZE_RANGE,
     export_study,
+    front_and_top,
     hypervolume_2d,
     kendall_tau,
+    marker_sizes,
     pareto_mask,
     trials_frame,
 )
@@ -152,6 +156,7 @@ def test_export_files_columns_and_values(tmp_path) -> None:
             "pareto.json",
             "pareto.html",
             "hypervolume.csv",
+            "front_and_top20.csv",
             "summary.json",
         ]
     )
@@ -216,3 +221,80 @@ def test_empty_study_exports(tmp_path) -> None:
     summary = json.loads(paths["summary.json"].read_text())
     assert summary["complete"] == 0 and summary["front_size"] == 0
     assert trials_frame(study).empty
+
+
+def test_front_and_top20_is_the_papers_tables_2_and_3(tmp_path) -> None:
+    study = filled_study()
+    paths = export_study(study, tmp_path)
+    table = pd.read_csv(paths["front_and_top20.csv"])
+    done = pd.read_csv(paths["trials.csv"]).query("state == 'COMPLETE'")
+    # 30 trials: the ceil(0.2 x 30) = 6 most accurate, plus any tied with the sixth
+    cut = sorted(done["accuracy"], reverse=True)[5]
+    top = set(done.loc[done["accuracy"] >= cut, "number"])
+    front = {t.number for t in study.best_trials}
+    assert set(table["number"]) == top | front
+    assert set(table.loc[table["top_accuracy"], "number"]) == top
+    assert set(table.loc[table["on_front"], "number"]) == front
+    assert table["on_front"].tolist() == sorted(table["on_front"], reverse=True)  # front first
+    on_front = table[table["on_front"]]
+    assert on_front["energy_mj"].is_monotonic_increasing
+    assert list(table.columns) == [
+        "number", "on_front", "top_accuracy", "accuracy", "energy_mj", "mean_firing_rate",
+        "num_parameters", "f_aeb", "architecture", "depth", "embed_dim", "mlp_ratio",
+        "num_heads", "threshold", "tau", "time_steps", "baseline",
+    ]  # fmt: skip
+    # ties at the cut are all kept
+    tied = pd.DataFrame({"accuracy": [0.9, 0.8, 0.8, 0.8, 0.1], "energy_mj": [5, 1, 2, 3, 0.5],
+                         "pareto": [True, True, False, False, True], "number": range(5)})  # fmt: skip
+    assert front_and_top(tied)["number"].tolist() == [4, 1, 0]  # ceil(1) = 1: 0.9 only
+    assert sorted(front_and_top(tied, fraction=0.4)["number"]) == [0, 1, 2, 3, 4]
+
+
+def test_generations_random_draws_and_taus(tmp_path) -> None:
+    """DSPS records (generation, origin) become columns; random draws feed the random tau."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr("autospik:config", {"search": {"alpha": 0.5, "sampler": "dsps"}})
+    rng = random.Random(1)
+    seen: set = set()
+    points = []
+    for i in range(12):
+        arch = SPACE.sample(rng)
+        while arch in seen:
+            arch = SPACE.sample(rng)
+        seen.add(arch)
+        params = architecture_params(arch)
+        dists = distributions(SPACE, arch.depth)
+        origin = "random" if i < 4 else ("crossover" if i % 2 else "copy")
+        acc, energy = rng.uniform(0.5, 0.9), rng.uniform(1, 3)
+        points.append((acc, energy))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=params,
+                distributions={k: dists[k] for k in params},
+                values=[acc, energy],
+                system_attrs={CANDIDATE_KEY: {"generation": i // 4, "origin": origin,
+                                              "architecture": arch.to_dict()}},
+                user_attrs={"autospik:num_parameters": 100 * (i + 1)},
+            )
+        )  # fmt: skip
+    frame = trials_frame(study)
+    assert frame["generation"].tolist() == [i // 4 for i in range(12)]
+    assert frame["random_draw"].tolist() == [i < 4 for i in range(12)]
+    summary = json.loads(export_study(study, tmp_path)["summary.json"].read_text())
+    acc, en = zip(*points, strict=True)
+    assert summary["kendall_tau"]["random"]["n"] == 4
+    assert summary["kendall_tau"]["random"]["tau"] == pytest.approx(kendall_tau(acc[:4], en[:4]))
+    assert summary["kendall_tau"]["top_f_aeb"]["n"] == 12
+    assert summary["protocol"]["eval_split"] == "test"
+    html = (tmp_path / "pareto.html").read_text()
+    assert "colour: generation" in html and "100 parameters" in html and "1,200 parameters" in html
+
+
+def test_marker_sizes_grow_with_parameters() -> None:
+    small, large = SIZE_RANGE
+    sizes = marker_sizes([100, 400, 900, None], 100, 900)
+    assert sizes[0] == small and sizes[2] == large
+    # diameter linear in sqrt(parameters): 400 lies half-way between sqrt 10 and sqrt 30
+    assert sizes[1] == pytest.approx((small + large) / 2)
+    assert sizes[3] == pytest.approx((small + large) / 2)  # unknown: the middle size
+    assert np.all(marker_sizes([5, 5], 5, 5) == (small + large) / 2)

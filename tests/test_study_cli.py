@@ -151,8 +151,11 @@ def test_create_list_show_export(searched, tmp_path, monkeypatch) -> None:
     out = tmp_path / "exp"
     exported = invoke("study", "export", "tiny", "--out", str(out))
     assert exported.exit_code == 0, exported.stderr
+    assert "Table 2: Pareto front" in exported.stdout
+    assert "Table 3: top 20 % accuracy" in exported.stdout
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [
+            "front_and_top20.csv",
             "hypervolume.csv",
             "pareto.csv",
             "pareto.html",

@@ -5,7 +5,7 @@ Command modules import torch and optuna inside their functions so that ``autospi
 
 from __future__ import annotations
 
-from autospikformer.cli import energy, study, subnet, supernet
+from autospikformer.cli import analyze, energy, study, subnet, supernet
 from autospikformer.cli.common import App
 
 app = App(
@@ -19,3 +19,4 @@ app.add_typer(study.app, name="study")
 app.add_typer(supernet.app, name="supernet")
 app.add_typer(subnet.app, name="subnet")
 app.command("energy")(energy.energy)
+app.add_typer(analyze.app, name="analyze")

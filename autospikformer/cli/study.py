@@ -1,4 +1,5 @@
-"""`autospik study ...`: create a study, run its search workers, export, list, show, dashboard.
+"""`autospik study ...`: create a study, run its search workers, export, compare, list, show,
+dashboard.
 
 Every command takes ``--storage URL`` (default ``sqlite:///autospik.db`` in the working folder;
 any SQLAlchemy URL, e.g. PostgreSQL, for many machines). Errors are one line on stderr and a
@@ -50,9 +51,11 @@ def _fmt_seconds(seconds: float) -> str:
 class _Display:
     """The rich progress line: complete trials of N, Pareto front size, best values so far."""
 
-    def __init__(self, progress: Any, target: int) -> None:
+    def __init__(self, progress: Any, target: int, label: str = "acc") -> None:
         self.progress = progress
-        self.task = progress.add_task("search", total=target, front="-", acc="-", energy="-")
+        self.task = progress.add_task(
+            "search", total=target, front="-", acc="-", energy="-", label=label
+        )
         self.target = target
 
     def __call__(self, study: Any) -> None:
@@ -70,7 +73,7 @@ class _Display:
         self.progress.update(self.task, completed=min(len(complete), self.target), **fields)
 
 
-def _search(options: Any, workers: int, target: int) -> Any:
+def _search(options: Any, workers: int, target: int, label: str = "acc") -> Any:
     """Stage 2 under a rich progress line; returns the workers' outcome."""
     from rich.progress import (
         BarColumn,
@@ -89,13 +92,13 @@ def _search(options: Any, workers: int, target: int) -> Any:
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn(
-            "front {task.fields[front]} | best acc {task.fields[acc]} | "
+            "front {task.fields[front]} | best {task.fields[label]} {task.fields[acc]} | "
             "min energy {task.fields[energy]}"
         ),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        display = _Display(progress, target)
+        display = _Display(progress, target, label)
         return guard(run_workers, options, workers, on_poll=display)
 
 
@@ -177,7 +180,9 @@ def run(
         data_root=data_root,
     )
     search_started = time.monotonic()
-    outcome = _search(options, workers, target)
+    outcome = _search(
+        options, workers, target, "val acc" if config.search.eval_split == "val" else "acc"
+    )
     elapsed = time.monotonic() - search_started
     if outcome.interrupted:
         console.print(
@@ -189,11 +194,31 @@ def run(
         f"study {name}: {outcome.complete} complete trials ({outcome.completed_here} in this run, "
         f"search {_fmt_seconds(elapsed)}, total {_fmt_seconds(time.monotonic() - started)})"
     )
+    if config.search.eval_split == "val":
+        from autospikformer.study.holdout import measure_front_on_test
+
+        measured = guard(
+            measure_front_on_test,
+            optuna_study,
+            config,
+            checkpoint,
+            data_root=data_root,
+            device=device,
+        )
+        if measured:
+            console.print(
+                f"test split: {len(measured)} new front member"
+                f"{'s' if len(measured) > 1 else ''} measured once on "
+                f"{measured[0]['samples']} test images (candidates were ranked on the validation "
+                f"split, {config.val_fraction:g} of the training split)",
+                soft_wrap=True,
+            )
     if export:
         _export_and_report(optuna_study, runs_dir / name / "export")
 
 
-def _export_and_report(optuna_study: Any, out: Path) -> None:
+def _export_and_report(optuna_study: Any, out: Path, *, tables: int | None = None) -> None:
+    """Export the study, print its figures (and, with ``tables``, the paper's Tables 2 / 3)."""
     import json
 
     from autospikformer.study.export import export_study
@@ -203,15 +228,82 @@ def _export_and_report(optuna_study: Any, out: Path) -> None:
     best, low = summary["best_accuracy"], summary["lowest_energy"]
     if best:
         tau = summary["kendall_tau_accuracy_energy"]
+        split = summary["protocol"]["eval_split"]
         console.print(
             f"Pareto front: {summary['front_size']} of {summary['complete']} candidates; best "
-            f"accuracy {100 * best['accuracy']:.2f} % (trial {best['trial']}), lowest energy "
+            f"{'validation' if split == 'val' else 'test'} accuracy {100 * best['accuracy']:.2f} % "
+            f"(trial {best['trial']}), lowest energy "
             f"{low['energy_mj']:.4g} mJ (trial {low['trial']}); hypervolume "
             f"{summary['hypervolume']:.4g}, Kendall tau(accuracy, energy) "
             f"{'n/a' if tau is None else f'{tau:.3f}'}"
         )
+    tested = summary["front_test_accuracy"]
+    if summary["protocol"]["eval_split"] == "val" and tested["of"]:
+        mean = tested["mean"]
+        console.print(
+            f"test accuracy of the front (measured once after the search): {tested['measured']} "
+            f"of {tested['of']} members"
+            + ("" if mean is None else f", mean {100 * mean:.2f} %")
+            + ("" if tested["measured"] == tested["of"] else
+               "; run 'autospik study run' again to measure the rest"),
+            soft_wrap=True,
+        )  # fmt: skip
+    if tables is not None:
+        _print_tables(paths["front_and_top20.csv"], summary, tables)
     console.print(f"exported front: {paths['pareto.csv']}", soft_wrap=True)
     console.print(f"interactive plot: {paths['pareto.html']}", soft_wrap=True)
+
+
+def _print_tables(csv: Path, summary: dict[str, Any], rows: int) -> None:
+    """The paper's Table 2 (the front) and Table 3 (top 20 % accuracy) from front_and_top20.csv."""
+    import pandas as pd
+    from rich.table import Table
+
+    table = pd.read_csv(csv, keep_default_na=True)
+    if table.empty:
+        return
+    val = summary["protocol"]["eval_split"] == "val"
+    acc_title = "val acc %" if val else "test acc %"
+    for title, part in (
+        ("Table 2: Pareto front", table[table["on_front"]]),
+        (
+            "Table 3: top 20 % accuracy",
+            table[table["top_accuracy"]].sort_values(
+                ["accuracy", "energy_mj"], ascending=[False, True]
+            ),
+        ),
+    ):
+        shown = part.head(rows)
+        more = len(part) - len(shown)
+        grid = Table(title=f"{title} ({len(part)} trials)", title_justify="left")
+        columns = (
+            ["trial", acc_title]
+            + (["test acc %"] if val else [])
+            + ["energy mJ", "params", "firing rate", "architecture"]
+        )
+        for column in columns:
+            grid.add_column(
+                column, justify="left" if column == "architecture" else "right", overflow="fold"
+            )
+        for _, row in shown.iterrows():
+            cells = [
+                f"{int(row['number'])}{' *' if isinstance(row['baseline'], str) else ''}",
+                f"{100 * row['accuracy']:.2f}",
+            ]
+            if val:
+                test = row.get("test_accuracy")
+                cells.append("-" if pd.isna(test) else f"{100 * test:.2f}")
+            params, rate = row["num_parameters"], row["mean_firing_rate"]
+            cells += [
+                f"{row['energy_mj']:.4g}",
+                "-" if pd.isna(params) else f"{int(params):,}",
+                "-" if pd.isna(rate) else f"{rate:.3f}",
+                row["architecture"],
+            ]
+            grid.add_row(*cells)
+        console.print(grid)
+        if more:
+            console.print(f"... and {more} more rows in {csv}", soft_wrap=True)
 
 
 @app.command("export")
@@ -222,12 +314,81 @@ def export_cmd(
     ),
     storage: str = STORAGE,
     runs_dir: Path = RUNS_DIR,
+    rows: int = typer.Option(
+        20, "--rows", min=0, help="Rows of each printed table (all of them are in the CSV)."
+    ),
 ) -> None:
-    """Write trials.csv, pareto.csv, pareto.json, pareto.html, hypervolume.csv and summary.json."""
+    """Write trials.csv, pareto.csv/json/html, hypervolume.csv, front_and_top20.csv and
+    summary.json; print the front and the top 20 % by accuracy (the paper's Tables 2 and 3)."""
     from autospikformer.study.storage import resolve_study
 
     optuna_study, config, _ = guard(resolve_study, study, storage, create=False)
-    _export_and_report(optuna_study, output_folder(out or runs_dir / config.name / "export"))
+    _export_and_report(
+        optuna_study, output_folder(out or runs_dir / config.name / "export"), tables=rows
+    )
+
+
+@app.command("compare")
+def compare_cmd(
+    studies: list[str] = typer.Argument(
+        ..., help="Two or more studies: NAME (in --storage) or NAME@URL (in that storage)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for the comparison."),
+    storage: list[str] = typer.Option(
+        None,
+        "--storage",
+        "-s",
+        help="Storage URL: once for every study, or once per study in order "
+        "(default sqlite:///autospik.db).",
+    ),
+) -> None:
+    """Overlay the studies' fronts on one page, hypervolume against trials on one shared
+    reference point, Kendall tau per study (the paper's Figs. 5 and 6).
+
+    Writes compare.html, compare.csv, compare.json, hypervolume.csv and fronts.csv. Studies
+    priced by different energy models are refused.
+    """
+    from rich.table import Table
+
+    from autospikformer.study.compare import compare_studies
+
+    comparison, paths = guard(compare_studies, list(studies), out, list(storage or []))
+    for warning in comparison.warnings:
+        console.print(f"[bold yellow]warning:[/] {warning}", soft_wrap=True)
+    ref = comparison.reference
+    grid = Table(
+        title=(
+            f"studies compared (shared reference: accuracy {100 * ref['accuracy']:.2f} %, "
+            f"energy {ref['energy_mj']:.4g} mJ)"
+        )
+    )
+    for column in ("study", "sampler", "trials", "front", "hypervolume", "tau top", "tau random"):
+        left = column in ("study", "sampler")
+        grid.add_column(column, justify="left" if left else "right", no_wrap=left)
+
+    def tau(value: Any, n: int) -> str:
+        return "n/a" if value is None or value != value else f"{value:.3f} ({n})"
+
+    rows = comparison.table().to_dict("records")
+    for row in rows:
+        grid.add_row(
+            row["study"],
+            str(row["sampler"]),
+            str(row["complete"]),
+            str(row["front_size"]),
+            f"{row['hypervolume_normalised']:.4f}",
+            tau(row["kendall_tau_top"], row["kendall_tau_top_n"]),
+            tau(row["kendall_tau_random"], row["kendall_tau_random_n"]),
+        )
+    console.print(grid)
+    splits = " / ".join(sorted({row["eval_split"] for row in rows}))
+    console.print(
+        "hypervolume: normalised by the box between the shared reference and the pooled ideal "
+        "point; tau (n): Kendall tau of accuracy and energy over the top n trials by F_AEB "
+        f"and over n random draws; accuracy on the {splits} split",
+        soft_wrap=True,
+    )
+    console.print(f"comparison page: {paths['compare.html']}", soft_wrap=True)
 
 
 @app.command("list")
@@ -280,6 +441,7 @@ def show(
     optuna_study, config, _ = guard(resolve_study, study, storage, create=False)
     frame = trials_frame(optuna_study, config.search.alpha)
     complete, front = complete_and_front(frame)
+    val = config.search.eval_split == "val"
     counts = frame["state"].value_counts().to_dict()
     states = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
     table = Table(
@@ -288,7 +450,7 @@ def show(
     )
     for column in (
         "trial",
-        "accuracy %",
+        *(("val acc %", "test acc %") if val else ("accuracy %",)),
         "energy mJ",
         "params",
         "firing rate",
@@ -301,9 +463,11 @@ def show(
             table.add_column(column, justify="right")
     for _, row in front.iterrows():
         rate = row["mean_firing_rate"]
+        test = row["test_accuracy"]
         table.add_row(
             f"{row['number']}{' *' if row['baseline'] else ''}",
             f"{100 * row['accuracy']:.2f}",
+            *(("-" if test != test else f"{100 * test:.2f}",) if val else ()),
             f"{row['energy_mj']:.4g}",
             f"{int(row['num_parameters']):,}"
             if row["num_parameters"] is not None and str(row["num_parameters"]) != "<NA>"

@@ -54,6 +54,12 @@ def train(
     threads: int | None = typer.Option(
         None, help="CPU threads for torch (default: torch's choice; 1 is faster on a busy CPU)."
     ),
+    val_fraction: float | None = typer.Option(
+        None,
+        help="Hold out this fraction of the training split (a study's data.val_fraction under "
+        "search.eval_split = 'val'; drawn with --val-seed, the study's seed).",
+    ),
+    val_seed: int = typer.Option(0, help="Seed of the held-out part (the study's study.seed)."),
 ) -> None:
     """Train a supernet: one sampled architecture per step, a checkpoint per epoch.
 
@@ -78,6 +84,11 @@ def train(
     }  # fmt: skip
     try:
         config = TrainConfig.preset(dataset).replace(**recipe)
+        holdout = None
+        if val_fraction is not None:
+            from autospikformer.data.split import HoldoutSplit
+
+            holdout = HoldoutSplit(fraction=val_fraction, seed=val_seed)
         resolve_device(device)  # before anything is written
         check_dataset(dataset, data_root)
         remove_stale_temporaries(output_folder(out) / CHECKPOINT_NAME)
@@ -91,6 +102,7 @@ def train(
             device=device,
             resume=resume,
             progress=progress,
+            holdout=holdout,
         )
     except ValueError as exc:  # a setting the trainer cannot use (too few samples for a batch)
         fail(str(exc))

@@ -21,11 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from autospikformer.data.base import DATASETS
+from autospikformer.data.split import HoldoutSplit
 from autospikformer.errors import AutospikError, did_you_mean
 from autospikformer.resources import preset_names, read_toml, studies_dir
 from autospikformer.search.samplers import SAMPLER_NAMES, SAMPLER_OPTIONS
 from autospikformer.search.space import SearchSpace, SearchSpaceError
 from autospikformer.training.config import TrainConfig
+
+#: ``search.eval_split``: rank candidates on the test split (the paper's protocol) or on a held-out
+#: part of the training split (``data.val_fraction``; SPEC section 5).
+EVAL_SPLITS = ("test", "val")
+DEFAULT_VAL_FRACTION = 0.1
 
 # Firing rate assumed by the *pre-evaluation* energy estimate that enforces ``max_energy_mj``
 # (SPEC section 4: the paper reports about 0.95 mJ for Spikformer-4-384 at a mean rate of 0.35).
@@ -37,12 +43,13 @@ STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "study": ("name", "description", "seed"),
-    "data": ("dataset", "root"),
+    "data": ("dataset", "root", "val_fraction"),
     "search": (
         "sampler",
         "options",
         "trials",
         "alpha",
+        "eval_split",
         "calib_batches",
         "eval_samples",
         "batch_size",
@@ -139,6 +146,7 @@ class SearchSettings:
     options: dict[str, Any] = field(default_factory=dict)
     trials: int = 1000
     alpha: float = 0.5
+    eval_split: str = "test"
     calib_batches: int = 8
     eval_samples: int | None = None
     batch_size: int = 128
@@ -194,11 +202,17 @@ class SearchSettings:
                 f"heartbeat_interval = {heartbeat})"
             )
         eval_samples = table.get("eval_samples")
+        eval_split = table.get("eval_split", "test")
+        if eval_split not in EVAL_SPLITS:
+            raise StudyConfigError(
+                f"search.eval_split: {eval_split!r} is not allowed (allowed: {_allowed(EVAL_SPLITS)})"
+            )
         return cls(
             sampler=sampler,
             options=options,
             trials=_int("search.trials", table.get("trials", 1000), minimum=1),  # type: ignore[arg-type]
             alpha=_float("search.alpha", table.get("alpha", 0.5), lo=0.0, hi=1.0),  # type: ignore[arg-type]
+            eval_split=eval_split,
             calib_batches=_int("search.calib_batches", table.get("calib_batches", 8), minimum=0),  # type: ignore[arg-type]
             eval_samples=_int("search.eval_samples", eval_samples, minimum=1, allow_none=True),
             batch_size=_int("search.batch_size", table.get("batch_size", 128), minimum=1),  # type: ignore[arg-type]
@@ -232,6 +246,7 @@ class SearchSettings:
             "options": dict(self.options),
             "trials": self.trials,
             "alpha": self.alpha,
+            "eval_split": self.eval_split,
             "calib_batches": self.calib_batches,
             "eval_samples": self.eval_samples,
             "batch_size": self.batch_size,
@@ -302,6 +317,14 @@ class StudyConfig:
     data_root: str = "data"
     seed: int = 0
     description: str = ""
+    val_fraction: float = DEFAULT_VAL_FRACTION
+
+    @property
+    def holdout(self) -> HoldoutSplit | None:
+        """The validation part of the training split under ``eval_split = "val"``, else None."""
+        if self.search.eval_split != "val":
+            return None
+        return HoldoutSplit(fraction=self.val_fraction, seed=self.seed)
 
     # --- reading ----------------------------------------------------------------------------
     @classmethod
@@ -350,6 +373,13 @@ class StudyConfig:
             train=_train_config(data.get("train", {})),
             search=SearchSettings.from_dict(data.get("search", {})),
             data_root=_str("data.root", dat.get("root", "data")),
+            val_fraction=_float(  # type: ignore[arg-type]
+                "data.val_fraction",
+                dat.get("val_fraction", DEFAULT_VAL_FRACTION),
+                lo=0.0,
+                hi=0.5,
+                lo_open=True,
+            ),
             seed=_int("study.seed", study.get("seed", 0), minimum=0),  # type: ignore[arg-type]
             description=str(study.get("description", "")),
         )
@@ -359,7 +389,11 @@ class StudyConfig:
         """JSON-safe, fully resolved: the form stored in the study (``autospik:config``)."""
         return {
             "study": {"name": self.name, "description": self.description, "seed": self.seed},
-            "data": {"dataset": self.dataset, "root": self.data_root},
+            "data": {
+                "dataset": self.dataset,
+                "root": self.data_root,
+                "val_fraction": self.val_fraction,
+            },
             "space": self.space.to_dict(),
             "train": self.train.to_dict(),
             "search": self.search.to_dict(),

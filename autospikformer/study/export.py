@@ -13,7 +13,15 @@ Conventions (stated again in ``summary.json`` and ``docs/studies.md``):
   ``(accuracy 0, energy 1.1 x the largest energy of any complete trial)``, in accuracy x mJ, after
   each complete trial in order of completion.
 - Kendall tau (tau-b) between accuracy and energy over the complete trials: how strongly the
-  search found "more accurate costs more" (a tau near +1 means the two objectives conflict).
+  search found "more accurate costs more" (a tau near +1 means the two objectives conflict);
+  also, as the paper reports it, over the top 100 trials by F_AEB and over the first 100
+  candidates the sampler drew uniformly at random (column ``random_draw``).
+- Tables 2 / 3 (``front_and_top20.csv``): the front plus the trials of the top 20 % accuracy
+  (the ``ceil(0.2 n)`` most accurate complete trials, and every trial tied with the last of them).
+- Protocol: ``search.eval_split`` says which split ranked the candidates (``"test"``, the paper's,
+  or ``"val"``, a held-out part of the training split); every accuracy column, axis and summary
+  says which it is, and under ``"val"`` the front's ``test_accuracy`` is measured once after
+  the search.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import scipy.stats
 from optuna.trial import FrozenTrial, TrialState
 
 from autospikformer.search.architecture import FIELDS, PER_BLOCK_FIELDS, Architecture
+from autospikformer.search.dsps import CANDIDATE_KEY
 from autospikformer.search.fitness import balanced_fitness
 from autospikformer.search.suggest import ARCH_ATTR, architecture_from_params
 from autospikformer.study.storage import (
@@ -42,10 +51,17 @@ from autospikformer.study.storage import (
     NUM_PARAMS_ATTR,
     SECONDS_ATTR,
     SKIPPED_ATTR,
+    TEST_ACCURACY_PREFIX,
     WORKER_ATTR,
 )
 
 REFERENCE_ENERGY_FACTOR = 1.1
+#: Tables 2 / 3: the front plus this fraction of the complete trials by accuracy.
+TOP_FRACTION = 0.2
+#: Kendall tau samples (SPEC section 8): the top this many by F_AEB, this many random draws.
+TAU_SAMPLE = 100
+#: Optuna's NSGA-II records each trial's generation under this system attribute.
+NSGA2_GENERATION_KEY = "NSGAIISampler:generation"
 
 #: Trial user attributes exported as named columns (attribute -> column).
 ATTR_COLUMNS = {
@@ -66,9 +82,13 @@ COLUMNS = (
     "energy_mj",
     "f_aeb",
     "pareto",
+    "generation",
+    "random_draw",
     "architecture",
     *FIELDS,
     *ATTR_COLUMNS.values(),
+    "test_accuracy",
+    "test_samples",
     "datetime_start",
     "datetime_complete",
 )
@@ -128,9 +148,53 @@ def _architecture(trial: FrozenTrial) -> Architecture | None:
         return None
 
 
+def trial_generation(trial: FrozenTrial) -> int | None:
+    """The generation of an evolutionary sampler's trial (DSPS, DSPS+, NSGA-II), else None."""
+    candidate = trial.system_attrs.get(CANDIDATE_KEY)
+    if isinstance(candidate, dict) and isinstance(candidate.get("generation"), int):
+        return int(candidate["generation"])
+    generation = trial.system_attrs.get(NSGA2_GENERATION_KEY)
+    return int(generation) if isinstance(generation, int) else None
+
+
+def is_random_draw(trial: FrozenTrial, sampler: str | None) -> bool:
+    """Whether the sampler drew this candidate uniformly from the space (the paper's "random
+    candidates"): every trial of random search, DSPS's generation-0 draws, NSGA-II's
+    generation 0; never an enqueued trial (the baseline). TPE's and GP's start-up draws are
+    not counted: which trials they were depends on the order workers finished in."""
+    if trial.user_attrs.get(BASELINE_ATTR):
+        return False
+    candidate = trial.system_attrs.get(CANDIDATE_KEY)
+    if isinstance(candidate, dict):
+        return candidate.get("origin") == "random"
+    attrs = trial.system_attrs
+    if "fixed_params" in attrs and "failed_trial" not in attrs:  # enqueued, not a retry
+        return False
+    if sampler == "random":
+        return True
+    return sampler == "nsga2" and trial.system_attrs.get(NSGA2_GENERATION_KEY) == 0
+
+
+def test_accuracies(study: optuna.Study) -> dict[int, dict[str, Any]]:
+    """Trial number -> ``{"accuracy", "samples"}`` measured on the test split after a search
+    under ``eval_split = "val"`` (study attributes ``autospik:test_accuracy:<number>``)."""
+    out = {}
+    for key, value in study.user_attrs.items():
+        if key.startswith(TEST_ACCURACY_PREFIX) and isinstance(value, dict):
+            out[int(key[len(TEST_ACCURACY_PREFIX) :])] = value
+    return out
+
+
+def study_settings(study: optuna.Study) -> dict[str, Any]:
+    """The stored study configuration (``{}`` for a study autospik did not create)."""
+    return study.user_attrs.get(CONFIG_ATTR) or {}
+
+
 def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
     """Every trial as one row with exactly :data:`COLUMNS` (then any foreign user attributes)."""
     trials = study.get_trials(deepcopy=False)
+    sampler = study_settings(study).get("search", {}).get("sampler")
+    tested = test_accuracies(study)
     rows = []
     for t in trials:
         arch = _architecture(t)
@@ -142,6 +206,8 @@ def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
             "energy_mj": t.values[1] if complete else np.nan,
             "f_aeb": np.nan,
             "pareto": False,
+            "generation": trial_generation(t),
+            "random_draw": is_random_draw(t, sampler),
             "architecture": str(arch) if arch else t.user_attrs.get(ARCH_ATTR, ""),
         }
         for field in FIELDS:
@@ -151,6 +217,9 @@ def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
             row[column] = t.user_attrs.get(attr)
         label = row["baseline"]
         row["baseline"] = "Spikformer" if label is True else (label or "")
+        test = tested.get(t.number, {})
+        row["test_accuracy"] = test.get("accuracy", np.nan)
+        row["test_samples"] = test.get("samples")
         row["datetime_start"] = t.datetime_start
         row["datetime_complete"] = t.datetime_complete
         for key, value in t.user_attrs.items():
@@ -168,7 +237,15 @@ def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
         en = frame.loc[done, "energy_mj"].to_numpy(float)
         frame.loc[done, "f_aeb"] = balanced_fitness(acc, en, alpha)
         frame.loc[done, "pareto"] = pareto_mask(acc, en)
-    for column in ("depth", "embed_dim", "time_steps", "num_parameters"):
+    frame["test_accuracy"] = frame["test_accuracy"].astype(float)
+    for column in (
+        "depth",
+        "embed_dim",
+        "time_steps",
+        "num_parameters",
+        "generation",
+        "test_samples",
+    ):
         frame[column] = frame[column].astype("Int64")
     return frame
 
@@ -180,8 +257,13 @@ def complete_and_front(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
     return complete, front.sort_values(["energy_mj", "number"])
 
 
-def hypervolume_history(complete: pd.DataFrame) -> pd.DataFrame:
-    """Hypervolume after each complete trial, in order of completion; the reference in columns."""
+def hypervolume_history(
+    complete: pd.DataFrame, reference: tuple[float, float] | None = None
+) -> pd.DataFrame:
+    """Hypervolume after each complete trial, in order of completion; the reference in columns.
+
+    ``reference`` is ``(accuracy, energy_mj)``; by default ``(0, 1.1 x the largest energy)``.
+    """
     if complete.empty:
         return pd.DataFrame(
             columns=["complete_trials", "trial", "hypervolume", "ref_accuracy", "ref_energy_mj"]
@@ -189,17 +271,100 @@ def hypervolume_history(complete: pd.DataFrame) -> pd.DataFrame:
     order = complete.sort_values(["datetime_complete", "number"], kind="stable")
     acc = order["accuracy"].to_numpy(float)
     en = order["energy_mj"].to_numpy(float)
-    ref = REFERENCE_ENERGY_FACTOR * float(en.max())
-    values = [hypervolume_2d(acc[: k + 1], en[: k + 1], ref) for k in range(acc.size)]
+    ref_acc, ref = reference or (0.0, REFERENCE_ENERGY_FACTOR * float(en.max()))
+    values = [
+        hypervolume_2d(acc[: k + 1], en[: k + 1], ref, ref_accuracy=ref_acc)
+        for k in range(acc.size)
+    ]
     return pd.DataFrame(
         {
             "complete_trials": np.arange(1, acc.size + 1),
             "trial": order["number"].to_numpy(),
             "hypervolume": values,
-            "ref_accuracy": 0.0,
+            "ref_accuracy": ref_acc,
             "ref_energy_mj": ref,
         }
     )
+
+
+def kendall_taus(complete: pd.DataFrame, sample: int = TAU_SAMPLE) -> dict[str, dict[str, Any]]:
+    """Kendall tau between accuracy and energy as the paper reports it (SPEC section 8).
+
+    ``top_f_aeb``: the ``sample`` complete trials of highest F_AEB (ties: lower trial number);
+    ``random``: the first ``sample`` complete random draws by trial number (``n`` 0 where the
+    study has none); ``all``: every complete trial. Each is ``{"tau": float | None, "n": int}``.
+    """
+    top = complete.sort_values(["f_aeb", "number"], ascending=[False, True]).head(sample)
+    drawn = complete.loc[complete["random_draw"].astype(bool)].sort_values("number").head(sample)
+    out = {}
+    for name, part in (("top_f_aeb", top), ("random", drawn), ("all", complete)):
+        tau = kendall_tau(part["accuracy"], part["energy_mj"]) if len(part) else math.nan
+        out[name] = {"tau": jsonable(tau), "n": len(part)}
+    return out
+
+
+#: The columns of ``front_and_top20.csv`` (the paper's Tables 2 and 3), ``test_accuracy``
+#: included only under the validation protocol.
+TABLE_COLUMNS = (
+    "number",
+    "on_front",
+    "top_accuracy",
+    "accuracy",
+    "test_accuracy",
+    "energy_mj",
+    "mean_firing_rate",
+    "num_parameters",
+    "f_aeb",
+    "architecture",
+    *FIELDS,
+    "baseline",
+)
+
+
+def front_and_top(complete: pd.DataFrame, fraction: float = TOP_FRACTION) -> pd.DataFrame:
+    """The paper's Tables 2 / 3: the front (``on_front``) plus the ``ceil(fraction n)`` most
+    accurate trials and any tied with the last of them (``top_accuracy``); front first, then
+    by rising energy."""
+    if complete.empty:
+        return pd.DataFrame(columns=[c for c in TABLE_COLUMNS if c != "test_accuracy"])
+    k = max(1, math.ceil(fraction * len(complete)))
+    cut = complete["accuracy"].sort_values(ascending=False).iloc[k - 1]
+    table = complete.assign(
+        on_front=complete["pareto"].astype(bool), top_accuracy=complete["accuracy"] >= cut
+    )
+    table = table.loc[table["on_front"] | table["top_accuracy"]]
+    table = table.sort_values(["on_front", "energy_mj", "number"], ascending=[False, True, True])
+    columns = [c for c in TABLE_COLUMNS if c in table.columns]
+    if "test_accuracy" in columns and table["test_accuracy"].isna().all():
+        columns.remove("test_accuracy")
+    return table[columns].reset_index(drop=True)
+
+
+def protocol(settings: dict[str, Any]) -> dict[str, Any]:
+    """Which split ranked a study's candidates, in words that every export repeats."""
+    search = settings.get("search", {})
+    split = search.get("eval_split", "test")
+    fraction = settings.get("data", {}).get("val_fraction")
+    if split == "val":
+        what = (
+            f"validation accuracy: a held-out {fraction:g} of the training split, never "
+            "trained on nor used for BN recalibration; test_accuracy measured once after the "
+            "search"
+        )
+    else:
+        what = "test accuracy: candidates ranked on the test split (the paper's protocol)"
+    return {
+        "eval_split": split,
+        "val_fraction": fraction if split == "val" else None,
+        "eval_samples": search.get("eval_samples"),
+        "accuracy": what,
+    }
+
+
+def accuracy_label(settings: dict[str, Any]) -> str:
+    """``"validation accuracy"`` or ``"test accuracy"``: the name of a study's objective 0."""
+    split = settings.get("search", {}).get("eval_split", "test")
+    return "validation accuracy" if split == "val" else "test accuracy"
 
 
 def studies_frame(storage: optuna.storages.BaseStorage) -> pd.DataFrame:
@@ -227,8 +392,67 @@ def studies_frame(storage: optuna.storages.BaseStorage) -> pd.DataFrame:
 
 
 # --- the plot -----------------------------------------------------------------------------------
-def _hover(part: pd.DataFrame) -> dict[str, Any]:
-    """Plotly hover data of some trials: number, architecture, parameters, rate, F_AEB."""
+#: Marker diameters (px) of the smallest and the largest model on a plot.
+SIZE_RANGE = (6.0, 22.0)
+FRONT_COLOUR = "#d62728"
+BASELINE_MARKER = {
+    "symbol": "star",
+    "size": 20,
+    "color": "#ffbf00",
+    "line": {"width": 1.5, "color": "black"},
+}
+
+
+def marker_sizes(params: Any, lo: float, hi: float) -> np.ndarray:
+    """Marker diameters growing with the square root of the parameter count (so marker area
+    grows with it), from :data:`SIZE_RANGE` [0] at ``lo`` to [1] at ``hi``; unknown counts get
+    the middle size."""
+    small, large = SIZE_RANGE
+    values = np.asarray(pd.to_numeric(pd.Series(params), errors="coerce"), dtype=float)
+    if not math.isfinite(lo) or not math.isfinite(hi) or hi <= lo:
+        sizes = np.full(values.shape, (small + large) / 2)
+    else:
+        frac = (np.sqrt(values) - math.sqrt(lo)) / (math.sqrt(hi) - math.sqrt(lo))
+        sizes = small + (large - small) * np.clip(frac, 0.0, 1.0)
+    return np.where(np.isfinite(values), sizes, (small + large) / 2)
+
+
+def parameter_range(*frames: pd.DataFrame) -> tuple[float, float]:
+    """Smallest and largest parameter count over some trial frames (NaN when none is known)."""
+    values = pd.concat([pd.to_numeric(f["num_parameters"], errors="coerce") for f in frames])
+    values = values.dropna()
+    return (float(values.min()), float(values.max())) if len(values) else (math.nan, math.nan)
+
+
+def size_legend(fig: Any, lo: float, hi: float, *, row: int | None = None) -> None:
+    """Two grey legend entries that show the marker size of the smallest and largest model."""
+    import plotly.graph_objects as go
+
+    if not math.isfinite(lo):
+        return
+    for value in sorted({lo, hi}):
+        trace = go.Scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            name=f"{value:,.0f} parameters",
+            legendgroup="size",
+            legendgrouptitle={"text": "marker size"},
+            marker={
+                "size": float(marker_sizes([value], lo, hi)[0]),
+                "color": "rgba(150,150,160,0.6)",
+                "line": {"width": 1, "color": "#555"},
+            },
+            hoverinfo="skip",
+        )
+        if row is None:
+            fig.add_trace(trace)
+        else:
+            fig.add_trace(trace, row=row, col=1)
+
+
+def hover(part: pd.DataFrame, label: str = "accuracy", study: str | None = None) -> dict[str, Any]:
+    """Plotly hover data of some trials: study, number, architecture, parameters, rate, F_AEB."""
     custom = (
         np.stack(
             [
@@ -237,37 +461,58 @@ def _hover(part: pd.DataFrame) -> dict[str, Any]:
                 part["num_parameters"].astype("float").to_numpy(),
                 part["mean_firing_rate"].astype("float").to_numpy(),
                 part["f_aeb"].to_numpy(),
+                part["generation"].astype("float").to_numpy(),
             ],
             axis=-1,
         )
         if len(part)
         else None
     )
+    head = f"<b>{study}</b><br>" if study else ""
+    generation = " (generation %{customdata[5]})" if part["generation"].notna().any() else ""
     return {
         "customdata": custom,
         "hovertemplate": (
-            "trial %{customdata[0]}<br>%{customdata[1]}<br>accuracy %{y:.2f} %"
+            f"{head}trial %{{customdata[0]}}{generation}"
+            f"<br>%{{customdata[1]}}<br>{label} %{{y:.2f}} %"
             "<br>energy %{x:.4g} mJ<br>parameters %{customdata[2]:,.0f}"
             "<br>firing rate %{customdata[3]:.3f}<br>F_AEB %{customdata[4]:.3f}<extra></extra>"
         ),
     }
 
 
-def pareto_figure(frame: pd.DataFrame, title: str) -> Any:
-    """Accuracy (%) against energy (mJ): every candidate, the front as a step line, the baseline."""
+def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accuracy") -> Any:
+    """The paper's Fig. 1A for one study: accuracy (%) against energy (mJ), every candidate with
+    marker size by parameters and colour by generation (trial number for samplers without
+    generations), the front as a step line, the hand-designed baseline as a star."""
     import plotly.graph_objects as go
 
     complete, front = complete_and_front(frame)
-    rest = complete.loc[~complete["pareto"].astype(bool)]
+    lo, hi = parameter_range(complete)
+    has_generations = complete["generation"].notna().any()
+    colour = complete["generation"] if has_generations else complete["number"]
+    colour_name = "generation" if has_generations else "trial number"
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
-            x=rest["energy_mj"],
-            y=100 * rest["accuracy"],
+            x=complete["energy_mj"],
+            y=100 * complete["accuracy"],
             mode="markers",
-            name="candidates",
-            marker={"color": "rgba(120,120,140,0.45)", "size": 7},
-            **_hover(rest),
+            name=f"candidates ({len(complete)}), colour: {colour_name}",
+            marker={
+                "size": marker_sizes(complete["num_parameters"], lo, hi),
+                "color": colour.astype(float),
+                "colorscale": "Viridis",
+                "opacity": 0.75,
+                "line": {"width": 0.5, "color": "white"},
+                "colorbar": {
+                    "title": {"text": colour_name},
+                    "thickness": 14,
+                    "dtick": max(1, math.ceil(float(colour.max()) / 10)) if len(colour) else 1,
+                },
+                "showscale": len(complete) > 0,
+            },
+            **hover(complete, accuracy),
         )
     )
     fig.add_trace(
@@ -276,11 +521,31 @@ def pareto_figure(frame: pd.DataFrame, title: str) -> Any:
             y=100 * front["accuracy"],
             mode="lines+markers",
             name=f"Pareto front ({len(front)})",
-            line={"shape": "hv", "color": "#d62728"},
-            marker={"color": "#d62728", "size": 10, "line": {"width": 1, "color": "black"}},
-            **_hover(front),
+            line={"shape": "hv", "color": FRONT_COLOUR, "width": 2},
+            marker={
+                "size": marker_sizes(front["num_parameters"], lo, hi),
+                "color": "rgba(0,0,0,0)",
+                "line": {"width": 2, "color": FRONT_COLOUR},
+            },
+            **hover(front, accuracy),
         )
     )
+    tested = front[front["test_accuracy"].notna()]
+    if len(tested):
+        fig.add_trace(
+            go.Scatter(
+                x=tested["energy_mj"],
+                y=100 * tested["test_accuracy"],
+                mode="markers",
+                name=f"front on the test split ({len(tested)}, measured once after the search)",
+                marker={"symbol": "x-thin", "size": 11, "line": {"width": 2, "color": "black"}},
+                customdata=np.stack([tested["number"], 100 * tested["accuracy"]], axis=-1),
+                hovertemplate=(
+                    "trial %{customdata[0]}<br>test accuracy %{y:.2f} %<br>"
+                    f"{accuracy} %{{customdata[1]:.2f}} %<br>energy %{{x:.4g}} mJ<extra></extra>"
+                ),
+            )
+        )
     base = complete[complete["baseline"].astype(bool)]
     if len(base):
         fig.add_trace(
@@ -289,34 +554,31 @@ def pareto_figure(frame: pd.DataFrame, title: str) -> Any:
                 y=100 * base["accuracy"],
                 mode="markers",
                 name=f"{base['baseline'].iloc[0]} (hand-designed)",
-                marker={
-                    "symbol": "star",
-                    "size": 18,
-                    "color": "#ffbf00",
-                    "line": {"width": 1, "color": "black"},
-                },
-                **_hover(base),
+                marker=BASELINE_MARKER,
+                **hover(base, accuracy),
             )
         )
+    size_legend(fig, lo, hi)
     fig.update_layout(
         title=title,
         template="plotly_white",
         xaxis_title="energy per image (mJ)",
-        yaxis_title="accuracy (%)",
-        legend={"x": 0.99, "y": 0.01, "xanchor": "right", "yanchor": "bottom"},
+        yaxis_title=f"{accuracy} (%)" + ("; x: test accuracy (%)" if len(tested) else ""),
+        legend={"orientation": "h", "x": 0.0, "y": -0.14, "xanchor": "left", "yanchor": "top"},
         hovermode="closest",
+        margin={"t": 60, "r": 20, "b": 120},
     )
     return fig
 
 
 # --- everything ---------------------------------------------------------------------------------
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, (np.integer,)):
         return int(value)
     if isinstance(value, (np.floating,)):
-        return _jsonable(float(value))
+        return jsonable(float(value))
     if isinstance(value, (np.bool_,)):
         return bool(value)
     if value is pd.NA or value is pd.NaT:
@@ -330,6 +592,7 @@ EXPORT_FILES = (
     "pareto.json",
     "pareto.html",
     "hypervolume.csv",
+    "front_and_top20.csv",
     "summary.json",
 )
 
@@ -348,8 +611,9 @@ def _front_points(study: optuna.Study, front: pd.DataFrame) -> list[dict[str, An
                 "f_aeb": float(row["f_aeb"]),
                 "architecture": str(arch),
                 "architecture_json": arch.to_dict(),
-                "num_parameters": _jsonable(row["num_parameters"]),
-                "mean_firing_rate": _jsonable(row["mean_firing_rate"]),
+                "num_parameters": jsonable(row["num_parameters"]),
+                "mean_firing_rate": jsonable(row["mean_firing_rate"]),
+                "test_accuracy": jsonable(row["test_accuracy"]),
                 "baseline": row["baseline"] or None,
             }
         )
@@ -368,6 +632,7 @@ def _trial_summary(row: pd.Series) -> dict[str, Any]:
 def _summary(frame: pd.DataFrame, history: pd.DataFrame) -> dict[str, Any]:
     """The study's figures in ``summary.json`` (without the study's name and settings)."""
     complete, front = complete_and_front(frame)
+    measured = front["test_accuracy"].notna()
     ref = [0.0, float(history["ref_energy_mj"].iloc[0])] if len(history) else None
     base = complete[complete["baseline"].astype(bool)]
     empty = complete.empty
@@ -378,9 +643,17 @@ def _summary(frame: pd.DataFrame, history: pd.DataFrame) -> dict[str, Any]:
         "hypervolume": float(history["hypervolume"].iloc[-1]) if len(history) else 0.0,
         "reference_point": {"accuracy": ref[0], "energy_mj": ref[1]} if ref else None,
         "reference_point_rule": "accuracy 0, energy 1.1 x the largest energy of any complete trial",
-        "kendall_tau_accuracy_energy": _jsonable(
+        "kendall_tau_accuracy_energy": jsonable(
             kendall_tau(complete["accuracy"], complete["energy_mj"])
         ),
+        "kendall_tau": kendall_taus(complete),
+        "front_test_accuracy": {
+            "measured": int(measured.sum()),
+            "of": len(front),
+            "mean": jsonable(float(front.loc[measured, "test_accuracy"].mean()))
+            if measured.any()
+            else None,
+        },
         "f_aeb_population": "all complete trials at export time",
         "best_accuracy": None
         if empty
@@ -402,11 +675,12 @@ def _summary(frame: pd.DataFrame, history: pd.DataFrame) -> dict[str, Any]:
 
 
 def export_study(study: optuna.Study, out_dir: str | Path) -> dict[str, Path]:
-    """Write trials.csv, pareto.csv, pareto.json, pareto.html, hypervolume.csv and summary.json."""
+    """Write trials.csv, pareto.csv/json/html, hypervolume.csv, front_and_top20.csv and
+    summary.json into ``out_dir``; returns their paths by name."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    config = study.user_attrs.get(CONFIG_ATTR) or {}
-    alpha = float(config.get("search", {}).get("alpha", 0.5))
+    settings = study_settings(study)
+    alpha = float(settings.get("search", {}).get("alpha", 0.5))
     frame = trials_frame(study, alpha)
     complete, front = complete_and_front(frame)
     history = hypervolume_history(complete)
@@ -414,19 +688,22 @@ def export_study(study: optuna.Study, out_dir: str | Path) -> dict[str, Path]:
     frame.to_csv(paths["trials.csv"], index=False)
     front.to_csv(paths["pareto.csv"], index=False)
     history.to_csv(paths["hypervolume.csv"], index=False)
+    front_and_top(complete).to_csv(paths["front_and_top20.csv"], index=False)
     meta = {
         "study": study.study_name,
         "metrics": ["accuracy", "energy_mj"],
         "directions": ["maximize", "minimize"],
         "alpha": alpha,
+        "protocol": protocol(settings),
     }
     front_json = {**meta, "front": _front_points(study, front)}
     paths["pareto.json"].write_text(json.dumps(front_json, indent=2) + "\n")
+    label = accuracy_label(settings)
     title = (
-        f"{study.study_name}: accuracy vs energy, {len(complete)} candidates, "
+        f"{study.study_name}: {label} vs energy, {len(complete)} candidates, "
         f"Pareto front of {len(front)}"
     )
-    pareto_figure(frame, title).write_html(paths["pareto.html"], include_plotlyjs=True)
+    pareto_figure(frame, title, label).write_html(paths["pareto.html"], include_plotlyjs=True)
     summary = {**meta, **_summary(frame, history), "files": sorted(paths)}
     paths["summary.json"].write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return paths

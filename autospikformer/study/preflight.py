@@ -14,6 +14,7 @@ from autospikformer.checkpoint import load_supernet_checkpoint
 from autospikformer.data.loading import check_dataset
 from autospikformer.device import resolve_device
 from autospikformer.study.config import StudyConfig
+from autospikformer.study.holdout import check_supernet_holdout
 from autospikformer.study.stage1 import supernet_path
 from autospikformer.study.storage import StudyError
 from autospikformer.training.trainer import SupernetTrainer
@@ -30,9 +31,10 @@ def check_run_inputs(
     """Raise the one-line error a run of ``config`` would meet at its start, or return.
 
     Checks the device name (:func:`resolve_device`), the data set's files (names only), and
-    the supernet: ``checkpoint`` must be a verified supernet of the study's space and data set;
-    without one, a checkpoint already at ``<runs-dir>/<study>/supernet.pt`` must be one that
-    stage 1 can resume (same space, data set and settings).
+    the supernet: ``checkpoint`` must be a verified supernet of the study's space and data set
+    that never trained on the study's validation split; without one, a checkpoint already at
+    ``<runs-dir>/<study>/supernet.pt`` must be one that stage 1 can resume (same space, data
+    set, settings and held-out split).
     """
     resolve_device(device)
     check_dataset(config.dataset, data_root or config.data_root)
@@ -46,6 +48,7 @@ def check_run_inputs(
                 f"--supernet {path} was trained on data set {meta.get('dataset')!r}, the study "
                 f"{config.name!r} searches {config.dataset!r}: pass a supernet of {config.dataset}"
             )
+        check_supernet_holdout(meta, config, path)
         return
     path = supernet_path(config, runs_dir)
     if path.exists():
@@ -58,4 +61,5 @@ def check_run_inputs(
             device=device,
             resume=True,
             progress=False,
+            holdout=config.holdout,
         )

@@ -18,8 +18,13 @@ from pathlib import Path
 
 import optuna
 
-from autospikformer.checkpoint import CheckpointError, load_supernet, remove_stale_temporaries
+from autospikformer.checkpoint import (
+    CheckpointError,
+    load_supernet_checkpoint,
+    remove_stale_temporaries,
+)
 from autospikformer.study.config import StudyConfig
+from autospikformer.study.holdout import check_supernet_holdout
 from autospikformer.study.storage import DEFAULT_RUNS_DIR, SUPERNET_ATTR, StudyError
 from autospikformer.training.trainer import train_supernet
 
@@ -99,9 +104,10 @@ def prepare_supernet(
                 device=device,
                 resume=True,
                 progress=progress,
+                holdout=config.holdout,
             )
     try:
-        load_supernet(path, space=config.space)
+        _, meta = load_supernet_checkpoint(path, space=config.space)
     except CheckpointError:
         raise
     except (ValueError, RuntimeError, KeyError) as exc:  # verified, yet not a usable supernet
@@ -109,6 +115,7 @@ def prepare_supernet(
             f"supernet checkpoint {path} cannot be loaded ({type(exc).__name__}: "
             f"{' '.join(str(exc).split())[:200]}); delete it to train it again"
         ) from None
+    check_supernet_holdout(meta, config, path)
     digest = file_sha256(path)
     if recorded is None:
         study.set_user_attr(

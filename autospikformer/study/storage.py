@@ -34,6 +34,8 @@ CONFIG_ATTR = "autospik:config"  # the resolved StudyConfig.to_dict()
 SPACE_ATTR = "autospik:space"  # the search space as JSON (SearchSpace.to_json())
 SUPERNET_ATTR = "autospik:supernet"  # {"sha256": ..., "host": ..., "path": ...}
 ENERGY_ATTR = "autospik:energy"  # the energy model and constants that price its trials
+HOLDOUT_ATTR = "autospik:holdout"  # eval_split "val": the validation split (HoldoutSplit.record)
+TEST_ACCURACY_PREFIX = "autospik:test_accuracy:"  # + trial number: {"accuracy", "samples"}
 # Trial user attributes (the compact architecture, ARCH_ATTR, is the trial bridge's own key)
 BASELINE_ATTR = "autospik:baseline"  # name of the hand-designed Spikformer it is
 ARCH_JSON_ATTR = "autospik:architecture_json"  # Architecture.to_dict()

@@ -20,8 +20,14 @@ def study_evaluator(
     *,
     data_root: str | None = None,
     device: str = "auto",
+    test_pass: bool = False,
 ) -> SubnetEvaluator:
-    """The evaluator a study's trials use: its data, calibration and evaluation settings."""
+    """The evaluator a study's trials use: its data, calibration and evaluation settings.
+
+    ``test_pass``: evaluate on the whole test split instead (the front's test accuracy after a
+    search under ``eval_split = "val"``); calibration is the same either way, the study's
+    batches from the training split without its validation part.
+    """
     search = config.search
     return SubnetEvaluator(
         supernet,
@@ -29,9 +35,11 @@ def study_evaluator(
         data_root=data_root or config.data_root,
         calib_batches=search.calib_batches,
         batch_size=search.batch_size,
-        eval_samples=search.eval_samples,
+        eval_samples=None if test_pass else search.eval_samples,
         device=device,
         seed=config.seed,
+        holdout=config.holdout,
+        eval_split="test" if test_pass else search.eval_split,
     )
 
 

@@ -49,13 +49,14 @@ import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import FrozenTrial, TrialState
 
-from autospikformer.checkpoint import load_supernet
+from autospikformer.checkpoint import load_supernet_checkpoint
 from autospikformer.data.base import dataset_info
 from autospikformer.energy import count_parameters, estimate_energy_mj
 from autospikformer.errors import error_line
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.samplers import make_sampler
 from autospikformer.search.suggest import suggest_architecture
+from autospikformer.study.holdout import check_study_holdout, check_supernet_holdout
 from autospikformer.study.outage import RetryingStorage, StorageOutage, outage_reason
 from autospikformer.study.storage import (
     ARCH_JSON_ATTR,
@@ -187,10 +188,14 @@ class Worker:
         self.study = optuna.load_study(
             study_name=options.study_name, storage=self.storage, sampler=sampler
         )
-        supernet = load_supernet(options.checkpoint, space=config.space)
+        supernet, supernet_meta = load_supernet_checkpoint(options.checkpoint, space=config.space)
         self.evaluator = study_evaluator(
             config, supernet, data_root=options.data_root, device=options.device
         )
+        if config.holdout is not None:  # every worker ranks on the split the study recorded
+            record = self.evaluator.holdout_record(int(config.space.choices["time_steps"][0]))
+            check_study_holdout(self.study, record)
+            check_supernet_holdout(supernet_meta, config, options.checkpoint, record)
         self.host_label = f"{socket.gethostname()}:{os.getpid()}"
         self._current: int | None = None
 

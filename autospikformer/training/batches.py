@@ -4,6 +4,9 @@ Event data (CIFAR10-DVS, DVS128): frames depend on T, so one data set per T is b
 each T has its own loader iterator; a step takes its batch from the iterator of its
 architecture's T (an exhausted iterator restarts with a new seeded shuffle). An epoch is
 ``len(train split) // batch_size`` steps whatever T is drawn.
+
+A ``holdout`` (:class:`~autospikformer.data.split.HoldoutSplit`) removes the validation part of
+the training split before anything else (``train_samples`` then draws from what is left).
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from torch.utils.data.distributed import DistributedSampler
 
 from autospikformer.data import loading
 from autospikformer.data.base import dataset_info
+from autospikformer.data.split import HoldoutSplit
 from autospikformer.training.config import TrainConfig
 from autospikformer.training.distributed import DistInfo
 
@@ -37,8 +41,10 @@ class TrainBatches:
         config: TrainConfig,
         dist: DistInfo,
         device: torch.device,
+        holdout: HoldoutSplit | None = None,
     ):
         self.name = dataset
+        self.holdout = holdout
         self.root = data_root
         self.config = config
         self.dist = dist
@@ -71,6 +77,10 @@ class TrainBatches:
             ds = loading.build_dataset(
                 self.name, self.root, train=True, augment=augment, time_steps=key
             )
+            self.full_size = len(ds)  # the whole training split, before the holdout
+            if self.holdout is not None:
+                train_idx, _ = self.holdout.indices(len(ds))
+                ds = Subset(ds, train_idx.tolist())
             if self.config.train_samples is not None:
                 ds = loading.subset(ds, self.config.train_samples, self.config.seed)
             self._sets[key] = ds

@@ -11,6 +11,10 @@ calibration subset and a fixed evaluation subset (preloaded to the device as ten
 are small), so a trial costs one recalibration and one evaluation pass, during which the energy
 meter measures the firing rates. Every call restores the supernet's BN buffers afterwards, so a
 trial's result does not depend on the trials before it. Event data sets are built per T lazily.
+
+With a ``holdout`` (the validation part of the training split, SPEC section 5) calibration
+batches come from the rest of the training split only, and ``eval_split="val"`` evaluates on
+the held-out part instead of the test split.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
 from autospikformer.data.base import dataset_info
 from autospikformer.data.loading import build_dataset, make_loader, subset
+from autospikformer.data.split import HoldoutSplit
 from autospikformer.device import resolve_device
 from autospikformer.energy import EnergyMeter
 from autospikformer.search.architecture import Architecture
@@ -199,7 +205,9 @@ class SubnetEvaluator:
 
     ``calib_batches`` batches of ``calib_batch_size`` (default ``batch_size``) training images,
     drawn once with ``seed`` and without augmentation, recalibrate BN; ``eval_samples`` (default:
-    all) test images, drawn once with ``seed``, measure accuracy and energy.
+    all) images of the evaluation split, drawn once with ``seed``, measure accuracy and energy.
+    The evaluation split is the test split, or with ``eval_split="val"`` the ``holdout`` part of
+    the training split; with a ``holdout`` calibration never draws from that part.
     """
 
     def __init__(
@@ -216,9 +224,15 @@ class SubnetEvaluator:
         calib_batch_size: int | None = None,
         amp: bool = False,
         workers: int = 0,
+        holdout: HoldoutSplit | None = None,
+        eval_split: str = "test",
     ):
         if calib_batches < 0 or batch_size < 1:
             raise ValueError("calib_batches must be >= 0 and batch_size >= 1")
+        if eval_split not in ("test", "val") or (eval_split == "val" and holdout is None):
+            raise ValueError(f"eval_split {eval_split!r}: 'test', or 'val' with a holdout")
+        self.holdout = holdout
+        self.eval_split = eval_split
         self.device = resolve_device(device)
         self.supernet = supernet.to(self.device).eval()
         self.dataset = dataset
@@ -231,6 +245,7 @@ class SubnetEvaluator:
         self.seed = seed
         self.amp = amp and self.device.type == "cuda"
         self.workers = workers
+        self.train_size: int | None = None  # the training split's size, once it is read
         self._cache: dict[int | None, tuple[_Split | None, _Split]] = {}
 
     def splits(self, time_steps: int) -> tuple[_Split | None, _Split]:
@@ -238,19 +253,38 @@ class SubnetEvaluator:
         key = time_steps if self.info.event_based else None
         if key not in self._cache:
             calib = None
-            if self.calib_batches:
-                train = build_dataset(
+            fit = held_out = None
+            if self.calib_batches or self.eval_split == "val" or self.holdout is not None:
+                fit = build_dataset(
                     self.dataset, self.data_root, train=True, augment=False, time_steps=key
                 )
-                train = subset(train, self.calib_batches * self.calib_batch_size, self.seed)
-                calib = _Split(train, self.calib_batch_size, self.device, self.workers)
-            test = build_dataset(
-                self.dataset, self.data_root, train=False, augment=False, time_steps=key
-            )
+                self.train_size = len(fit)
+                if self.holdout is not None:
+                    train_idx, val_idx = self.holdout.indices(len(fit))
+                    fit, held_out = Subset(fit, train_idx.tolist()), Subset(fit, val_idx.tolist())
+            if self.calib_batches:
+                fit = subset(fit, self.calib_batches * self.calib_batch_size, self.seed)
+                calib = _Split(fit, self.calib_batch_size, self.device, self.workers)
+            if self.eval_split == "val":
+                evaluation = held_out
+            else:
+                evaluation = build_dataset(
+                    self.dataset, self.data_root, train=False, augment=False, time_steps=key
+                )
             if self.eval_samples is not None:
-                test = subset(test, self.eval_samples, self.seed)
-            self._cache[key] = (calib, _Split(test, self.batch_size, self.device, self.workers))
+                evaluation = subset(evaluation, self.eval_samples, self.seed)
+            self._cache[key] = (
+                calib,
+                _Split(evaluation, self.batch_size, self.device, self.workers),
+            )
         return self._cache[key]
+
+    def holdout_record(self, time_steps: int) -> dict[str, Any] | None:
+        """The validation split as recorded in a study (:meth:`HoldoutSplit.record`), or None."""
+        if self.holdout is None:
+            return None
+        self.splits(time_steps)
+        return self.holdout.record(self.train_size)
 
     def evaluate(
         self, arch: Architecture, *, recalibrate: bool = True, energy: bool = True

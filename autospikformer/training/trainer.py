@@ -16,7 +16,8 @@ every epoch end, so a run killed mid-epoch resumes from the last finished epoch 
 same weights, bit for bit on the CPU, as a run that was never interrupted.
 
 Batches come from :class:`~autospikformer.training.batches.TrainBatches` (one loader per T for
-event data).
+event data). A ``holdout`` keeps a study's validation images out of training; the checkpoint
+records it (``holdout``: fraction, seed, fingerprint) and a resume must hold out the same.
 
 Several processes (``torchrun``): ``WORLD_SIZE`` > 1 starts DistributedDataParallel (gloo on
 the CPU, NCCL on CUDA). Every rank seeds the architecture RNG alike, so all ranks train the same
@@ -52,6 +53,7 @@ from autospikformer.checkpoint import (
     save_checkpoint,
 )
 from autospikformer.data.base import dataset_info
+from autospikformer.data.split import HoldoutSplit
 from autospikformer.device import resolve_device
 from autospikformer.model.supernet import SuperSpikformer
 from autospikformer.search.architecture import Architecture
@@ -110,8 +112,10 @@ class SupernetTrainer:
         resume: bool = True,
         progress: bool = True,
         step_callback: Callable[[int, int], None] | None = None,
+        holdout: HoldoutSplit | None = None,
     ):
         self.space = space
+        self.holdout = holdout
         self.dataset_name = dataset
         self.data_root = data_root
         self.out_dir = Path(out_dir)
@@ -156,6 +160,13 @@ class SupernetTrainer:
                 f"'{self.path}' was trained with other settings: {', '.join(diff)}; resume with "
                 "the same settings, or use another output folder or --no-resume"
             )
+        saved_holdout = HoldoutSplit.from_record(ckpt.get("holdout"))
+        if saved_holdout != self.holdout:
+            raise CheckpointError(
+                f"'{self.path}' was trained holding out {saved_holdout or 'nothing'}, this run "
+                f"holds out {self.holdout or 'nothing'}: resume with the same validation split, "
+                "or use another output folder or --no-resume"
+            )
         world = int(ckpt.get("world_size", 1))
         if world != self.dist.world_size:
             raise CheckpointError(
@@ -180,7 +191,9 @@ class SupernetTrainer:
             in_channels=self.info.in_channels,
             img_size=self.info.img_size,
         ).to(self.device)
-        self.data = TrainBatches(self.dataset_name, self.data_root, cfg, self.dist, self.device)
+        self.data = TrainBatches(
+            self.dataset_name, self.data_root, cfg, self.dist, self.device, holdout=self.holdout
+        )
         self.steps_per_epoch = self.data.steps_per_epoch
         # fused kernels on CUDA; the multi-tensor path on the CPU (about 2x faster than a loop)
         cuda = self.device.type == "cuda"
@@ -384,8 +397,13 @@ class SupernetTrainer:
             "rng": rng,
             "history": self.history,
             "torch_version": str(torch.__version__),
+            "holdout": self._holdout_record(),
         }
         save_checkpoint(payload, self.path)
+
+    def _holdout_record(self) -> dict[str, Any] | None:
+        """The validation split kept out of training (None: trained on the whole split)."""
+        return None if self.holdout is None else self.holdout.record(self.data.full_size)
 
     def _write_metrics(self) -> None:
         """Rewrite the CSV from the history the checkpoint holds (consistent after a kill)."""
@@ -420,11 +438,13 @@ def train_supernet(
     device: str = "auto",
     resume: bool = True,
     progress: bool = True,
+    holdout: HoldoutSplit | None = None,
 ) -> Path:
     """Train a supernet of ``space`` on ``dataset``; returns ``out_dir / "supernet.pt"``.
 
     With ``resume`` an existing checkpoint in ``out_dir`` is continued exactly (a finished one
-    returns at once); it must match the space, the data set and the settings.
+    returns at once); it must match the space, the data set, the settings and the ``holdout``
+    (the validation part of the training split that it never trains on).
     """
     trainer = SupernetTrainer(
         space=space,
@@ -435,5 +455,6 @@ def train_supernet(
         device=device,
         resume=resume,
         progress=progress,
+        holdout=holdout,
     )
     return trainer.run()

@@ -1,0 +1,1 @@
+"""Analyses of trained models that the paper reports (channel redundancy, Fig. 1B)."""
