@@ -41,7 +41,7 @@ SUPERNET_KIND = "supernet"  # written by the supernet trainer
 #: Metadata of a supernet checkpoint that :func:`load_supernet_checkpoint` returns (no tensors).
 SUPERNET_META = (
     "kind", "space", "space_fingerprint", "num_classes", "in_channels", "img_size", "dataset",
-    "epoch", "epochs", "config", "world_size", "history", "holdout",
+    "epoch", "epochs", "config", "world_size", "history", "holdout", "variant",
 )  # fmt: skip
 
 
@@ -291,11 +291,12 @@ def _supernet_from(
         num_classes=int(ckpt["num_classes"]),
         in_channels=int(ckpt["in_channels"]),
         img_size=int(ckpt["img_size"]),
+        variant=str(ckpt.get("variant", "cifar")),  # older files hold the image model
     )
     model.load_state_dict(ckpt["state_dict"])
     model.to(next(iter(ckpt["state_dict"].values())).device)
     model.eval()
-    return model, {k: ckpt[k] for k in SUPERNET_META if k in ckpt}
+    return model, {**{k: ckpt[k] for k in SUPERNET_META if k in ckpt}, "variant": model.variant}
 
 
 def load_supernet(
@@ -313,7 +314,8 @@ def load_model(path: str | Path, *, map_location: Any = "cpu") -> tuple[nn.Modul
     """A supernet (verified, as :func:`load_supernet_checkpoint`) or a standalone Spikformer.
 
     Returns the model in eval mode and its metadata: ``kind``, the input shape
-    (``num_classes``, ``in_channels``, ``img_size``) and, for a supernet, its ``space`` dict.
+    (``num_classes``, ``in_channels``, ``img_size``), the model ``variant`` (``"cifar"`` for files
+    written before variants existed) and, for a supernet, its ``space`` dict.
     """
     data = read_checkpoint(path, map_location=map_location)
     kind = data.get("kind")
@@ -331,4 +333,4 @@ def load_model(path: str | Path, *, map_location: Any = "cpu") -> tuple[nn.Modul
             f"checkpoint '{path}' is incomplete or does not match its config ({exc!s:.200})"
         ) from None
     shapes = {k: int(data[k]) for k in ("num_classes", "in_channels", "img_size")}
-    return model.eval(), {"kind": kind, **shapes}
+    return model.eval(), {"kind": kind, **shapes, "variant": model.variant}

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from autospikformer.model.spikformer import num_pools, sps_widths
+from autospikformer.model.spikformer import model_variant, num_pools, sps_widths
 from autospikformer.search.architecture import Architecture
 
 E_MAC_PJ = 4.6  # one 32-bit float multiply-accumulate, 45 nm CMOS (Horowitz 2014)
@@ -121,17 +121,24 @@ def dense_macs(
 
 
 def count_parameters(
-    arch: Architecture, *, in_channels: int = 3, img_size: int = 32, num_classes: int = 10
+    arch: Architecture,
+    *,
+    in_channels: int = 3,
+    img_size: int = 32,
+    num_classes: int = 10,
+    variant: str = "cifar",
 ) -> int:
-    """Parameters of a Spikformer of ``arch`` without building it (BN affine included)."""
+    """Parameters of a Spikformer of ``arch`` without building it (BN affine included);
+    ``variant="dvs"``: q, k and v without bias."""
     num_pools(img_size)
+    qkv_bias = model_variant(variant).qkv_bias
     dim = arch.embed_dim
     chans = (in_channels, *sps_widths(dim))
     total = sum(chans[i + 1] * chans[i] * KERNEL * KERNEL + 2 * chans[i + 1] for i in range(4))
     total += dim * dim * KERNEL * KERNEL + 2 * dim
     for i in range(arch.depth):
         hidden = arch.mlp_hidden(i)
-        total += 4 * (dim * dim + dim + 2 * dim)
+        total += 4 * (dim * dim + dim + 2 * dim) - (0 if qkv_bias else 3 * dim)
         total += dim * hidden + hidden + 2 * hidden + hidden * dim + dim + 2 * dim
     return total + dim * num_classes + num_classes
 

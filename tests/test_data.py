@@ -9,15 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from event_files import (
+    CIFAR10_NAMES,
+    CLASS_SIZES,
+    expected_frames,
+    sample_events,
+    write_aedat3,
+    write_cifar10dvs_extract,
+)
 
 from autospikformer.data.base import DATASETS, DataError, dataset_info
+from autospikformer.data.events import read_events
 from autospikformer.data.images import CIFAR_MEAN, CIFAR_STD, digits_split_indices
-from autospikformer.data.loading import build_dataset, make_loader, subset
-
-CIFAR10_NAMES = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-]  # fmt: skip
-
+from autospikformer.data.loading import build_dataset, build_frames, make_loader, subset
 
 # --------------------------------------------------------------------------- writers
 
@@ -107,65 +111,6 @@ def expected_cifar_image(row: np.ndarray, name: str) -> torch.Tensor:
     mean = torch.tensor(CIFAR_MEAN[name]).view(3, 1, 1)
     std = torch.tensor(CIFAR_STD[name]).view(3, 1, 1)
     return (img - mean) / std
-
-
-def write_cifar10dvs_aedat(path: Path, events: list[tuple[int, int, int, int]]) -> None:
-    """AER-DAT2.0: text header, then big-endian (address, timestamp) uint32 pairs.
-
-    ``events`` are (t, x, y, p) as spikingjelly reports them; the file holds the sensor's raw
-    address, which spikingjelly transposes and flips (x = 127 - y_addr, y = 127 - x_addr,
-    p = 1 - polarity bit), so the inverse is written here.
-    """
-    words = []
-    for t, x, y, p in events:
-        x_addr, y_addr, pol = 127 - y, 127 - x, 1 - p
-        words += [(y_addr << 8) | (x_addr << 1) | pol, t]
-    header = (
-        b"#!AER-DAT2.0\r\n"
-        b"# This is a raw AE data file created by saveaerdat.m\r\n"
-        b"# Data format is int32 address, int32 timestamp (8 bytes total), repeated for each "
-        b"event\r\n"
-        b"# Timestamps tick is 1 us\r\n"
-    )
-    path.write_bytes(header + np.asarray(words, dtype=">u4").tobytes())
-
-
-def write_aedat3(path: Path, events: list[tuple[int, int, int, int]]) -> None:
-    """AEDAT 3.1: text header up to #!END-HEADER, then packets of a 28-byte header + events.
-
-    A special-event packet (type 0) comes first, as in real recordings; the polarity events
-    (type 1, 8 bytes: address word with x << 17 | y << 2 | p << 1 | valid, then the timestamp)
-    are split over two packets.
-    """
-    out = bytearray(
-        b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n#Start-Time: 2017-01-01\r\n"
-        b"#!END-HEADER\r\n"
-    )
-    out += struct.pack("<HHIIIIII", 0, 1, 8, 4, 0, 1, 1, 1) + struct.pack("<II", 0x0B, 0)
-    halves = [events[: len(events) // 2], events[len(events) // 2 :]]
-    for part in halves:
-        out += struct.pack("<HHIIIIII", 1, 1, 8, 4, 0, len(part), len(part), len(part))
-        for t, x, y, p in part:
-            out += struct.pack("<II", (x << 17) | (y << 2) | (p << 1) | 1, t)
-    path.write_bytes(bytes(out))
-
-
-def sample_events(rng: np.random.Generator, n: int, t0: int = 0) -> list[tuple[int, ...]]:
-    """``n`` events (t, x, y, p) at distinct pixels, increasing timestamps from ``t0``."""
-    flat = rng.choice(128 * 128, size=n, replace=False)
-    return [
-        (t0 + 10 * i + 1, int(f % 128), int(f // 128), int(rng.integers(0, 2)))
-        for i, f in enumerate(flat)
-    ]
-
-
-def expected_frames(events: list[tuple[int, ...]], T: int) -> torch.Tensor:
-    """Split by event count into T frames, counting events per (polarity, y, x)."""
-    frames = torch.zeros(T, 2, 128, 128)
-    per = len(events) // T
-    for i, (_, x, y, p) in enumerate(events):
-        frames[min(i // per, T - 1), p, y, x] += 1
-    return frames
 
 
 # --------------------------------------------------------------------------- registry, digits
@@ -339,32 +284,24 @@ def test_make_loader_is_seeded_and_subset_is_fixed() -> None:
 
 # --------------------------------------------------------------------------- DVS
 
-CLASS_SIZES = [10, 2, 11, 1, 2, 20, 2, 3, 2, 12]  # ceil(0.9 n) train: 9, 2, 10, 1, 2, 18, ...
-
 
 @pytest.fixture(scope="module")
 def cifar10dvs_root(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """extract/<class>/cifar10_<class>_<i>.aedat, as the figshare zips unpack."""
     root = tmp_path_factory.mktemp("cifar10dvs")
-    rng = np.random.default_rng(0)
-    events = {}
-    for cn, size in zip(CIFAR10_NAMES, CLASS_SIZES, strict=True):
-        (root / "extract" / cn).mkdir(parents=True)
-        for i in range(size):
-            ev = sample_events(rng, 6)
-            write_cifar10dvs_aedat(root / "extract" / cn / f"cifar10_{cn}_{i}.aedat", ev)
-            events[f"cifar10_{cn}_{i}"] = ev
-    return root, events
+    return root, write_cifar10dvs_extract(root, CLASS_SIZES, events_per_sample=6)
 
 
 def test_cifar10dvs_frames_labels_and_split(cifar10dvs_root: tuple[Path, dict]) -> None:
     from spikingjelly.datasets import CIFAR10DVS, split_to_train_test_set
+    from spikingjelly.datasets.utils import integrate_events_by_fixed_frames_number
 
     root, events = cifar10dvs_root
     train = build_dataset("cifar10dvs", root, train=True, augment=False, time_steps=2)
     test = build_dataset("cifar10dvs", root, train=False, time_steps=2)
     assert (root / "events_np" / "cat").is_dir()
-    assert (root / "frames_number_2_split_by_number").is_dir()
+    assert (root / "autospikformer_events" / "test" / "index.json").is_file()
+    assert not list(root.glob("frames_number_*"))  # no per-T frame folder: one event cache
     assert len(train) + len(test) == sum(CLASS_SIZES)
     for c, size in enumerate(CLASS_SIZES):
         n_train = sum(t == c for t in train.targets)
@@ -373,7 +310,7 @@ def test_cifar10dvs_frames_labels_and_split(cifar10dvs_root: tuple[Path, dict]) 
     assert [Path(p).stem for p, t in test.samples if t == 2] == ["cifar10_bird_9"]
     assert [Path(p).stem for p, t in test.samples if t == 5] == ["cifar10_dog_8", "cifar10_dog_9"]
     # the same split as spikingjelly's split_to_train_test_set(0.9, ..., 10) (Spikformer's)
-    whole = CIFAR10DVS(str(root), data_type="frame", frames_number=2, split_by="number")
+    whole = CIFAR10DVS(str(root), data_type="event")
     ref_train, ref_test = split_to_train_test_set(0.9, whole, 10)
     assert [Path(whole.samples[i][0]).stem for i in ref_test.indices] == [
         Path(p).stem for p, _ in test.samples
@@ -386,16 +323,82 @@ def test_cifar10dvs_frames_labels_and_split(cifar10dvs_root: tuple[Path, dict]) 
             assert frames.shape == (2, 2, 128, 128) and frames.dtype == torch.float32
             assert label == CIFAR10_NAMES.index(stem.split("_")[1])
             torch.testing.assert_close(frames, expected_frames(events[stem], 2))
-    # another T is another cache, integrated from the same events; a build killed half-way
-    # (spikingjelly's marker left behind) is redone
-    (root / "frames_number_3_split_by_number" / "cat").mkdir(parents=True)
-    (root / "frames_number_3_split_by_number.building").touch()
-    with pytest.warns(UserWarning, match="half-built"):
-        t3 = build_dataset("cifar10dvs", root, train=False, time_steps=3)
-    assert not (root / "frames_number_3_split_by_number.building").exists()
-    assert (root / "frames_number_3_split_by_number").is_dir()
-    frames, _ = t3[0]
-    torch.testing.assert_close(frames, expected_frames(events[Path(t3.samples[0][0]).stem], 3))
+    # every T from the same cache, bit for bit spikingjelly's own integration (T=8 > 6 events:
+    # every event in the last frame); the integer counts equal the float frames
+    for steps, ds in build_frames("cifar10dvs", root, train=False, time_steps=[1, 3, 5, 8]).items():
+        counts, labels = ds.counts()
+        assert counts.dtype == torch.uint8 and counts.shape == (len(ds), steps, 2, 128, 128)
+        assert labels.tolist() == ds.targets
+        for k in range(len(ds)):
+            ref = integrate_events_by_fixed_frames_number(
+                read_events(ds.samples[k][0]), "number", steps, 128, 128
+            )
+            assert torch.equal(ds[k][0], torch.from_numpy(ref).float())
+            assert torch.equal(counts[k].float(), ds[k][0])
+
+
+def test_each_events_file_is_read_once(
+    cifar10dvs_root: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every T of both splits, opened many times: each events file is read exactly once."""
+    import shutil
+
+    shutil.copytree(cifar10dvs_root[0] / "extract", tmp_path / "extract")
+    reads: list[str] = []
+    real_load = np.load
+
+    def counting_load(file, *args, **kwargs):
+        if "events_np" in str(file):
+            reads.append(str(file))
+        return real_load(file, *args, **kwargs)
+
+    monkeypatch.setattr(np, "load", counting_load)
+    for _ in range(2):
+        for train in (True, False):
+            for steps, ds in build_frames(
+                "cifar10dvs", tmp_path, train=train, time_steps=[1, 2, 4]
+            ).items():
+                assert ds[0][0].shape[0] == steps and len(ds.counts([0, 1])[0]) == 2
+        build_dataset("cifar10dvs", tmp_path, train=False, time_steps=16)[0]
+    files = sorted(str(p) for p in (tmp_path / "events_np").rglob("*.npz"))
+    assert len(files) == sum(CLASS_SIZES) and sorted(reads) == files  # once each, in all
+    # a changed folder is read again (the cache names the files it was read from)
+    gone = Path(files[-1])
+    gone.unlink()
+    reads.clear()
+    test = build_dataset("cifar10dvs", tmp_path, train=False, time_steps=2)
+    assert str(gone) not in {p for p, _ in test.samples}
+    assert sorted(reads) == sorted(p for p, _ in test.samples)
+    # a damaged events file is named, and no half-built cache is left behind
+    Path(test.samples[0][0]).write_bytes(b"PK\x03\x04 not an npz")
+    with pytest.raises(DataError, match=r"cannot be read .* delete it and run again"):
+        build_dataset("cifar10dvs", tmp_path, train=False, time_steps=2)
+    assert [p.name for p in (tmp_path / "autospikformer_events").iterdir()] == ["test", "train"]
+
+
+def test_large_counts_widen_the_integer_frames(tmp_path: Path) -> None:
+    """spikingjelly's own events_np stage is read as is; counts above 255 are kept exactly."""
+    folder = tmp_path / "DVS128Gesture" / "events_np"
+    rng = np.random.default_rng(3)
+    written = {}
+    for label in range(11):  # torchvision's folder listing wants every class
+        (folder / "train" / str(label)).mkdir(parents=True)
+        ev = sample_events(rng, 20)
+        if label == 3:  # 400 events on one pixel, then 5 on another
+            ev = [(i, 17, 9, 1) for i in range(400)] + [(400 + i, 1, 2, 0) for i in range(5)]
+        columns = {k: np.array([e[i] for e in ev]) for i, k in enumerate("txyp")}
+        np.savez(folder / "train" / str(label) / "user01_led_0.npz", **columns)
+        written[label] = ev
+    frames = build_frames("dvs128", tmp_path, train=True, augment=False, time_steps=[1, 4])
+    one, labels = frames[1].counts()
+    assert labels.tolist() == [0, 1, 10, 2, 3, 4, 5, 6, 7, 8, 9]  # spikingjelly's text order
+    hot = labels.tolist().index(3)
+    assert one.dtype == torch.int16 and int(one[hot, 0, 1, 9, 17]) == 400
+    four, _ = frames[4].counts()
+    assert four.dtype == torch.uint8 and four[hot, :, 1, 9, 17].tolist() == [101, 101, 101, 97]
+    for k, label in enumerate(labels.tolist()):
+        assert torch.equal(four[k].float(), expected_frames(written[label], 4))
+        assert torch.equal(one[k].float(), frames[1][k][0])
 
 
 def test_dvs_augmentation_moves_train_frames(cifar10dvs_root: tuple[Path, dict]) -> None:

@@ -89,14 +89,14 @@ def test_training_and_recalibration_never_see_the_validation_part() -> None:
             eval_samples=150, device="cpu", seed=0, holdout=holdout, eval_split=split,
         )  # fmt: skip
         calib, evaluation = evaluator.splits(2)
-        calibrated_on = base_indices(calib._loader.dataset)
+        calibrated_on = base_indices(calib.source)
         assert len(calibrated_on) == 300 and not val & set(calibrated_on)
-        evaluated_on = base_indices(evaluation._loader.dataset)
+        evaluated_on = base_indices(evaluation.source)
         assert len(evaluated_on) == 150
         if split == "val":  # indices into the training split, all in the held-out part
             assert set(evaluated_on) <= val
         else:  # the test split: whole, never the training split
-            assert evaluation._loader.dataset.dataset is not calib._loader.dataset.dataset
+            assert evaluation.source.dataset is not calib.source.dataset
         assert evaluator.holdout_record(2)["fingerprint"] == holdout.fingerprint(DIGITS_TRAIN)
     with pytest.raises(ValueError, match="'val' with a holdout"):
         SubnetEvaluator(supernet, dataset="digits", data_root=None, eval_split="val")

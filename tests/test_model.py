@@ -11,8 +11,9 @@ import torch
 from spikingjelly.activation_based import neuron
 
 from autospikformer import Architecture, SearchSpace, Spikformer, SuperSpikformer
+from autospikformer.energy import count_parameters
 from autospikformer.model.supernet import ElasticConv2d, ElasticLinear
-from autospikformer.search.architecture import spikformer_4_384
+from autospikformer.search.architecture import spikformer_2_256, spikformer_4_384
 
 ALL_SPACES = ["S_T1", "S_T2", "S_S", "S_T1+S_S", "S_T2+S_S", "dvs", "digits"]
 SIZES = {"dvs": (2, 128), "digits": (1, 8)}
@@ -36,19 +37,71 @@ def test_spikformer_4_384_parameter_counts() -> None:
         assert Spikformer(spikformer_4_384(), num_classes=100).num_parameters() == 9_359_380
 
 
+def test_dvs_variant_parameter_count() -> None:
+    """SPEC section 1: the reference's DVS model, Spikformer-2-256, has 2,566,666 parameters;
+    the CIFAR-style block at the same size has 2,568,202 (q, k, v biases: 2 x 3 x 256 more)."""
+    arch = spikformer_2_256()
+    shape = {"num_classes": 10, "in_channels": 2, "img_size": 128}
+    with torch.device("meta"):
+        dvs = Spikformer(arch, **shape, variant="dvs")
+        cifar = Spikformer(arch, **shape)
+        supernet = SuperSpikformer(SearchSpace.load("dvs"), **shape, variant="dvs")
+        assert dvs.num_parameters() == 2_566_666 == supernet.num_parameters(arch)
+        assert cifar.num_parameters() == 2_568_202
+    assert count_parameters(arch, **shape, variant="dvs") == 2_566_666
+    assert count_parameters(arch, **shape) == 2_568_202
+    for block in dvs.blocks:
+        assert block.attn.scale == 0.25
+        assert all(getattr(block.attn, u).linear.bias is None for u in "qkv")
+        assert block.attn.proj.linear.bias is not None and block.mlp.fc1.linear.bias is not None
+    assert cifar.blocks[0].attn.scale == 0.125 and cifar.blocks[0].attn.q.linear.bias is not None
+    with pytest.raises(ValueError, match="variant must be one of cifar, dvs, got 'imagenet'"):
+        Spikformer(arch, **shape, variant="imagenet")
+
+
+@pytest.mark.parametrize(("variant", "scale"), [("cifar", 0.125), ("dvs", 0.25)])
+def test_attention_scale_of_each_variant(variant: str, scale: float) -> None:
+    """The attention LIF's input is ``(q k^T * scale) v`` from the q, k, v spikes, by hand."""
+    arch = Architecture.uniform(depth=1, embed_dim=32, mlp_ratio=2.0, num_heads=4, time_steps=2)
+    torch.manual_seed(0)
+    model = Spikformer(arch, num_classes=5, in_channels=2, img_size=16, variant=variant).eval()
+    _excite(model)
+    attn = model.blocks[0].attn
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [
+        getattr(attn, u).lif.register_forward_hook(
+            lambda m, a, out, u=u: seen.__setitem__(u, out.detach())
+        )
+        for u in "qkv"
+    ]
+    hooks.append(
+        attn.attn_lif.register_forward_hook(lambda m, a, out: seen.__setitem__("in", a[0]))
+    )
+    with torch.no_grad():
+        model(torch.rand(3, 2, 2, 16, 16))
+    for h in hooks:
+        h.remove()
+    steps, batch, tokens, dim = seen["q"].shape
+    q, k, v = (seen[u].reshape(steps, batch, tokens, 4, dim // 4).transpose(2, 3) for u in "qkv")
+    assert q.sum() > 0 and k.sum() > 0 and v.sum() > 0
+    want = ((q @ k.transpose(-2, -1)) * scale @ v).transpose(2, 3).reshape(seen["in"].shape)
+    assert torch.equal(seen["in"], want)  # spike counts times a power of two: exact
+
+
 @pytest.mark.parametrize("name", ALL_SPACES)
 def test_subnet_parameter_count_equals_standalone(name: str) -> None:
     space = SearchSpace.load(name)
     in_channels, img_size = SIZES.get(name, (3, 32))
+    shape = {"num_classes": 100, "in_channels": in_channels, "img_size": img_size}
+    variant = "dvs" if name == "dvs" else "cifar"
     rng = random.Random(name)
     with torch.device("meta"):
-        supernet = SuperSpikformer(
-            space, num_classes=100, in_channels=in_channels, img_size=img_size
-        )
+        supernet = SuperSpikformer(space, **shape, variant=variant)
         archs = [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(25)]
         for arch in archs:
-            model = Spikformer(arch, num_classes=100, in_channels=in_channels, img_size=img_size)
+            model = Spikformer(arch, **shape, variant=variant)
             assert supernet.num_parameters(arch) == model.num_parameters(), str(arch)
+            assert count_parameters(arch, **shape, variant=variant) == model.num_parameters()
     # The supernet itself holds exactly the largest subnet's weights.
     largest = space.largest()
     assert sum(p.numel() for p in supernet.parameters()) == supernet.num_parameters(largest)
@@ -91,29 +144,36 @@ def _spike_means(model: torch.nn.Module, run) -> dict[str, float]:
 
 
 @pytest.mark.parametrize(
-    ("space_name", "in_channels", "img_size"), [("digits", 1, 8), ("small", 3, 32)]
+    ("space_name", "in_channels", "img_size", "variant"),
+    [("digits", 1, 8, "cifar"), ("small", 3, 32, "cifar"), ("small", 2, 128, "dvs")],
 )
 def test_supernet_and_extracted_model_compute_the_same(
-    space_name: str, in_channels: int, img_size: int
+    space_name: str, in_channels: int, img_size: int, variant: str
 ) -> None:
     space = (
         SearchSpace.load("digits") if space_name == "digits" else SearchSpace.from_dict(SMALL_CIFAR)
     )
     torch.manual_seed(0)
-    supernet = SuperSpikformer(space, num_classes=7, in_channels=in_channels, img_size=img_size)
+    supernet = SuperSpikformer(
+        space, num_classes=7, in_channels=in_channels, img_size=img_size, variant=variant
+    )
     _excite(supernet)
     supernet.eval()
     rng = random.Random(3)
     for i in range(6):
         arch = space.sample(rng) if i > 1 else (space.largest(), space.smallest())[i]
-        x = torch.rand(
-            4, in_channels, img_size, img_size, generator=torch.Generator().manual_seed(i)
-        )
+        gen = torch.Generator().manual_seed(i)
+        if variant == "dvs":  # event counts [B, T, 2, H, W]
+            shape = (4, arch.time_steps, in_channels, img_size, img_size)
+            x = (torch.rand(shape, generator=gen) < 0.2).float() * 2
+        else:
+            x = torch.rand(4, in_channels, img_size, img_size, generator=gen)
         with torch.no_grad():
             fires = _spike_means(supernet, lambda x=x, arch=arch: supernet(x, arch))
             got = supernet(x, arch)
             model = supernet.extract(arch)
             want = model(x)
+        assert model.variant == variant
         assert 0.02 < sum(fires.values()) / len(fires) < 0.98, "test input must make neurons fire"
         assert got.std() > 0
         # Same kernels on the same values: the leading-slice views and the copies give the
@@ -288,6 +348,14 @@ def test_extracted_model_saves_and_loads(tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
     assert loaded.arch == arch
+    # the variant travels with the file; a file from before variants existed is the image model
+    dvs = SuperSpikformer(space, num_classes=10, in_channels=2, img_size=16, variant="dvs")
+    dvs.extract(arch).save(tmp_path / "dvs.pt")
+    assert Spikformer.load(tmp_path / "dvs.pt").variant == "dvs"
+    old = torch.load(tmp_path / "m.pt", weights_only=True)
+    del old["variant"]
+    torch.save(old, tmp_path / "old.pt")
+    assert Spikformer.load(tmp_path / "old.pt").variant == "cifar"
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable Spikformer checkpoint"):
         Spikformer.load(tmp_path / "bad.pt")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from event_files import write_cifar10dvs_extract
 from helpers import TINY_SPACE
 from typer.testing import CliRunner
 
@@ -228,35 +229,89 @@ def test_load_supernet_refuses_another_space(tiny_space, tmp_path):
 
 
 # --------------------------------------------------------------------------- event data
-def test_event_data_batches_have_the_sampled_time_steps(tiny_space, tmp_path, monkeypatch):
-    import autospikformer.data.loading as data
+@pytest.fixture(scope="module")
+def dvs_root(tmp_path_factory) -> Path:
+    """A CIFAR10-DVS folder of 100 recordings (90 train, 10 test), in the on-disk format."""
+    root = tmp_path_factory.mktemp("cifar10dvs")
+    write_cifar10dvs_extract(root, [10] * 10, events_per_sample=64)
+    return root
 
-    built: list[int | None] = []
 
-    def fake_build(name, root, *, train, augment=None, time_steps=None):
-        built.append(time_steps)
-        g = torch.Generator().manual_seed(time_steps)
-        frames = (torch.rand(40, time_steps, 2, 128, 128, generator=g) < 0.1).float()
-        return torch.utils.data.TensorDataset(frames, torch.arange(40) % 11)
+def test_event_data_trains_the_dvs_model_from_loaders_built_before_the_first_step(
+    tiny_space, dvs_root, tmp_path, monkeypatch
+):
+    import numpy as np
 
-    monkeypatch.setattr(data, "build_dataset", fake_build)
-    cfg = tiny_config(epochs=1, batch_size=8, train_samples=None, mixup=0.0)
+    reads: list[str] = []
+    real_load = np.load
+
+    def counting_load(file, *args, **kwargs):
+        if "events_np" in str(file):
+            reads.append(str(file))
+        return real_load(file, *args, **kwargs)
+
+    monkeypatch.setattr(np, "load", counting_load)
+    cfg = tiny_config(epochs=2, batch_size=8, train_samples=None, mixup=0.0, augment=True)
+    before_first_step: list[int] = []
+
+    def at_step(epoch: int, step: int) -> None:
+        if (epoch, step) == (0, 0):
+            before_first_step.append(len(reads))
+
     trainer = SupernetTrainer(
-        space=tiny_space, dataset="dvs128", data_root=tmp_path, out_dir=tmp_path / "out",
-        config=cfg, device="cpu", progress=False,
+        space=tiny_space, dataset="cifar10dvs", data_root=dvs_root, out_dir=tmp_path / "a",
+        config=cfg, device="cpu", progress=False, step_callback=at_step,
     )  # fmt: skip
-    seen: list[tuple[int, int]] = []
-    original = trainer._train_step
+    seen: list[tuple[int, tuple[int, ...]]] = []
+    trainer._setup()
+    loaders = dict(trainer.data.loaders)
+    assert sorted(loaders) == [1, 2] and len(reads) == 90  # every T and file before step one
+    original = trainer.data.next_batch
 
-    def spy(epoch, archs):
-        seen.append(archs[0].time_steps)
-        return original(epoch, archs)
+    def spy(time_steps):
+        x, y = original(time_steps)
+        seen.append((time_steps, tuple(x.shape)))
+        return x, y
 
-    trainer._train_step = spy
-    trainer.run()  # the model raises if a batch's frame count differs from the arch's T
-    assert len(seen) == 5  # 40 samples // batch 8, whatever T is drawn
-    assert sorted(set(built)) == [1, 2] == sorted(set(seen))  # one data set per T, built lazily
-    assert built.count(2) == 1
+    trainer.data.next_batch = spy
+    trainer._setup = lambda: None  # keep the data and loaders built above
+    trainer.run()
+    assert trainer.model.variant == "dvs" and trainer.model.blocks[0].attn.q.linear.bias is None
+    assert len(seen) == 2 * (90 // 8)  # an epoch is len(train) // batch whatever T is drawn
+    assert all(shape == (8, t, 2, 128, 128) for t, shape in seen)
+    assert {t for t, _ in seen} == {1, 2}
+    assert trainer.data.loaders == loaders  # the same loaders for the whole run
+    assert before_first_step == [90] and sorted(reads) == sorted(set(reads))  # read once each
+    assert not list(dvs_root.glob("frames_number_*"))
+
+    # loader workers (persistent, one per T) and a resume after a kill give the same weights:
+    # the augmentation is seeded per sample, not per worker process
+    class Killed(Exception):
+        pass
+
+    def kill(epoch: int, step: int) -> None:
+        if (epoch, step) == (1, 3):
+            raise Killed
+
+    with_workers = cfg.replace(workers=2)
+    cut = SupernetTrainer(
+        space=tiny_space, dataset="cifar10dvs", data_root=dvs_root, out_dir=tmp_path / "b",
+        config=with_workers, device="cpu", progress=False, step_callback=kill,
+    )  # fmt: skip
+    with pytest.raises(Killed):
+        cut.run()
+    assert all(loader.num_workers == 1 for loader in cut.data.loaders.values())
+    resumed = SupernetTrainer(
+        space=tiny_space, dataset="cifar10dvs", data_root=dvs_root, out_dir=tmp_path / "b",
+        config=with_workers, device="cpu", progress=False,
+    )  # fmt: skip
+    assert resumed.start_epoch == 1
+    resumed.run()
+    assert_same_state(
+        load_checkpoint(tmp_path / "b" / "supernet.pt")["state_dict"],
+        load_checkpoint(tmp_path / "a" / "supernet.pt")["state_dict"],
+    )
+    assert sorted(reads) == sorted(set(reads))  # the other runs read the cache, no events file
 
 
 # --------------------------------------------------------------------------- DDP

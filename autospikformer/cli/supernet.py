@@ -138,7 +138,13 @@ def evaluate(
     ),
     data_root: Path | None = typer.Option(None, "--data-root", help="Folder holding the data."),
     calib_batches: int = typer.Option(8, help="Training batches used for BN recalibration."),
-    batch_size: int = typer.Option(128, help="Batch size of calibration and evaluation."),
+    batch_size: int = typer.Option(128, help="Evaluation batch size."),
+    calib_batch_size: int | None = typer.Option(
+        None, help="BN-recalibration batch size (default: --batch-size)."
+    ),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16/fp16 autocast on CUDA, fp32 elsewhere), fp32, bf16 or fp16."
+    ),
     eval_samples: int | None = typer.Option(
         None, help="Evaluate on a fixed random subset of the test split."
     ),
@@ -167,8 +173,12 @@ def evaluate(
             data_root=data_root,
             calib_batches=calib_batches,
             batch_size=batch_size,
+            calib_batch_size=calib_batch_size,
             eval_samples=eval_samples,
             device=device,
+            precision=precision,
+            time_steps=[architecture.time_steps],
+            progress=not as_json,
         )
         result = evaluator.evaluate(architecture, recalibrate=recalibrate)
     except (SearchSpaceError, DataError, CheckpointError, DeviceError, ValueError) as exc:
@@ -189,10 +199,12 @@ def evaluate(
         ("parameters", f"{result.num_parameters:,}"),
         (
             "BN recalibration",
-            f"{result.calib_batches} batches of {evaluator.calib_batch_size}"
+            f"{result.calib_batches} batches of {result.calib_batch_size} "
+            f"({result.calib_images} training images)"
             if result.recalibrated
             else "off (training statistics)",
         ),
+        ("ran on", f"{result.device}, {result.precision}, batches of {result.eval_batch_size}"),
         ("seconds", f"{result.seconds:.2f}"),
     ]
     for name, value in rows:

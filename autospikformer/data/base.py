@@ -18,6 +18,11 @@ class DatasetInfo:
     img_size: int  # 8 digits, 32 cifar, 128 dvs
     event_based: bool  # True for the DVS sets: samples are frames [T, C, H, W]
 
+    @property
+    def variant(self) -> str:
+        """The model variant trained on this set: the reference's DVS model for event data."""
+        return "dvs" if self.event_based else "cifar"
+
 
 DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo("digits", 10, 1, 8, False),

@@ -1,13 +1,13 @@
-"""CIFAR10-DVS and DVS128 Gesture through spikingjelly's dataset classes, without any download.
+"""CIFAR10-DVS and DVS128 Gesture folders prepared through spikingjelly, without any download.
 
 spikingjelly prepares a DVS set in stages under one folder: ``download/`` (the archives) ->
-``extract/`` (the raw event files) -> ``events_np/`` (one ``.npz`` of events per sample) ->
-``frames_number_{T}_split_by_number/`` (events integrated into T frames, a cache per T). Its own
+``extract/`` (the raw event files) -> ``events_np/`` (one ``.npz`` of events per sample). Its own
 preparation starts from ``download/`` and, when an archive is missing or fails its MD5, tries to
 download it (no host is reachable here) and leaves a ``.building`` marker behind that blocks every
-later run. So this module runs the early stages itself with spikingjelly's own converters,
-starting from the latest stage present, and turns every missing piece into one ``DataError``;
-spikingjelly then integrates the frames exactly as it always does.
+later run. So this module runs those stages itself with spikingjelly's own converters, starting
+from the latest stage present, and turns every missing piece into one ``DataError``; spikingjelly
+then lists the samples. Frames are not spikingjelly's per-T caches: ``data/frames.py`` reads
+every events file once into one compact cache and integrates frames for any T from it.
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
+import numpy as np
 from spikingjelly.datasets import CIFAR10DVS, CIFAR10DVS_CLASS_NAMES, DVS128Gesture
-from spikingjelly.datasets.utils import load_npz_frames
-from torch.utils.data import Dataset
 
 from autospikformer.data.base import DataError, DatasetInfo
 
@@ -31,54 +29,6 @@ _CLASS = {"cifar10dvs": CIFAR10DVS, "dvs128": DVS128Gesture}
 _TITLE = {"cifar10dvs": "CIFAR10-DVS", "dvs128": "DVS128 Gesture"}
 _STAGES = ("download", "extract", "events_np")
 TRAIN_FRACTION = 0.9  # CIFAR10-DVS has no official split: 9:1 per class, in file-name order
-
-
-class EventFrames(Dataset):
-    """Integrated frames on disk: yields ``(frames float32 [T, 2, H, W], label int)``."""
-
-    def __init__(self, samples: list[tuple[str, int]], classes: list[str], transform=None) -> None:
-        self.samples = samples
-        self.targets = [label for _, label in samples]
-        self.classes = classes
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, label = self.samples[index]
-        frames = torch.from_numpy(load_npz_frames(path))
-        if self.transform is not None:
-            frames = self.transform(frames)
-        return frames, label
-
-
-class EventAugment:
-    """Our train-time policy for event frames (the paper and SPEC give none).
-
-    A random translation of the whole clip by up to ``max_shift`` pixels (zeros fill the gap),
-    the same for every time step, and, where ``flip`` is set, a random horizontal flip. The flip
-    is for CIFAR10-DVS only: in DVS128 Gesture it would turn a left-hand gesture into a
-    right-hand one, or clockwise into counter-clockwise, and so change the label.
-    """
-
-    def __init__(self, flip: bool, max_shift: int) -> None:
-        self.flip = flip
-        self.max_shift = max_shift
-
-    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        if self.flip and bool(torch.rand(()) < 0.5):
-            frames = frames.flip(-1)
-        s = self.max_shift
-        dy, dx = (int(v) for v in torch.randint(-s, s + 1, (2,)))
-        if dx == 0 and dy == 0:
-            return frames
-        h, w = frames.shape[-2:]
-        out = torch.zeros_like(frames)
-        out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = frames[
-            ..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
-        ]
-        return out
 
 
 def _where_to_get(name: str, folder: Path) -> str:
@@ -215,7 +165,7 @@ def _prepare_events(name: str, folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
+def folder_lock(folder: Path) -> Iterator[None]:
     """One process at a time prepares a data set folder (parallel study workers start together).
 
     With the lock held, a ``.building`` marker can only be left over from a killed run.
@@ -231,31 +181,6 @@ def _folder_lock(folder: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _integrate_frames(name: str, folder: Path, train: bool, time_steps: int):
-    """spikingjelly's own frame integration and cache (one folder per T), errors as DataError."""
-    frames_dir = folder / f"frames_number_{time_steps}_split_by_number"
-    marker = frames_dir.with_name(frames_dir.name + ".building")
-    if marker.exists():  # a killed build (the lock rules out one in progress): it is our cache
-        warnings.warn(f"rebuilding '{frames_dir}', left half-built by an earlier run", stacklevel=4)
-        shutil.rmtree(frames_dir, ignore_errors=True)
-        marker.unlink()
-    existed = frames_dir.exists()
-    kwargs = {"data_type": "frame", "frames_number": time_steps, "split_by": "number"}
-    try:
-        if name == "cifar10dvs":
-            return CIFAR10DVS(str(folder), **kwargs)
-        return DVS128Gesture(str(folder), train=train, **kwargs)
-    except Exception as exc:
-        if not existed:  # remove our half-built cache so that the next run starts clean
-            shutil.rmtree(frames_dir, ignore_errors=True)
-            marker.unlink(missing_ok=True)
-        raise DataError(
-            f"{_TITLE[name]}: building T={time_steps} frames under '{frames_dir}' failed "
-            f"({type(exc).__name__}: {exc}); if '{folder / 'events_np'}' is damaged, delete it "
-            "and run again"
-        ) from exc
 
 
 def _split_per_class(samples: list[tuple[str, int]], train: bool) -> list[tuple[str, int]]:
@@ -275,25 +200,43 @@ def _split_per_class(samples: list[tuple[str, int]], train: bool) -> list[tuple[
     return out
 
 
-def build_event_dataset(
-    info: DatasetInfo, root: Path, train: bool, augment: bool, time_steps: int
-) -> EventFrames:
-    """One split of a DVS set, integrated into ``time_steps`` frames by event count."""
+def event_samples(info: DatasetInfo, root: Path, train: bool) -> tuple[Path, list, list[str]]:
+    """The prepared folder of a DVS set, one split's ``(events file, label)`` list and the class
+    names, in spikingjelly's order; brings the folder to the ``events_np`` stage first.
+
+    spikingjelly lists the files (its event datasets read nothing until indexed). CIFAR10-DVS
+    is split 9:1 per class in file-name order; DVS128 Gesture has its official split.
+    """
     name = info.name
     folder = _find_folder(name, root)
-    with _folder_lock(folder):
+    with folder_lock(folder):
         _prepare_events(name, folder)
-        base = _integrate_frames(name, folder, train, time_steps)
+    try:
+        if name == "cifar10dvs":
+            listing = CIFAR10DVS(str(folder), data_type="event")
+        else:
+            listing = DVS128Gesture(str(folder), train=train, data_type="event")
+    except Exception as exc:
+        raise DataError(
+            f"{_TITLE[name]}: listing '{folder / 'events_np'}' failed ({type(exc).__name__}: "
+            f"{exc}); if it is damaged, delete it and run again"
+        ) from exc
     if name == "cifar10dvs":
         classes = list(CIFAR10DVS_CLASS_NAMES)
-        samples = [(p, classes.index(Path(p).parent.name)) for p, _ in base.samples]
-        samples = _split_per_class(samples, train)
-    else:
-        # spikingjelly's folders are named 0..10 and sorted as text (0, 1, 10, 2, ...): take the
-        # gesture number from the folder name so label k is gesture k+1 of the data set's csv
-        classes = [str(k) for k in range(info.num_classes)]
-        samples = [(p, int(Path(p).parent.name)) for p, _ in base.samples]
-    transform = None
-    if augment:
-        transform = EventAugment(flip=name == "cifar10dvs", max_shift=info.img_size // 10)
-    return EventFrames(samples, classes, transform)
+        samples = [(p, classes.index(Path(p).parent.name)) for p, _ in listing.samples]
+        return folder, _split_per_class(samples, train), classes
+    # spikingjelly's folders are named 0..10 and sorted as text (0, 1, 10, 2, ...): take the
+    # gesture number from the folder name so label k is gesture k+1 of the data set's csv
+    classes = [str(k) for k in range(info.num_classes)]
+    return folder, [(p, int(Path(p).parent.name)) for p, _ in listing.samples], classes
+
+
+def read_events(path: str | Path) -> dict[str, np.ndarray]:
+    """One sample's events (``t``, ``x``, ``y``, ``p``) from its ``events_np`` file."""
+    with np.load(path) as data:
+        return {key: data[key] for key in ("t", "x", "y", "p")}
+
+
+def frame_size(name: str) -> tuple[int, int]:
+    """Height and width of the set's sensor (spikingjelly's ``get_H_W``)."""
+    return _CLASS[name].get_H_W()

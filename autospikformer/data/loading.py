@@ -6,7 +6,9 @@ Static sets (digits, CIFAR) live in ``images``, event sets (CIFAR10-DVS, DVS128 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,20 +29,49 @@ def build_dataset(
     """One split of a data set, ready for a ``DataLoader``.
 
     Static sets yield ``(image [C, H, W], label)`` (the model repeats images over T itself);
-    event sets yield ``(frames [T, C, H, W], label)`` and need ``time_steps``. ``augment=None``
-    gives the train split the reference augmentation and the test split none.
+    event sets yield ``(frames float32 [T, C, H, W], label)`` and need ``time_steps``.
+    ``augment=None`` gives the train split the reference augmentation and the test split none.
     """
-    info = dataset_info(name)
-    do_augment = train if augment is None else bool(augment)
+    dataset_info(name)  # an unknown name lists the known ones
     if name == "digits":
         return build_digits(train, augment)
     if name in CIFAR_NAMES:
-        return build_cifar(name, root, train, do_augment)
+        return build_cifar(name, root, train, train if augment is None else bool(augment))
     if time_steps is None or int(time_steps) < 1:
         raise DataError(f"{name} is event data: pass time_steps (the number of frames T >= 1)")
-    from autospikformer.data.events import build_event_dataset
+    steps = int(time_steps)
+    return build_frames(name, root, train=train, augment=augment, time_steps=[steps])[steps]
 
-    return build_event_dataset(info, require_root(name, root), train, do_augment, int(time_steps))
+
+def build_frames(
+    name: str,
+    root: str | Path | None,
+    *,
+    train: bool,
+    augment: bool | None = None,
+    time_steps: Sequence[int],
+    progress: bool = False,
+) -> dict[int, Any]:
+    """One split of an event set at every T of ``time_steps``, over one cache opened once.
+
+    The first opening of a split reads its events files once into the frame cache
+    (``data/frames.py``; ``progress`` shows a bar); every T is then integrated from it.
+    """
+    info = dataset_info(name)
+    if not info.event_based:
+        raise DataError(f"{name} is not event data: build_frames is for cifar10dvs and dvs128")
+    if not time_steps or any(int(t) < 1 for t in time_steps):
+        raise DataError(f"{name}: time_steps must be frame counts T >= 1, got {time_steps!r}")
+    from autospikformer.data.frames import build_event_frames
+
+    return build_event_frames(
+        info,
+        require_root(name, root),
+        train=train,
+        augment=train if augment is None else bool(augment),
+        time_steps=[int(t) for t in time_steps],
+        progress=progress,
+    )
 
 
 def check_dataset(name: str, root: str | Path | None) -> None:

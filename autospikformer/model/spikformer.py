@@ -4,8 +4,9 @@ Layout conventions (SPEC section 1):
 - activations are time-major, ``[T, B, ...]``; static images are repeated over T, event frames
   arrive as ``[B, T, C, H, W]`` and are transposed;
 - every LIF is spikingjelly's multi-step ``LIFNode``: hard reset to 0, ``detach_reset=True``,
-  sigmoid surrogate; per-block threshold and tau go to every LIF of the block, the attention LIF
-  keeps half of the block's threshold; SPS neurons keep tau 2.0 and threshold 1.0;
+  sigmoid surrogate, its membrane in float32 also under autocast; per-block threshold and tau
+  go to every LIF of the block, the attention LIF keeps half of the block's threshold; SPS
+  neurons keep tau 2.0 and threshold 1.0;
 - a token-wise ``Linear -> BN1d`` runs on ``[T*B*N, C]`` rows: BN1d over 2-D input normalises each
   channel over all rows, exactly the statistics of the reference's transposed ``[T*B, C, N]``
   layout, without two transposes per layer.
@@ -13,6 +14,10 @@ Layout conventions (SPEC section 1):
 The building blocks take a :class:`LayerKit` so that the supernet (``model/supernet.py``) builds the very
 same modules from weight-entangled layers: a subnet and its extracted model share this forward code
 and their state-dict keys.
+
+Two variants, as the reference trains (SPEC section 1): ``"cifar"`` for images and ``"dvs"`` for
+event data, whose q, k and v have no bias and whose attention scale is 0.25. The pooling follows
+the input size in both (a 128x128 DVS input pools after every SPS stage).
 """
 
 from __future__ import annotations
@@ -29,16 +34,27 @@ from torch import nn
 from autospikformer.search.architecture import Architecture
 
 TOKEN_GRID = 8  # SPS pools inputs of 16 pixels and more down to an 8x8 grid: N = 64 tokens
-ATTN_SCALE = 0.125
 SPS_THRESHOLD = 1.0
 SPS_TAU = 2.0
 SUPPORTED_IMG_SIZES = (8, 16, 32, 64, 128)
 CHECKPOINT_KIND = "spikformer"  # the "kind" entry of a file written by Spikformer.save
 
 
+class FloatLIF(neuron.LIFNode):
+    """spikingjelly's LIF with its membrane in float32 whatever the input dtype.
+
+    Under autocast a layer's output is bfloat16 or float16; spikingjelly runs its fused LIF
+    kernel only on a float32 membrane and would fall back to a step-by-step loop. Float32 inputs
+    (every run without autocast) pass through unchanged, so nothing else differs.
+    """
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return super().forward(x.float(), *args, **kwargs)
+
+
 def make_lif(threshold: float = 1.0, tau: float = 2.0) -> neuron.LIFNode:
     """The reference LIF: multi-step, hard reset to 0, detached reset, sigmoid surrogate."""
-    return neuron.LIFNode(
+    return FloatLIF(
         tau=tau,
         v_threshold=threshold,
         v_reset=0.0,
@@ -63,6 +79,29 @@ def num_pools(img_size: int) -> int:
     if img_size not in SUPPORTED_IMG_SIZES:
         raise ValueError(f"img_size must be one of {SUPPORTED_IMG_SIZES}, got {img_size}")
     return max(1, int(math.log2(img_size // TOKEN_GRID)))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What differs between the reference's image model and its event-data model."""
+
+    name: str
+    qkv_bias: bool  # q, k and v Linear layers carry a bias
+    attn_scale: float  # multiplies q @ k^T (equivalently (q @ k^T) @ v: there is no softmax)
+
+
+VARIANTS: dict[str, Variant] = {
+    "cifar": Variant("cifar", qkv_bias=True, attn_scale=0.125),
+    "dvs": Variant("dvs", qkv_bias=False, attn_scale=0.25),
+}
+
+
+def model_variant(name: str) -> Variant:
+    """The :class:`Variant` called ``name``; an unknown name lists the known ones."""
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {name!r}") from None
 
 
 @dataclass(frozen=True)
@@ -118,9 +157,11 @@ class SPS(nn.Module):
 class LinearBNLIF(nn.Module):
     """Token-wise ``Linear -> BN1d -> LIF`` on ``[T, B, N, C_in]`` -> ``[T, B, N, C_out]``."""
 
-    def __init__(self, in_features: int, out_features: int, kit: LayerKit = PLAIN):
+    def __init__(
+        self, in_features: int, out_features: int, kit: LayerKit = PLAIN, bias: bool = True
+    ):
         super().__init__()
-        self.linear = kit.linear(in_features, out_features)
+        self.linear = kit.linear(in_features, out_features, bias=bias)
         self.bn = kit.bn1d(out_features)
         self.lif = make_lif()
 
@@ -131,14 +172,19 @@ class LinearBNLIF(nn.Module):
 
 
 class SSA(nn.Module):
-    """Spiking Self-Attention: spike q, k, v; ``attn = q k^T * 0.125`` without softmax."""
+    """Spiking Self-Attention: spike q, k, v; ``attn = q k^T * scale`` without softmax
+    (scale 0.125, or 0.25 in the DVS variant, whose q, k, v have no bias)."""
 
-    def __init__(self, embed_dim: int, num_heads: int, kit: LayerKit = PLAIN):
+    def __init__(
+        self, embed_dim: int, num_heads: int, kit: LayerKit = PLAIN, variant: str = "cifar"
+    ):
         super().__init__()
+        spec = model_variant(variant)
         self.num_heads = num_heads
-        self.q = LinearBNLIF(embed_dim, embed_dim, kit)
-        self.k = LinearBNLIF(embed_dim, embed_dim, kit)
-        self.v = LinearBNLIF(embed_dim, embed_dim, kit)
+        self.scale = spec.attn_scale
+        self.q = LinearBNLIF(embed_dim, embed_dim, kit, bias=spec.qkv_bias)
+        self.k = LinearBNLIF(embed_dim, embed_dim, kit, bias=spec.qkv_bias)
+        self.v = LinearBNLIF(embed_dim, embed_dim, kit, bias=spec.qkv_bias)
         self.attn_lif = make_lif(threshold=0.5)
         self.proj = LinearBNLIF(embed_dim, embed_dim, kit)
 
@@ -150,7 +196,7 @@ class SSA(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         steps, batch, tokens, _ = x.shape
         q, k, v = self._heads(self.q(x)), self._heads(self.k(x)), self._heads(self.v(x))
-        attn = (q @ k.transpose(-2, -1)) * ATTN_SCALE
+        attn = (q @ k.transpose(-2, -1)) * self.scale
         x = (attn @ v).transpose(2, 3).reshape(steps, batch, tokens, -1)
         return self.proj(self.attn_lif(x))
 
@@ -168,9 +214,16 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """``x = x + SSA(x); x = x + MLP(x)`` (no LayerNorm, as the reference computes)."""
 
-    def __init__(self, embed_dim: int, num_heads: int, hidden: int, kit: LayerKit = PLAIN):
+    def __init__(
+        self,
+        embed_dim: int,
+        num_heads: int,
+        hidden: int,
+        kit: LayerKit = PLAIN,
+        variant: str = "cifar",
+    ):
         super().__init__()
-        self.attn = SSA(embed_dim, num_heads, kit)
+        self.attn = SSA(embed_dim, num_heads, kit, variant)
         self.mlp = MLP(embed_dim, hidden, kit)
 
     def set_neurons(self, threshold: float, tau: float) -> None:
@@ -198,7 +251,8 @@ def init_weights(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.Linear):
             nn.init.trunc_normal_(module.weight, std=0.02)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 def time_major(x: torch.Tensor, time_steps: int) -> torch.Tensor:
@@ -226,14 +280,25 @@ def run_trunk(model: nn.Module, x: torch.Tensor, time_steps: int, depth: int) ->
 
 
 class Spikformer(nn.Module):
-    """One Spikformer of a given :class:`Architecture`; ``forward(x)`` returns class logits."""
+    """One Spikformer of a given :class:`Architecture`; ``forward(x)`` returns class logits.
+
+    ``variant="dvs"`` is the reference's event-data model (q, k, v without bias, attention
+    scale 0.25); the default ``"cifar"`` is its image model.
+    """
 
     def __init__(
-        self, arch: Architecture, *, num_classes: int, in_channels: int = 3, img_size: int = 32
+        self,
+        arch: Architecture,
+        *,
+        num_classes: int,
+        in_channels: int = 3,
+        img_size: int = 32,
+        variant: str = "cifar",
     ):
         super().__init__()
         if num_classes < 1 or in_channels < 1:
             raise ValueError("num_classes and in_channels must be positive")
+        self.variant = model_variant(variant).name
         self.arch = arch
         self.num_classes = num_classes
         self.in_channels = in_channels
@@ -241,7 +306,8 @@ class Spikformer(nn.Module):
         dim = arch.embed_dim
         self.sps = SPS(in_channels, dim, img_size)
         self.blocks = nn.ModuleList(
-            Block(dim, arch.num_heads[i], arch.mlp_hidden(i)) for i in range(arch.depth)
+            Block(dim, arch.num_heads[i], arch.mlp_hidden(i), variant=self.variant)
+            for i in range(arch.depth)
         )
         for block, threshold, tau in zip(self.blocks, arch.threshold, arch.tau, strict=True):
             block.set_neurons(threshold, tau)
@@ -261,6 +327,7 @@ class Spikformer(nn.Module):
             "num_classes": self.num_classes,
             "in_channels": self.in_channels,
             "img_size": self.img_size,
+            "variant": self.variant,
         }
 
     def save(self, path: str | Path, **extra: Any) -> None:
@@ -287,12 +354,14 @@ class Spikformer(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, data: dict[str, Any]) -> Spikformer:
-        """The model held by the dict of a file :meth:`save` wrote (already read)."""
+        """The model held by the dict of a file :meth:`save` wrote (already read); files written
+        before the DVS variant existed hold the image model."""
         model = cls(
             Architecture.from_dict(data["architecture"]),
             num_classes=data["num_classes"],
             in_channels=data["in_channels"],
             img_size=data["img_size"],
+            variant=data.get("variant", "cifar"),
         )
         model.load_state_dict(data["state_dict"])
         return model

@@ -22,6 +22,7 @@ from autospikformer.model.spikformer import (
     LayerKit,
     Spikformer,
     init_weights,
+    model_variant,
     num_pools,
     run_trunk,
     sps_widths,
@@ -127,15 +128,26 @@ ELASTIC = LayerKit(
 
 
 class SuperSpikformer(nn.Module):
-    """The supernet of a :class:`SearchSpace`; ``forward(x, arch)`` runs one subnet."""
+    """The supernet of a :class:`SearchSpace`; ``forward(x, arch)`` runs one subnet.
+
+    ``variant`` is the standalone model's (``"dvs"``: q, k, v without bias, attention scale 0.25);
+    every subnet and every extracted model is of that variant.
+    """
 
     def __init__(
-        self, space: SearchSpace, *, num_classes: int, in_channels: int = 3, img_size: int = 32
+        self,
+        space: SearchSpace,
+        *,
+        num_classes: int,
+        in_channels: int = 3,
+        img_size: int = 32,
+        variant: str = "cifar",
     ):
         super().__init__()
         if num_classes < 1 or in_channels < 1:
             raise ValueError("num_classes and in_channels must be positive")
         num_pools(img_size)  # validates img_size
+        self.variant = model_variant(variant).name
         self.space = space
         self.num_classes = num_classes
         self.in_channels = in_channels
@@ -144,7 +156,7 @@ class SuperSpikformer(nn.Module):
         heads = int(max(space.choices["num_heads"]))
         self.sps = SPS(in_channels, dim, img_size, ELASTIC)
         self.blocks = nn.ModuleList(
-            Block(dim, heads, space.max_mlp_hidden, ELASTIC) for _ in range(depth)
+            Block(dim, heads, space.max_mlp_hidden, ELASTIC, self.variant) for _ in range(depth)
         )
         self.head = ElasticLinear(dim, num_classes)
         init_weights(self)
@@ -202,7 +214,11 @@ class SuperSpikformer(nn.Module):
         self.configure(arch)
         ref = next(self.parameters())
         model = Spikformer(
-            arch, num_classes=self.num_classes, in_channels=self.in_channels, img_size=self.img_size
+            arch,
+            num_classes=self.num_classes,
+            in_channels=self.in_channels,
+            img_size=self.img_size,
+            variant=self.variant,
         ).to(device=ref.device, dtype=ref.dtype)
         source = self.state_dict()
         target = model.state_dict()

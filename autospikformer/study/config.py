@@ -53,6 +53,8 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
         "calib_batches",
         "eval_samples",
         "batch_size",
+        "calib_batch_size",
+        "amp",
         "baseline",
         "max_params",
         "max_energy_mj",
@@ -140,6 +142,9 @@ class SearchSettings:
     (seconds) make a trial whose worker died count as failed and be re-queued; ``grace_period``
     defaults to the larger of 120 s and four heartbeats. ``max_outage`` (seconds) is how long a
     worker keeps retrying a storage that does not answer before it stops (``study/outage.py``).
+    ``batch_size`` is the evaluation batch, ``calib_batch_size`` the BN-recalibration batch
+    (default: the same); ``amp`` evaluates under autocast on CUDA (bfloat16 where supported,
+    else float16).
     """
 
     sampler: str = "dsps"
@@ -150,6 +155,8 @@ class SearchSettings:
     calib_batches: int = 8
     eval_samples: int | None = None
     batch_size: int = 128
+    calib_batch_size: int | None = None  # None: batch_size (resolved at construction)
+    amp: bool = True
     baseline: bool = True
     max_params: int | None = None
     max_energy_mj: float | None = None
@@ -157,6 +164,10 @@ class SearchSettings:
     heartbeat_interval: int = 30
     grace_period: int = 120
     max_outage: int = DEFAULT_MAX_OUTAGE
+
+    def __post_init__(self) -> None:
+        if self.calib_batch_size is None:
+            object.__setattr__(self, "calib_batch_size", self.batch_size)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSettings:
@@ -216,6 +227,13 @@ class SearchSettings:
             calib_batches=_int("search.calib_batches", table.get("calib_batches", 8), minimum=0),  # type: ignore[arg-type]
             eval_samples=_int("search.eval_samples", eval_samples, minimum=1, allow_none=True),
             batch_size=_int("search.batch_size", table.get("batch_size", 128), minimum=1),  # type: ignore[arg-type]
+            calib_batch_size=_int(
+                "search.calib_batch_size",
+                table.get("calib_batch_size"),
+                minimum=1,
+                allow_none=True,
+            ),
+            amp=_bool("search.amp", table.get("amp", True)),
             baseline=_bool("search.baseline", table.get("baseline", True)),
             max_params=_int(
                 "search.max_params", table.get("max_params"), minimum=1, allow_none=True
@@ -250,6 +268,8 @@ class SearchSettings:
             "calib_batches": self.calib_batches,
             "eval_samples": self.eval_samples,
             "batch_size": self.batch_size,
+            "calib_batch_size": self.calib_batch_size,
+            "amp": self.amp,
             "baseline": self.baseline,
             "max_params": self.max_params,
             "max_energy_mj": self.max_energy_mj,

@@ -42,6 +42,9 @@ ARCH_JSON_ATTR = "autospik:architecture_json"  # Architecture.to_dict()
 SECONDS_ATTR = "autospik:seconds"  # wall time of the evaluation pass
 CALIB_ATTR = "autospik:calib_batches"  # BN-recalibration batches used
 EVAL_SAMPLES_ATTR = "autospik:eval_samples"  # evaluation subset size (None: all)
+# what ran: {"calib_images", "calib_batch_size", "eval_images", "eval_batch_size", "precision",
+# "device"} (one attribute: one storage write per trial)
+EVALUATION_ATTR = "autospik:evaluation"
 WORKER_ATTR = "autospik:worker"  # host:pid that evaluated it
 SKIPPED_ATTR = "autospik:skipped"  # why a PRUNED trial was not evaluated
 NUM_PARAMS_ATTR = "autospik:num_parameters"  # the subnet's parameters (SPEC section 5)

@@ -20,9 +20,12 @@ def study_evaluator(
     *,
     data_root: str | None = None,
     device: str = "auto",
+    progress: bool = False,
+    time_steps: list[int] | None = None,
     test_pass: bool = False,
 ) -> SubnetEvaluator:
-    """The evaluator a study's trials use: its data, calibration and evaluation settings.
+    """The evaluator a study's trials use: its data, calibration and evaluation settings
+    (event data prepared at ``time_steps``, default every T of the space).
 
     ``test_pass``: evaluate on the whole test split instead (the front's test accuracy after a
     search under ``eval_split = "val"``); calibration is the same either way, the study's
@@ -35,9 +38,13 @@ def study_evaluator(
         data_root=data_root or config.data_root,
         calib_batches=search.calib_batches,
         batch_size=search.batch_size,
+        calib_batch_size=search.calib_batch_size,
         eval_samples=None if test_pass else search.eval_samples,
         device=device,
         seed=config.seed,
+        precision="auto" if search.amp else "fp32",
+        progress=progress,
+        time_steps=time_steps,
         holdout=config.holdout,
         eval_split="test" if test_pass else search.eval_split,
     )
@@ -63,7 +70,11 @@ def export_subnet(
 
     arch = architecture_from_params(trial.params)
     evaluator = study_evaluator(
-        config, load_supernet(checkpoint, space=config.space), data_root=data_root, device=device
+        config,
+        load_supernet(checkpoint, space=config.space),
+        data_root=data_root,
+        device=device,
+        time_steps=[arch.time_steps],
     )
     model = evaluator.standalone(arch)
     out = Path(out)

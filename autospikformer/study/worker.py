@@ -62,6 +62,7 @@ from autospikformer.study.storage import (
     ARCH_JSON_ATTR,
     CALIB_ATTR,
     EVAL_SAMPLES_ATTR,
+    EVALUATION_ATTR,
     FIRING_RATE_ATTR,
     NUM_PARAMS_ATTR,
     SECONDS_ATTR,
@@ -74,6 +75,7 @@ from autospikformer.study.storage import (
     trial_counts,
 )
 from autospikformer.study.subnet import study_evaluator
+from autospikformer.training.evaluate import SubnetResult
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,37 @@ class WorkerOptions:
     data_root: str | None = None
     worker_index: int = 0
     threads: int | None = None
+
+
+def evaluation_record(result: SubnetResult) -> dict[str, Any]:
+    """What a trial's evaluation ran (:data:`EVALUATION_ATTR`): images, batch sizes, precision,
+    device."""
+    return {
+        "calib_images": int(result.calib_images),
+        "calib_batch_size": int(result.calib_batch_size),
+        "eval_images": int(result.samples),
+        "eval_batch_size": int(result.eval_batch_size),
+        "precision": result.precision,
+        "device": result.device,
+    }
+
+
+def worker_devices(device: str, workers: int, gpus: int) -> list[str]:
+    """The device of each of ``workers`` local workers, with ``gpus`` visible CUDA devices.
+
+    ``auto`` and ``cuda`` spread the workers round-robin over the GPUs (``cuda:0``, ``cuda:1``,
+    ..., ``cuda:0``, ...); a device with an index (``cuda:1``) or ``cpu`` is shared by all, and
+    ``auto`` without a GPU is the CPU.
+    """
+    if device in ("auto", "cuda") and gpus > 0:
+        return [f"cuda:{i % gpus}" for i in range(workers)]
+    return ["cpu" if device == "auto" else device] * workers
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 class _StopFlag:
@@ -164,7 +197,7 @@ class Worker:
         def reject(arch: Architecture) -> str | None:
             """Why ``arch`` breaks a budget (checked before evaluation), or None."""
             if search.max_params is not None:
-                params = count_parameters(arch, **shape)
+                params = count_parameters(arch, **shape, variant=info.variant)
                 if params > search.max_params:
                     return f"{params} parameters > max_params {search.max_params}"
             if search.max_energy_mj is not None:
@@ -189,8 +222,16 @@ class Worker:
             study_name=options.study_name, storage=self.storage, sampler=sampler
         )
         supernet, supernet_meta = load_supernet_checkpoint(options.checkpoint, space=config.space)
+        if options.device.startswith("cuda:"):  # this process's GPU (no context on cuda:0 too)
+            import torch
+
+            torch.cuda.set_device(options.device)
         self.evaluator = study_evaluator(
-            config, supernet, data_root=options.data_root, device=options.device
+            config,
+            supernet,
+            data_root=options.data_root,
+            device=options.device,
+            progress=options.worker_index == 0,
         )
         if config.holdout is not None:  # every worker ranks on the split the study recorded
             record = self.evaluator.holdout_record(int(config.space.choices["time_steps"][0]))
@@ -236,8 +277,9 @@ class Worker:
         trial.set_user_attr(NUM_PARAMS_ATTR, int(result.num_parameters))
         trial.set_user_attr(FIRING_RATE_ATTR, float(result.mean_firing_rate))
         trial.set_user_attr(SECONDS_ATTR, round(float(result.seconds), 4))
-        trial.set_user_attr(CALIB_ATTR, self.config.search.calib_batches)
+        trial.set_user_attr(CALIB_ATTR, int(result.calib_batches))
         trial.set_user_attr(EVAL_SAMPLES_ATTR, self.config.search.eval_samples)
+        trial.set_user_attr(EVALUATION_ATTR, evaluation_record(result))
         return float(result.accuracy), float(result.energy_mj)
 
     # -- the loop ----------------------------------------------------------------------------
@@ -432,6 +474,22 @@ def _exit_reason(code: int | None) -> str:
     return f"exited with code {code} without an error message"
 
 
+def spawned_options(options: WorkerOptions, workers: int) -> list[WorkerOptions]:
+    """Each spawned worker's options: its index, its share of the CPU threads and its device
+    (:func:`worker_devices`; a bad device name or a missing GPU fails here, before any spawn)."""
+    from autospikformer.device import resolve_device
+
+    resolve_device(options.device)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    devices = worker_devices(options.device, workers, _visible_gpus())
+    return [
+        WorkerOptions(
+            **{**options.__dict__, "worker_index": i, "threads": threads, "device": devices[i]}
+        )
+        for i in range(workers)
+    ]
+
+
 def _run_processes(
     options: WorkerOptions,
     workers: int,
@@ -443,11 +501,9 @@ def _run_processes(
     per failed worker, and those of the lines already printed (as a warning, at once, while
     other workers went on)."""
     ctx = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // workers)
     errors = ctx.SimpleQueue()
     procs = []
-    for index in range(workers):
-        opts = WorkerOptions(**{**options.__dict__, "worker_index": index, "threads": threads})
+    for index, opts in enumerate(spawned_options(options, workers)):
         proc = ctx.Process(
             target=_worker_process, args=(opts, errors), name=f"autospik-worker-{index}"
         )

@@ -1,9 +1,16 @@
-"""The training batches of an epoch: a seeded shuffle per epoch, one loader per T for event data.
+"""The training batches of a run: one loader per T, built before the first step, kept to the end.
 
-Event data (CIFAR10-DVS, DVS128): frames depend on T, so one data set per T is built lazily and
-each T has its own loader iterator; a step takes its batch from the iterator of its
-architecture's T (an exhausted iterator restarts with a new seeded shuffle). An epoch is
+Event data (CIFAR10-DVS, DVS128): frames depend on T, so the training split is opened once at
+setup at every T of the space (one event cache read once, ``data/frames.py``) and each T has one
+loader for the whole run; a step takes its batch from the loader of its architecture's T (an
+exhausted pass restarts with a new seeded shuffle). Static data has one loader. An epoch is
 ``len(train split) // batch_size`` steps whatever T is drawn.
+
+Each pass's order comes from :class:`EpochBatches`, a batch sampler reseeded from
+``(seed, epoch, pass)`` before the pass, so loader workers live as long as the loader. With
+augmentation every sample index comes with its own seed, and the sample is drawn with torch's RNG
+set from it: the augmentation then depends on the seed, the epoch and the position alone, the same
+with any number of loader workers and after a resume.
 
 A ``holdout`` (:class:`~autospikformer.data.split.HoldoutSplit`) removes the validation part of
 the training split before anything else (``train_samples`` then draws from what is left).
@@ -11,13 +18,13 @@ the training split before anything else (``train_samples`` then draws from what 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Subset
-from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from autospikformer.data import loading
 from autospikformer.data.base import dataset_info
@@ -31,8 +38,73 @@ def _epoch_seed(seed: int, epoch: int, extra: int = 0) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + extra * 104_729) % (2**63 - 1)
 
 
+class EpochBatches(Sampler[list[Any]]):
+    """The batches of one pass: a shuffle drawn from ``seed`` (set before each pass), this rank's
+    shard of it, full batches only; with ``sample_seeds`` each index is an ``(index, seed)`` pair.
+
+    The order is the one torch draws from the same seed: ``RandomSampler`` in a ``DataLoader``
+    with its own generator (one process), ``DistributedSampler`` (several), so runs made before
+    this sampler existed keep their batches.
+    """
+
+    def __init__(
+        self, *, size: int, batch_size: int, rank: int = 0, world_size: int = 1,
+        sample_seeds: bool = False,
+    ) -> None:  # fmt: skip
+        if batch_size < 1 or size < 0 or not 0 <= rank < world_size:
+            raise ValueError(f"bad sampler shape: size={size}, batch_size={batch_size}, "
+                             f"rank={rank}, world_size={world_size}")  # fmt: skip
+        self.size = size
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.sample_seeds = sample_seeds
+        self.seed = 0
+
+    def __len__(self) -> int:
+        return (self.size // self.world_size) // self.batch_size
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        generator = torch.Generator()
+        if self.world_size == 1:
+            generator.manual_seed(self.seed)
+            # a DataLoader draws its workers' base seed from its generator before shuffling
+            torch.empty((), dtype=torch.int64).random_(generator=generator)
+            order = torch.randperm(self.size, generator=generator)
+        else:
+            generator.manual_seed(self.seed % 2**31)
+            per_rank = self.size // self.world_size
+            order = torch.randperm(self.size, generator=generator)[: per_rank * self.world_size]
+            order = order[self.rank :: self.world_size]
+        picked: list[Any] = order.tolist()
+        if self.sample_seeds:
+            seeds = torch.randint(0, 2**62, (len(picked),), generator=generator).tolist()
+            picked = list(zip(picked, seeds, strict=True))
+        size = self.batch_size
+        for start in range(0, len(self) * size, size):
+            yield picked[start : start + size]
+
+
+class SeededSamples(Dataset):
+    """``dataset[index]`` drawn with torch's global RNG seeded from the ``(index, seed)`` key,
+    and the RNG's previous state restored (the trainer's own stream is untouched)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
 class TrainBatches:
-    """Training batches for one epoch; for event data one data set and iterator per T."""
+    """Training batches: one data set and one loader per T (event data) or one (static data),
+    all built here, before the first step."""
 
     def __init__(
         self,
@@ -40,15 +112,17 @@ class TrainBatches:
         data_root: str | Path | None,
         config: TrainConfig,
         dist: DistInfo,
-        device: torch.device,
+        device: torch.device | str,
+        *,
+        time_steps: Sequence[int] = (),
+        progress: bool = False,
         holdout: HoldoutSplit | None = None,
     ):
         self.name = dataset
         self.holdout = holdout
-        self.root = data_root
         self.config = config
         self.dist = dist
-        self.device = device
+        self.device = torch.device(device)
         self.info = dataset_info(dataset)
         if config.batch_size % dist.world_size:
             raise ValueError(
@@ -56,65 +130,59 @@ class TrainBatches:
                 f"over {dist.world_size} processes"
             )
         self.rank_batch = config.batch_size // dist.world_size
-        self._sets: dict[int | None, Any] = {}
-        probe = self.dataset(None if not self.info.event_based else 1)
-        per_rank = len(probe) // dist.world_size
-        self.steps_per_epoch = per_rank // self.rank_batch
+        augment = config.augment and dataset != "digits"
+        if self.info.event_based:
+            if not time_steps:
+                raise ValueError(f"{dataset} is event data: pass the space's time steps")
+            sets: dict[int | None, Any] = dict(
+                loading.build_frames(
+                    dataset, data_root, train=True, augment=augment,
+                    time_steps=sorted(set(time_steps)), progress=progress,
+                )
+            )  # fmt: skip
+        else:
+            sets = {None: loading.build_dataset(dataset, data_root, train=True, augment=augment)}
+        self.full_size = len(next(iter(sets.values())))  # the whole split, before the holdout
+        if holdout is not None:
+            kept = holdout.indices(self.full_size)[0].tolist()
+            sets = {k: Subset(ds, kept) for k, ds in sets.items()}
+        if config.train_samples is not None:
+            sets = {
+                k: loading.subset(ds, config.train_samples, config.seed) for k, ds in sets.items()
+            }
+        size = len(next(iter(sets.values())))
+        self.steps_per_epoch = (size // dist.world_size) // self.rank_batch
         if self.steps_per_epoch < 1:
             raise ValueError(
-                f"the training split has {len(probe)} samples: too few for one batch of "
+                f"the training split has {size} samples: too few for one batch of "
                 f"{config.batch_size} (lower batch_size or raise train_samples)"
             )
+        workers = math.ceil(config.workers / len(sets)) if config.workers else 0
+        self.sets = sets
+        self.loaders = {key: self._loader(ds, size, augment, workers) for key, ds in sets.items()}
         self._iters: dict[int | None, Iterator[Any]] = {}
         self._restarts: dict[int | None, int] = {}
         self._epoch = 0
 
     def dataset(self, time_steps: int | None) -> Any:
-        """The training split (for event data: at ``time_steps`` frames), built once."""
-        key = time_steps if self.info.event_based else None
-        if key not in self._sets:
-            augment = self.config.augment and self.name != "digits"
-            ds = loading.build_dataset(
-                self.name, self.root, train=True, augment=augment, time_steps=key
-            )
-            self.full_size = len(ds)  # the whole training split, before the holdout
-            if self.holdout is not None:
-                train_idx, _ = self.holdout.indices(len(ds))
-                ds = Subset(ds, train_idx.tolist())
-            if self.config.train_samples is not None:
-                ds = loading.subset(ds, self.config.train_samples, self.config.seed)
-            self._sets[key] = ds
-        return self._sets[key]
+        """The training set a loader reads (event data: at ``time_steps`` frames; static: any)."""
+        return self.sets[time_steps if self.info.event_based else None]
 
-    def _loader(self, key: int | None, restart: int) -> Any:
-        ds = self.dataset(key)
-        stream = 0 if key is None else key
-        seed = _epoch_seed(self.config.seed, self._epoch, 1000 * restart + stream)
-        pin = self.device.type == "cuda"
-        if not self.dist.enabled:
-            loader = loading.make_loader(
-                ds, batch_size=self.rank_batch, train=True, workers=self.config.workers, seed=seed
-            )
-            loader.pin_memory = pin
-            return loader
-        sampler = DistributedSampler(
-            ds,
-            num_replicas=self.dist.world_size,
-            rank=self.dist.rank,
-            shuffle=True,
-            seed=seed % (2**31),
-            drop_last=True,
-        )
-        generator = torch.Generator()
-        generator.manual_seed(seed + self.dist.rank)
-        return DataLoader(
-            ds,
+    def _loader(self, dataset: Any, size: int, augment: bool, workers: int) -> DataLoader:
+        sampler = EpochBatches(
+            size=size,
             batch_size=self.rank_batch,
-            sampler=sampler,
-            num_workers=self.config.workers,
-            drop_last=True,
-            generator=generator,
-            pin_memory=pin,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            sample_seeds=augment,
+        )
+        return DataLoader(
+            SeededSamples(dataset) if augment else dataset,
+            batch_sampler=sampler,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator(),  # its base-seed draw leaves torch's global RNG alone
         )
 
     def start_epoch(self, epoch: int) -> None:
@@ -128,7 +196,12 @@ class TrainBatches:
             if key not in self._iters:
                 restart = self._restarts.get(key, 0)
                 self._restarts[key] = restart + 1
-                self._iters[key] = iter(self._loader(key, restart))
+                loader = self.loaders[key]
+                stream = 0 if key is None else key
+                loader.batch_sampler.seed = _epoch_seed(
+                    self.config.seed, self._epoch, 1000 * restart + stream
+                )
+                self._iters[key] = iter(loader)
             try:
                 x, y = next(self._iters[key])
                 break

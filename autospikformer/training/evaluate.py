@@ -6,11 +6,14 @@ BigNAS/OFA practice, SPEC section 3): the active slice of every BN is reset, a f
 training batches runs in train mode without gradients, and ``momentum=None`` makes the result
 their exact cumulative average. Only the active slice of the BN layers the subnet uses changes.
 
-:class:`SubnetEvaluator` is built once per worker and reused for many trials: it holds a fixed
-calibration subset and a fixed evaluation subset (preloaded to the device as tensors when they
-are small), so a trial costs one recalibration and one evaluation pass, during which the energy
-meter measures the firing rates. Every call restores the supernet's BN buffers afterwards, so a
-trial's result does not depend on the trials before it. Event data sets are built per T lazily.
+:class:`SubnetEvaluator` is the trial engine, built once per worker and reused for every trial.
+At construction it loads a fixed calibration subset and a fixed evaluation subset and keeps both
+on its device, for event data at every T of the space (integer event counts, converted to float
+a batch at a time); a trial then costs one recalibration and one evaluation pass, during which
+the energy meter measures the firing rates, and reads no file. Calibration and evaluation have
+their own batch sizes. ``precision="auto"`` runs both under autocast on CUDA, in bfloat16 where
+the device supports it (else float16), and in float32 elsewhere. Every call restores the
+supernet's BN buffers afterwards, so a trial's result does not depend on the trials before it.
 
 With a ``holdout`` (the validation part of the training split, SPEC section 5) calibration
 batches come from the rest of the training split only, and ``eval_split="val"`` evaluates on
@@ -22,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,20 +34,43 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from autospikformer.data.base import dataset_info
-from autospikformer.data.loading import build_dataset, make_loader, subset
+from autospikformer.data.base import DataError, dataset_info
+from autospikformer.data.loading import build_dataset, build_frames, make_loader, subset
 from autospikformer.data.split import HoldoutSplit
 from autospikformer.device import resolve_device
 from autospikformer.energy import EnergyMeter
 from autospikformer.search.architecture import Architecture
 
-#: Above this size (MB, inputs of one split) a split is streamed from a loader, not preloaded.
-PRELOAD_LIMIT_MB = 512
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"``: bf16 on a CUDA device that supports it, fp16 on other CUDA devices, fp32
+    elsewhere; an explicit ``"fp32"``, ``"bf16"`` or ``"fp16"`` is kept (CPU autocast too)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """Autocast to ``precision`` (a resolved one) on ``device``; nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_AUTOCAST[precision])
 
 
 @dataclass
 class SubnetResult:
-    """One evaluated subnet; ``accuracy`` is a fraction in [0, 1], energy in mJ per image."""
+    """One evaluated subnet; ``accuracy`` is a fraction in [0, 1], energy in mJ per image.
+
+    The last fields say what ran: the calibration batches and images actually used, both batch
+    sizes, the precision and the device.
+    """
 
     arch: Architecture
     accuracy: float
@@ -56,6 +82,11 @@ class SubnetResult:
     samples: int = 0
     recalibrated: bool = True
     calib_batches: int = 0
+    calib_images: int = 0
+    calib_batch_size: int = 0
+    eval_batch_size: int = 0
+    precision: str = "fp32"
+    device: str = "cpu"
     extras: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, *, layers: bool = False) -> dict[str, Any]:
@@ -73,6 +104,11 @@ class SubnetResult:
             "samples": self.samples,
             "recalibrated": self.recalibrated,
             "calib_batches": self.calib_batches,
+            "calib_images": self.calib_images,
+            "calib_batch_size": self.calib_batch_size,
+            "eval_batch_size": self.eval_batch_size,
+            "precision": self.precision,
+            "device": self.device,
             **self.extras,
         }
         if layers and self.report is not None:
@@ -120,7 +156,7 @@ def recalibrate_bn(
     device: str | torch.device,
     *,
     reset_all: bool = False,
-    amp: bool = False,
+    precision: str = "fp32",
 ) -> int:
     """Re-estimate the BN statistics of subnet ``arch`` from ``batches``; returns the batch count.
 
@@ -151,7 +187,7 @@ def recalibrate_bn(
     try:
         for batch in batches:
             x = _inputs(batch).to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            with autocast(device, precision):
                 if is_super:
                     supernet(x, arch)
                 else:
@@ -166,48 +202,65 @@ def recalibrate_bn(
     return count
 
 
-class _Split:
-    """Batches of one split: device tensors when small (preloaded), else a loader per pass."""
+class DeviceSplit:
+    """One split held on the device, iterated in batches: ``(float inputs, labels)``.
 
-    def __init__(self, dataset: Any, batch_size: int, device: torch.device, workers: int):
-        self.size = len(dataset)
-        self.batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-        self._loader = make_loader(
-            dataset, batch_size=batch_size, train=False, workers=workers, drop_last=False
-        )
-        first, _ = dataset[0]
-        megabytes = first.numel() * first.element_size() * self.size / 2**20
-        if megabytes <= PRELOAD_LIMIT_MB:
-            xs, ys = [], []
-            for x, y in make_loader(dataset, batch_size=256, train=False, drop_last=False):
-                xs.append(x)
-                ys.append(torch.as_tensor(y))
-            x_all = torch.cat(xs).to(device)
-            y_all = torch.cat(ys).to(device)
-            self.batches = [
-                (x_all[i : i + batch_size], y_all[i : i + batch_size])
-                for i in range(0, self.size, batch_size)
-            ]
-        self.device = device
+    Event frames stay integer counts (uint8 when they fit) and become float32 a batch at a time.
+    """
 
-    def __iter__(self) -> Any:
-        if self.batches is not None:
-            return iter(self.batches)
-        nb = self.device.type == "cuda"
-        return (
-            (x.to(self.device, non_blocking=nb), y.to(self.device, non_blocking=nb))
-            for x, y in self._loader
-        )
+    def __init__(
+        self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, source: Any = None
+    ) -> None:
+        if len(inputs) != len(labels):
+            raise ValueError(f"{len(inputs)} inputs but {len(labels)} labels")
+        self.inputs = inputs
+        self.labels = labels
+        self.batch_size = batch_size
+        self.source = source  # the data set (or subset) the samples were loaded from
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        size = self.batch_size
+        for start in range(0, len(self), size):
+            x = self.inputs[start : start + size]
+            yield (x if x.is_floating_point() else x.float()), self.labels[start : start + size]
+
+
+def _load_static(dataset: Any, batch_size: int, device: torch.device) -> DeviceSplit:
+    """Every sample of a static split through its transform, stacked on the device."""
+    xs, ys = [], []
+    for x, y in make_loader(dataset, batch_size=256, train=False, drop_last=False):
+        xs.append(x)
+        ys.append(torch.as_tensor(y))
+    return DeviceSplit(torch.cat(xs).to(device), torch.cat(ys).to(device), batch_size, dataset)
+
+
+def _load_frames(picked: Any, batch_size: int, device: torch.device, progress: bool) -> DeviceSplit:
+    """A (subset of a subset ... of an) event split at one T as integer counts on the device."""
+    source = picked
+    indices: list[int] | None = None
+    while isinstance(picked, Subset):  # compose the subsets' indices down to the split
+        outer = [int(i) for i in picked.indices]
+        indices = outer if indices is None else [outer[i] for i in indices]
+        picked = picked.dataset
+    counts, labels = picked.counts(indices, progress=progress)
+    return DeviceSplit(counts.to(device), labels.to(device), batch_size, source)
 
 
 class SubnetEvaluator:
-    """Evaluates subnets of one supernet on a fixed calibration and evaluation subset.
+    """The trial engine: evaluates subnets of one supernet on data loaded once, kept on its device.
 
     ``calib_batches`` batches of ``calib_batch_size`` (default ``batch_size``) training images,
     drawn once with ``seed`` and without augmentation, recalibrate BN; ``eval_samples`` (default:
-    all) images of the evaluation split, drawn once with ``seed``, measure accuracy and energy.
-    The evaluation split is the test split, or with ``eval_split="val"`` the ``holdout`` part of
-    the training split; with a ``holdout`` calibration never draws from that part.
+    all) images of the evaluation split, drawn once with ``seed``, measure accuracy and energy in
+    batches of ``batch_size``. The evaluation split is the test split, or with
+    ``eval_split="val"`` the ``holdout`` part of the training split; with a ``holdout``
+    calibration never draws from that part. For event data both are prepared at every T of
+    ``time_steps`` (default: every T of the supernet's space) before the first trial;
+    ``progress`` shows a bar meanwhile. ``precision`` is ``"auto"`` (bf16/fp16 autocast on
+    CUDA, fp32 elsewhere), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
     """
 
     def __init__(
@@ -222,62 +275,102 @@ class SubnetEvaluator:
         device: str | torch.device = "auto",
         seed: int = 0,
         calib_batch_size: int | None = None,
-        amp: bool = False,
-        workers: int = 0,
+        precision: str = "fp32",
+        time_steps: Sequence[int] | None = None,
+        progress: bool = False,
         holdout: HoldoutSplit | None = None,
         eval_split: str = "test",
     ):
-        if calib_batches < 0 or batch_size < 1:
-            raise ValueError("calib_batches must be >= 0 and batch_size >= 1")
         if eval_split not in ("test", "val") or (eval_split == "val" and holdout is None):
             raise ValueError(f"eval_split {eval_split!r}: 'test', or 'val' with a holdout")
         self.holdout = holdout
         self.eval_split = eval_split
+        if calib_batches < 0:
+            raise ValueError(f"calib_batches must be >= 0, got {calib_batches}")
+        if batch_size < 1 or (calib_batch_size is not None and calib_batch_size < 1):
+            raise ValueError("batch_size and calib_batch_size must be >= 1")
+        if eval_samples is not None and eval_samples < 1:
+            raise ValueError(f"eval_samples must be >= 1 or None, got {eval_samples}")
         self.device = resolve_device(device)
+        if self.device.type == "cuda" and self.device.index is None:  # record which GPU ran
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.precision = resolve_precision(precision, self.device)
+        self.info = dataset_info(dataset)
+        variant = getattr(supernet, "variant", "cifar")
+        if variant != self.info.variant:
+            raise DataError(
+                f"{dataset} is searched with the {self.info.variant!r} model, but this supernet "
+                f"is the {variant!r} one: train a supernet for {dataset}"
+            )
         self.supernet = supernet.to(self.device).eval()
         self.dataset = dataset
         self.data_root = data_root
-        self.info = dataset_info(dataset)
         self.calib_batches = calib_batches
         self.batch_size = batch_size
         self.calib_batch_size = calib_batch_size or batch_size
         self.eval_samples = eval_samples
         self.seed = seed
-        self.amp = amp and self.device.type == "cuda"
-        self.workers = workers
+        if time_steps is None:
+            time_steps = supernet.space.choices["time_steps"]
+        self.time_steps = tuple(sorted({int(t) for t in time_steps}))
         self.train_size: int | None = None  # the training split's size, once it is read
-        self._cache: dict[int | None, tuple[_Split | None, _Split]] = {}
+        self._data: dict[int | None, tuple[DeviceSplit | None, DeviceSplit]] = {}
+        self._prepare(progress)
 
-    def splits(self, time_steps: int) -> tuple[_Split | None, _Split]:
+    def _prepare(self, progress: bool) -> None:
+        """Load the calibration and evaluation data of every T once, onto the device."""
+        calib_n = self.calib_batches * self.calib_batch_size
+        needs_train = bool(calib_n) or self.eval_split == "val" or self.holdout is not None
+        needs_test = self.eval_split == "test"
+        if not self.info.event_based:
+            fit = test = None
+            if needs_train:
+                fit = build_dataset(self.dataset, self.data_root, train=True, augment=False)
+            if needs_test:
+                test = build_dataset(self.dataset, self.data_root, train=False, augment=False)
+            calib, evaluation = self._pick(fit, test)
+            self._data[None] = (
+                None if calib is None else _load_static(calib, self.calib_batch_size, self.device),
+                _load_static(evaluation, self.batch_size, self.device),
+            )
+            return
+        root, steps = self.data_root, self.time_steps
+        kw: dict[str, Any] = {"augment": False, "time_steps": steps, "progress": progress}
+        fits = build_frames(self.dataset, root, train=True, **kw) if needs_train else {}
+        tests = build_frames(self.dataset, root, train=False, **kw) if needs_test else {}
+        for t in steps:
+            calib, evaluation = self._pick(fits.get(t), tests.get(t))
+            self._data[t] = (
+                None
+                if calib is None
+                else _load_frames(calib, self.calib_batch_size, self.device, progress),
+                _load_frames(evaluation, self.batch_size, self.device, progress),
+            )
+
+    def _pick(self, fit: Any, test: Any) -> tuple[Any, Any]:
+        """The calibration subset and the evaluation split (or subset) of one T's splits."""
+        held_out = None
+        if fit is not None:
+            self.train_size = len(fit)
+            if self.holdout is not None:
+                train_idx, val_idx = self.holdout.indices(len(fit))
+                fit, held_out = Subset(fit, train_idx.tolist()), Subset(fit, val_idx.tolist())
+        calib_n = self.calib_batches * self.calib_batch_size
+        calib = subset(fit, calib_n, self.seed) if calib_n else None
+        evaluation = held_out if self.eval_split == "val" else test
+        if self.eval_samples is not None:
+            evaluation = subset(evaluation, self.eval_samples, self.seed)
+        return calib, evaluation
+
+    def splits(self, time_steps: int) -> tuple[DeviceSplit | None, DeviceSplit]:
         """Calibration and evaluation batches (for event data: at ``time_steps`` frames)."""
         key = time_steps if self.info.event_based else None
-        if key not in self._cache:
-            calib = None
-            fit = held_out = None
-            if self.calib_batches or self.eval_split == "val" or self.holdout is not None:
-                fit = build_dataset(
-                    self.dataset, self.data_root, train=True, augment=False, time_steps=key
-                )
-                self.train_size = len(fit)
-                if self.holdout is not None:
-                    train_idx, val_idx = self.holdout.indices(len(fit))
-                    fit, held_out = Subset(fit, train_idx.tolist()), Subset(fit, val_idx.tolist())
-            if self.calib_batches:
-                fit = subset(fit, self.calib_batches * self.calib_batch_size, self.seed)
-                calib = _Split(fit, self.calib_batch_size, self.device, self.workers)
-            if self.eval_split == "val":
-                evaluation = held_out
-            else:
-                evaluation = build_dataset(
-                    self.dataset, self.data_root, train=False, augment=False, time_steps=key
-                )
-            if self.eval_samples is not None:
-                evaluation = subset(evaluation, self.eval_samples, self.seed)
-            self._cache[key] = (
-                calib,
-                _Split(evaluation, self.batch_size, self.device, self.workers),
+        if key not in self._data:
+            raise ValueError(
+                f"T={time_steps} was not prepared by this evaluator (prepared: "
+                f"{', '.join(map(str, self.time_steps))})"
             )
-        return self._cache[key]
+        return self._data[key]
 
     def holdout_record(self, time_steps: int) -> dict[str, Any] | None:
         """The validation split as recorded in a study (:meth:`HoldoutSplit.record`), or None."""
@@ -297,14 +390,18 @@ class SubnetEvaluator:
         calibrated = 0
         with _bn_statistics_kept(model):
             if recalibrate and calib is not None:
-                calibrated = recalibrate_bn(model, arch, calib, self.device, amp=self.amp)
+                calibrated = recalibrate_bn(
+                    model, arch, calib, self.device, precision=self.precision
+                )
             model.eval()
+            # the event-data energy convention: EnergyMeter gains ``event_data=`` (set it from
+            # self.info.event_based) when the energy model prices the first conv of event data
             meter = EnergyMeter(model, arch) if energy else contextlib.nullcontext()
             correct = torch.zeros((), dtype=torch.long, device=self.device)
             seen = 0
             with torch.no_grad(), meter:
                 for x, y in test:
-                    with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                    with autocast(self.device, self.precision):
                         logits = model(x, arch)
                     correct += (logits.argmax(-1) == y).sum()
                     seen += int(y.shape[0])
@@ -322,6 +419,11 @@ class SubnetEvaluator:
             samples=seen,
             recalibrated=calibrated > 0,
             calib_batches=calibrated,
+            calib_images=len(calib) if calibrated and calib is not None else 0,
+            calib_batch_size=self.calib_batch_size,
+            eval_batch_size=self.batch_size,
+            precision=self.precision,
+            device=str(self.device),
         )
 
     def standalone(self, arch: Architecture) -> nn.Module:
@@ -332,7 +434,7 @@ class SubnetEvaluator:
         calib, _ = self.splits(arch.time_steps)
         with _bn_statistics_kept(model):
             if calib is not None:
-                recalibrate_bn(model, arch, calib, self.device, amp=self.amp)
+                recalibrate_bn(model, arch, calib, self.device, precision=self.precision)
             return model.extract(arch)
 
     @torch.no_grad()
@@ -342,7 +444,9 @@ class SubnetEvaluator:
         model.to(self.device).eval()
         correct = seen = 0
         for x, y in test:
-            correct += int((model(x).argmax(-1) == y).sum())
+            with autocast(self.device, self.precision):
+                logits = model(x)
+            correct += int((logits.argmax(-1) == y).sum())
             seen += int(y.shape[0])
         return correct / max(seen, 1), seen
 

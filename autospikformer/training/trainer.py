@@ -15,9 +15,11 @@ scheduler, AMP scaler, the architecture and mixup RNGs, torch's global RNG) or d
 every epoch end, so a run killed mid-epoch resumes from the last finished epoch and ends with the
 same weights, bit for bit on the CPU, as a run that was never interrupted.
 
-Batches come from :class:`~autospikformer.training.batches.TrainBatches` (one loader per T for
-event data). A ``holdout`` keeps a study's validation images out of training; the checkpoint
-records it (``holdout``: fraction, seed, fingerprint) and a resume must hold out the same.
+Batches come from :class:`~autospikformer.training.batches.TrainBatches`: every data set and
+loader (one per T for event data) is built at setup, before the first step, and kept for the
+run. An event-data study trains the reference's DVS model (``DatasetInfo.variant``). A
+``holdout`` keeps a study's validation images out of training; the checkpoint records it
+(``holdout``: fraction, seed, fingerprint) and a resume must hold out the same.
 
 Several processes (``torchrun``): ``WORLD_SIZE`` > 1 starts DistributedDataParallel (gloo on
 the CPU, NCCL on CUDA). Every rank seeds the architecture RNG alike, so all ranks train the same
@@ -160,6 +162,13 @@ class SupernetTrainer:
                 f"'{self.path}' was trained with other settings: {', '.join(diff)}; resume with "
                 "the same settings, or use another output folder or --no-resume"
             )
+        variant = ckpt.get("variant", "cifar")
+        if variant != self.info.variant:
+            raise CheckpointError(
+                f"'{self.path}' holds the {variant!r} model, but {self.dataset_name} trains the "
+                f"{self.info.variant!r} variant (SPEC section 1); use another output folder or "
+                "--no-resume"
+            )
         saved_holdout = HoldoutSplit.from_record(ckpt.get("holdout"))
         if saved_holdout != self.holdout:
             raise CheckpointError(
@@ -190,9 +199,20 @@ class SupernetTrainer:
             num_classes=self.info.num_classes,
             in_channels=self.info.in_channels,
             img_size=self.info.img_size,
+            variant=self.info.variant,
         ).to(self.device)
         self.data = TrainBatches(
-            self.dataset_name, self.data_root, cfg, self.dist, self.device, holdout=self.holdout
+            self.dataset_name,
+            self.data_root,
+            cfg,
+            self.dist,
+            self.device,
+            time_steps=self.space.choices["time_steps"],
+            progress=self.progress,
+            holdout=self.holdout,
+        )
+        self.evaluator = (
+            self._extremes_evaluator() if cfg.eval_every and self.dist.is_main else None
         )
         self.steps_per_epoch = self.data.steps_per_epoch
         # fused kernels on CUDA; the multi-tensor path on the CPU (about 2x faster than a loop)
@@ -348,11 +368,12 @@ class SupernetTrainer:
         if self.dist.enabled:
             torch.distributed.barrier()
 
-    def _evaluate_extremes(self) -> dict[str, float]:
+    def _extremes_evaluator(self) -> Any:
+        """The evaluator of ``eval_every``, its data loaded once, at setup."""
         from autospikformer.training.evaluate import SubnetEvaluator
 
-        assert self.model is not None
-        evaluator = SubnetEvaluator(
+        extremes = (self.space.largest(), self.space.smallest())
+        return SubnetEvaluator(
             self.model,
             dataset=self.dataset_name,
             data_root=self.data_root,
@@ -360,7 +381,14 @@ class SupernetTrainer:
             batch_size=min(self.config.batch_size, 128),
             device=self.device,
             seed=self.config.seed,
+            time_steps=sorted({a.time_steps for a in extremes}),
+            progress=self.progress,
+            holdout=self.holdout,  # calibration never sees the validation part either
         )
+
+    def _evaluate_extremes(self) -> dict[str, float]:
+        assert self.model is not None and self.evaluator is not None
+        evaluator = self.evaluator
         out = {
             "test_acc_largest": evaluator.evaluate(self.space.largest(), energy=False).accuracy,
             "test_acc_smallest": evaluator.evaluate(self.space.smallest(), energy=False).accuracy,
@@ -385,6 +413,7 @@ class SupernetTrainer:
             "num_classes": self.info.num_classes,
             "in_channels": self.info.in_channels,
             "img_size": self.info.img_size,
+            "variant": self.model.variant,
             "dataset": self.dataset_name,
             "epoch": epoch,
             "epochs": self.config.epochs,
