@@ -17,7 +17,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
+import socket
 import tempfile
+import time
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,14 +76,64 @@ def content_checksum(payload: Mapping[str, Any]) -> str:
     return digest.hexdigest()
 
 
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}.{os.getpid()}@{socket.gethostname()}."
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the partial files that writers of ``path`` killed mid-write left beside it.
+
+    A temporary file is named after its writer (``.<name>.<pid>@<host>.<random>.tmp``): one of
+    this host whose process is gone is removed, one of a live process or another host is kept
+    (a shared folder). Files without a writer's name (older versions) go after an hour.
+    Returns the removed paths.
+    """
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)@(.+)\.)?[A-Za-z0-9_]+\.tmp")
+    host = socket.gethostname()
+    removed = []
+    for candidate in path.parent.glob(f".{path.name}.*.tmp"):
+        match = pattern.fullmatch(candidate.name)
+        if match is None:
+            continue
+        pid, writer_host = match.group(1), match.group(2)
+        if pid is None:
+            stale = False
+            with contextlib.suppress(OSError):
+                stale = time.time() - candidate.stat().st_mtime > 3600
+            if not stale:
+                continue
+        elif writer_host != host or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            candidate.unlink()
+            removed.append(candidate)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 def save_checkpoint(payload: Mapping[str, Any], path: str | Path) -> Path:
-    """Write ``payload`` (plus its checksum) to ``path`` atomically; returns the path."""
+    """Write ``payload`` (plus its checksum) to ``path`` atomically; returns the path.
+
+    Partial files of earlier writers killed mid-write are removed first
+    (:func:`remove_stale_temporaries`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     data = dict(payload)
     data.pop(CHECKSUM_KEY, None)
     data[CHECKSUM_KEY] = content_checksum(data)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(data, fh)
@@ -110,6 +163,29 @@ def _fsync_dir(folder: Path) -> None:
 
 
 _ADVICE = "delete it to start over, or restore a copy"
+_WHERE = (
+    "checkpoints are the .pt files 'autospik supernet train' and 'autospik subnet export' write"
+)
+
+
+def _not_an_archive(path: Path, head: bytes) -> str:
+    """Why a file that is not a zip archive is not a checkpoint, in one line."""
+    if head.startswith(b"PK\x03\x04"):  # the start of a zip archive without its end
+        return (
+            f"checkpoint '{path}' is corrupted or truncated (an incomplete torch zip archive); "
+            f"{_ADVICE}"
+        )
+    if not head:
+        return f"checkpoint '{path}' is corrupted or truncated (empty: 0 bytes); {_ADVICE}"
+    try:
+        head.decode("utf-8")
+        text = b"\x00" not in head
+    except UnicodeDecodeError:
+        text = False
+    if text:
+        kind = {".toml": "TOML", ".json": "JSON", ".csv": "CSV"}.get(path.suffix.lower(), "text")
+        return f"'{path}' is a {kind} file, not a checkpoint ({_WHERE})"
+    return f"'{path}' is not a checkpoint (not a torch zip archive; {_WHERE})"
 
 
 def read_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str, Any]:
@@ -118,13 +194,17 @@ def read_checkpoint(path: str | Path, *, map_location: Any = "cpu") -> dict[str,
     Raises :class:`CheckpointError` for a missing, truncated or foreign file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"'{path}' is a folder, not a checkpoint file ({_WHERE})")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at '{path}'")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(512)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint '{path}' cannot be read: {exc.strerror}") from None
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut one has no index
-        raise CheckpointError(
-            f"checkpoint '{path}' is corrupted or truncated (not a complete torch zip archive); "
-            f"{_ADVICE}"
-        )
+        raise CheckpointError(_not_an_archive(path, head))
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # every unpickling failure means a damaged or foreign file

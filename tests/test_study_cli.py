@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import torch
 from helpers import tiny_study
 from optuna.trial import TrialState
 from typer.testing import CliRunner
@@ -42,17 +43,48 @@ def dump(db: Path) -> str:
         con.close()
 
 
+def snapshot(url: str) -> list[dict]:
+    """The whole storage as data: every study (directions, user and system attributes) with
+    every trial (state, parameters, values, attributes, times)."""
+    storage = optuna.storages.RDBStorage(url)
+    out = []
+    for summary in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
+        study_id = storage.get_study_id_from_name(summary.study_name)
+        trials = [
+            {
+                "number": t.number, "state": t.state.name, "params": t.params,
+                "distributions": {k: str(d) for k, d in t.distributions.items()},
+                "values": t.values, "user_attrs": t.user_attrs, "system_attrs": t.system_attrs,
+                "intermediate": t.intermediate_values,
+                "times": (str(t.datetime_start), str(t.datetime_complete)),
+            }
+            for t in storage.get_all_trials(study_id)
+        ]  # fmt: skip
+        out.append(
+            {
+                "name": summary.study_name,
+                "directions": [d.name for d in summary.directions],
+                "user_attrs": storage.get_study_user_attrs(study_id),
+                "system_attrs": storage.get_study_system_attrs(study_id),
+                "trials": trials,
+            }
+        )
+    storage.engine.dispose()
+    return out
+
+
 def invoke(*args: str):
     return runner.invoke(app, list(args))
 
 
-def assert_one_line_error(result, *fragments: str) -> None:
+def assert_one_line_error(result, *fragments: str) -> str:
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ")
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -171,11 +203,25 @@ def test_unknown_study_leaves_no_storage_behind(tmp_path, monkeypatch) -> None:
 def test_bad_inputs_leave_the_storage_untouched(searched, tmp_path, monkeypatch) -> None:
     folder, url, _ = searched
     db = folder / "autospik.db"
-    before = dump(db)
     monkeypatch.chdir(tmp_path)
     s = ["--storage", url]
+    # a study whose space lives in a file, registered before the file is edited
+    (tmp_path / "myspace.toml").write_text(
+        _space_toml(SearchSpace.load("digits").to_dict(), "myspace")
+    )
+    spaced = write_study(tmp_path, "spaced")
+    spaced.write_text(spaced.read_text().replace('preset = "digits"', 'file = "myspace.toml"'))
+    assert invoke("study", "create", str(spaced), *s).exit_code == 0
+    (tmp_path / "myspace.toml").write_text(
+        (tmp_path / "myspace.toml").read_text().replace("depth = [1, 2]", "depth = [1]")
+    )
+    before, before_dump = snapshot(url), dump(db)
+    assert [study["name"] for study in before] == ["spaced", "tiny"]
+
     assert_one_line_error(
-        invoke("study", "run", "nosuch", *s), "no study named 'nosuch'", "studies there: tiny"
+        invoke("study", "run", "nosuch", *s),
+        "no study named 'nosuch'",
+        "studies there: spaced, tiny",
     )
     # malformed file: the field and the allowed values
     bad = write_study(tmp_path, "bad")
@@ -187,12 +233,33 @@ def test_bad_inputs_leave_the_storage_untouched(searched, tmp_path, monkeypatch)
     broken = tmp_path / "broken.toml"
     broken.write_text("[study\n")
     assert_one_line_error(invoke("study", "run", str(broken), *s), "not valid TOML")
+    for old, new, message in [
+        ("trials = 5", "trails = 5", "search.trails: unknown field (allowed: "),
+        ("trials = 5", 'trials = "5"', "search.trials: '5' is not allowed (allowed: an integer"),
+        ("calib_batches = 1", "calib_batches = -1", "search.calib_batches: -1 is not allowed"),
+        ('name = "bad"', 'name = "my study"', "study.name: 'my study' is not allowed"),
+        ('name = "bad"', 'name = "étude"', "study.name: 'étude' is not allowed"),
+        ('name = "bad"', 'name = ".."', "study.name: '..' is not allowed"),
+    ]:
+        bad.write_text(write_study(tmp_path, "bad").read_text().replace(old, new))
+        line = assert_one_line_error(invoke("study", "run", str(bad), *s), message)
+        if "trails" in new:
+            assert line.endswith("; did you mean 'trials'?")
     # same name, other configuration
     other = write_study(tmp_path, "tiny", sampler="random")
     assert_one_line_error(
         invoke("study", "create", str(other), *s),
         "study 'tiny' already exists with a different configuration",
         "search.options, search.sampler",
+    )
+    # the space file was edited after the study was created: the stored fingerprint differs
+    edited = SearchSpace.load(tmp_path / "myspace.toml")
+    stored = SearchSpace.from_dict(before[0]["user_attrs"]["autospik:config"]["space"])
+    assert_one_line_error(
+        invoke("study", "run", str(spaced), *s),
+        "study 'spaced' already exists with a different configuration (differs in: space "
+        f"(fingerprint {stored.fingerprint()} stored, {edited.fingerprint()} now: was the space "
+        "file edited?))",
     )
     # a supernet of another space
     from autospikformer.training.config import TrainConfig
@@ -217,7 +284,41 @@ def test_bad_inputs_leave_the_storage_untouched(searched, tmp_path, monkeypatch)
                str(foreign), *s),
         "trained on search space 'other'",
     )  # fmt: skip
-    assert dump(db) == before
+    # register-then-fail: a new study whose run cannot start is not registered at all
+    assert_one_line_error(
+        invoke("study", "run", "digits", "--supernet", str(foreign), *s),
+        "trained on search space 'other'",
+    )
+    c10 = write_study(tmp_path, "c10")
+    c10.write_text(
+        c10.read_text()
+        .replace('dataset = "digits"', 'dataset = "cifar10"\nroot = "no-cifar-here"')
+        .replace('preset = "digits"', 'preset = "S_S"')
+    )
+    assert_one_line_error(
+        invoke("study", "run", str(c10), *s),
+        "cifar10: data folder 'no-cifar-here' does not exist (data.root, --data-root)",
+    )
+    fresh = write_study(tmp_path, "fresh")
+    devices = ["bogus", "cuda:7"] if torch.cuda.is_available() else ["bogus", "cuda"]
+    for device in devices:
+        assert_one_line_error(invoke("study", "run", str(fresh), "--device", device, *s), "device")
+        assert_one_line_error(invoke("study", "run", "tiny", "--device", device, *s), "device")
+    assert_one_line_error(
+        invoke("study", "run", str(fresh), "--supernet", "missing.pt", *s),
+        "--supernet missing.pt: no such file",
+    )
+    assert not (tmp_path / "runs").exists()  # no runs/<study>/supernet.lock either
+    assert snapshot(url) == before
+    assert dump(db) == before_dump
+
+
+def _space_toml(space: dict, name: str) -> str:
+    lines = [f'name = "{name}"']
+    for table in ("transformer", "neuron"):
+        lines.append(f"[{table}]")
+        lines += [f"{key} = {list(values)}" for key, values in space[table].items()]
+    return "\n".join(lines) + "\n"
 
 
 def test_storage_that_does_not_connect(tmp_path, monkeypatch) -> None:
@@ -235,6 +336,7 @@ def test_storage_that_does_not_connect(tmp_path, monkeypatch) -> None:
         "folder /nonexistent/dir does not exist",
     )
     assert_one_line_error(
-        invoke("study", "list", "--storage", "nonsense://"), "cannot open storage"
+        invoke("study", "list", "--storage", "nonsense://"),
+        "storage URL 'nonsense://' is not usable; SQLAlchemy knows no database kind 'nonsense'",
     )
     assert list(tmp_path.iterdir()) == [tmp_path / "tiny.toml"]

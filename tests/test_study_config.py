@@ -152,6 +152,46 @@ BAD = [
         lambda d: d["search"].update(seeds=3),
         "search.seeds: unknown field (allowed: sampler, options, ",
     ),
+    # an unknown key names the closest valid one
+    (lambda d: d["search"].update(trails=3), "search.trails: unknown field (allowed: "),
+    (lambda d: d.update(serach={}), "serach: unknown field (allowed: study, data, space, train, "),
+    # wrong types and negative counts
+    (
+        lambda d: d["search"].update(trials="200"),
+        "search.trials: '200' is not allowed (allowed: an integer >= 1)",
+    ),
+    (
+        lambda d: d["search"].update(calib_batches=-1),
+        "search.calib_batches: -1 is not allowed (allowed: an integer >= 0)",
+    ),
+    (
+        lambda d: d["train"].update(epochs=-5),
+        "train.epochs: -5 is not allowed (allowed: an integer >= 1)",
+    ),
+    (
+        lambda d: d["train"].update(batch_size=1.5),
+        "train.batch_size: 1.5 is not allowed (allowed: an integer)",
+    ),
+    (
+        lambda d: d["search"].update(max_outage=0),
+        "search.max_outage: 0 is not allowed (allowed: an integer >= 1)",
+    ),
+    # a setting that only another one makes wrong names both
+    (
+        lambda d: d["train"].update(train_samples=10),
+        "train.train_samples: 10 is fewer than one batch (batch_size = 64): raise train_samples "
+        "or lower batch_size",
+    ),
+    (
+        lambda d: d["train"].update(epochs=1, warmup_epochs=3),
+        "train.warmup_epochs: 3 is not allowed (allowed: 0 <= warmup_epochs <= epochs = 1: lower "
+        "warmup_epochs, raise epochs, or leave warmup_epochs out to derive it)",
+    ),
+    # a study name names a folder: plain ASCII, no path tricks
+    (lambda d: d["study"].update(name="tïny"), "study.name: 'tïny' is not allowed (allowed: "),
+    (lambda d: d["study"].update(name=".."), "study.name: '..' is not allowed (allowed: "),
+    (lambda d: d["study"].update(name="-x"), "study.name: '-x' is not allowed (allowed: "),
+    (lambda d: d["study"].update(name="a" * 129), "study.name: 'aaaa"),
 ]
 
 
@@ -163,6 +203,69 @@ def test_bad_field_is_named_with_allowed_values(mutate, message: str) -> None:
         StudyConfig.from_dict(data)
     assert str(err.value).startswith(message), str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_unknown_keys_name_the_closest_valid_key() -> None:
+    for mutate, hint in [
+        (lambda d: d["search"].update(trails=3), "; did you mean 'trials'?"),
+        (lambda d: d.update(serach={}), "; did you mean 'search'?"),
+        (lambda d: d["train"].update(epochz=3), "; did you mean 'epochs'?"),
+        (lambda d: d["search"]["options"].update(num_parent=3), "; did you mean 'num_parents'?"),
+    ]:
+        data = _digits()
+        mutate(data)
+        with pytest.raises(StudyConfigError) as err:
+            StudyConfig.from_dict(data)
+        assert str(err.value).endswith(hint), str(err.value)
+    data = _digits()
+    data["search"]["zzz"] = 1  # nothing near: no guess
+    with pytest.raises(StudyConfigError) as err:
+        StudyConfig.from_dict(data)
+    assert "did you mean" not in str(err.value)
+
+
+def test_settings_that_depend_on_others_are_derived() -> None:
+    base = {"study": {"name": "d"}, "data": {"dataset": "digits"}, "space": {"preset": "digits"}}
+    # the reference warm-up (20 epochs) shrinks to a tenth of a shorter run, 0 for one epoch
+    for epochs, warmup in [(1000, 20), (200, 20), (100, 10), (9, 0), (1, 0)]:
+        c = StudyConfig.from_dict({**base, "train": {"epochs": epochs}})
+        assert c.train.warmup_epochs == warmup, epochs
+    given = StudyConfig.from_dict({**base, "train": {"epochs": 100, "warmup_epochs": 30}})
+    assert given.train.warmup_epochs == 30
+    # the grace period leaves at least four heartbeats
+    assert StudyConfig.from_dict(base).search.grace_period == 120
+    slow = StudyConfig.from_dict({**base, "search": {"heartbeat_interval": 60}})
+    assert (slow.search.heartbeat_interval, slow.search.grace_period) == (60, 240)
+    # DSPS keeps the paper's 20 of 50 parents, or 40 % of a smaller population
+    assert StudyConfig.from_dict(base).search.options["num_parents"] == 20
+    small = StudyConfig.from_dict({**base, "search": {"options": {"population_size": 10}}})
+    assert small.search.options["num_parents"] == 4
+    assert StudyConfig.from_dict({**base, "search": {"options": {"population_size": 2}}}).search.options[
+        "num_parents"
+    ] == 1  # fmt: skip
+    # the resolved form holds the derived numbers, so a stored study does not re-derive them
+    stored = StudyConfig.from_dict(small.to_dict())
+    assert stored == small and stored.search.options["num_parents"] == 4
+    assert StudyConfig.from_dict(base).search.max_outage == 300
+
+
+def test_train_config_derives_its_warmup_again_when_epochs_change() -> None:
+    from autospikformer.training.config import TrainConfig, TrainConfigError
+
+    reference = TrainConfig()
+    assert (reference.epochs, reference.warmup_epochs, reference.derived) == (
+        1000,
+        20,
+        ("warmup_epochs",),
+    )
+    assert reference.replace(epochs=1).warmup_epochs == 0  # what `supernet train --epochs 1` gets
+    assert reference.replace(epochs=50).warmup_epochs == 5
+    assert reference.replace(epochs=50, warmup_epochs=7).warmup_epochs == 7
+    digits = TrainConfig.preset("digits")  # names its warm-up: kept
+    assert digits.replace(epochs=1).warmup_epochs == 1 and digits.derived == ()
+    assert TrainConfig(warmup_epochs=20) == reference
+    with pytest.raises(TrainConfigError, match="warmup_epochs: 20 is not allowed"):
+        TrainConfig(epochs=5, warmup_epochs=20)
 
 
 def test_bad_files_and_names(tmp_path: Path) -> None:

@@ -393,6 +393,6 @@ def test_cli_train_and_eval(tmp_path):
     assert '"recalibrated": true' in result.output and '"samples": 64' in result.output
     bad = runner.invoke(app, ["supernet", "eval", str(space_file), "--device", "cpu"])
     assert bad.exit_code == 1
-    assert "is corrupted or truncated" in bad.output
+    assert "is a TOML file, not a checkpoint" in bad.output
     bad = runner.invoke(app, [*args, "--lr=-1"])
     assert bad.exit_code == 1 and "lr: -1.0 is not allowed" in bad.output

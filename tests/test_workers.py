@@ -130,40 +130,85 @@ def wait_for(predicate, timeout: float = 120.0, every: float = 0.05):
     raise AssertionError("timed out waiting")
 
 
+def evaluating(storage: str, name: str):
+    """A RUNNING trial that has its parameters (being evaluated), or None."""
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        return None
+    running = [  # the worker attribute is set once every parameter is
+        t
+        for t in study.get_trials(states=(TrialState.RUNNING,))
+        if "autospik:worker" in t.user_attrs
+    ]
+    return running[0] if running else None
+
+
 def test_killed_worker_trial_is_requeued_not_lost(workdir) -> None:
     folder, ckpt = workdir
     study_file(folder, "kill")
     storage = f"sqlite:///{folder / 'autospik.db'}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        autospik(folder, ckpt, "kill.toml", "--trials", "3"), cwd=folder, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-    def evaluating():
+    victim = None
+    for _ in range(5):  # an evaluation takes milliseconds: a kill may land between two trials
+        proc = subprocess.Popen(
+            autospik(folder, ckpt, "kill.toml", "--trials", "4"), cwd=folder, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
         try:
-            study = optuna.load_study(study_name="kill", storage=storage)
-        except KeyError:
-            return None
-        running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if "depth" in t.params]
-        return running[0] if running else None
-
-    try:
-        victim = wait_for(evaluating)
-        proc.send_signal(signal.SIGKILL)  # mid-trial: its parameters are set, no result yet
-        proc.wait(timeout=30)
-    finally:
-        proc.kill()
-    study = optuna.load_study(study_name="kill", storage=storage)
-    assert study.trials[victim.number].state == TrialState.RUNNING  # stuck until the grace period
+            wait_for(lambda: evaluating(storage, "kill"))
+            proc.send_signal(signal.SIGKILL)  # mid-trial: its parameters are set, no result yet
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+        victim = evaluating(storage, "kill")  # stuck RUNNING until the grace period
+        if victim is not None:
+            break
+    assert victim is not None, "no kill landed inside a trial"
     time.sleep(3.5)  # the study's grace period is 3 s
-    result = run(folder, autospik(folder, ckpt, "kill", "--trials", "3"))
+    result = run(folder, autospik(folder, ckpt, "kill", "--trials", "4"))
     assert result.returncode == 0, result.stderr
-    trials = check_exact(storage, "kill", 3)
+    trials = check_exact(storage, "kill", 4)
     assert trials[victim.number].state == TrialState.FAIL
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retried) == 1
     assert retried[0].state == TrialState.COMPLETE and retried[0].params == victim.params
+
+
+def test_a_worker_killed_by_sigkill_is_named_and_the_others_finish(workdir) -> None:
+    """``--workers 2``, one worker process SIGKILLed mid-trial: the parent says which worker a
+    signal killed (there is no error to print), the other worker re-queues the stuck trial after
+    the grace period and completes the study, and the command succeeds with a warning."""
+    folder, ckpt = workdir
+    study_file(folder, "sigkill")
+    storage = f"sqlite:///{folder / 'autospik.db'}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        autospik(folder, ckpt, "sigkill.toml", "--trials", "8", "--workers", "2"), cwd=folder,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+
+        def two_workers_busy():
+            done = optuna.load_study(study_name="sigkill", storage=storage).get_trials(
+                states=(TrialState.COMPLETE,)
+            ) if evaluating(storage, "sigkill") else []  # fmt: skip
+            busy = evaluating(storage, "sigkill")
+            return busy if len({t.user_attrs["autospik:worker"] for t in done}) == 2 else None
+
+        victim = wait_for(two_workers_busy)
+        pid = int(victim.user_attrs["autospik:worker"].rsplit(":", 1)[1])
+        os.kill(pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "printed above" not in err
+    killed = [line for line in err.splitlines() if "was killed by SIGKILL" in line]
+    assert len(killed) == 1 and killed[0].startswith("warning: worker "), err
+    assert "its trial is re-queued after the study's grace period" in killed[0]
+    trials = check_exact(storage, "sigkill", 8)
+    assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED}
 
 
 def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(workdir) -> None:

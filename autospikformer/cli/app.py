@@ -5,11 +5,10 @@ Command modules import torch and optuna inside their functions so that ``autospi
 
 from __future__ import annotations
 
-import typer
-
 from autospikformer.cli import analyze, energy, study, subnet, supernet
+from autospikformer.cli.common import App
 
-app = typer.Typer(
+app = App(
     name="autospik",
     help="Auto-Spikformer: spiking-transformer architecture search with an accuracy/energy Pareto front.",
     no_args_is_help=True,

@@ -1,7 +1,15 @@
-"""What the CLI commands share: the console, one-line errors, and the options every command has."""
+"""What the CLI commands share: the console, one-line errors, and the options every command has.
+
+Every command group is an :class:`App`, whose commands run under :func:`guard` as a whole: any
+project error, file-system error, storage error or device-memory error a command meets is
+printed as one ``error:`` line with a non-zero exit (:func:`autospikformer.errors.error_line`),
+so no command needs its own ``try``; a traceback means a bug.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -9,6 +17,7 @@ from typing import Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 
+from autospikformer.errors import AutospikError, error_line
 from autospikformer.study.storage import DEFAULT_RUNS_DIR, DEFAULT_STORAGE
 
 console = Console()
@@ -29,23 +38,103 @@ RUNS_DIR = typer.Option(
 )
 
 
+class CommandError(AutospikError):
+    """A command-line value that cannot be used (the message names the option)."""
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """Print ``error: message`` on one line to stderr and exit non-zero."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    line = " ".join(str(message).split())
+    err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(code)
 
 
 def guard(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``func`` and turn any :class:`~autospikformer.errors.AutospikError` into one line."""
+    """Run ``func``; bad input or a failing environment becomes one ``error:`` line."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from autospikformer.errors import AutospikError
-
     try:
         return func(*args, **kwargs)
-    except AutospikError as exc:
-        fail(" ".join(str(exc).split()))
+    except Exception as exc:
+        line = error_line(exc)
+        if line is None:
+            raise
+        fail(line)
+
+
+def guarded(func: Callable[..., T]) -> Callable[..., T]:
+    """``func`` run under :func:`guard` (typer still reads ``func``'s own signature)."""
+
+    if getattr(func, "__guarded__", False):
+        return func
+
+    @functools.wraps(func)
+    def command(*args: Any, **kwargs: Any) -> T:
+        return guard(func, *args, **kwargs)
+
+    command.__guarded__ = True  # type: ignore[attr-defined]
+    return command
+
+
+class App(typer.Typer):
+    """A typer app whose every command runs under :func:`guard`, also the commands of the
+    groups added to it (even groups built as a plain ``typer.Typer``)."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        register = super().command(*args, **kwargs)
+
+        def decorator(func: Callable[..., T]) -> Callable[..., T]:
+            register(guarded(func))
+            return func
+
+        return decorator
+
+    def add_typer(self, typer_instance: typer.Typer, *args: Any, **kwargs: Any) -> None:
+        _guard_commands(typer_instance)
+        super().add_typer(typer_instance, *args, **kwargs)
+
+
+def _guard_commands(group: typer.Typer) -> None:
+    for info in group.registered_commands:
+        if info.callback is not None:
+            info.callback = guarded(info.callback)
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _guard_commands(sub.typer_instance)
+
+
+def output_folder(path: Path, option: str = "--out") -> Path:
+    """``path`` as a folder to write into, created if missing; a one-line error otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CommandError(f"{option} {path}: a file is in the way (give a folder)")
+    _make_folder(path, f"{option} {path}")
+    return path
+
+
+def output_file(path: Path, option: str = "--out") -> Path:
+    """``path`` as a file to (over)write, its folder created if missing; a one-line error
+    otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise CommandError(f"{option} {path}: is a folder (give a file name)")
+    _make_folder(path.parent, f"{option} {path}")
+    return path
+
+
+def _make_folder(folder: Path, label: str) -> None:
+    blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise CommandError(f"{label}: '{blocker}' is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommandError(
+            f"{label}: cannot create folder '{folder}' ({exc.strerror}); choose a writable place"
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CommandError(f"{label}: folder '{folder}' is not writable; choose a writable place")
 
 
 def set_threads(threads: int | None) -> None:

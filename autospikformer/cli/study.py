@@ -8,15 +8,16 @@ non-zero exit; a command that fails leaves the storage as it was.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from autospikformer.cli.common import RUNS_DIR, STORAGE, console, guard
+from autospikformer.cli.common import RUNS_DIR, STORAGE, App, console, guard, output_folder
 
-app = typer.Typer(
+app = App(
     help="Studies: create one from a study file, run its search, export and browse the front.",
     no_args_is_help=True,
 )
@@ -133,12 +134,19 @@ def run(
     cooperate on one study. Ctrl-C stops after the current trial (twice: at once, re-queuing
     it); run the same command again to resume.
     """
+    from autospikformer.errors import AutospikError
+    from autospikformer.study.preflight import check_run_inputs
     from autospikformer.study.stage1 import prepare_supernet
-    from autospikformer.study.storage import resolve_study
+    from autospikformer.study.storage import resolve_study, sqlite_path, withdraw_study
     from autospikformer.study.worker import WorkerOptions
 
     started = time.monotonic()
-    optuna_study, config, created = guard(resolve_study, study, storage, create=True)
+    check = functools.partial(
+        check_run_inputs, device=device, data_root=data_root, checkpoint=supernet, runs_dir=runs_dir
+    )
+    db_file = sqlite_path(storage)
+    new_file = db_file if db_file is not None and not db_file.is_file() else None
+    optuna_study, config, created = resolve_study(study, storage, create=True, check=check)
     name = config.name
     target = trials or config.search.trials
     if created:
@@ -146,15 +154,19 @@ def run(
     console.print(
         f"[bold]stage 1[/]: supernet of study {name} ({config.space.name}, {config.dataset})"
     )
-    checkpoint = guard(
-        prepare_supernet,
-        optuna_study,
-        config,
-        runs_dir=runs_dir,
-        checkpoint=supernet,
-        data_root=data_root,
-        device=device,
-    )
+    try:
+        checkpoint = prepare_supernet(
+            optuna_study,
+            config,
+            runs_dir=runs_dir,
+            checkpoint=supernet,
+            data_root=data_root,
+            device=device,
+        )
+    except AutospikError:  # a study registered just now and never used goes again
+        if created:
+            withdraw_study(optuna_study, created_file=new_file)
+        raise
     console.print(f"supernet: {checkpoint} ({_fmt_seconds(time.monotonic() - started)} so far)")
     console.print(
         f"[bold]stage 2[/]: {config.search.sampler} search to {target} complete trials, "
@@ -345,7 +357,9 @@ def export_cmd(
             )
         else:
             console.print(f"{config.name} is already priced by {model.describe()}", soft_wrap=True)
-    _export_and_report(optuna_study, out or runs_dir / config.name / folder, tables=rows)
+    _export_and_report(
+        optuna_study, output_folder(out or runs_dir / config.name / folder), tables=rows
+    )
 
 
 @app.command("compare")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from autospikformer.cli.common import RUNS_DIR, STORAGE, console, fail, guard
+from autospikformer.cli.common import RUNS_DIR, STORAGE, App, console, fail, guard, output_file
 
-app = typer.Typer(
+app = App(
     help="Subnets: export a trial's architecture as a standalone Spikformer checkpoint.",
     no_args_is_help=True,
 )
@@ -43,10 +43,14 @@ def export(
     from autospikformer.study.subnet import export_subnet
 
     optuna_study, config, _ = guard(resolve_study, study, storage, create=False)
-    frozen = [t for t in optuna_study.get_trials(deepcopy=False) if t.number == trial]
+    trials = optuna_study.get_trials(deepcopy=False)
+    frozen = [t for t in trials if t.number == trial]
+    if not trials:
+        fail(f"study {config.name!r} has no trials yet: run 'autospik study run {config.name}'")
     if not frozen:
         fail(
-            f"study {config.name!r} has no trial {trial} (trials 0..{len(optuna_study.trials) - 1})"
+            f"study {config.name!r} has no trial {trial} (its trials are numbered "
+            f"0..{len(trials) - 1}; 'autospik study show {config.name}' lists the front)"
         )
     if frozen[0].state != TrialState.COMPLETE:
         fail(f"trial {trial} of study {config.name!r} is {frozen[0].state.name}, not COMPLETE")
@@ -55,6 +59,7 @@ def export(
     path = supernet or supernet_path(config, runs_dir)
     if not Path(path).is_file():
         fail(f"no supernet checkpoint at {path}: pass --supernet or --runs-dir")
+    output_file(out)
     result = guard(export_subnet, config, record, path, out, data_root=data_root, device=device)
     accuracy, energy = record.values
     console.print(

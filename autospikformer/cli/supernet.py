@@ -7,11 +7,9 @@ from typing import Any
 
 import typer
 
-from autospikformer.cli.common import console, fail, guard, set_threads
+from autospikformer.cli.common import App, console, fail, guard, output_folder, set_threads
 
-app = typer.Typer(
-    help="Train a weight-sharing supernet and evaluate its subnets.", no_args_is_help=True
-)
+app = App(help="Train a weight-sharing supernet and evaluate its subnets.", no_args_is_help=True)
 
 _RECIPE = "Recipe (default: the reference one; for --dataset digits the CPU-sized digits settings)"
 
@@ -68,10 +66,13 @@ def train(
     Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel.
     """
     set_threads(threads)
+    from autospikformer.checkpoint import remove_stale_temporaries
+    from autospikformer.data.loading import check_dataset
+    from autospikformer.device import resolve_device
     from autospikformer.search.space import SearchSpace
     from autospikformer.training.config import TrainConfig
     from autospikformer.training.distributed import dist_from_env, shutdown
-    from autospikformer.training.trainer import train_supernet
+    from autospikformer.training.trainer import CHECKPOINT_NAME, train_supernet
 
     search_space = guard(SearchSpace.load, space)
     recipe = {
@@ -88,6 +89,9 @@ def train(
             from autospikformer.data.split import HoldoutSplit
 
             holdout = HoldoutSplit(fraction=val_fraction, seed=val_seed)
+        resolve_device(device)  # before anything is written
+        check_dataset(dataset, data_root)
+        remove_stale_temporaries(output_folder(out) / CHECKPOINT_NAME)
         path = guard(
             train_supernet,
             space=search_space,

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from autospikformer.data.base import DataError, dataset_info, require_root
-from autospikformer.data.images import CIFAR_NAMES, build_cifar, build_digits
+from autospikformer.data.images import CIFAR_NAMES, _find_cifar_folder, build_cifar, build_digits
 
 
 def build_dataset(
@@ -72,6 +72,26 @@ def build_frames(
         time_steps=[int(t) for t in time_steps],
         progress=progress,
     )
+
+
+def check_dataset(name: str, root: str | Path | None) -> None:
+    """Refuse a data set whose files are not where ``root`` says, without reading them.
+
+    A cheap look (file names only) that a command runs before it registers or trains anything;
+    :func:`build_dataset` still checks the files' content when it reads them.
+    """
+    info = dataset_info(name)
+    if name == "digits":
+        return
+    folder = require_root(name, root)
+    if not folder.is_dir():
+        raise DataError(f"{name}: data folder '{folder}' does not exist (data.root, --data-root)")
+    if name in CIFAR_NAMES:
+        _find_cifar_folder(name, folder)
+    elif info.event_based:
+        from autospikformer.data.events import _find_folder
+
+        _find_folder(name, folder)
 
 
 def make_loader(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from typing import Any
 from autospikformer.data.base import DATASETS
 from autospikformer.data.split import HoldoutSplit
 from autospikformer.energy.models import EnergyError, EnergyModel
-from autospikformer.errors import AutospikError
+from autospikformer.errors import AutospikError, did_you_mean
 from autospikformer.resources import preset_names, read_toml, studies_dir
 from autospikformer.search.samplers import SAMPLER_NAMES, SAMPLER_OPTIONS
 from autospikformer.search.space import SearchSpace, SearchSpaceError
@@ -36,6 +37,10 @@ DEFAULT_VAL_FRACTION = 0.1
 # Firing rate assumed by the *pre-evaluation* energy estimate that enforces ``max_energy_mj``
 # (SPEC section 4: the paper reports about 0.95 mJ for Spikformer-4-384 at a mean rate of 0.35).
 DEFAULT_ENERGY_RATE = 0.35
+# Seconds a worker retries an unreachable storage before it stops (``search.max_outage``).
+DEFAULT_MAX_OUTAGE = 300
+# A stored study name names a folder (``runs/<name>/``) and a file name prefix: plain ASCII only.
+STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "study": ("name", "description", "seed"),
@@ -57,6 +62,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
         "energy_rate",
         "heartbeat_interval",
         "grace_period",
+        "max_outage",
     ),
 }
 
@@ -75,7 +81,9 @@ def _check_keys(where: str, table: Any, allowed: tuple[str, ...]) -> dict[str, A
     for key in table:
         if key not in allowed:
             name = f"{where}.{key}" if where else key
-            raise StudyConfigError(f"{name}: unknown field (allowed: {_allowed(allowed)})")
+            raise StudyConfigError(
+                f"{name}: unknown field (allowed: {_allowed(allowed)}){did_you_mean(key, allowed)}"
+            )
     return table
 
 
@@ -132,9 +140,12 @@ class SearchSettings:
     ``max_params`` / ``max_energy_mj`` reject a candidate *before* it is evaluated. The energy
     budget compares against the analytic estimate at the assumed firing rate ``energy_rate``
     (the measured rate is known only after evaluation). ``heartbeat_interval`` / ``grace_period``
-    (seconds) make a trial whose worker died count as failed and be re-queued. ``batch_size`` is
-    the evaluation batch, ``calib_batch_size`` the BN-recalibration batch (default: the same);
-    ``amp`` evaluates under autocast on CUDA (bfloat16 where supported, else float16).
+    (seconds) make a trial whose worker died count as failed and be re-queued; ``grace_period``
+    defaults to the larger of 120 s and four heartbeats. ``max_outage`` (seconds) is how long a
+    worker keeps retrying a storage that does not answer before it stops (``study/outage.py``).
+    ``batch_size`` is the evaluation batch, ``calib_batch_size`` the BN-recalibration batch
+    (default: the same); ``amp`` evaluates under autocast on CUDA (bfloat16 where supported,
+    else float16).
     """
 
     sampler: str = "dsps"
@@ -153,6 +164,7 @@ class SearchSettings:
     energy_rate: float = DEFAULT_ENERGY_RATE
     heartbeat_interval: int = 30
     grace_period: int = 120
+    max_outage: int = DEFAULT_MAX_OUTAGE
 
     def __post_init__(self) -> None:
         if self.calib_batch_size is None:
@@ -166,8 +178,12 @@ class SearchSettings:
             raise StudyConfigError(
                 f"search.sampler: {sampler!r} is not a sampler (allowed: {_allowed(SAMPLER_NAMES)})"
             )
-        defaults = SAMPLER_OPTIONS[sampler]
+        defaults = dict(SAMPLER_OPTIONS[sampler])
         given = _check_keys("search.options", table.get("options", {}), tuple(defaults))
+        if sampler == "dsps" and "num_parents" not in given:  # derived: the paper's 20 of 50
+            population = given.get("population_size", defaults["population_size"])
+            if isinstance(population, int) and population < defaults["num_parents"]:
+                defaults["num_parents"] = max(1, round(population * 0.4))
         options = {**defaults, **given}
         for key, value in options.items():
             where = f"search.options.{key}"
@@ -187,7 +203,10 @@ class SearchSettings:
         heartbeat = _int(
             "search.heartbeat_interval", table.get("heartbeat_interval", 30), minimum=1
         )
-        grace = _int("search.grace_period", table.get("grace_period", 120), minimum=1)
+        assert heartbeat is not None
+        grace = _int(  # derived: four missed heartbeats at least
+            "search.grace_period", table.get("grace_period", max(120, 4 * heartbeat)), minimum=1
+        )
         assert heartbeat is not None and grace is not None
         if grace <= heartbeat:
             raise StudyConfigError(
@@ -235,6 +254,9 @@ class SearchSettings:
             ),
             heartbeat_interval=heartbeat,
             grace_period=grace,
+            max_outage=_int(  # type: ignore[arg-type]
+                "search.max_outage", table.get("max_outage", DEFAULT_MAX_OUTAGE), minimum=1
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -255,6 +277,7 @@ class SearchSettings:
             "energy_rate": self.energy_rate,
             "heartbeat_interval": self.heartbeat_interval,
             "grace_period": self.grace_period,
+            "max_outage": self.max_outage,
         }
 
 
@@ -308,10 +331,7 @@ def _train_config(table: Any) -> TrainConfig:
     try:
         return TrainConfig.from_dict(table)
     except (TypeError, ValueError) as exc:
-        message = str(exc)
-        raise StudyConfigError(
-            message if message.startswith("train") else f"train.{message}"
-        ) from None
+        raise StudyConfigError(f"train.{exc}") from None
 
 
 @dataclass(frozen=True)
@@ -365,10 +385,10 @@ class StudyConfig:
         if "name" not in study:
             raise StudyConfigError("study.name: missing (allowed: a non-empty string)")
         name = _str("study.name", study["name"])
-        if any(c.isspace() or c in "/\\" for c in name):
+        if not STUDY_NAME.fullmatch(name):
             raise StudyConfigError(
-                f"study.name: {name!r} is not allowed "
-                "(allowed: no spaces or slashes; it names a folder)"
+                f"study.name: {name!r} is not allowed (allowed: up to 128 ASCII letters, digits, "
+                "'_', '.' and '-', not starting with '.' or '-'; it names a folder)"
             )
         dat = _check_keys("data", data["data"], SECTION_KEYS["data"])
         dataset = dat.get("dataset")

@@ -18,7 +18,11 @@ from pathlib import Path
 
 import optuna
 
-from autospikformer.checkpoint import load_supernet_checkpoint
+from autospikformer.checkpoint import (
+    CheckpointError,
+    load_supernet_checkpoint,
+    remove_stale_temporaries,
+)
 from autospikformer.study.config import StudyConfig
 from autospikformer.study.holdout import check_supernet_holdout
 from autospikformer.study.storage import DEFAULT_RUNS_DIR, SUPERNET_ATTR, StudyError
@@ -31,14 +35,27 @@ def supernet_path(config: StudyConfig, runs_dir: str | Path) -> Path:
 
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock held while the block runs (several local invocations train once)."""
+    """An exclusive lock held while the block runs (several local invocations train once).
+
+    When the block fails before anything but the lock was written into a folder the lock
+    created, the folder goes again: a failed command leaves no trace in the runs folder.
+    """
+    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]  # deepest first
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    try:
+        with open(path, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    except BaseException:
+        if made and [p.name for p in path.parent.iterdir()] == [path.name]:
+            path.unlink(missing_ok=True)
+            for folder in made:
+                with contextlib.suppress(OSError):  # not empty: someone else's now
+                    folder.rmdir()
+        raise
 
 
 def file_sha256(path: Path) -> str:
@@ -71,6 +88,7 @@ def prepare_supernet(
         raise StudyError(f"--supernet {path}: no such file")
     if checkpoint is None:
         with _file_lock(path.parent / "supernet.lock"):
+            remove_stale_temporaries(path)
             if recorded is not None and not path.is_file():
                 raise StudyError(
                     f"study {config.name!r} was searched with a supernet trained on "
@@ -90,8 +108,13 @@ def prepare_supernet(
             )
     try:
         _, meta = load_supernet_checkpoint(path, space=config.space)
-    except (ValueError, RuntimeError, OSError, KeyError) as exc:
-        raise StudyError(f"{path}: {' '.join(str(exc).split())}") from None
+    except CheckpointError:
+        raise
+    except (ValueError, RuntimeError, KeyError) as exc:  # verified, yet not a usable supernet
+        raise StudyError(
+            f"supernet checkpoint {path} cannot be loaded ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:200]}); delete it to train it again"
+        ) from None
     check_supernet_holdout(meta, config, path)
     digest = file_sha256(path)
     if recorded is None:

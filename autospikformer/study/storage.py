@@ -9,13 +9,16 @@
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
-from autospikformer.errors import AutospikError
+from autospikformer.errors import AutospikError, database_reason
 from autospikformer.resources import preset_names
 from autospikformer.search.architecture import BASELINES, Architecture
 from autospikformer.search.suggest import architecture_params
@@ -56,8 +59,13 @@ class StudyError(AutospikError, RuntimeError):
 
 
 # --- storage ------------------------------------------------------------------------------------
+_URL_EXAMPLES = "sqlite:///autospik.db or postgresql+psycopg2://user:password@host:5432/db"
+
+
 def describe_url(url: str) -> str:
     """The URL with any password hidden, for messages."""
+    if "@" not in url:
+        return url
     try:
         from sqlalchemy.engine import make_url
 
@@ -66,41 +74,95 @@ def describe_url(url: str) -> str:
         return url
 
 
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URL (None for other back ends and ``:memory:``)."""
+def _url_fix(url: str) -> str:
+    """What a mistyped storage URL probably meant, as advice for the message ('' if unsure)."""
+    scheme, sep, rest = url.partition(":")
+    if scheme.startswith("sqlite") and not rest.startswith("///"):
+        path = rest.lstrip("/")
+        if not path:
+            return "sqlite:// is an in-memory database that vanishes with the command; name a file"
+        if rest.startswith("/") and not rest.startswith("//"):  # sqlite:/x.db: an absolute path
+            return f"did you mean sqlite:////{path} (absolute) or sqlite:///{path} (relative)?"
+        return f"did you mean sqlite:///{path}? (a file path follows three slashes)"
+    if scheme in ("postgres", "postgres+psycopg2"):
+        fixed = "postgresql+psycopg2" + url[len(scheme) :]
+        return f"the scheme is postgresql://, e.g. {describe_url(fixed)}"
+    if not sep or "/" in scheme:
+        return f"did you mean sqlite:///{url}?"
+    return ""
+
+
+def parse_url(url: str) -> Any:
+    """``url`` as an SQLAlchemy URL of a database a study can live in; a typo is one
+    :class:`StudyError` line with the likely fix (``postgres://``, ``sqlite:/x.db``...)."""
     from sqlalchemy.engine import make_url
 
-    parsed = make_url(url)
-    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+    fix = _url_fix(url)
+    try:
+        parsed = make_url(url)
+    except Exception:
+        parsed = None
+    if parsed is not None:
+        try:
+            parsed.get_dialect()
+        except Exception:
+            fix = fix or f"SQLAlchemy knows no database kind {parsed.drivername!r}"
+            parsed = None
+    in_memory = parsed is not None and parsed.database in (None, "", ":memory:")
+    if in_memory and parsed.drivername.startswith("sqlite"):
+        fix = fix or "an in-memory database vanishes with the command; name a file"
+        parsed = None
+    if parsed is None:
+        advice = f"; {fix}" if fix else f" (e.g. {_URL_EXAMPLES})"
+        raise StudyError(f"storage URL {describe_url(url)!r} is not usable{advice}")
+    return parsed
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL (None for other back ends).
+
+    ``sqlite:///file:x.db?mode=ro&uri=true`` (SQLite's URI form) names the file ``x.db``.
+    """
+    parsed = parse_url(url)
+    if not parsed.drivername.startswith("sqlite"):
         return None
-    return Path(parsed.database)
+    database = str(parsed.database)
+    if str(parsed.query.get("uri", "")).lower() in ("true", "1") and database.startswith("file:"):
+        database = database[len("file:") :].split("?")[0]
+    return Path(database)
+
+
+def _read_only_reason(path: Path) -> str | None:
+    """Why SQLite could not write ``path`` (it also writes a journal beside it), or None."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_file() and not os.access(path, os.W_OK):
+        return f"the file {path} is read-only"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"its folder {folder} is read-only (SQLite writes a journal beside the file)"
+    return None
 
 
 def open_storage(
     url: str,
     *,
     create: bool = False,
+    write: bool = False,
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
 ) -> optuna.storages.RDBStorage:
     """Open (``create``: or start) the RDB storage at ``url``; any failure is one StudyError line.
 
     A SQLite file that does not exist is not created unless ``create`` is set, so a mistyped
-    study name or path never leaves an empty database behind. SQLite waits up to 60 s for a lock
-    (several workers share one file); PostgreSQL connections are checked before use, so a
-    worker survives a database restart between trials.
+    study name or path never leaves an empty database behind; ``write`` (implied by
+    ``create``) refuses a SQLite file that cannot be written, before anything is tried. SQLite
+    waits up to 60 s for a lock (several workers share one file); PostgreSQL connections are
+    checked before use, so a new connection replaces one that a database restart closed
+    (``study/outage.py`` rides out the restart itself).
     """
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     shown = describe_url(url)
-    try:
-        parsed = make_url(url)
-    except Exception:
-        raise StudyError(
-            f"storage URL {url!r} is not an SQLAlchemy URL (e.g. sqlite:///autospik.db or "
-            "postgresql+psycopg2://user:password@host:5432/db)"
-        ) from None
+    parsed = parse_url(url)
     path = sqlite_path(url)
     if path is not None:
         if not create and not path.is_file():
@@ -108,8 +170,15 @@ def open_storage(
                 f"no study storage at {path} (storage {shown}); create a study first with "
                 "'autospik study create STUDY_FILE' or pass --storage"
             )
-        if create and not path.parent.is_dir():
+        if create and not (path.parent if str(path.parent) else Path(".")).is_dir():
             raise StudyError(f"cannot create storage {shown}: folder {path.parent} does not exist")
+        if create or write:
+            why = _read_only_reason(path)
+            if why is not None:
+                raise StudyError(
+                    f"storage {shown} is read-only: {why}; make it writable or pass another "
+                    "--storage"
+                )
         engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
@@ -128,8 +197,19 @@ def open_storage(
                     ),
                 }
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-    except (SQLAlchemyError, ImportError, ValueError, OSError, RuntimeError) as exc:
-        reason = " ".join(str(getattr(exc, "orig", None) or exc).split())
+    except ImportError as exc:
+        raise StudyError(
+            f"cannot open storage {shown}: its database driver is missing ({exc}); for "
+            "PostgreSQL: pip install 'autospikformer[postgres]'"
+        ) from None
+    except (
+        SQLAlchemyError,
+        optuna.exceptions.StorageInternalError,
+        ValueError,
+        OSError,
+        RuntimeError,
+    ) as exc:
+        reason = database_reason(exc) or " ".join(str(exc).split())
         raise StudyError(f"cannot open storage {shown}: {reason[:300]}") from None
 
 
@@ -175,6 +255,25 @@ def baseline_architecture(config: StudyConfig) -> tuple[str, Architecture] | Non
     return None
 
 
+def check_same_config(stored: StudyConfig, config: StudyConfig) -> None:
+    """Refuse ``config`` for the stored study of its name unless they are the same, naming the
+    fields that differ (for the space: both fingerprints, e.g. a space file edited since)."""
+    diff = stored.differences(config)
+    if not diff:
+        return
+    named = [
+        f"space (fingerprint {stored.space.fingerprint()} stored, {config.space.fingerprint()} "
+        "now: was the space file edited?)"
+        if field == "space"
+        else field
+        for field in diff
+    ]
+    raise StudyError(
+        f"study {config.name!r} already exists with a different configuration "
+        f"(differs in: {', '.join(named)}); give the study another [study] name"
+    )
+
+
 def create_study(
     storage: optuna.storages.BaseStorage, config: StudyConfig
 ) -> tuple[optuna.Study, bool]:
@@ -187,12 +286,7 @@ def create_study(
     """
     if has_study(storage, config.name):
         study, existing = load_study(storage, config.name)
-        diff = existing.differences(config)
-        if diff:
-            raise StudyError(
-                f"study {config.name!r} already exists with a different configuration "
-                f"(differs in: {', '.join(diff)}); give the study another [study] name"
-            )
+        check_same_config(existing, config)
         return study, False
     try:
         study = optuna.create_study(
@@ -213,6 +307,27 @@ def create_study(
     return study, True
 
 
+def withdraw_study(study: optuna.Study, *, created_file: Path | None = None) -> bool:
+    """Remove a study that was registered by a command that then failed, if nothing used it.
+
+    Used means: a trial other than the enqueued baseline, or a recorded supernet. A SQLite file
+    that the same command created (``created_file``) and that holds only this study is
+    deleted. Returns whether the study was removed.
+    """
+    trials = study.get_trials(deepcopy=False)
+    if SUPERNET_ATTR in study.user_attrs or any(t.state != TrialState.WAITING for t in trials):
+        return False
+    storage = study._storage
+    if created_file is not None and study_names(storage) == [study.study_name]:
+        engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+        if engine is not None:
+            engine.dispose()
+        created_file.unlink(missing_ok=True)
+        return True
+    optuna.delete_study(study_name=study.study_name, storage=storage)
+    return True
+
+
 def trial_counts(study: optuna.Study) -> dict[str, int]:
     """Number of trials per state name (``COMPLETE``, ``RUNNING``...)."""
     counts: dict[str, int] = {}
@@ -222,27 +337,43 @@ def trial_counts(study: optuna.Study) -> dict[str, int]:
 
 
 def resolve_study(
-    target: str, storage_url: str, *, create: bool
+    target: str,
+    storage_url: str,
+    *,
+    create: bool,
+    write: bool = False,
+    check: Callable[[StudyConfig], None] | None = None,
 ) -> tuple[optuna.Study, StudyConfig, bool]:
     """``target`` as a study in the storage, or a study file / preset to register first (with
     ``create``); returns ``(study, config, created)``.
 
     A name already in the storage wins over a preset of the same name; a ``.toml`` path is always
-    read (and must match the stored study of its name).
+    read (and must match the stored study of its name). ``check(config)`` runs before anything
+    is registered (a command's other inputs: device, data, checkpoint): when it raises, the
+    storage is as it was and no SQLite file was created. ``write`` (implied by ``create``)
+    refuses a read-only SQLite file up front.
     """
     is_file = target.endswith(".toml")
     is_preset = target in preset_names("studies")
     if is_file or (create and is_preset):
         config = StudyConfig.load(target)
         path = sqlite_path(storage_url)
-        exists_already = path is not None and path.is_file()
+        exists_already = path is None or path.is_file()
+        if exists_already:
+            storage = open_storage(storage_url, write=True)
+            if has_study(storage, config.name):
+                study, stored = load_study(storage, config.name)
+                if is_file:
+                    check_same_config(stored, config)
+                if check is not None:
+                    check(stored)
+                return study, stored, False
+        if check is not None:
+            check(config)
         storage = open_storage(storage_url, create=True)
-        if not is_file and has_study(storage, config.name):
-            study, stored = load_study(storage, config.name)
-            return study, stored, False
         try:
             study, created = create_study(storage, config)
-        except StudyError:
+        except BaseException:
             if path is not None and not exists_already:
                 path.unlink(missing_ok=True)
             raise
@@ -254,6 +385,8 @@ def resolve_study(
             f"no study named {target!r}: no study storage at {path}{hint}; "
             "create one with 'autospik study create STUDY_FILE' or pass --storage"
         )
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, write=write or create)
     study, config = load_study(storage, target)
+    if check is not None:
+        check(config)
     return study, config, False

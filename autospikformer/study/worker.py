@@ -21,14 +21,24 @@ Design choices (``docs/studies.md`` explains them to users):
   ``RetryHeartbeatStaleTrialCallback``; the next free worker evaluates it.
 - **Ctrl-C** asks every worker to stop after its current trial; a second Ctrl-C abandons the
   current trial, which is marked FAIL and re-queued the same way. A rerun continues to N.
+- **A database outage** is ridden out (``outage.py``): every storage call of a worker is retried
+  with back-off for up to ``search.max_outage`` seconds, so an evaluated trial keeps its result
+  until it is saved; a worker that cannot reach the database for longer stops with one line.
+  The trial loop is Optuna's ask and tell, run here rather than by ``study.optimize``, whose
+  trial runner loses the database's error when saving a result fails.
+- **A worker process that fails** reports its one-line error to the parent, which prints it as
+  it happens (or names the signal that killed the worker); the command fails with one line for
+  all stopped workers unless the others completed the study.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import socket
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -36,16 +46,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import FrozenTrial, TrialState
 
 from autospikformer.checkpoint import load_supernet_checkpoint
 from autospikformer.data.base import dataset_info
 from autospikformer.energy.layers import count_parameters
 from autospikformer.energy.report import estimate_energy_mj
+from autospikformer.errors import error_line
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.samplers import make_sampler
 from autospikformer.search.suggest import suggest_architecture
 from autospikformer.study.holdout import check_study_holdout, check_supernet_holdout
+from autospikformer.study.outage import RetryingStorage, StorageOutage, outage_reason
 from autospikformer.study.storage import (
     ANN_ENERGY_ATTR,
     ARCH_JSON_ATTR,
@@ -59,6 +72,7 @@ from autospikformer.study.storage import (
     SKIPPED_ATTR,
     WORKER_ATTR,
     StudyError,
+    describe_url,
     load_study,
     open_storage,
     trial_counts,
@@ -161,10 +175,20 @@ class Worker:
         _, config = load_study(probe, options.study_name)
         self.config = config
         search = config.search
-        self.storage = open_storage(
-            options.storage_url,
-            heartbeat_interval=search.heartbeat_interval,
-            grace_period=search.grace_period,
+        self.label = f"worker {options.worker_index}"
+        self.storage = RetryingStorage(
+            optuna.storages.get_storage(
+                open_storage(
+                    options.storage_url,
+                    write=True,
+                    heartbeat_interval=search.heartbeat_interval,
+                    grace_period=search.grace_period,
+                )
+            ),
+            max_outage=search.max_outage,
+            label=self.label,
+            url=describe_url(options.storage_url),
+            seed=config.seed + options.worker_index,
         )
         info = dataset_info(config.dataset)
         shape = {
@@ -222,7 +246,7 @@ class Worker:
             record = self.evaluator.holdout_record(int(config.space.choices["time_steps"][0]))
             check_study_holdout(self.study, record)
             check_supernet_holdout(supernet_meta, config, options.checkpoint, record)
-        self.label = f"{socket.gethostname()}:{os.getpid()}"
+        self.host_label = f"{socket.gethostname()}:{os.getpid()}"
         self._current: int | None = None
 
     # -- one trial ---------------------------------------------------------------------------
@@ -244,7 +268,7 @@ class Worker:
 
         arch = suggest_architecture(trial, self.config.space)
         trial.set_user_attr(ARCH_JSON_ATTR, arch.to_dict())
-        trial.set_user_attr(WORKER_ATTR, self.label)
+        trial.set_user_attr(WORKER_ATTR, self.host_label)
         for other in study.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
         ):
@@ -256,7 +280,9 @@ class Worker:
             trial.set_user_attr(SKIPPED_ATTR, f"constraint: {why}")
             raise optuna.TrialPruned(why)
 
+        self.storage.doing = f"evaluating trial {trial.number}"
         result = self.evaluator.evaluate(arch)
+        self.storage.doing = f"saving the result of trial {trial.number}"
         trial.set_user_attr(NUM_PARAMS_ATTR, int(result.num_parameters))
         trial.set_user_attr(FIRING_RATE_ATTR, float(result.mean_firing_rate))
         trial.set_user_attr(SECONDS_ATTR, round(float(result.seconds), 4))
@@ -273,12 +299,15 @@ class Worker:
     # -- the loop ----------------------------------------------------------------------------
     def run(self, on_trial: Callable[[optuna.Study], None] | None = None) -> int:
         study, n = self.study, self.options.trials
-        poll = min(2.0, float(self.config.search.heartbeat_interval))
+        search = self.config.search
+        poll = min(2.0, float(search.heartbeat_interval))
         done = 0
         while not self.stop.requested:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
+            self.storage.doing = "checking the study's progress"
+            if self.storage.quiet_for(search.grace_period):  # no missed beat is the outage's
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    optuna.storages.fail_stale_trials(study)
             complete, running = _counts(
                 study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
             )
@@ -289,28 +318,71 @@ class Worker:
                     on_trial(study)
                 time.sleep(poll)
                 continue
-            self._current = None
-            try:
-                study.optimize(self._objective, n_trials=1)
-            except KeyboardInterrupt:
-                if self._current is not None:
-                    frozen = study.get_trials(deepcopy=False)
-                    mine = [t for t in frozen if t.number == self._current]
-                    if mine and mine[0].state == TrialState.FAIL and mine[0].params:
-                        _requeue(study, mine[0])
-                raise
-            if self._current is not None:
-                last = [t for t in study.get_trials(deepcopy=False) if t.number == self._current]
-                done += bool(last and last[0].state == TrialState.COMPLETE)
+            done += self.run_trial() == TrialState.COMPLETE
             if on_trial is not None:
                 on_trial(study)
         return done
 
+    def run_trial(self) -> TrialState:
+        """Ask for a trial, evaluate it under heartbeats, tell its result; returns its state.
 
-def _worker_process(options: WorkerOptions) -> None:
-    """Entry point of a spawned worker: errors become one line on stderr and exit code 1."""
-    import sys
+        An interrupted trial (a second Ctrl-C) or one whose evaluation raised is told FAIL, the
+        interrupted one re-queued; a trial left when the storage was lost stays RUNNING and is
+        re-queued by the next worker after the grace period.
+        """
+        study = self.study
+        self.storage.doing = "starting a trial"
+        with warnings.catch_warnings():  # the heartbeats Optuna's warning asks for run below
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+            trial = study.ask()
+        self._current = trial.number
+        self.storage.doing = f"preparing trial {trial.number}"
+        values: tuple[float, float] | None = None
+        with get_heartbeat_thread(trial._trial_id, self.storage):
+            try:
+                values = self._objective(trial)
+                state = TrialState.COMPLETE
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
+            except StorageOutage:
+                raise
+            except BaseException as exc:
+                self._abandon(trial, requeue=isinstance(exc, KeyboardInterrupt))
+                raise
+            self.storage.doing = f"saving the result of trial {trial.number}"
+            return self._tell(trial, values, state)
 
+    def _tell(
+        self, trial: optuna.Trial, values: tuple[float, float] | None, state: TrialState
+    ) -> TrialState:
+        try:
+            self.study.tell(trial, values, state=state)
+        except ValueError:  # "Cannot tell a FAIL trial": failed as stale by another worker
+            frozen = self.study._storage.get_trial(trial._trial_id)
+            if frozen.state != TrialState.FAIL:
+                raise
+            print(
+                f"warning: {self.label}: trial {trial.number} was failed as stale by another "
+                "worker while its result waited for the storage; its re-queued copy is "
+                "evaluated again",
+                file=sys.stderr,
+                flush=True,
+            )
+            return TrialState.FAIL
+        return state
+
+    def _abandon(self, trial: optuna.Trial, *, requeue: bool) -> None:
+        """Tell an unfinished trial FAIL (and re-queue its candidate), if the storage answers."""
+        study = self.study
+        with self.storage.single_attempts(), contextlib.suppress(Exception):
+            study.tell(trial, state=TrialState.FAIL)
+            frozen = study._storage.get_trial(trial._trial_id)
+            if requeue and frozen.params:
+                _requeue(study, frozen)
+
+
+def _worker_process(options: WorkerOptions, errors: Any = None) -> None:
+    """Entry point of a spawned worker: an error becomes one line for the parent, exit code 1."""
     import torch
 
     if options.threads:
@@ -323,12 +395,13 @@ def _worker_process(options: WorkerOptions) -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
-        message = " ".join(str(exc).split())
-        print(
-            f"error: worker {options.worker_index}: {type(exc).__name__}: {message}",
-            file=sys.stderr,
-            flush=True,
-        )
+        line = error_line(exc) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        if not line.startswith(f"worker {options.worker_index}:"):
+            line = f"worker {options.worker_index}: {line}"
+        if errors is not None:
+            errors.put(line)
+        else:
+            print(f"error: {line}", file=sys.stderr, flush=True)
         sys.exit(1)
 
 
@@ -349,30 +422,70 @@ def run_workers(
 ) -> RunOutcome:
     """Run ``workers`` worker processes (spawned) or, for one, the worker in this process.
 
-    ``on_poll`` refreshes a display: after each trial (one worker) or every second (several).
+    ``on_poll`` refreshes a display: after each trial (one worker) or every second (several);
+    a refresh that meets a storage outage is skipped.
     """
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed progress poll says nothing
     storage = open_storage(options.storage_url)
-    study, _ = load_study(storage, options.study_name)
+    study, config = load_study(storage, options.study_name)
     before = trial_counts(study).get("COMPLETE", 0)
     stop = _StopFlag()
     stop.install()
     interrupted = False
     try:
         if workers == 1:
-            optuna.logging.set_verbosity(optuna.logging.ERROR)
             try:
                 Worker(options, stop=stop).run(on_trial=on_poll)
             except KeyboardInterrupt:
                 interrupted = True
             interrupted = interrupted or stop.requested
         else:
-            interrupted = _run_processes(options, workers, study, stop, on_poll)
+            interrupted, failures, printed = _run_processes(options, workers, study, stop, on_poll)
+            if failures and not interrupted:
+                _settle_failures(study, options.trials, workers, failures, printed)
     finally:
         stop.restore()
-    complete = trial_counts(study).get("COMPLETE", 0)
+    retrying = RetryingStorage(
+        optuna.storages.get_storage(storage),
+        max_outage=config.search.max_outage,
+        label="autospik",
+        url=describe_url(options.storage_url),
+    )
+    counted = optuna.load_study(study_name=options.study_name, storage=retrying)
+    complete = trial_counts(counted).get("COMPLETE", 0)
     return RunOutcome(
         complete, options.trials, interrupted and complete < options.trials, complete - before
     )
+
+
+def _settle_failures(
+    study: optuna.Study, n: int, workers: int, failures: list[str], printed: set[str]
+) -> None:
+    """Raise a StudyError naming the failed workers, unless the others completed the study
+    (then the failures not printed yet become warnings)."""
+    try:
+        complete: int | None = trial_counts(study).get("COMPLETE", 0)
+    except Exception:  # the storage is down (the workers' own lines say so)
+        complete = None
+    if complete is None or complete < n:
+        held = "" if complete is None else f"; {complete} of {n} trials complete"
+        raise StudyError(
+            f"{len(failures)} of {workers} workers stopped ({'; '.join(failures)}){held}: run "
+            "the command again to continue the study"
+        )
+    for line in failures:
+        if line not in printed:
+            print(f"warning: {line}; the other workers completed the study", file=sys.stderr)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name} (its trial is re-queued after the study's grace period)"
+    return f"exited with code {code} without an error message"
 
 
 def spawned_options(options: WorkerOptions, workers: int) -> list[WorkerOptions]:
@@ -397,32 +510,64 @@ def _run_processes(
     study: optuna.Study,
     stop: _StopFlag,
     on_poll: Callable[[optuna.Study], None] | None,
-) -> bool:
+) -> tuple[bool, list[str], set[str]]:
+    """Spawn the workers and wait for them; returns whether the run was interrupted, one line
+    per failed worker, and those of the lines already printed (as a warning, at once, while
+    other workers went on)."""
     ctx = multiprocessing.get_context("spawn")
+    errors = ctx.SimpleQueue()
     procs = []
     for index, opts in enumerate(spawned_options(options, workers)):
-        proc = ctx.Process(target=_worker_process, args=(opts,), name=f"autospik-worker-{index}")
+        proc = ctx.Process(
+            target=_worker_process, args=(opts, errors), name=f"autospik-worker-{index}"
+        )
         proc.start()
         procs.append(proc)
+    reported: dict[int, str] = {}
+    printed: set[str] = set()
+
+    def report() -> None:
+        """Print a failure at once while other workers go on (the last one ends the command)."""
+        lines = []
+        while not errors.empty():
+            line = errors.get()
+            reported[int(line.split(":", 1)[0].split()[-1])] = line
+            lines.append(line)
+        for index, proc in enumerate(procs):
+            if proc.exitcode not in (None, 0, 1, 130) and index not in reported:
+                reported[index] = f"worker {index} {_exit_reason(proc.exitcode)}"
+                lines.append(reported[index])
+        if any(p.is_alive() for p in procs):
+            for line in lines:
+                print(f"warning: {line}", file=sys.stderr, flush=True)
+                printed.add(line)
+
+    def poll() -> None:
+        if on_poll is None:
+            return
+        try:
+            on_poll(study)
+        except Exception as exc:
+            if outage_reason(exc) is None:
+                raise
+            with contextlib.suppress(Exception):  # a fresh session for the next refresh
+                study._storage.remove_session()
+
     interrupted = False
     try:
         while any(p.is_alive() for p in procs):
-            if on_poll is not None:
-                on_poll(study)
+            poll()
             for p in procs:
                 p.join(timeout=1.0 / workers)
+            report()
     except KeyboardInterrupt:  # a second Ctrl-C: the workers abandon their trials too
         interrupted = True
         for p in procs:
             p.join()
     interrupted = interrupted or stop.requested
-    if on_poll is not None:
-        on_poll(study)
-    failed = [(i, p.exitcode) for i, p in enumerate(procs) if p.exitcode not in (0, 130)]
-    if failed and not interrupted:
-        index, code = failed[0]
-        raise StudyError(
-            f"worker {index} exited with code {code} (its error is printed above); "
-            f"{len(failed)} of {workers} workers failed"
-        )
-    return interrupted
+    report()
+    poll()
+    failed = [i for i, p in enumerate(procs) if p.exitcode not in (0, 130)]
+    for index in failed:
+        reported.setdefault(index, f"worker {index} {_exit_reason(procs[index].exitcode)}")
+    return interrupted, [reported[i] for i in failed], printed

@@ -11,6 +11,20 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from autospikformer.errors import AutospikError, did_you_mean
+
+#: The reference recipe's warm-up (SPEC section 1); a shorter run gets a tenth of its epochs.
+REFERENCE_WARMUP_EPOCHS = 20
+
+
+class TrainConfigError(AutospikError, ValueError):
+    """A training setting that cannot be used; the message names the setting."""
+
+
+def default_warmup_epochs(epochs: int) -> int:
+    """The warm-up a recipe gets when it names none: 20 epochs, at most a tenth of the run."""
+    return min(REFERENCE_WARMUP_EPOCHS, epochs // 10)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -22,6 +36,10 @@ class TrainConfig:
     of the training split (quick runs, tests). ``eval_every`` > 0 evaluates the largest and the
     smallest subnet on the test split, with BN recalibration, every that many epochs (and after
     the last) and writes their accuracy to the metrics CSV.
+
+    Settings that depend on others are derived when left out (``None``): ``warmup_epochs``
+    becomes :func:`default_warmup_epochs` of ``epochs`` (20 for the reference's 1000 epochs, 0
+    for a 1-epoch run), and :meth:`replace` derives it again when ``epochs`` changes.
     """
 
     epochs: int = 1000
@@ -29,7 +47,7 @@ class TrainConfig:
     lr: float = 5e-4
     min_lr: float = 1e-5
     warmup_lr: float = 1e-5
-    warmup_epochs: int = 20
+    warmup_epochs: int | None = None  # derived from epochs when None
     weight_decay: float = 0.06
     label_smoothing: float = 0.1
     mixup: float = 0.5
@@ -43,6 +61,11 @@ class TrainConfig:
     eval_every: int = 0
 
     def __post_init__(self) -> None:
+        derived = []
+        if self.warmup_epochs is None and type(self.epochs) is int:
+            object.__setattr__(self, "warmup_epochs", default_warmup_epochs(self.epochs))
+            derived.append("warmup_epochs")
+        object.__setattr__(self, "_derived", tuple(derived))
         for f in fields(self):
             value = getattr(self, f.name)
             kind = _FIELD_KINDS[f.name]
@@ -57,7 +80,9 @@ class TrainConfig:
                 if ok:
                     object.__setattr__(self, f.name, float(value))
             if not ok:
-                raise ValueError(f"{f.name}: {value!r} is not allowed (allowed: {_ALLOWED[kind]})")
+                raise TrainConfigError(
+                    f"{f.name}: {value!r} is not allowed (allowed: {_ALLOWED[kind]})"
+                )
         checks = [
             ("epochs", self.epochs >= 1, "an integer >= 1"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
@@ -66,8 +91,9 @@ class TrainConfig:
             ("warmup_lr", self.warmup_lr >= 0, "a number >= 0"),
             (
                 "warmup_epochs",
-                0 <= self.warmup_epochs <= self.epochs,
-                "0 <= warmup_epochs <= epochs",
+                0 <= self.warmup_epochs <= self.epochs,  # type: ignore[operator]
+                f"0 <= warmup_epochs <= epochs = {self.epochs}: lower warmup_epochs, raise "
+                "epochs, or leave warmup_epochs out to derive it",
             ),
             ("weight_decay", self.weight_decay >= 0, "a number >= 0"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "a number in [0, 1)"),
@@ -84,26 +110,40 @@ class TrainConfig:
         for name, ok, allowed in checks:
             if not ok:
                 value = getattr(self, name)
-                raise ValueError(f"{name}: {value!r} is not allowed (allowed: {allowed})")
+                raise TrainConfigError(f"{name}: {value!r} is not allowed (allowed: {allowed})")
+        if self.train_samples is not None and self.train_samples < self.batch_size:
+            raise TrainConfigError(
+                f"train_samples: {self.train_samples} is fewer than one batch (batch_size = "
+                f"{self.batch_size}): raise train_samples or lower batch_size"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build from a dict (a study file's ``[train]`` table); names an unknown or bad key."""
         if not isinstance(data, dict):
-            raise ValueError(f"expected a table of training settings, got {data!r}")
+            raise TrainConfigError(f"expected a table of training settings, got {data!r}")
         known = [f.name for f in fields(cls)]
         for key in data:
             if key not in known:
-                raise ValueError(f"{key}: unknown setting (allowed: {', '.join(known)})")
+                raise TrainConfigError(
+                    f"{key}: unknown setting (allowed: {', '.join(known)}){did_you_mean(key, known)}"
+                )
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some settings changed (validated); ``None`` values are ignored."""
+        """A copy with some settings changed (validated); ``None`` values are ignored, and the
+        settings this config derived are derived again from the new values."""
         given = {k: v for k, v in changes.items() if v is not None}
-        return TrainConfig.from_dict({**self.to_dict(), **given})
+        kept = {k: v for k, v in self.to_dict().items() if k not in self.derived}
+        return TrainConfig.from_dict({**kept, **given})
+
+    @property
+    def derived(self) -> tuple[str, ...]:
+        """The settings that were left out and derived from others (``warmup_epochs``)."""
+        return getattr(self, "_derived", ())
 
     @classmethod
     def preset(cls, dataset: str) -> TrainConfig:
@@ -114,6 +154,7 @@ class TrainConfig:
 
     def lr_at(self, epoch: float) -> float:
         """Learning rate at a fractional epoch: linear warm-up, then cosine to ``min_lr``."""
+        assert self.warmup_epochs is not None  # derived in __post_init__
         if self.warmup_epochs and epoch < self.warmup_epochs:
             return self.warmup_lr + (self.lr - self.warmup_lr) * epoch / self.warmup_epochs
         span = max(self.epochs - self.warmup_epochs, 1e-12)

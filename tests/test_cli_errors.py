@@ -1,0 +1,283 @@
+"""Every command turns bad input and a failing environment into one ``error:`` line.
+
+Device names, storage URLs, output paths, checkpoint files, read-only databases, settings that
+depend on others: each case runs the real command (typer's CliRunner, or a subprocess where
+another user is needed), asserts exactly one stderr line with its advice and a non-zero exit,
+and checks that nothing was created or changed.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import TINY_SPACE, tiny_study
+from typer.testing import CliRunner
+
+from autospikformer.cli.app import app
+from autospikformer.errors import error_line
+
+runner = CliRunner()
+ARCH = "d1-e16-t1:r1:h2:th1:tau2"
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def one_line(result, *fragments: str) -> str:
+    assert result.exit_code != 0, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(tiny_study("tiny"))
+    return tmp_path
+
+
+# --- devices ---------------------------------------------------------------------------------
+def test_bad_devices_store_nothing_and_leave_no_lock(folder) -> None:
+    cases = [("bogus", "device 'bogus' is not a device name (use auto, cpu, cuda or cuda:N)")]
+    if not torch.cuda.is_available():
+        cases.append(("cuda", "device 'cuda' was asked for but no CUDA GPU is available"))
+    for device, message in cases:
+        one_line(invoke("study", "run", "tiny.toml", "--device", device), message)
+        one_line(
+            invoke("supernet", "train", "--space", "digits", "--dataset", "digits", "--out", "sn",
+                   "--device", device),
+            message,
+        )  # fmt: skip
+    assert files(folder) == ["tiny.toml"]  # no storage, no runs/tiny/supernet.lock, no sn/
+
+
+def test_a_study_whose_stage_1_fails_is_removed_again(folder) -> None:
+    """The data set's files are all there by name but damaged: the check before registration
+    passes, training fails on the first read, and the study registered for it goes again."""
+    cifar = folder / "cifar"
+    cifar.mkdir()
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]:
+        (cifar / name).write_bytes(b"not a pickle")
+    c10 = folder / "c10.toml"
+    c10.write_text(
+        tiny_study("c10")
+        .replace('dataset = "digits"', 'dataset = "cifar10"\nroot = "cifar"')
+        .replace('[space]\npreset = "digits"', '[space]\npreset = "S_S"')
+    )
+    line = one_line(invoke("study", "run", "c10.toml", "--device", "cpu"), "is truncated or not")
+    assert "a CIFAR pickle" in line
+    assert "autospik.db" not in files(folder) and not (folder / "runs").exists()
+    # in a storage that already holds a study, only the new study goes
+    assert invoke("study", "create", "tiny.toml").exit_code == 0
+    before = _sqlite_snapshot(folder / "autospik.db")
+    one_line(invoke("study", "run", "c10.toml", "--device", "cpu"), "is truncated or not")
+    assert _sqlite_snapshot(folder / "autospik.db") == before
+    assert not (folder / "runs").exists()
+
+
+# --- storage URLs ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("url", "fix"),
+    [
+        ("sqlite:/x.db", "did you mean sqlite:////x.db (absolute) or sqlite:///x.db (relative)?"),
+        ("sqlite:x.db", "did you mean sqlite:///x.db? (a file path follows three slashes)"),
+        ("sqlite://x.db", "did you mean sqlite:///x.db?"),
+        ("x.db", "did you mean sqlite:///x.db?"),
+        ("sqlite://", "in-memory database"),
+        (
+            "postgres://autospik:secret@127.0.0.1:5432/autospik",
+            "the scheme is postgresql://, e.g. postgresql+psycopg2://autospik:***@127.0.0.1",
+        ),
+    ],
+)
+def test_storage_url_typos_get_their_fix(folder, url: str, fix: str) -> None:
+    for command in (
+        ("study", "create", "tiny.toml"),
+        ("study", "run", "tiny.toml"),
+        ("study", "show", "tiny"),
+        ("study", "export", "tiny"),
+        ("study", "list"),
+        ("subnet", "export", "tiny", "--trial", "0", "--out", "m.pt"),
+    ):
+        line = one_line(invoke(*command, "--storage", url), "is not usable", fix)
+        assert "secret" not in line
+    assert files(folder) == ["tiny.toml"]
+
+
+def _sqlite_snapshot(db: Path) -> str:
+    con = sqlite3.connect(db)
+    try:
+        return "\n".join(con.iterdump())
+    finally:
+        con.close()
+
+
+def test_a_read_only_sqlite_storage_is_named_as_such(folder) -> None:
+    """SQLite opened read-only (its URI form): writes fail with the cause, not Optuna's text."""
+    assert invoke("study", "create", "tiny.toml").exit_code == 0
+    before = _sqlite_snapshot(folder / "autospik.db")
+    ro = "sqlite:///file:autospik.db?mode=ro&uri=true"
+    other = folder / "other.toml"
+    other.write_text(tiny_study("other"))
+    line = one_line(
+        invoke("study", "create", "other.toml", "--storage", ro), "the storage is read-only"
+    )
+    assert "attempt to write a readonly database" in line and "max length" not in line
+    assert invoke("study", "show", "tiny", "--storage", ro).exit_code == 0  # reading works
+    assert _sqlite_snapshot(folder / "autospik.db") == before
+
+
+@pytest.fixture
+def read_only(folder):
+    """Make a file read-only for this process: ``chmod 444``, or ``chattr +i`` for root (which
+    ignores modes); skips where neither takes."""
+    made: list[Path] = []
+
+    def make(path: Path) -> None:
+        path.chmod(0o444)
+        if os.geteuid() == 0:
+            done = subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+            if done.returncode != 0:
+                pytest.skip("running as root and chattr +i is not possible here")
+            made.append(path)
+        if os.access(path, os.W_OK):
+            pytest.skip("cannot make a file read-only for this process")
+
+    yield make
+    for path in made:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+
+
+def test_a_read_only_sqlite_file_is_refused_before_anything_is_tried(folder, read_only) -> None:
+    assert invoke("study", "create", "tiny.toml").exit_code == 0
+    (folder / "other.toml").write_text(tiny_study("other"))
+    db = folder / "autospik.db"
+    read_only(db)
+    before = db.read_bytes()
+    for command in (("study", "create", "other.toml"), ("study", "run", "tiny", "-n", "9")):
+        one_line(
+            invoke(*command),
+            "storage sqlite:///autospik.db is read-only: the file autospik.db is read-only; "
+            "make it writable or pass another --storage",
+        )
+    assert invoke("study", "show", "tiny").exit_code == 0  # reading needs no write access
+    assert db.read_bytes() == before
+    assert files(folder) == ["autospik.db", "other.toml", "tiny.toml"]
+
+
+# --- output paths ----------------------------------------------------------------------------
+def test_export_to_a_path_that_cannot_be_a_folder(folder) -> None:
+    assert invoke("study", "create", "tiny.toml").exit_code == 0
+    (folder / "existing.txt").write_text("keep me")
+    one_line(
+        invoke("study", "export", "tiny", "--out", "existing.txt"),
+        "--out existing.txt: a file is in the way (give a folder)",
+    )
+    one_line(
+        invoke("study", "export", "tiny", "--out", "existing.txt/sub"),
+        "--out existing.txt/sub: 'existing.txt' is a file, not a folder",
+    )
+    one_line(
+        invoke("study", "export", "tiny", "--out", "/proc/nope"),
+        "--out /proc/nope: cannot create folder '/proc/nope'",
+    )
+    one_line(
+        invoke("subnet", "export", "tiny", "--trial", "0", "--out", "m.pt"),
+        "study 'tiny' has no trials yet: run 'autospik study run tiny'",
+    )
+    assert (folder / "existing.txt").read_text() == "keep me"
+    assert files(folder) == ["autospik.db", "existing.txt", "tiny.toml"]
+
+
+def test_file_system_errors_are_one_line() -> None:
+    try:
+        open("/proc/nope/x", "w")  # noqa: SIM115
+    except OSError as exc:
+        assert error_line(exc) == "'/proc/nope/x': No such file or directory"
+    assert error_line(ValueError("a bug")) is None  # a bug keeps its traceback
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+def test_energy_with_something_that_is_not_a_checkpoint(folder) -> None:
+    (folder / "data.json").write_text('{"a": 1}')
+    (folder / "empty.pt").write_bytes(b"")
+    (folder / "noise.pt").write_bytes(bytes(range(256)) * 4)
+    (folder / "dir.pt").mkdir()
+    cases = {
+        "tiny.toml": "'tiny.toml' is a TOML file, not a checkpoint (checkpoints are the .pt files",
+        "data.json": "'data.json' is a JSON file, not a checkpoint",
+        "empty.pt": "checkpoint 'empty.pt' is corrupted or truncated (empty: 0 bytes)",
+        "noise.pt": "'noise.pt' is not a checkpoint (not a torch zip archive;",
+        "dir.pt": "'dir.pt' is a folder, not a checkpoint file",
+        "missing.pt": "no checkpoint at 'missing.pt'",
+    }
+    for name, message in cases.items():
+        line = one_line(invoke("energy", ARCH, "--checkpoint", name), message)
+        assert "weights_only" not in line
+
+
+# --- settings that depend on others ----------------------------------------------------------
+def _write_cifar10(folder: Path, n: int) -> None:
+    """The CIFAR-10 python layout with ``n`` random images per batch file."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": [int(v) for v in rng.integers(0, 10, size=n)],
+            b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+            b"filenames": [b"x.png"] * n,
+        }
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    meta = {b"label_names": [f"c{i}".encode() for i in range(10)], b"num_cases_per_batch": n}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta, protocol=2))
+
+
+def test_a_one_epoch_run_derives_its_warmup(folder) -> None:
+    """``--epochs 1`` on the reference recipe: the 20-epoch warm-up shrinks instead of failing."""
+    from autospikformer.checkpoint import load_checkpoint
+
+    _write_cifar10(folder / "cifar", n=4)
+    space = folder / "space.toml"
+    t, n = TINY_SPACE["transformer"], TINY_SPACE["neuron"]
+    space.write_text(
+        'name = "tiny"\n[transformer]\n'
+        + "".join(f"{k} = [{v[0]}]\n" for k, v in t.items())
+        + "[neuron]\n"
+        + "".join(f"{k} = [{v[0]}]\n" for k, v in n.items())
+    )
+    result = invoke(
+        "supernet", "train", "--space", str(space), "--dataset", "cifar10", "--data-root",
+        "cifar", "--out", "c10", "--epochs", "1", "--batch-size", "8", "--train-samples", "8",
+        "--no-augment", "--workers", "0", "--device", "cpu", "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    config = load_checkpoint(folder / "c10" / "supernet.pt")["config"]
+    assert (config["epochs"], config["warmup_epochs"], config["lr"]) == (1, 0, 5e-4)
+    one_line(
+        invoke("supernet", "train", "--space", str(space), "--dataset", "cifar10", "--data-root",
+               "cifar", "--out", "c10b", "--epochs", "1", "--warmup-epochs", "3"),
+        "warmup_epochs: 3 is not allowed (allowed: 0 <= warmup_epochs <= epochs = 1",
+    )  # fmt: skip
+    one_line(
+        invoke("supernet", "train", "--space", str(space), "--dataset", "cifar10", "--data-root",
+               "nowhere", "--out", "c10c", "--epochs", "1"),
+        "cifar10: data folder 'nowhere' does not exist",
+    )  # fmt: skip
+    assert not (folder / "c10b").exists() and not (folder / "c10c").exists()
