@@ -142,6 +142,50 @@ def _read_only_reason(path: Path) -> str | None:
     return None
 
 
+#: ``AUTOSPIK_SQLITE_WAL=0`` keeps SQLite's rollback journal (for a file on a network
+#: file system, where write-ahead logging does not work; use PostgreSQL across machines).
+WAL_ENV = "AUTOSPIK_SQLITE_WAL"
+
+
+def _journal_ahead(storage: optuna.storages.RDBStorage) -> None:
+    """SQLite in write-ahead-log mode with ``synchronous=NORMAL`` on every connection.
+
+    Optuna commits every parameter and attribute of a trial on its own (about 30 commits per
+    trial); in SQLite's default mode each commit waits for several fsyncs, about 16 ms here, in
+    WAL mode about 0.7 ms. A crash of a process or of the machine loses no committed trial and
+    cannot corrupt the file; a power loss can lose the last commits. Several processes on one
+    machine share a WAL file as before; a busy file stays in its current mode.
+    """
+    if os.environ.get(WAL_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return
+    import sqlite3
+
+    from sqlalchemy import event
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.OperationalError:
+            pass  # locked by another process: it keeps its journal mode, commits stay correct
+        finally:
+            cursor.close()
+
+    event.listen(storage.engine, "connect", on_connect)
+    storage.engine.dispose()  # the connection made while opening predates the listener
+
+
+def _read_only_url(path: Path, parsed: Any) -> str:
+    """A read-only URL for a file SQLite may not write: ``mode=ro`` (it still reads the file's
+    write-ahead log), and ``immutable`` where not even the log's index can be made beside it."""
+    if str(parsed.query.get("uri", "")).lower() in ("true", "1"):
+        return parsed.render_as_string(hide_password=False)
+    folder = path.parent if str(path.parent) else Path(".")
+    immutable = "" if os.access(folder, os.W_OK | os.X_OK) else "&immutable=1"
+    return f"sqlite:///file:{path}?mode=ro{immutable}&uri=true"
+
+
 def open_storage(
     url: str,
     *,
@@ -196,7 +240,12 @@ def open_storage(
                         optuna.storages.RetryHeartbeatStaleTrialCallback()
                     ),
                 }
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+            if path is not None and _read_only_reason(path) is not None and not create:
+                url = _read_only_url(path, parsed)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+            if path is not None and "mode=ro" not in url:
+                _journal_ahead(storage)
+            return storage
     except ImportError as exc:
         raise StudyError(
             f"cannot open storage {shown}: its database driver is missing ({exc}); for "
