@@ -24,7 +24,6 @@ from autospikformer.study.compare import (
     CompareError,
     StudyRef,
     load_comparison,
-    pricing_mismatch,
     shared_reference,
     study_refs,
 )
@@ -167,12 +166,13 @@ def test_kendall_tau_top_and_random(tmp_path) -> None:
 
 def test_energy_models_must_agree(tmp_path) -> None:
     url = make_study(tmp_path, "a", A)
-    make_study(tmp_path, "m", B, energy={"model": "memory-45nm", "constants": {"sram_pj": 10}})
+    make_study(tmp_path, "m", B, energy={"model": "memory-45nm", "constants": {"e_ac_pj": 0.9}})
     make_study(tmp_path, "s", B, energy={"model": "sop-45nm", "constants": {}})
     # no record = sop-45nm with its defaults: comparable with an explicit sop-45nm study
     assert load_comparison(study_refs(["a", "s"], [url])).pricing["model"] == "sop-45nm"
     with pytest.raises(
-        CompareError, match=r"priced differently .energy model 'sop-45nm' vs 'memory-45nm'"
+        CompareError,
+        match=r"'a' \(sop-45nm: .*\) and 'm' \(memory-45nm: .*\) are priced differently \(differ in: model\)",
     ):
         load_comparison(study_refs(["a", "m"], [url]))
     result = runner.invoke(
@@ -180,12 +180,11 @@ def test_energy_models_must_agree(tmp_path) -> None:
     )
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: studies 'a' and 'm' were priced")
+    assert len(lines) == 1 and lines[0].startswith("error: studies 'a' (sop-45nm: ")
     assert not (tmp_path / "x").exists()
-    one = {"model": "sop-45nm", "constants": {"e_ac_pj": 0.9}}
-    other = {"model": "sop-45nm", "constants": {"e_ac_pj": 0.77}}
-    assert pricing_mismatch(one, other) == "energy constants e_ac_pj 0.9 vs 0.77"
-    assert pricing_mismatch(one, {"model": "sop-45nm", "constants": {}}) is None
+    make_study(tmp_path, "c", B, energy={"model": "sop-45nm", "constants": {"e_ac_pj": 0.77}})
+    with pytest.raises(CompareError, match=r"differ in: e_ac_pj\); re-price one with 'autospik "):
+        load_comparison(study_refs(["s", "c"], [url]))
 
 
 def test_study_refs_and_storages(tmp_path) -> None:

@@ -47,9 +47,10 @@ from autospikformer.study.export import (
     study_settings,
     trials_frame,
 )
+from autospikformer.study.pricing import require_same_energy_model
 from autospikformer.study.storage import (
     DEFAULT_STORAGE,
-    ENERGY_ATTR,
+    StudyError,
     describe_url,
     load_study,
     open_storage,
@@ -58,8 +59,6 @@ from autospikformer.study.storage import (
 #: How far beyond the pooled front's nadir the shared reference point lies, as a fraction of the
 #: front's range in each objective.
 REFERENCE_MARGIN = 0.1
-#: The energy model of a study that does not name one (SPEC section 4, the paper's).
-DEFAULT_ENERGY_MODEL = "sop-45nm"
 COMPARE_FILES = ("compare.html", "compare.csv", "compare.json", "hypervolume.csv", "fronts.csv")
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _SYMBOLS = ("circle", "diamond", "square", "triangle-up", "cross", "x", "pentagon", "hexagon")
@@ -111,31 +110,6 @@ def study_refs(targets: list[str], storages: list[str] | None = None) -> list[St
             raise CompareError(f"study {ref.name!r} of {describe_url(ref.storage)} is named twice")
         seen.add(ref)
     return refs
-
-
-# --- energy pricing ------------------------------------------------------------------------------
-def energy_pricing(study: optuna.Study) -> dict[str, Any]:
-    """``{"model": name, "constants": {...}}``: what priced the study's trials (SPEC 4b)."""
-    stored = study.user_attrs.get(ENERGY_ATTR)
-    if not isinstance(stored, dict):
-        return {"model": DEFAULT_ENERGY_MODEL, "constants": {}}
-    return {
-        "model": stored.get("model", DEFAULT_ENERGY_MODEL),
-        "constants": stored.get("constants") or {},
-    }
-
-
-def pricing_mismatch(first: dict[str, Any], second: dict[str, Any]) -> str | None:
-    """Why two pricings differ (model, or a constant both record with different values), or
-    None. A study that records no constants used its model's defaults."""
-    if first["model"] != second["model"]:
-        return f"energy model {first['model']!r} vs {second['model']!r}"
-    a, b = first["constants"], second["constants"]
-    if a and b:
-        differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-        if differ:
-            return "energy constants " + ", ".join(f"{k} {a.get(k)} vs {b.get(k)}" for k in differ)
-    return None
 
 
 # --- the numbers ---------------------------------------------------------------------------------
@@ -248,14 +222,10 @@ def load_comparison(refs: list[StudyRef]) -> Comparison:
         settings = study_settings(study)
         alpha = float(settings.get("search", {}).get("alpha", 0.5))
         loaded.append(ComparedStudy(label, ref, study, settings, trials_frame(study, alpha)))
-    first = energy_pricing(loaded[0].study)
-    for other in loaded[1:]:
-        why = pricing_mismatch(first, energy_pricing(other.study))
-        if why is not None:
-            raise CompareError(
-                f"studies {loaded[0].label!r} and {other.label!r} were priced differently "
-                f"({why}): their energies are not comparable; compare studies of one energy model"
-            )
+    try:
+        first = require_same_energy_model([s.study for s in loaded]).to_attr()
+    except StudyError as exc:
+        raise CompareError(str(exc)) from None
     reference = shared_reference([s.complete for s in loaded])
     point = (reference["accuracy"], reference["energy_mj"])
     for s in loaded:

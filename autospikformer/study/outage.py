@@ -21,9 +21,10 @@ the server answers again. A worker's Optuna storage is wrapped in :class:`Retryi
   as a second write.
 
 Any other storage error (a read-only file, a broken schema) is not an outage and is raised at
-once. Known limit: a trial created in the instant the connection drops, whose creation the
-worker never hears of, is created a second time; the first stays RUNNING without a heartbeat,
-which Optuna never counts as stale.
+once. A trial left RUNNING without a single heartbeat (its worker lost the database between
+creating it and its first beat, or never heard that its creation went through and created it a
+second time) is one Optuna never counts as stale: :func:`start_silent_trials_clocks` gives it
+a first beat, so it goes stale after the grace period like the trial of a killed worker.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
 from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat
@@ -295,3 +297,31 @@ def _retried(name: str) -> Callable[..., Any]:
 for _name in _RETRIED:
     setattr(RetryingStorage, _name, _retried(_name))
 abc.update_abstractmethods(RetryingStorage)
+
+
+def start_silent_trials_clocks(storage: optuna.storages.RDBStorage, study_id: int) -> list[int]:
+    """Record a first heartbeat for each RUNNING trial of the study that has none; their ids.
+
+    Optuna counts a RUNNING trial as stale only from its last heartbeat, so a trial whose worker
+    lost the database before its first beat would stay RUNNING forever and hold back the
+    study's last trials. Started here, its clock runs out after ``grace_period`` unless its
+    worker is alive and beats (a beat recorded for a live trial is harmless). The query reads
+    Optuna's own tables (``trials``, ``trial_heartbeats``): the RDB storage has no public call
+    for trials without a heartbeat.
+    """
+    from optuna.storages._rdb import models
+
+    engine = storage.engine
+    trials, beats = models.TrialModel.__table__, models.TrialHeartbeatModel.__table__
+    query = (
+        sqlalchemy.select(trials.c.trial_id)
+        .select_from(trials.outerjoin(beats, beats.c.trial_id == trials.c.trial_id))
+        .where(trials.c.study_id == study_id)
+        .where(trials.c.state == TrialState.RUNNING)
+        .where(beats.c.trial_heartbeat_id.is_(None))
+    )
+    with engine.connect() as connection:
+        silent = [int(row[0]) for row in connection.execute(query)]
+    for trial_id in silent:
+        storage.record_heartbeat(trial_id)
+    return silent

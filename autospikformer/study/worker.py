@@ -58,7 +58,12 @@ from autospikformer.search.architecture import Architecture
 from autospikformer.search.samplers import make_sampler
 from autospikformer.search.suggest import suggest_architecture
 from autospikformer.study.holdout import check_study_holdout, check_supernet_holdout
-from autospikformer.study.outage import RetryingStorage, StorageOutage, outage_reason
+from autospikformer.study.outage import (
+    RetryingStorage,
+    StorageOutage,
+    outage_reason,
+    start_silent_trials_clocks,
+)
 from autospikformer.study.storage import (
     ANN_ENERGY_ATTR,
     ARCH_JSON_ATTR,
@@ -176,15 +181,14 @@ class Worker:
         self.config = config
         search = config.search
         self.label = f"worker {options.worker_index}"
+        self._rdb = open_storage(
+            options.storage_url,
+            write=True,
+            heartbeat_interval=search.heartbeat_interval,
+            grace_period=search.grace_period,
+        )
         self.storage = RetryingStorage(
-            optuna.storages.get_storage(
-                open_storage(
-                    options.storage_url,
-                    write=True,
-                    heartbeat_interval=search.heartbeat_interval,
-                    grace_period=search.grace_period,
-                )
-            ),
+            optuna.storages.get_storage(self._rdb),
             max_outage=search.max_outage,
             label=self.label,
             url=describe_url(options.storage_url),
@@ -302,9 +306,13 @@ class Worker:
         search = self.config.search
         poll = min(2.0, float(search.heartbeat_interval))
         done = 0
+        silent_checked = False
         while not self.stop.requested:
             self.storage.doing = "checking the study's progress"
             if self.storage.quiet_for(search.grace_period):  # no missed beat is the outage's
+                if not silent_checked:  # at start, and while the last trials run elsewhere
+                    self._start_silent_trials_clocks()
+                    silent_checked = True
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     optuna.storages.fail_stale_trials(study)
@@ -314,6 +322,7 @@ class Worker:
             if complete >= n:
                 break
             if complete + running >= n:  # the last trials are running elsewhere: they may fail
+                silent_checked = False
                 if on_trial is not None:
                     on_trial(study)
                 time.sleep(poll)
@@ -322,6 +331,14 @@ class Worker:
             if on_trial is not None:
                 on_trial(study)
         return done
+
+    def _start_silent_trials_clocks(self) -> None:
+        """Give RUNNING trials that never beat a first heartbeat (``outage.py``), so that a
+        trial whose worker lost the database before its first beat goes stale and is re-queued."""
+        study_id = self.study._study_id
+        self.storage.call("get_study_name_from_id", study_id)  # waits out an outage first
+        with contextlib.suppress(Exception):  # an outage right now: tried again next time
+            start_silent_trials_clocks(self._rdb, study_id)
 
     def run_trial(self) -> TrialState:
         """Ask for a trial, evaluate it under heartbeats, tell its result; returns its state.
