@@ -8,8 +8,10 @@ so no command needs its own ``try``; a traceback means a bug.
 
 from __future__ import annotations
 
+import enum
 import functools
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -36,6 +38,44 @@ RUNS_DIR = typer.Option(
     "--runs-dir",
     help="Folder for per-study outputs: <runs-dir>/<study>/supernet.pt, export/.",
 )
+
+
+class Format(enum.StrEnum):
+    """How a listing is printed: a table for people, CSV or JSON for scripts."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+FORMAT = typer.Option(
+    Format.table,
+    "--format",
+    "-f",
+    help="table (for people: accuracy in %, energy in a scaled unit), or csv / json for "
+    "scripts (raw values: accuracy as a fraction in [0, 1], energy in mJ per image).",
+)
+
+
+def print_table(table: Any) -> None:
+    """A rich table at its natural width, also when the output is a pipe (not cut at 80)."""
+    from rich.measure import Measurement
+
+    if console.is_terminal:
+        console.print(table)
+        return
+    wide = console.options.update_width(10_000)
+    Console(width=Measurement.get(console, wide, table).maximum).print(table)
+
+
+def emit(frame: Any, fmt: Format, table: Callable[[], Any]) -> None:
+    """Print ``frame`` (raw values) as CSV or JSON, or the rich table ``table()`` builds."""
+    if fmt is Format.csv:
+        sys.stdout.write(frame.to_csv(index=False))
+    elif fmt is Format.json:
+        sys.stdout.write(frame.to_json(orient="records", indent=2) + "\n")
+    else:
+        print_table(table())
 
 
 class CommandError(AutospikError):

@@ -15,7 +15,19 @@ from typing import Any
 
 import typer
 
-from autospikformer.cli.common import RUNS_DIR, STORAGE, App, console, guard, output_folder
+from autospikformer.cli.common import (
+    FORMAT,
+    RUNS_DIR,
+    STORAGE,
+    App,
+    Format,
+    console,
+    emit,
+    guard,
+    output_folder,
+    print_table,
+)
+from autospikformer.units import energy_text, energy_unit, percent
 
 app = App(
     help="Studies: create one from a study file, run its search, export and browse the front.",
@@ -68,8 +80,8 @@ class _Display:
         if front:
             fields = {
                 "front": str(len(front)),
-                "acc": f"{100 * max(t.values[0] for t in front):.2f} %",
-                "energy": f"{min(t.values[1] for t in front):.4g} mJ",
+                "acc": f"{percent(max(t.values[0] for t in front))} %",
+                "energy": energy_text(min(t.values[1] for t in front)),
             }
         self.progress.update(self.task, completed=min(len(complete), self.target), **fields)
 
@@ -232,9 +244,9 @@ def _export_and_report(optuna_study: Any, out: Path, *, tables: int | None = Non
         split = summary["protocol"]["eval_split"]
         console.print(
             f"Pareto front: {summary['front_size']} of {summary['complete']} candidates; best "
-            f"{'validation' if split == 'val' else 'test'} accuracy {100 * best['accuracy']:.2f} % "
+            f"{'validation' if split == 'val' else 'test'} accuracy {percent(best['accuracy'])} % "
             f"(trial {best['trial']}), lowest energy "
-            f"{low['energy_mj']:.4g} mJ (trial {low['trial']}); hypervolume "
+            f"{energy_text(low['energy_mj'])} (trial {low['trial']}); hypervolume "
             f"{summary['hypervolume']:.4g}, Kendall tau(accuracy, energy) "
             f"{'n/a' if tau is None else f'{tau:.3f}'}"
         )
@@ -244,7 +256,7 @@ def _export_and_report(optuna_study: Any, out: Path, *, tables: int | None = Non
         console.print(
             f"test accuracy of the front (measured once after the search): {tested['measured']} "
             f"of {tested['of']} members"
-            + ("" if mean is None else f", mean {100 * mean:.2f} %")
+            + ("" if mean is None else f", mean {percent(mean)} %")
             + ("" if tested["measured"] == tested["of"] else
                "; run 'autospik study run' again to measure the rest"),
             soft_wrap=True,
@@ -302,7 +314,7 @@ def _print_tables(csv: Path, summary: dict[str, Any], rows: int) -> None:
                 row["architecture"],
             ]
             grid.add_row(*cells)
-        console.print(grid)
+        print_table(grid)
         if more:
             console.print(f"... and {more} more rows in {csv}", soft_wrap=True)
 
@@ -414,7 +426,7 @@ def compare_cmd(
             tau(row["kendall_tau_top"], row["kendall_tau_top_n"]),
             tau(row["kendall_tau_random"], row["kendall_tau_random_n"]),
         )
-    console.print(grid)
+    print_table(grid)
     splits = " / ".join(sorted({row["eval_split"] for row in rows}))
     console.print(
         "hypervolume: normalised by the box between the shared reference and the pooled ideal "
@@ -426,95 +438,95 @@ def compare_cmd(
 
 
 @app.command("list")
-def list_cmd(storage: str = STORAGE) -> None:
+def list_cmd(storage: str = STORAGE, fmt: Format = FORMAT) -> None:
     """All studies in the storage with their progress and best values."""
     from rich.table import Table
 
     from autospikformer.study.export import studies_frame
-    from autospikformer.study.storage import open_storage
+    from autospikformer.study.storage import describe_url, open_storage
+    from autospikformer.units import percent
 
-    frame = guard(lambda: studies_frame(open_storage(storage)))
-    table = Table(title=f"studies in {storage}")
-    for title in (
-        "study",
-        "data set",
-        "space",
-        "sampler",
-        "complete",
-        "running",
-        "best acc",
-        "min energy (mJ)",
-    ):
-        table.add_column(title, justify="right" if title[0] in "crbm" else "left")
-    for row in frame.to_dict("records"):
-        done = row["complete"] > 0
-        table.add_row(
-            row["study"],
-            row["dataset"],
-            row["space"],
-            row["sampler"],
-            f"{row['complete']}/{row['target']}",
-            str(row["running"]),
-            f"{100 * row['best_accuracy']:.2f} %" if done else "-",
-            f"{row['min_energy_mj']:.4g}" if done else "-",
-        )
-    console.print(table)
+    frame = studies_frame(open_storage(storage))
+
+    def table() -> Table:
+        unit = energy_unit(frame["min_energy_mj"] if len(frame) else [])
+        grid = Table(title=f"studies in {describe_url(storage)}")
+        titles = ("study", "data set", "space", "sampler", "complete", "running", "best acc %")
+        for title in (*titles, f"min energy {unit.name}"):
+            grid.add_column(title, justify="left" if title[0] in "dss" else "right")
+        for row in frame.to_dict("records"):
+            grid.add_row(
+                row["study"],
+                row["dataset"],
+                row["space"],
+                row["sampler"],
+                f"{row['complete']}/{row['target']}",
+                str(row["running"]),
+                percent(row["best_accuracy"]),
+                unit.format(row["min_energy_mj"]),
+            )
+        return grid
+
+    emit(frame, fmt, table)
+
+
+#: The columns of ``study show``'s listing (raw values, as in pareto.csv).
+SHOW_COLUMNS = (
+    "number", "accuracy", "test_accuracy", "energy_mj", "num_parameters", "mean_firing_rate",
+    "f_aeb", "architecture", "baseline",
+)  # fmt: skip
 
 
 @app.command()
 def show(
     study: str = typer.Argument(..., help="Study name in the storage."),
     storage: str = STORAGE,
+    fmt: Format = FORMAT,
 ) -> None:
-    """The study's Pareto front as a table (lowest energy first)."""
+    """The study's Pareto front (lowest energy first): a table, or CSV / JSON for scripts."""
     from rich.table import Table
 
     from autospikformer.study.export import complete_and_front, trials_frame
     from autospikformer.study.storage import resolve_study
+    from autospikformer.units import percent
 
-    optuna_study, config, _ = guard(resolve_study, study, storage, create=False)
+    optuna_study, config, _ = resolve_study(study, storage, create=False)
     frame = trials_frame(optuna_study, config.search.alpha)
     complete, front = complete_and_front(frame)
     val = config.search.eval_split == "val"
-    counts = frame["state"].value_counts().to_dict()
-    states = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
-    table = Table(
-        title=f"study {config.name}: Pareto front ({len(front)} of {len(complete)} complete; "
-        f"{states or 'no trials'})",
-    )
-    for column in (
-        "trial",
-        *(("val acc %", "test acc %") if val else ("accuracy %",)),
-        "energy mJ",
-        "params",
-        "firing rate",
-        "F_AEB",
-        "architecture",
-    ):
-        if column == "architecture":
-            table.add_column(column, overflow="fold")
-        else:
-            table.add_column(column, justify="right")
-    for _, row in front.iterrows():
-        rate = row["mean_firing_rate"]
-        test = row["test_accuracy"]
-        table.add_row(
-            f"{row['number']}{' *' if row['baseline'] else ''}",
-            f"{100 * row['accuracy']:.2f}",
-            *(("-" if test != test else f"{100 * test:.2f}",) if val else ()),
-            f"{row['energy_mj']:.4g}",
-            f"{int(row['num_parameters']):,}"
-            if row["num_parameters"] is not None and str(row["num_parameters"]) != "<NA>"
-            else "-",
-            f"{rate:.3f}" if rate is not None and rate == rate else "-",
-            f"{row['f_aeb']:.3f}",
-            row["architecture"],
+    listing = front[[c for c in SHOW_COLUMNS if val or c != "test_accuracy"]]
+
+    def table() -> Table:
+        counts = frame["state"].value_counts().to_dict()
+        states = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
+        unit = energy_unit(front["energy_mj"])
+        grid = Table(
+            title=f"study {config.name}: Pareto front ({len(front)} of {len(complete)} complete;"
+            f" {states or 'no trials'})",
         )
-    console.print(table)
-    if front["baseline"].astype(bool).any():
-        console.print(
-            f"* the hand-designed {front.loc[front['baseline'].astype(bool), 'baseline'].iloc[0]}"
-        )
+        accuracy = ("val acc %", "test acc %") if val else ("accuracy %",)
+        for column in ("trial", *accuracy, f"energy {unit.name}", "params", "firing rate"):
+            grid.add_column(column, justify="right")
+        grid.add_column("F_AEB", justify="right")
+        grid.add_column("architecture", overflow="fold")
+        for _, row in front.iterrows():
+            params, rate = row["num_parameters"], row["mean_firing_rate"]
+            grid.add_row(
+                f"{row['number']}{' *' if row['baseline'] else ''}",
+                percent(row["accuracy"]),
+                *((percent(row["test_accuracy"]),) if val else ()),
+                unit.format(row["energy_mj"]),
+                "-" if params is None or str(params) == "<NA>" else f"{int(params):,}",
+                "-" if rate is None or rate != rate else f"{rate:.3f}",
+                f"{row['f_aeb']:.3f}",
+                row["architecture"],
+            )
+        if front["baseline"].astype(bool).any():
+            name = front.loc[front["baseline"].astype(bool), "baseline"].iloc[0]
+            grid.caption = f"* the hand-designed {name}"
+        return grid
+
+    emit(listing, fmt, table)
 
 
 @app.command()
