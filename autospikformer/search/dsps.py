@@ -26,9 +26,14 @@ Each trial evaluates one *candidate* (an :class:`~autospikformer.Architecture` o
   population can have no new offspring left); after ``max_redraws`` it gives up: a duplicate is
   accepted with a warning, no feasible candidate at all is an error (the trial fails).
 
-A generation is *full* when it holds ``population_size`` trials, running ones included, and the
-next trial then starts the next generation: workers never wait for stragglers. The parents of
-generation ``g`` are therefore computed from the trials of ``g - 1`` complete at that moment
+A generation is *full* when ``population_size`` trials count toward it: live ones (running, or
+a re-queued copy waiting), and COMPLETE or PRUNED ones that suggested their candidate; a FAILed
+trial frees its place, as does a trial whose candidate a re-queued copy carries on and an
+enqueued trial closed before it suggested anything (found surplus). The next trial then starts
+the next generation: workers never wait for stragglers. Generations fill in trial-number order
+(see "Concurrency"), so with any number of workers generation ``g`` is the trials that count,
+``g * population_size`` to ``(g + 1) * population_size - 1`` in that order. The parents of
+generation ``g`` are computed from the trials of ``g - 1`` complete when its first trial draws
 (with one worker: all of them), once, and cached in the study so that every worker uses the same
 set. Parameters that are not architecture parameters (say a learning rate) are sampled by an
 internal ``RandomSampler``.
@@ -51,17 +56,30 @@ not part of any generation but are never drawn again.
 
 Concurrency
 -----------
-A worker proposes from its picture of the study, *writes* its candidate and generation, then
-*re-reads* the other trials, and redraws when the fresh read shows an equal live candidate or
-puts a new trial in another generation. On a storage whose reads see every write committed
-before them (SQLite, in-memory, journal; RDB through Optuna's cache as long as trial ids commit
-in order), two live trials can never end with equal candidates: of the two final writes, the
-second one's worker read after the first write, saw the clash and would have redrawn. By the
-same argument a generation never exceeds ``population_size`` through drawn trials (the last
-writer of a generation sees all the others); it can fall short when two workers both see each
-other and both move on, or when a trial fails after its generation was closed. Enqueued trials
-keep their architecture, and a trial re-queued by Optuna's ``RetryHeartbeatStaleTrialCallback``
-(system attribute ``failed_trial``) inherits the failed trial's candidate and generation.
+*Generation.* Trial numbers are the one order every worker agrees on, so a trial's generation is
+settled from the trials numbered below it: before it draws, a trial waits until every
+lower-numbered RUNNING trial has written its candidate (or finished), then joins the current
+generation, or the next when that is full, and keeps that generation. Each decision thus rests
+on final decisions only, and workers that start together fill every generation exactly instead
+of each counting the same generation full (or short). The wait is the time the other workers
+take from asking for their trial to drawing it (one storage round trip or so); a lower trial
+that has not drawn within ``settle_timeout`` seconds (its worker died, or it never suggests an
+architecture) is no longer waited for, and a trial asked by the waiting thread itself (several
+``ask`` calls before suggesting) is never waited for. Such a trial, and an enqueued one that
+starts after higher-numbered trials have drawn, joins the current generation when it draws;
+only then, or when a trial fails while its generation is no longer the newest, can a generation
+end one or so off its size (a FAILed trial's place is otherwise taken by the next trial, or by
+its re-queued copy).
+
+*Duplicates.* A worker proposes from its picture of the study, *writes* its candidate, then
+*re-reads* the other trials, and redraws (in the same generation) when the fresh read shows an
+equal live candidate. On a storage whose reads see every write committed before them (SQLite,
+in-memory, journal; RDB through Optuna's cache as long as trial ids commit in order), two live
+trials can never end with equal candidates: of the two final writes, the second one's worker
+read after the first write, saw the clash and would have redrawn. Enqueued trials keep their
+architecture, and a trial re-queued by Optuna's ``RetryHeartbeatStaleTrialCallback`` (system
+attributes ``failed_trial`` and ``retry_history``) inherits the failed trial's candidate and
+generation, and its place.
 
 Determinism and cost
 --------------------
@@ -71,9 +89,11 @@ candidates. Finished trials never change, so what the sampler parses from them i
 instance, and a read fetches only the trials it last saw live and the ones numbered after the
 last it saw, one by one, never the whole study (Optuna's RDB cache answers finished trials from
 memory; a live one is one query). The proposal uses the picture left by the last draw's re-read,
-so a draw costs one candidate write and one read; only the first draw of a generation reads
-before proposing as well, because its parents must be ranked on every finished trial of the
-previous one. The cost per trial therefore grows with the number of workers, not of trials.
+so a sequential draw costs one candidate write and one read; only the first draw of a generation
+reads before proposing as well, because its parents must be ranked on every finished trial of
+the previous one. With several workers a draw also reads first whenever other workers created
+trials since its last read (to settle its generation), and while it waits it re-reads only the
+trials it waits for. The cost per trial therefore grows with the number of workers, not of trials.
 """
 
 from __future__ import annotations
