@@ -12,9 +12,15 @@ not handed on to a re-queued copy, not a surplus trial closed before drawing) ag
 ``population_size``. The wall time is given per complete trial over that of a one-worker run
 of ``--baseline-trials`` trials on SQLite in the same process.
 
+``--kill-at C`` adds a fault: when C trials are complete, one worker process is killed
+(SIGKILL) at that moment of its trial, and the others finish the study; its trial fails as
+stale after the grace period (``--grace``) and is re-queued, so the generation sizes show
+whether a failed and re-queued trial keeps its generation whole.
+
     python benchmarks/many_workers.py                       # 200 trials, 8 workers, SQLite
     python benchmarks/many_workers.py --postgres postgresql+psycopg2://autospik:autospik@127.0.0.1:5432/autospik
     python benchmarks/many_workers.py --trials 80 --workers 4 --skip-sqlite --postgres URL
+    python benchmarks/many_workers.py --kill-at 100 --grace 15 --baseline-trials 10
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -64,17 +71,21 @@ trials = {trials}
 calib_batches = 1
 batch_size = 128
 eval_samples = 128
-heartbeat_interval = 5
-grace_period = 120
+heartbeat_interval = {heartbeat}
+grace_period = {grace}
 [search.options]
 population_size = {population}
 num_parents = 8
 """
 
 
-def write_study(folder: Path, name: str, trials: int, population: int) -> Path:
+def write_study(folder: Path, name: str, trials: int, population: int, grace: int = 120) -> Path:
     path = folder / f"{name}.toml"
-    path.write_text(STUDY.format(name=name, trials=trials, population=population))
+    heartbeat = max(1, min(5, grace // 3))
+    text = STUDY.format(
+        name=name, trials=trials, population=population, heartbeat=heartbeat, grace=grace
+    )
+    path.write_text(text)
     return path
 
 
@@ -82,7 +93,7 @@ def train(folder: Path, population: int) -> Path:
     """The one supernet every run evaluates (``--supernet``)."""
     from autospikformer.training.trainer import train_supernet
 
-    text = STUDY.format(name="supernet", trials=1, population=population)
+    text = STUDY.format(name="supernet", trials=1, population=population, heartbeat=5, grace=120)
     config = StudyConfig.from_dict(tomllib.loads(text), base=folder)
     return train_supernet(
         space=config.space,
@@ -95,8 +106,47 @@ def train(folder: Path, population: int) -> Path:
     )
 
 
+def _worker_children(pid: int) -> list[int]:
+    """The spawned worker processes of a ``study run`` (not multiprocessing's helpers)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    workers = []
+    for child in children:
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            workers.append(int(child))
+    return workers
+
+
+def _kill_one_worker_at(proc: subprocess.Popen, storage: str, name: str, complete: int) -> None:
+    """SIGKILL one worker of ``proc`` once the study holds ``complete`` complete trials."""
+    while proc.poll() is None:
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+            done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        except (KeyError, optuna.exceptions.StorageInternalError):
+            done = 0  # not registered yet
+        if done >= complete and (workers := _worker_children(proc.pid)):
+            os.kill(workers[-1], signal.SIGKILL)
+            print(f"  killed worker process {workers[-1]} at {done} complete trials")
+            return
+        time.sleep(0.2)
+
+
 def run_study(
-    folder: Path, study: Path, storage: str, ckpt: Path, trials: int, workers: int
+    folder: Path,
+    study: Path,
+    storage: str,
+    ckpt: Path,
+    trials: int,
+    workers: int,
+    kill_at: int | None = None,
+    name: str = "",
 ) -> float:
     """Wall seconds of one ``study run`` invocation; raises with its stderr when it fails."""
     cmd = [
@@ -106,10 +156,17 @@ def run_study(
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
-    result = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, env=env)
+    proc = subprocess.Popen(
+        cmd, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    if kill_at is not None:
+        _kill_one_worker_at(proc, storage, name, kill_at)
+    _, stderr = proc.communicate()
     seconds = time.perf_counter() - start
-    if result.returncode != 0:
-        raise RuntimeError(f"study run failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    if proc.returncode != 0:
+        raise RuntimeError(f"study run failed ({proc.returncode}):\n{stderr[-4000:]}")
+    if kill_at is not None:
+        print("  " + "\n  ".join(line for line in stderr.splitlines() if "killed" in line))
     return seconds
 
 
@@ -197,6 +254,8 @@ def main() -> None:
     parser.add_argument("--baseline-trials", type=int, default=20)
     parser.add_argument("--postgres", default=os.environ.get("AUTOSPIK_TEST_POSTGRES_URL"))
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--kill-at", type=int, help="SIGKILL one worker at this many complete")
+    parser.add_argument("--grace", type=int, default=120, help="search.grace_period, seconds")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -221,8 +280,10 @@ def main() -> None:
             runs.append(("postgresql", args.postgres))
         for label, storage in runs:
             name = f"many-{uuid.uuid4().hex[:8]}"
-            study = write_study(folder, name, args.trials, args.population)
-            seconds = run_study(folder, study, storage, ckpt, args.trials, args.workers)
+            study = write_study(folder, name, args.trials, args.population, args.grace)
+            seconds = run_study(
+                folder, study, storage, ckpt, args.trials, args.workers, args.kill_at, name
+            )
             result = report(storage, name, args.population)
             result["seconds"] = seconds
             result["per_trial"] = seconds / max(1, result["complete"])
