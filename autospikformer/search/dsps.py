@@ -31,8 +31,9 @@ a re-queued copy waiting), and COMPLETE or PRUNED ones that suggested their cand
 trial frees its place, as does a trial whose candidate a re-queued copy carries on and an
 enqueued trial closed before it suggested anything (found surplus). The next trial then starts
 the next generation: workers never wait for stragglers. Generations fill in trial-number order
-(see "Concurrency"), so with any number of workers generation ``g`` is the trials that count,
-``g * population_size`` to ``(g + 1) * population_size - 1`` in that order. The parents of
+(see "Concurrency"): with any number of workers, the trials that count, taken by number, make up
+generation 0 with the first ``population_size`` of them, generation 1 with the next, and so on
+(a trial that takes a freed place, or that was not waited for, is the exception). The parents of
 generation ``g`` are computed from the trials of ``g - 1`` complete when its first trial draws
 (with one worker: all of them), once, and cached in the study so that every worker uses the same
 set. Parameters that are not architecture parameters (say a learning rate) are sampled by an
