@@ -1,12 +1,17 @@
-"""One worker process of the multi-process DSPS test: joins a study and runs ``n`` trials.
+"""One worker process of the multi-process DSPS tests: joins a study and runs ``n`` trials.
 
-Usage: ``python tests/sampler_worker.py STORAGE_URL STUDY_NAME N_TRIALS POPULATION SEED``.
-The objective is a cheap deterministic function of the architecture (no training).
+Usage: ``python tests/sampler_worker.py STORAGE_URL STUDY_NAME N_TRIALS POPULATION SEED
+[BARRIER_DIR WORKERS]``. The objective is a cheap deterministic function of the architecture
+(no training). With a barrier folder, the process announces itself there once loaded and starts
+its first trial only when ``WORKERS`` processes have, so that all of them start together.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from pathlib import Path
 
 import optuna
 
@@ -15,8 +20,15 @@ from autospikformer.search.space import SearchSpace
 from autospikformer.search.suggest import suggest_architecture
 
 
+def _barrier(folder: Path, workers: int, timeout: float = 60.0) -> None:
+    (folder / f"ready-{os.getpid()}").touch()
+    deadline = time.monotonic() + timeout
+    while len(list(folder.glob("ready-*"))) < workers and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 def main(argv: list[str]) -> None:
-    url, name, n_trials, population, seed = argv
+    url, name, n_trials, population, seed, *barrier = argv
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace.load("digits")
     storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
@@ -31,6 +43,8 @@ def main(argv: list[str]) -> None:
         energy = arch.embed_dim * arch.depth * arch.time_steps / sum(arch.tau)
         return acc, energy
 
+    if barrier:
+        _barrier(Path(barrier[0]), int(barrier[1]))
     study.optimize(objective, n_trials=int(n_trials))
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -105,6 +108,9 @@ class TestDSPSMultiObjectiveSuite(MultiObjectiveSamplerTestCase):
         ({"feasible": 3}, "feasible"),
         ({"max_redraws": 0}, "max_redraws"),
         ({"seed": 1.5}, "seed"),
+        ({"settle_timeout": -1.0}, "settle_timeout"),
+        ({"settle_timeout": float("inf")}, "settle_timeout"),
+        ({"settle_timeout": "1"}, "settle_timeout"),
     ],
 )
 def test_constructor_names_the_bad_argument(kwargs: dict[str, Any], name: str) -> None:
@@ -360,14 +366,26 @@ def test_threads_share_one_study_without_duplicates() -> None:
     study.optimize(_objective(SMALL), n_trials=60, n_jobs=3)
     trials = study.get_trials(deepcopy=False)
     assert len({_arch(t) for t in trials}) == 60
+    # One sampler shared by three threads: a draw waits for the other threads' lower trials.
+    assert _exact_generations(trials, 10) == {g: 10 for g in range(6)}
+
+
+def _exact_generations(trials: list[optuna.trial.FrozenTrial], population: int) -> Counter[int]:
+    """Generation sizes of a study whose trials all completed; every one but the last is full."""
     counts = Counter(_gen(t) for t in trials)
-    assert all(c <= 10 for c in counts.values()) and sum(counts.values()) == 60
+    last = max(counts)
+    assert sorted(counts) == list(range(last + 1))
+    assert all(counts[g] == population for g in range(last)), counts
+    assert counts[last] == len(trials) - population * last
+    return counts
 
 
-def test_four_processes_on_one_sqlite_study(db_dir: Path) -> None:
+def test_four_processes_started_together_fill_every_generation_exactly(db_dir: Path) -> None:
     url = f"sqlite:///{db_dir / 'shared.db'}"
     optuna.create_study(directions=DIRECTIONS, storage=url, study_name="shared")
-    population, per_worker, workers = 6, 6, 4
+    population, per_worker, workers = 6, 9, 4
+    barrier = db_dir / "barrier"
+    barrier.mkdir()
     procs = [
         subprocess.Popen(
             [
@@ -378,6 +396,8 @@ def test_four_processes_on_one_sqlite_study(db_dir: Path) -> None:
                 str(per_worker),
                 str(population),
                 "7",
+                str(barrier),
+                str(workers),
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -393,15 +413,142 @@ def test_four_processes_on_one_sqlite_study(db_dir: Path) -> None:
     assert all(t.state == TrialState.COMPLETE for t in trials)
     archs = [_arch(t) for t in trials]
     assert len(set(archs)) == len(archs), "duplicate architectures"
-    counts = Counter(_gen(t) for t in trials)
-    # Never more than a population per generation; concurrent starts can leave a generation
-    # short by at most one trial per other worker (see the sampler's docstring).
-    assert all(c <= population for c in counts.values()), counts
-    last = max(counts)
-    assert all(counts[g] >= population - (workers - 1) for g in range(last)), counts
-    assert sorted(counts) == list(range(last + 1))
+    # 36 trials: six generations of exactly six, filled in trial-number order.
+    assert _exact_generations(trials, population) == {g: 6 for g in range(6)}
+    assert [_gen(t) for t in trials] == [n // population for n in range(len(trials))]
     attrs = study._storage.get_study_system_attrs(study._study_id)
-    assert all(f"{PARENTS_KEY_PREFIX}{g}" in attrs for g in range(1, last + 1))
+    assert all(f"{PARENTS_KEY_PREFIX}{g}" in attrs for g in range(1, 6))
+
+
+class _RoundTripStorage(optuna.storages.InMemoryStorage):
+    """An in-memory storage whose writes take a database round trip (1 ms), as over a network."""
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        time.sleep(0.001)
+        super().set_trial_system_attr(trial_id, key, value)
+
+
+def test_separate_samplers_in_threads_fill_every_generation_exactly() -> None:
+    # Six workers, each with its own sampler (as separate processes would have), one storage.
+    storage = _RoundTripStorage()
+    optuna.create_study(directions=DIRECTIONS, storage=storage, study_name="s")
+    population, per_worker, workers = 5, 10, 6
+    start = threading.Barrier(workers)
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        study = optuna.load_study(
+            study_name="s",
+            storage=storage,
+            sampler=DSPSSampler(space=SMALL, population_size=population, num_parents=2, seed=seed),
+        )
+        pace = random.Random(seed)
+        inner = _objective(SMALL)
+
+        def objective(trial: optuna.Trial) -> tuple[float, float]:
+            values = inner(trial)
+            time.sleep(pace.uniform(0.0, 0.004))  # evaluations of uneven length
+            return values
+
+        start.wait()
+        try:
+            study.optimize(objective, n_trials=per_worker)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    trials = optuna.load_study(study_name="s", storage=storage).get_trials(deepcopy=False)
+    assert len(trials) == 60 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({_arch(t) for t in trials}) == 60
+    assert _exact_generations(trials, population) == {g: 5 for g in range(12)}
+    assert [_gen(t) for t in trials] == [n // population for n in range(60)]
+
+
+def test_a_failed_trial_frees_its_place_and_a_requeued_copy_takes_it() -> None:
+    sampler = DSPSSampler(space=SMALL, population_size=4, num_parents=2, seed=0)
+    study = _run(sampler, 1, SMALL)  # 0: generation 0
+    failed = study.ask()  # 1: generation 0, then fails without a copy
+    suggest_architecture(failed, SMALL)
+    study.tell(failed, state=TrialState.FAIL)
+    study.optimize(_objective(SMALL), n_trials=1)  # 2 takes the freed place
+    stale = study.ask()  # 3: generation 0, fails and is re-queued as 4
+    suggest_architecture(stale, SMALL)
+    study.tell(stale, state=TrialState.FAIL)
+    RetryHeartbeatStaleTrialCallback()(study, study.trials[3])
+    surplus = study.ask()  # the copy (4) runs, is closed as surplus and re-queued as 5
+    assert surplus.number == 4
+    study.tell(surplus, state=TrialState.PRUNED)
+    RetryHeartbeatStaleTrialCallback()(study, study.trials[4])
+    study.optimize(_objective(SMALL), n_trials=5)  # 5 (the copy), then 6-9
+    trials = study.trials
+    assert [t.state for t in trials[:6]] == [
+        TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE,
+        TrialState.FAIL, TrialState.PRUNED, TrialState.COMPLETE,
+    ]  # fmt: skip
+    assert trials[5].system_attrs[CANDIDATE_KEY] == trials[3].system_attrs[CANDIDATE_KEY]
+    assert trials[5].system_attrs["retry_history"] == [3, 4]
+    # Generation 0 holds 0, 2 and the copy 5 (4 handed its place on), so 6 completes it.
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert [(t.number, _gen(t)) for t in complete] == [
+        (0, 0), (2, 0), (5, 0), (6, 0), (7, 1), (8, 1), (9, 1),
+    ]  # fmt: skip
+
+
+def test_an_enqueued_trial_closed_before_suggesting_frees_its_place() -> None:
+    study = optuna.create_study(
+        directions=DIRECTIONS, sampler=DSPSSampler(space=SMALL, population_size=4, num_parents=2)
+    )
+    baseline = SMALL.sample(random.Random(0))
+    study.enqueue_trial(architecture_params(baseline))
+    skipped = study.ask()  # drawn in before_trial, then closed as surplus before suggesting
+    assert (
+        study._storage.get_trial(skipped._trial_id).system_attrs[CANDIDATE_KEY]["generation"] == 0
+    )
+    study.tell(skipped, state=TrialState.PRUNED)
+    study.enqueue_trial(architecture_params(baseline))  # queued again, as the worker does
+    study.optimize(_objective(SMALL), n_trials=8)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert _arch(done[0]) == baseline
+    assert [_gen(t) for t in done] == [0] * 4 + [1] * 4
+
+
+def test_a_draw_waits_for_lower_trials_that_have_not_drawn_yet() -> None:
+    storage = optuna.storages.InMemoryStorage()
+    ours = optuna.create_study(
+        directions=DIRECTIONS,
+        storage=storage,
+        study_name="s",
+        sampler=DSPSSampler(space=SMALL, population_size=2, num_parents=1, settle_timeout=0.3),
+    )
+    other = optuna.load_study(
+        study_name="s",
+        storage=storage,
+        sampler=DSPSSampler(space=SMALL, population_size=2, num_parents=1),
+    )
+    ours.optimize(_objective(SMALL), n_trials=1)  # 0: generation 0
+    late = other.ask()  # 1: another worker's trial, not drawn yet
+    mine = ours.ask()  # 2
+    # Asked by this thread: not waited for, since it cannot draw while this thread waits.
+    first = ours.ask()  # 3
+    second = ours.ask()  # 4
+    started = time.monotonic()
+    suggest_architecture(second, SMALL)
+    assert time.monotonic() - started >= 0.3  # waited for trial 1 (another sampler's), gave up
+    ours.tell(second, _objective(SMALL)(second))
+    for trial in (late, mine, first):  # the given-up and skipped ones join when they draw
+        trial_study = other if trial is late else ours
+        started = time.monotonic()
+        trial_study.tell(trial, _objective(SMALL)(trial))
+        assert time.monotonic() - started < 0.3
+    gens = {t.number: _gen(t) for t in storage.get_all_trials(ours._study_id)}
+    # 0 and 4 fill generation 0 (4 gave up on 1 and did not count the undrawn 2, 3); 1 and 2
+    # fill generation 1, and 3 starts generation 2.
+    assert gens == {0: 0, 4: 0, 1: 1, 2: 1, 3: 2}
 
 
 # --- cost: reads that do not grow with the study ---------------------------------------------

@@ -26,9 +26,15 @@ Each trial evaluates one *candidate* (an :class:`~autospikformer.Architecture` o
   population can have no new offspring left); after ``max_redraws`` it gives up: a duplicate is
   accepted with a warning, no feasible candidate at all is an error (the trial fails).
 
-A generation is *full* when it holds ``population_size`` trials, running ones included, and the
-next trial then starts the next generation: workers never wait for stragglers. The parents of
-generation ``g`` are therefore computed from the trials of ``g - 1`` complete at that moment
+A generation is *full* when ``population_size`` trials count toward it: live ones (running, or
+a re-queued copy waiting), and COMPLETE or PRUNED ones that suggested their candidate; a FAILed
+trial frees its place, as does a trial whose candidate a re-queued copy carries on and an
+enqueued trial closed before it suggested anything (found surplus). The next trial then starts
+the next generation: workers never wait for stragglers. Generations fill in trial-number order
+(see "Concurrency"): with any number of workers, the trials that count, taken by number, make up
+generation 0 with the first ``population_size`` of them, generation 1 with the next, and so on
+(a trial that takes a freed place, or that was not waited for, is the exception). The parents of
+generation ``g`` are computed from the trials of ``g - 1`` complete when its first trial draws
 (with one worker: all of them), once, and cached in the study so that every worker uses the same
 set. Parameters that are not architecture parameters (say a learning rate) are sampled by an
 internal ``RandomSampler``.
@@ -51,17 +57,30 @@ not part of any generation but are never drawn again.
 
 Concurrency
 -----------
-A worker proposes from its picture of the study, *writes* its candidate and generation, then
-*re-reads* the other trials, and redraws when the fresh read shows an equal live candidate or
-puts a new trial in another generation. On a storage whose reads see every write committed
-before them (SQLite, in-memory, journal; RDB through Optuna's cache as long as trial ids commit
-in order), two live trials can never end with equal candidates: of the two final writes, the
-second one's worker read after the first write, saw the clash and would have redrawn. By the
-same argument a generation never exceeds ``population_size`` through drawn trials (the last
-writer of a generation sees all the others); it can fall short when two workers both see each
-other and both move on, or when a trial fails after its generation was closed. Enqueued trials
-keep their architecture, and a trial re-queued by Optuna's ``RetryHeartbeatStaleTrialCallback``
-(system attribute ``failed_trial``) inherits the failed trial's candidate and generation.
+*Generation.* Trial numbers are the one order every worker agrees on, so a trial's generation is
+settled from the trials numbered below it: before it draws, a trial waits until every
+lower-numbered RUNNING trial has written its candidate (or finished), then joins the current
+generation, or the next when that is full, and keeps that generation. Each decision thus rests
+on final decisions only, and workers that start together fill every generation exactly instead
+of each counting the same generation full (or short). The wait is the time the other workers
+take from asking for their trial to drawing it (one storage round trip or so); a lower trial
+that has not drawn within ``settle_timeout`` seconds (its worker died, or it never suggests an
+architecture) is no longer waited for, and a trial asked by the waiting thread itself (several
+``ask`` calls before suggesting) is never waited for. Such a trial, and an enqueued one that
+starts after higher-numbered trials have drawn, joins the current generation when it draws;
+only then, or when a trial fails while its generation is no longer the newest, can a generation
+end one or so off its size (a FAILed trial's place is otherwise taken by the next trial, or by
+its re-queued copy).
+
+*Duplicates.* A worker proposes from its picture of the study, *writes* its candidate, then
+*re-reads* the other trials, and redraws (in the same generation) when the fresh read shows an
+equal live candidate. On a storage whose reads see every write committed before them (SQLite,
+in-memory, journal; RDB through Optuna's cache as long as trial ids commit in order), two live
+trials can never end with equal candidates: of the two final writes, the second one's worker
+read after the first write, saw the clash and would have redrawn. Enqueued trials keep their
+architecture, and a trial re-queued by Optuna's ``RetryHeartbeatStaleTrialCallback`` (system
+attributes ``failed_trial`` and ``retry_history``) inherits the failed trial's candidate and
+generation, and its place.
 
 Determinism and cost
 --------------------
@@ -71,9 +90,11 @@ candidates. Finished trials never change, so what the sampler parses from them i
 instance, and a read fetches only the trials it last saw live and the ones numbered after the
 last it saw, one by one, never the whole study (Optuna's RDB cache answers finished trials from
 memory; a live one is one query). The proposal uses the picture left by the last draw's re-read,
-so a draw costs one candidate write and one read; only the first draw of a generation reads
-before proposing as well, because its parents must be ranked on every finished trial of the
-previous one. The cost per trial therefore grows with the number of workers, not of trials.
+so a sequential draw costs one candidate write and one read; only the first draw of a generation
+reads before proposing as well, because its parents must be ranked on every finished trial of
+the previous one. With several workers a draw also reads first whenever other workers created
+trials since its last read (to settle its generation), and while it waits it re-reads only the
+trials it waits for. The cost per trial therefore grows with the number of workers, not of trials.
 """
 
 from __future__ import annotations
@@ -81,6 +102,7 @@ from __future__ import annotations
 import math
 import random
 import threading
+import time
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -110,6 +132,9 @@ PARENTS_KEY_PREFIX = "autospik:dsps:parents:"
 CONFIG_KEY = "autospik:dsps:config"
 
 _FIXED_PARAMS_KEY = "fixed_params"  # Optuna's own key for enqueued parameters
+#: Optuna's keys on a re-queued trial: the trials it replaces (oldest first), and the first.
+_RETRY_HISTORY_KEY = "retry_history"
+_FAILED_TRIAL_KEY = "failed_trial"
 _DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
 
 
@@ -123,6 +148,13 @@ class _Record:
     arch: Architecture | None
     generation: int | None
     values: tuple[float, float] | None  # finite [accuracy, energy] of a COMPLETE trial
+    suggested: bool = False  # some architecture parameter is set (by us or another sampler)
+    supersedes: int | None = None  # the trial whose candidate this re-queued trial carries on
+
+    @property
+    def undrawn(self) -> bool:
+        """Running, and its candidate (if any) still to be drawn: its generation is not known."""
+        return self.state == TrialState.RUNNING and self.generation is None and not self.suggested
 
 
 def _parse(trial: FrozenTrial, attrs: Mapping[str, Any] | None = None) -> _Record:
@@ -153,7 +185,18 @@ def _parse(trial: FrozenTrial, attrs: Mapping[str, Any] | None = None) -> _Recor
         acc, energy = (float(v) for v in trial.values)
         if math.isfinite(acc) and math.isfinite(energy):
             values = (acc, energy)
-    return _Record(trial.number, trial._trial_id, trial.state, arch, generation, values)
+    supersedes: int | None = None
+    if generation is not None:
+        history = attrs.get(_RETRY_HISTORY_KEY)
+        previous = history[-1] if isinstance(history, list) and history else None
+        if previous is None:
+            previous = attrs.get(_FAILED_TRIAL_KEY)
+        if isinstance(previous, int) and not isinstance(previous, bool):
+            supersedes = previous
+    suggested = any(is_architecture_param(k) for k in trial.params)
+    return _Record(
+        trial.number, trial._trial_id, trial.state, arch, generation, values, suggested, supersedes
+    )
 
 
 def _fetch(storage: BaseStorage, study_id: int, number: int) -> FrozenTrial | None:
@@ -165,17 +208,27 @@ def _fetch(storage: BaseStorage, study_id: int, number: int) -> FrozenTrial | No
 
 
 class _StudyView:
-    """The sampler's incremental picture of one study: finished trials parsed once, live re-read."""
+    """The sampler's incremental picture of one study: finished trials parsed once, live re-read.
+
+    A trial *counts toward* its generation (holds one of its ``population_size`` places) while
+    it is live, and once it is COMPLETE or PRUNED after suggesting its candidate; a FAILed
+    trial frees its place, and so does a trial whose candidate a re-queued copy carries on
+    (Optuna's ``retry_history``), and one closed before suggesting anything (an enqueued trial
+    found surplus).
+    """
 
     def __init__(self) -> None:
         self.finished: dict[int, _Record] = {}
         self.scanned = 0  # trial numbers below this have been seen at least once
         self.unfinished: set[int] = set()  # numbers seen RUNNING/WAITING, re-read every time
         self.evaluated: set[Architecture] = set()  # COMPLETE/PRUNED architectures
-        self.gen_count: Counter[int] = Counter()  # COMPLETE/PRUNED trials per generation
+        self.gen_count: Counter[int] = Counter()  # finished trials counting toward each generation
+        self.counted: dict[int, int] = {}  # number -> generation of those finished trials
+        self.superseded: set[int] = set()  # trials whose candidate a re-queued copy carries on
         self.gen_complete: dict[int, list[int]] = {}  # rankable trial numbers per generation
         self.max_gen = 0
         self.live: dict[int, _Record] = {}  # RUNNING/WAITING trials as of the last refresh
+        self.given_up: set[int] = set()  # undrawn trials no longer waited for (settle_timeout)
         self.parents: dict[int, list[int]] = {}
         self.config_checked = False
 
@@ -200,39 +253,69 @@ class _StudyView:
         self.live = live
         self.unfinished = set(live)
 
+    def recheck(self, storage: BaseStorage, study_id: int, numbers: Iterable[int]) -> None:
+        """Fetch again only the live trials ``numbers`` (the ones a draw waits for)."""
+        for number in numbers:
+            trial = _fetch(storage, study_id, number)
+            if trial is None:
+                continue
+            if trial.state.is_finished():
+                self.live.pop(number, None)
+                self.unfinished.discard(number)
+            self._take(trial, self.live)
+
     def _take(self, trial: FrozenTrial | None, live: dict[int, _Record]) -> None:
         if trial is None:
             return
         record = _parse(trial)
+        if record.supersedes is not None:
+            self._supersede(record.supersedes)
         if not trial.state.is_finished():
             live[record.number] = record
         elif record.number not in self.finished:
             self._add_finished(record)
 
+    def _supersede(self, number: int) -> None:
+        self.superseded.add(number)
+        generation = self.counted.pop(number, None)
+        if generation is not None:
+            self.gen_count[generation] -= 1
+
     def _add_finished(self, record: _Record) -> None:
         self.finished[record.number] = record
         if record.state not in (TrialState.COMPLETE, TrialState.PRUNED):
-            return  # FAIL: the slot is free again and the architecture may be redrawn
+            return  # FAIL: the place is free again and the architecture may be redrawn
+        if record.state == TrialState.PRUNED and not record.suggested:
+            return  # closed before its candidate was used (an enqueued trial found surplus)
         if record.arch is not None:
             self.evaluated.add(record.arch)
         if record.generation is not None:
-            self.gen_count[record.generation] += 1
+            if record.number not in self.superseded:
+                self.gen_count[record.generation] += 1
+                self.counted[record.number] = record.generation
             self.max_gen = max(self.max_gen, record.generation)
             if record.values is not None:
                 self.gen_complete.setdefault(record.generation, []).append(record.number)
 
+    def _members(self, exclude: int) -> Iterable[_Record]:
+        """Live trials with a generation, other than ``exclude``."""
+        for k, r in self.live.items():
+            if k != exclude and r.generation is not None and k not in self.superseded:
+                yield r
+
     def current_generation(self, exclude: int) -> int:
-        gens = [
-            r.generation for k, r in self.live.items() if k != exclude and r.generation is not None
-        ]
-        return max([self.max_gen, *gens])
+        return max([self.max_gen, *(r.generation for r in self._members(exclude))])  # type: ignore[list-item]
 
     def count(self, generation: int, exclude: int) -> int:
-        """Trials of ``generation`` that are live or done (not failed), other than ``exclude``."""
-        running = sum(
-            1 for k, r in self.live.items() if k != exclude and r.generation == generation
-        )
+        """Trials counting toward ``generation`` (see the class docstring), other than ``exclude``."""
+        running = sum(1 for r in self._members(exclude) if r.generation == generation)
         return self.gen_count[generation] + running
+
+    def pending(self, number: int) -> list[int]:
+        """Trials numbered below ``number`` that are running with their candidate undrawn."""
+        return sorted(
+            k for k, r in self.live.items() if k < number and r.undrawn and k not in self.given_up
+        )
 
     def taken(self, arch: Architecture, exclude: int) -> bool:
         """Is ``arch`` evaluated or under evaluation by a trial other than ``exclude``?"""
@@ -268,6 +351,8 @@ class DSPSSampler(BaseSampler):
             (how the study runner passes parameter and energy budgets).
         max_redraws: proposals tried per trial before giving up (duplicates, infeasible).
         seed: base seed; each trial draws from a generator seeded by (seed, trial number).
+        settle_timeout: seconds a draw waits at most for a lower-numbered running trial to
+            draw its own candidate (see "Concurrency"); 0 never waits.
     """
 
     def __init__(
@@ -282,6 +367,7 @@ class DSPSSampler(BaseSampler):
         feasible: Callable[[Architecture], bool] | None = None,
         max_redraws: int = 100,
         seed: int | None = None,
+        settle_timeout: float = 10.0,
     ) -> None:
         if not isinstance(space, SearchSpace):
             raise ValueError(f"space must be a SearchSpace, got {type(space).__name__}")
@@ -302,11 +388,22 @@ class DSPSSampler(BaseSampler):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed must be an integer or None, got {seed!r}")
         self._seed = seed if seed is not None else random.SystemRandom().getrandbits(63)
+        if (
+            isinstance(settle_timeout, bool)
+            or not isinstance(settle_timeout, (int, float))
+            or not 0.0 <= settle_timeout < math.inf
+        ):
+            raise ValueError(
+                f"settle_timeout must be a finite number of seconds >= 0, got {settle_timeout!r}"
+            )
+        self._settle_timeout = float(settle_timeout)
         self._random = RandomSampler(seed=seed)
         self._lock = threading.RLock()
+        self._settled = threading.Condition(self._lock)  # notified after every draw
         self._views: dict[tuple[int, int], _StudyView] = {}
         self._drawn: dict[int, tuple[Architecture, int]] = {}  # trial id -> (candidate, gen)
         self._arrived: dict[int, dict[str, Any]] = {}  # trial id -> its system attrs we use
+        self._threads: dict[int, int] = {}  # trial id -> the thread that asked for it
 
     # --- read-only settings -------------------------------------------------------------------
     @property
@@ -359,8 +456,11 @@ class DSPSSampler(BaseSampler):
         attrs = trial.system_attrs
         with self._lock:
             self._arrived[trial._trial_id] = {
-                k: attrs[k] for k in (CANDIDATE_KEY, _FIXED_PARAMS_KEY) if k in attrs
+                k: attrs[k]
+                for k in (CANDIDATE_KEY, _FIXED_PARAMS_KEY, _RETRY_HISTORY_KEY, _FAILED_TRIAL_KEY)
+                if k in attrs
             }
+            self._threads[trial._trial_id] = threading.get_ident()
         if CANDIDATE_KEY in attrs:
             return  # a re-queued trial: its candidate and generation are already stored
         fixed = {
@@ -413,6 +513,7 @@ class DSPSSampler(BaseSampler):
         with self._lock:
             self._drawn.pop(trial._trial_id, None)
             self._arrived.pop(trial._trial_id, None)
+            self._threads.pop(trial._trial_id, None)
 
     # --- the draw --------------------------------------------------------------------------
     def _candidate(self, study: Study, trial: FrozenTrial) -> tuple[Architecture, int]:
@@ -420,8 +521,11 @@ class DSPSSampler(BaseSampler):
         with self._lock:
             hit = self._drawn.get(trial._trial_id)
             if hit is None:
-                hit = self._draw(study, trial)
-                self._drawn[trial._trial_id] = hit
+                try:
+                    hit = self._draw(study, trial)
+                    self._drawn[trial._trial_id] = hit
+                finally:
+                    self._settled.notify_all()  # a thread may wait for this trial's draw
             return hit
 
     def _view(self, study: Study) -> _StudyView:
@@ -435,7 +539,11 @@ class DSPSSampler(BaseSampler):
         view.refresh(study._storage, study._study_id, me)
 
     def _generation(self, view: _StudyView, number: int) -> int:
-        """The generation a new trial joins: the current one, or the next when it is full."""
+        """The generation a new trial joins: the current one, or the next when it is full.
+
+        Exact once :meth:`_settle` has run: the picture then holds the final generation of every
+        lower-numbered trial that draws one.
+        """
         generation = view.current_generation(exclude=number)
         if view.count(generation, exclude=number) >= self._population_size:
             generation += 1
@@ -461,26 +569,68 @@ class DSPSSampler(BaseSampler):
             for k, v in {**attrs.get(_FIXED_PARAMS_KEY, {}), **trial.params}.items()
             if is_architecture_param(k)
         }
-        # Propose from the picture left by this process's last draw (every candidate is
-        # checked against a fresh read after it is written); read first only when that
-        # picture is empty or the generation's parents are still to be chosen, since those
-        # must see every trial of the previous generation that has finished.
-        upcoming = self._generation(view, me.number)
-        if not view.scanned or (upcoming > 0 and upcoming not in view.parents):
+        # The generation is settled first, from the final generations of all lower-numbered
+        # trials, and never changes. Proposals use the picture left by this process's last
+        # draw (every candidate is checked against a fresh read after it is written); a read
+        # comes first only when that picture lacks lower-numbered trials, or the generation's
+        # parents are still to be chosen, since those must see every finished trial of the
+        # previous generation.
+        refreshed = self._settle(study, view, me)
+        generation = self._generation(view, me.number)
+        if generation > 0 and generation not in view.parents and not refreshed:
             self._refresh(study, view, me)
-        return self._redraw(study, view, me, fixed)
+            generation = self._generation(view, me.number)
+        return self._redraw(study, view, me, fixed, generation)
+
+    def _settle(self, study: Study, view: _StudyView, me: _Record) -> bool:
+        """Wait until every lower-numbered running trial has drawn its candidate; True if read.
+
+        Generations fill in trial-number order: a trial's generation follows from those of the
+        trials numbered below it, so concurrent workers cannot all count the same generation
+        short, nor overfill it. A trial that has not drawn within ``settle_timeout`` (its
+        worker died, or it suggests nothing) is no longer waited for; one asked by this very
+        thread cannot draw meanwhile and is not waited for either (it joins when it draws).
+        """
+        refreshed = False
+        if not view.scanned or view.scanned != me.number or view.pending(me.number):
+            self._refresh(study, view, me)
+            refreshed = True
+        deadline: float | None = None
+        pause = 0.002
+        while True:
+            waiting = [k for k in view.pending(me.number) if self._may_draw_meanwhile(view.live[k])]
+            if not waiting:
+                return refreshed
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + self._settle_timeout
+            if now >= deadline:
+                view.given_up.update(waiting)
+                return refreshed
+            self._settled.wait(min(pause, deadline - now))  # lets this process's threads draw
+            pause = min(2 * pause, 0.05)
+            view.recheck(study._storage, study._study_id, waiting)
+
+    def _may_draw_meanwhile(self, record: _Record) -> bool:
+        if record.trial_id in self._drawn:
+            return False
+        return self._threads.get(record.trial_id) != threading.get_ident()
 
     def _redraw(
-        self, study: Study, view: _StudyView, me: _Record, fixed: dict[str, Any]
+        self,
+        study: Study,
+        view: _StudyView,
+        me: _Record,
+        fixed: dict[str, Any],
+        generation: int,
     ) -> tuple[Architecture, int]:
-        """Propose, write and check until a candidate is new, feasible and in its generation."""
+        """Propose, write and check until a candidate is new and feasible."""
         number = me.number
         try:
             full = architecture_from_params(fixed) if fixed else None
         except (ValueError, TypeError):
             full = None  # partly fixed: drawn around the fixed values
         rng = random.Random(f"autospik-dsps:{self._seed}:{number}")
-        generation = self._generation(view, number)
         duplicate: tuple[Architecture, str] | None = None
         written: tuple[Architecture, int] | None = None
         for attempt in range(1, self._max_redraws + 1):
@@ -500,8 +650,7 @@ class DSPSSampler(BaseSampler):
             written = (arch, generation)
             if self._write_and_check(study, view, number, me.trial_id, arch, generation, origin):
                 return written
-            # Another trial shows this architecture, or the generation changed meanwhile.
-            generation = self._generation(view, number)
+            # Another trial shows this architecture: draw again, in the same generation.
         if written is not None:
             warnings.warn(
                 f"DSPSSampler: trial {number} still clashes with concurrent trials after "
@@ -540,14 +689,11 @@ class DSPSSampler(BaseSampler):
         generation: int,
         origin: str,
     ) -> bool:
-        """Write, re-read, and accept unless another trial shows the same architecture or the
-        fresh read puts a new trial in another generation (see "Concurrency" in the module
-        docstring)."""
+        """Write, re-read, and accept unless another trial shows the same architecture (see
+        "Concurrency" in the module docstring)."""
         self._write(study._storage, trial_id, arch, generation, origin)
         me = _Record(number, trial_id, TrialState.RUNNING, arch, generation, None)
         self._refresh(study, view, me)
-        if self._generation(view, number) != generation:
-            return False
         return origin == "enqueued" or not view.taken(arch, exclude=number)
 
     def _propose(
