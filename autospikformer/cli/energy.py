@@ -198,10 +198,10 @@ def _si(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _uj(mj: float) -> str:
-    """An energy in µJ for a narrow column: 1,520 / 34.5 / 0.0138."""
-    uj = mj * 1e3
-    return f"{uj:,.0f}" if abs(uj) >= 100 else _fmt(uj)
+def _in(unit: Any, mj: float) -> str:
+    """An energy in ``unit`` for a narrow column: 1,520 / 34.5 / 0.0138."""
+    value = unit.scale(mj)
+    return f"{value:,.0f}" if abs(value) >= 100 else _fmt(value)
 
 
 def _print(arch: Any, report: Any, mode: str, shapes: dict[str, int]) -> None:
@@ -209,10 +209,12 @@ def _print(arch: Any, report: Any, mode: str, shapes: dict[str, int]) -> None:
     from rich.table import Table
 
     from autospikformer.energy.layers import IMAGE_ONCE
+    from autospikformer.units import energy_unit, percent
 
     model = report.model
+    unit = energy_unit([report.energy_mj])  # one unit for the table and the totals
     table = Table(
-        title=f"energy of {arch} ({model.name}; µJ per image)",
+        title=f"energy of {arch} ({model.name}; {unit.name} per image)",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -220,14 +222,14 @@ def _print(arch: Any, report: Any, mode: str, shapes: dict[str, int]) -> None:
     )
     table.add_column("layer", no_wrap=True)
     columns = ["MACs", "rate", "ops"]
-    columns += ["compute", "memory", "total"] if model.counts_memory else ["µJ"]
+    columns += ["compute", "memory", "total"] if model.counts_memory else [unit.name]
     for name in [*columns, "ANN"]:
         table.add_column(name, justify="right", no_wrap=True)
     for row in report.table.itertuples(index=False):
         cells = [row.layer, _si(row.dense_macs), _fmt(row.input_rate), _si(row.ops)]
         if model.counts_memory:
-            cells += [_uj(row.compute_mj), _uj(row.memory_mj)]
-        table.add_row(*cells, _uj(row.energy_mj), _uj(row.ann_mj))
+            cells += [_in(unit, row.compute_mj), _in(unit, row.memory_mj)]
+        table.add_row(*cells, _in(unit, row.energy_mj), _in(unit, row.ann_mj))
     console.print(table)
     c = model.constants
     if report.first_conv_rule == IMAGE_ONCE:
@@ -235,7 +237,7 @@ def _print(arch: Any, report: Any, mode: str, shapes: dict[str, int]) -> None:
     else:
         first = f"sps.convs.0 counted as SOPs of the event frames at {c.e_ac_pj:g} pJ"
     split = (
-        f"compute {_fmt(report.compute_mj, 4)}, memory {_fmt(report.memory_mj, 4)}"
+        f"compute {unit.format(report.compute_mj)}, memory {unit.format(report.memory_mj)}"
         if model.counts_memory
         else "arithmetic only"
     )
@@ -246,8 +248,9 @@ def _print(arch: Any, report: Any, mode: str, shapes: dict[str, int]) -> None:
         f"{shapes['num_classes']} classes, T = {report.time_steps}; MACs per image and time "
         "step (dense); ops per image (SOPs; MACs for a first conv counted once)",
         f"first conv: {first}",
-        f"energy: {_fmt(report.energy_mj, 4)} mJ / image ({split})",
-        f"dense ANN equivalent: {_fmt(report.ann_energy_mj, 4)} mJ / image (every MAC at "
+        f"energy: {unit.format(report.energy_mj)} {unit.name} / image ({split})",
+        f"dense ANN equivalent: {unit.format(report.ann_energy_mj)} {unit.name} / image (every "
+        "MAC at "
         f"{c.e_mac_pj:g} pJ, T = 1, the same memory model); SNN / ANN = "
         f"{_fmt(report.ann_ratio, 3)}",
         f"total SOPs: {report.total_sops:,.0f} / image",
@@ -255,6 +258,6 @@ def _print(arch: Any, report: Any, mode: str, shapes: dict[str, int]) -> None:
         f"parameters: {report.num_parameters:,}",
     ]
     if "accuracy" in report.extras:
-        lines.append(f"accuracy: {report.extras['accuracy']:.4f} on the same batches")
+        lines.append(f"accuracy: {percent(report.extras['accuracy'])} % on the same batches")
     for line in lines:
         console.print(line, highlight=False, soft_wrap=True)

@@ -277,6 +277,7 @@ def _print_tables(csv: Path, summary: dict[str, Any], rows: int) -> None:
         return
     val = summary["protocol"]["eval_split"] == "val"
     acc_title = "val acc %" if val else "test acc %"
+    unit = energy_unit(table["energy_mj"])  # one unit for both tables
     for title, part in (
         ("Table 2: Pareto front", table[table["on_front"]]),
         (
@@ -292,7 +293,7 @@ def _print_tables(csv: Path, summary: dict[str, Any], rows: int) -> None:
         columns = (
             ["trial", acc_title]
             + (["test acc %"] if val else [])
-            + ["energy mJ", "params", "firing rate", "architecture"]
+            + [f"energy {unit.name}", "params", "firing rate", "architecture"]
         )
         for column in columns:
             grid.add_column(
@@ -301,14 +302,14 @@ def _print_tables(csv: Path, summary: dict[str, Any], rows: int) -> None:
         for _, row in shown.iterrows():
             cells = [
                 f"{int(row['number'])}{' *' if isinstance(row['baseline'], str) else ''}",
-                f"{100 * row['accuracy']:.2f}",
+                percent(row["accuracy"]),
             ]
             if val:
                 test = row.get("test_accuracy")
-                cells.append("-" if pd.isna(test) else f"{100 * test:.2f}")
+                cells.append("-" if pd.isna(test) else percent(test))
             params, rate = row["num_parameters"], row["mean_firing_rate"]
             cells += [
-                f"{row['energy_mj']:.4g}",
+                unit.format(row["energy_mj"]),
                 "-" if pd.isna(params) else f"{int(params):,}",
                 "-" if pd.isna(rate) else f"{rate:.3f}",
                 row["architecture"],
@@ -404,8 +405,8 @@ def compare_cmd(
     ref = comparison.reference
     grid = Table(
         title=(
-            f"studies compared (shared reference: accuracy {100 * ref['accuracy']:.2f} %, "
-            f"energy {ref['energy_mj']:.4g} mJ)"
+            f"studies compared (shared reference: accuracy {percent(ref['accuracy'])} %, "
+            f"energy {energy_text(ref['energy_mj'])})"
         )
     )
     for column in ("study", "sampler", "trials", "front", "hypervolume", "tau top", "tau random"):

@@ -55,6 +55,7 @@ from autospikformer.study.storage import (
     load_study,
     open_storage,
 )
+from autospikformer.units import energy_text, energy_unit, percent
 
 #: How far beyond the pooled front's nadir the shared reference point lies, as a fraction of the
 #: front's range in each objective.
@@ -261,6 +262,7 @@ def fronts_figure(comparison: Comparison) -> Any:
 
     lo, hi = parameter_range(*[s.complete for s in comparison.studies])
     axis = _accuracy_axis(comparison)
+    unit = energy_unit(pd.concat([s.complete["energy_mj"] for s in comparison.studies]))
     fig = go.Figure()
     stars: dict[tuple[float, float], list[tuple[str, pd.DataFrame]]] = {}
     for i, s in enumerate(comparison.studies):
@@ -269,7 +271,7 @@ def fronts_figure(comparison: Comparison) -> Any:
         rest = complete.loc[~complete["pareto"].astype(bool)]
         fig.add_trace(
             go.Scatter(
-                x=rest["energy_mj"],
+                x=unit.scale(rest["energy_mj"]),
                 y=100 * rest["accuracy"],
                 mode="markers",
                 name=f"candidates ({len(complete)})",
@@ -284,12 +286,12 @@ def fronts_figure(comparison: Comparison) -> Any:
                     "opacity": 0.3,
                     "line": {"width": 0},
                 },
-                **hover(rest, axis, s.label),
+                **hover(rest, axis, s.label, unit=unit),
             )
         )
         fig.add_trace(
             go.Scatter(
-                x=front["energy_mj"],
+                x=unit.scale(front["energy_mj"]),
                 y=100 * front["accuracy"],
                 mode="lines+markers",
                 name=f"Pareto front ({len(front)})",
@@ -301,7 +303,7 @@ def fronts_figure(comparison: Comparison) -> Any:
                     "color": colour,
                     "line": {"width": 1.2, "color": "black"},
                 },
-                **hover(front, axis, s.label),
+                **hover(front, axis, s.label, unit=unit),
             )
         )
         base = complete[complete["baseline"].astype(bool)]
@@ -312,7 +314,7 @@ def fronts_figure(comparison: Comparison) -> Any:
         name = owners[0][1]["baseline"].iloc[0]
         fig.add_trace(
             go.Scatter(
-                x=[energy],
+                x=[unit.scale(energy)],
                 y=[100 * accuracy],
                 mode="markers",
                 name=f"{name} (hand-designed; in {', '.join(o for o, _ in owners)})",
@@ -325,7 +327,7 @@ def fronts_figure(comparison: Comparison) -> Any:
     ref = comparison.reference
     fig.add_trace(
         go.Scatter(
-            x=[ref["energy_mj"]],
+            x=[unit.scale(ref["energy_mj"])],
             y=[100 * ref["accuracy"]],
             mode="markers",
             name="shared reference point",
@@ -333,7 +335,8 @@ def fronts_figure(comparison: Comparison) -> Any:
             legendgrouptitle={"text": "hypervolume"},
             marker={"symbol": "x-thin", "size": 14, "line": {"width": 2, "color": "black"}},
             hovertemplate=(
-                "shared reference point<br>accuracy %{y:.2f} %<br>energy %{x:.4g} mJ<extra></extra>"
+                "shared reference point<br>accuracy %{y:.2f} %<br>energy %{x:.4g} "
+                f"{unit.name}<extra></extra>"
             ),
         )
     )
@@ -341,7 +344,7 @@ def fronts_figure(comparison: Comparison) -> Any:
     fig.update_layout(
         title="Pareto fronts: " + " vs ".join(s.label for s in comparison.studies),
         template="plotly_white",
-        xaxis_title="energy per image (mJ)",
+        xaxis_title=f"energy per image ({unit.name})",
         yaxis_title=f"{axis} (%)",
         hovermode="closest",
         legend={"groupclick": "togglegroup", "tracegroupgap": 12},
@@ -376,7 +379,7 @@ def hypervolume_figure(comparison: Comparison) -> Any:
     fig.update_layout(
         title=(
             "Hypervolume against trials, shared reference: accuracy "
-            f"{100 * ref['accuracy']:.2f} %, energy {ref['energy_mj']:.4g} mJ"
+            f"{percent(ref['accuracy'])} %, energy {energy_text(ref['energy_mj'])}"
         ),
         template="plotly_white",
         xaxis_title="complete trials",
@@ -399,7 +402,7 @@ _FIGURE_COLUMNS = {
     "hypervolume_normalised": "hypervolume (normalised)",
     "hypervolume": "hypervolume (accuracy x mJ)",
     "best_accuracy": "best accuracy",
-    "lowest_energy_mj": "lowest energy (mJ)",
+    "lowest_energy_mj": "lowest energy",
     "kendall_tau_top": "Kendall tau, top by F_AEB",
     "kendall_tau_random": "Kendall tau, random draws",
 }
@@ -410,10 +413,12 @@ def _cell(key: str, row: dict[str, Any]) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     if key == "best_accuracy":
-        return f"{100 * value:.2f} %"
+        return f"{percent(value)} %"
+    if key == "lowest_energy_mj":
+        return html.escape(energy_text(value))
     if key in ("hypervolume_normalised",):
         return f"{value:.4f}"
-    if key in ("hypervolume", "lowest_energy_mj"):
+    if key == "hypervolume":
         return f"{value:.4g}"
     if key.startswith("kendall_tau"):
         return f"{value:.3f} (n {row[key + '_n']})"
@@ -450,10 +455,10 @@ th {{ background: #f4f4f6; }} td:first-child, th:first-child {{ text-align: left
 {notes}
 <table><tr>{head}</tr>{body}</table>
 <p>Hypervolume: the area (accuracy x mJ) a front dominates up to one shared reference point,
-accuracy {100 * ref["accuracy"]:.3f} %, energy {ref["energy_mj"]:.5g} mJ: the nadir of the front
+accuracy {percent(ref["accuracy"], 3)} %, energy {energy_text(ref["energy_mj"], 5)}: the nadir of the front
 of all studies' trials pooled, moved out by {REFERENCE_MARGIN:.0%} of that front's range.
 Normalised: divided by the box between the reference and the pooled front's ideal point
-(accuracy {100 * ref["ideal_accuracy"]:.2f} %, energy {ref["ideal_energy_mj"]:.4g} mJ).
+(accuracy {percent(ref["ideal_accuracy"])} %, energy {energy_text(ref["ideal_energy_mj"])}).
 Kendall tau (tau-b) between accuracy and energy: over each study's top trials by F_AEB, and
 over its random draws (n: how many; the paper uses 100 of each). Energy model
 {html.escape(comparison.pricing["model"])}. Marker size grows with the parameter count (one scale

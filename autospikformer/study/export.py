@@ -59,6 +59,7 @@ from autospikformer.study.storage import (
     TEST_ACCURACY_PREFIX,
     WORKER_ATTR,
 )
+from autospikformer.units import MJ, EnergyUnit, energy_unit
 
 REFERENCE_ENERGY_FACTOR = 1.1
 #: Tables 2 / 3: the front plus this fraction of the complete trials by accuracy.
@@ -458,8 +459,11 @@ def size_legend(fig: Any, lo: float, hi: float, *, row: int | None = None) -> No
             fig.add_trace(trace, row=row, col=1)
 
 
-def hover(part: pd.DataFrame, label: str = "accuracy", study: str | None = None) -> dict[str, Any]:
-    """Plotly hover data of some trials: study, number, architecture, parameters, rate, F_AEB."""
+def hover(
+    part: pd.DataFrame, label: str = "accuracy", study: str | None = None, unit: EnergyUnit = MJ
+) -> dict[str, Any]:
+    """Plotly hover data of some trials: study, number, architecture, parameters, rate, F_AEB
+    (the x values are energies in ``unit``)."""
     custom = (
         np.stack(
             [
@@ -482,19 +486,21 @@ def hover(part: pd.DataFrame, label: str = "accuracy", study: str | None = None)
         "hovertemplate": (
             f"{head}trial %{{customdata[0]}}{generation}"
             f"<br>%{{customdata[1]}}<br>{label} %{{y:.2f}} %"
-            "<br>energy %{x:.4g} mJ<br>parameters %{customdata[2]:,.0f}"
+            f"<br>energy %{{x:.4g}} {unit.name}<br>parameters %{{customdata[2]:,.0f}}"
             "<br>firing rate %{customdata[3]:.3f}<br>F_AEB %{customdata[4]:.3f}<extra></extra>"
         ),
     }
 
 
 def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accuracy") -> Any:
-    """The paper's Fig. 1A for one study: accuracy (%) against energy (mJ), every candidate with
-    marker size by parameters and colour by generation (trial number for samplers without
-    generations), the front as a step line, the hand-designed baseline as a star."""
+    """The paper's Fig. 1A for one study: accuracy (%) against energy (in the unit that reads
+    best, :func:`~autospikformer.units.energy_unit`), every candidate with marker size by
+    parameters and colour by generation (trial number for samplers without generations), the
+    front as a step line, the hand-designed baseline as a star."""
     import plotly.graph_objects as go
 
     complete, front = complete_and_front(frame)
+    unit = energy_unit(complete["energy_mj"])
     lo, hi = parameter_range(complete)
     has_generations = complete["generation"].notna().any()
     colour = complete["generation"] if has_generations else complete["number"]
@@ -502,7 +508,7 @@ def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accurac
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
-            x=complete["energy_mj"],
+            x=unit.scale(complete["energy_mj"]),
             y=100 * complete["accuracy"],
             mode="markers",
             name=f"candidates ({len(complete)}), colour: {colour_name}",
@@ -519,12 +525,12 @@ def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accurac
                 },
                 "showscale": len(complete) > 0,
             },
-            **hover(complete, accuracy),
+            **hover(complete, accuracy, unit=unit),
         )
     )
     fig.add_trace(
         go.Scatter(
-            x=front["energy_mj"],
+            x=unit.scale(front["energy_mj"]),
             y=100 * front["accuracy"],
             mode="lines+markers",
             name=f"Pareto front ({len(front)})",
@@ -534,14 +540,14 @@ def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accurac
                 "color": "rgba(0,0,0,0)",
                 "line": {"width": 2, "color": FRONT_COLOUR},
             },
-            **hover(front, accuracy),
+            **hover(front, accuracy, unit=unit),
         )
     )
     tested = front[front["test_accuracy"].notna()]
     if len(tested):
         fig.add_trace(
             go.Scatter(
-                x=tested["energy_mj"],
+                x=unit.scale(tested["energy_mj"]),
                 y=100 * tested["test_accuracy"],
                 mode="markers",
                 name=f"front on the test split ({len(tested)}, measured once after the search)",
@@ -549,7 +555,7 @@ def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accurac
                 customdata=np.stack([tested["number"], 100 * tested["accuracy"]], axis=-1),
                 hovertemplate=(
                     "trial %{customdata[0]}<br>test accuracy %{y:.2f} %<br>"
-                    f"{accuracy} %{{customdata[1]:.2f}} %<br>energy %{{x:.4g}} mJ<extra></extra>"
+                    f"{accuracy} %{{customdata[1]:.2f}} %<br>energy %{{x:.4g}} {unit.name}<extra></extra>"
                 ),
             )
         )
@@ -557,19 +563,19 @@ def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accurac
     if len(base):
         fig.add_trace(
             go.Scatter(
-                x=base["energy_mj"],
+                x=unit.scale(base["energy_mj"]),
                 y=100 * base["accuracy"],
                 mode="markers",
                 name=f"{base['baseline'].iloc[0]} (hand-designed)",
                 marker=BASELINE_MARKER,
-                **hover(base, accuracy),
+                **hover(base, accuracy, unit=unit),
             )
         )
     size_legend(fig, lo, hi)
     fig.update_layout(
         title=title,
         template="plotly_white",
-        xaxis_title="energy per image (mJ)",
+        xaxis_title=f"energy per image ({unit.name})",
         yaxis_title=f"{accuracy} (%)" + ("; x: test accuracy (%)" if len(tested) else ""),
         legend={"orientation": "h", "x": 0.0, "y": -0.14, "xanchor": "left", "yanchor": "top"},
         hovermode="closest",

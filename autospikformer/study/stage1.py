@@ -129,3 +129,39 @@ def prepare_supernet(
             f"{recorded.get('host', '?')}:{recorded.get('path', '?')})"
         )
     return path
+
+
+def searched_supernet(
+    study: optuna.Study,
+    config: StudyConfig,
+    *,
+    runs_dir: str | Path = DEFAULT_RUNS_DIR,
+    checkpoint: str | Path | None = None,
+) -> Path:
+    """The supernet checkpoint the study's trials were evaluated with, found on this machine.
+
+    ``checkpoint`` when given, else ``<runs_dir>/<study>/supernet.pt``, else the path stage 1
+    recorded; it must have the digest the study recorded, so what is evaluated again is what
+    the trials saw. Never trains.
+    """
+    recorded = study.user_attrs.get(SUPERNET_ATTR) or {}
+    if checkpoint is not None:
+        candidates = [Path(checkpoint)]
+    else:
+        candidates = [supernet_path(config, runs_dir)]
+        if recorded.get("path"):
+            candidates.append(Path(recorded["path"]))
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        shown = " or ".join(str(p) for p in candidates)
+        raise StudyError(
+            f"no supernet checkpoint of study {config.name!r} at {shown}"
+            + ("" if checkpoint is not None else ": pass --supernet or --runs-dir")
+        )
+    if recorded.get("sha256") and file_sha256(path) != recorded["sha256"]:
+        raise StudyError(
+            f"{path} is not the supernet study {config.name!r} was searched with (its sha256 "
+            f"differs from the one recorded, from {recorded.get('host', '?')}:"
+            f"{recorded.get('path', '?')})"
+        )
+    return path

@@ -11,7 +11,8 @@ from torch import nn
 from autospikformer.checkpoint import load_supernet
 from autospikformer.search.suggest import architecture_from_params
 from autospikformer.study.config import StudyConfig
-from autospikformer.training.evaluate import SubnetEvaluator
+from autospikformer.search.architecture import Architecture
+from autospikformer.training.evaluate import SubnetEvaluator, SubnetResult
 
 
 def study_evaluator(
@@ -49,6 +50,31 @@ def study_evaluator(
         eval_split="test" if test_pass else search.eval_split,
         energy_model=config.energy,
     )
+
+
+def evaluate_as_study(
+    config: StudyConfig,
+    checkpoint: str | Path,
+    arch: Architecture,
+    *,
+    data_root: str | None = None,
+    device: str = "auto",
+    progress: bool = False,
+) -> SubnetResult:
+    """Evaluate ``arch`` exactly as the study's trials are: the study's supernet checkpoint,
+    data, calibration batches, evaluation images and energy model, so a trial's architecture
+    gets the accuracy and energy the trial stored (``energy --study``, ``supernet eval
+    --study``)."""
+    config.space.check(arch)
+    evaluator = study_evaluator(
+        config,
+        load_supernet(checkpoint, space=config.space),
+        data_root=data_root,
+        device=device,
+        progress=progress,
+        time_steps=[arch.time_steps],
+    )
+    return evaluator.evaluate(arch)
 
 
 def export_subnet(
