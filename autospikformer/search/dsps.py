@@ -110,6 +110,7 @@ PARENTS_KEY_PREFIX = "autospik:dsps:parents:"
 CONFIG_KEY = "autospik:dsps:config"
 
 _FIXED_PARAMS_KEY = "fixed_params"  # Optuna's own key for enqueued parameters
+_CONSTRAINTS_KEY = "constraints"  # Optuna's own key (prefix) for trial.set_constraint values
 _DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
 
 
@@ -123,6 +124,7 @@ class _Record:
     arch: Architecture | None
     generation: int | None
     values: tuple[float, float] | None  # finite [accuracy, energy] of a COMPLETE trial
+    violation: float = 0.0  # sum of the trial's positive Optuna constraint values
 
 
 def _parse(trial: FrozenTrial, attrs: Mapping[str, Any] | None = None) -> _Record:
@@ -153,7 +155,14 @@ def _parse(trial: FrozenTrial, attrs: Mapping[str, Any] | None = None) -> _Recor
         acc, energy = (float(v) for v in trial.values)
         if math.isfinite(acc) and math.isfinite(energy):
             values = (acc, energy)
-    return _Record(trial.number, trial._trial_id, trial.state, arch, generation, values)
+    violation = 0.0
+    if values is not None:
+        for key, value in attrs.items():
+            if key == _CONSTRAINTS_KEY or key.startswith(_CONSTRAINTS_KEY + ":"):
+                for v in value if isinstance(value, list) else [value]:
+                    if isinstance(v, (int, float)) and v > 0:
+                        violation += float(v)
+    return _Record(trial.number, trial._trial_id, trial.state, arch, generation, values, violation)
 
 
 def _fetch(storage: BaseStorage, study_id: int, number: int) -> FrozenTrial | None:
@@ -589,16 +598,20 @@ class DSPSSampler(BaseSampler):
         records = [view.finished[n] for n in pool if n in view.finished and view.finished[n].values]
         if not records:
             return []  # not cached: a later draw computes it once trials complete
+        chosen = self._select_parents(records)
+        study._storage.set_study_system_attr(study._study_id, key, chosen)
+        view.parents[generation] = chosen
+        return chosen
+
+    def _select_parents(self, records: list[_Record]) -> list[int]:
+        """The best ``num_parents`` of a pool of complete trials by ``F_AEB`` (ties: number)."""
         fitness = balanced_fitness(
             [r.values[0] for r in records],  # type: ignore[index]
             [r.values[1] for r in records],  # type: ignore[index]
             self._alpha,
         )
         order = sorted(range(len(records)), key=lambda i: (-float(fitness[i]), records[i].number))
-        chosen = [records[i].number for i in order[: self._num_parents]]
-        study._storage.set_study_system_attr(study._study_id, key, chosen)
-        view.parents[generation] = chosen
-        return chosen
+        return [records[i].number for i in order[: self._num_parents]]
 
     def _check_config(self, study: Study, view: _StudyView) -> None:
         """Record this sampler's settings in the study, or warn when they differ; once per view."""
