@@ -1,6 +1,7 @@
 """One worker process of the multi-process DSPS test: joins a study and runs ``n`` trials.
 
-Usage: ``python tests/sampler_worker.py STORAGE_URL STUDY_NAME N_TRIALS POPULATION SEED``.
+Usage: ``python tests/sampler_worker.py STORAGE_URL STUDY_NAME N_TRIALS POPULATION SEED
+[SAMPLER]`` with SAMPLER ``dsps`` (default) or ``dsps-plus``.
 The objective is a cheap deterministic function of the architecture (no training).
 """
 
@@ -11,18 +12,18 @@ import sys
 import optuna
 
 from autospikformer.search.dsps import DSPSSampler
+from autospikformer.search.dsps_plus import DSPSPlusSampler
 from autospikformer.search.space import SearchSpace
 from autospikformer.search.suggest import suggest_architecture
 
 
 def main(argv: list[str]) -> None:
-    url, name, n_trials, population, seed = argv
+    url, name, n_trials, population, seed = argv[:5]
+    cls = DSPSPlusSampler if argv[5:] == ["dsps-plus"] else DSPSSampler
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace.load("digits")
     storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    sampler = DSPSSampler(
-        space=space, population_size=int(population), num_parents=3, seed=int(seed)
-    )
+    sampler = cls(space=space, population_size=int(population), num_parents=3, seed=int(seed))
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:

@@ -321,8 +321,8 @@ class DSPSPlusSampler(DSPSSampler):
         num_parents: int = 20,
         crossover_prob: float = 0.3,
         mutation_prob: float = 0.4,
-        candidates: int = 64,
-        local_prob: float = 0.5,
+        candidates: int = 16,
+        local_prob: float = 0.2,
         tie_break: str = "crowding",
         min_fit_trials: int = 20,
         feasible: Callable[[Architecture], bool] | None = None,
@@ -388,7 +388,10 @@ class DSPSPlusSampler(DSPSSampler):
         me = self._drawing
         for _ in range(self._candidates):
             if front_records and rng.random() < self._local_prob:
-                arch, origin = _single_gene(rng.choice(front_records).arch, self._space, rng), "local"  # type: ignore[arg-type]
+                arch, origin = (
+                    _single_gene(rng.choice(front_records).arch, self._space, rng),
+                    "local",
+                )  # type: ignore[arg-type]
             else:
                 arch, origin = super()._propose(study, view, generation, rng, uniform)
             if arch in seen or view.taken(arch, exclude=me):
@@ -449,7 +452,9 @@ class DSPSPlusSampler(DSPSSampler):
             and all(math.isfinite(v) for v in r.values)
         ]
         records.sort(key=lambda r: r.number)
-        predictor = _Predictor(self._encoder, records) if len(records) >= self._min_fit_trials else None
+        predictor = (
+            _Predictor(self._encoder, records) if len(records) >= self._min_fit_trials else None
+        )
         self._predictors[id(view)] = (generation, predictor)
         return predictor
 
@@ -470,7 +475,9 @@ class DSPSPlusSampler(DSPSSampler):
             points = np.array([(r.values[1], -r.values[0]) for r in records])  # type: ignore[index]
             front = _staircase(points)
             on_front = {tuple(p) for p in front.tolist()}
-            members = [r for r, p in zip(records, points.tolist(), strict=True) if tuple(p) in on_front]
+            members = [
+                r for r, p in zip(records, points.tolist(), strict=True) if tuple(p) in on_front
+            ]
         else:
             front, members = np.zeros((0, 2)), []
         result = (len(view.finished), front, members)
@@ -507,8 +514,8 @@ def _single_gene(arch: Architecture, space: SearchSpace, rng: random.Random) -> 
 
 
 __all__ = [
-    "DSPSPlusSampler",
     "TIE_BREAKS",
+    "DSPSPlusSampler",
     "crowding_distance",
     "hypervolume_contribution",
     "hypervolume_improvement",

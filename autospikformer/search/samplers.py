@@ -19,13 +19,13 @@ SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
         "num_parents": 20,
         "crossover_prob": 0.3,
         "mutation_prob": 0.4,
-        "candidates": 64,
-        "local_prob": 0.5,
+        "candidates": 16,
+        "local_prob": 0.2,
         "tie_break": "crowding",
     },
     "nsga2": {"population_size": 50, "crossover_prob": 0.9, "swapping_prob": 0.5},
     "tpe": {"n_startup_trials": 10, "multivariate": True},
-    "gp": {"n_startup_trials": 10},
+    "gp": {"n_startup_trials": 10, "warn_independent_sampling": False},
     "random": {},
 }
 #: Samplers that take ``feasible`` (reject a candidate before it is evaluated).

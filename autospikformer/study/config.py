@@ -197,7 +197,7 @@ class SearchSettings:
                 _int(where, value, minimum=0 if key == "n_startup_trials" else 1)
             elif key.endswith("_prob"):
                 _float(where, value, lo=0.0, hi=1.0)
-            elif key == "multivariate":
+            elif key in ("multivariate", "warn_independent_sampling"):
                 _bool(where, value)
             elif key == "tie_break" and value not in TIE_BREAKS:
                 raise StudyConfigError(

@@ -232,9 +232,9 @@ class Worker:
         sampler_options = dict(search.options)
         if search.sampler == "dsps":
             sampler_options["alpha"] = search.alpha
-        if search.sampler in FEASIBLE_SAMPLERS:
-            if search.max_params is not None or search.max_energy_mj is not None:
-                sampler_options["feasible"] = lambda arch: reject(arch) is None
+        budgeted = search.max_params is not None or search.max_energy_mj is not None
+        if search.sampler in FEASIBLE_SAMPLERS and budgeted:
+            sampler_options["feasible"] = lambda arch: reject(arch) is None
         sampler = make_sampler(search.sampler, space=config.space, seed=seed, **sampler_options)
         self.study = optuna.load_study(
             study_name=options.study_name, storage=self.storage, sampler=sampler
