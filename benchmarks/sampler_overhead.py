@@ -41,7 +41,7 @@ from autospikformer.search.samplers import make_sampler
 from autospikformer.search.space import SearchSpace
 from autospikformer.search.suggest import suggest_architecture
 
-SAMPLERS = ("random", "dsps", "nsga2")
+SAMPLERS = ("random", "dsps", "dsps-plus", "nsga2")
 
 
 SAMPLER_METHODS = (

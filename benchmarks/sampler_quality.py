@@ -1,25 +1,26 @@
-"""Sampler quality on the surrogate problem: hypervolume after N trials, DSPS vs Optuna's samplers.
+"""Sampler quality: hypervolume after N trials, DSPS and DSPS+ against Optuna's samplers.
 
-The problem is ``benchmarks/surrogate.py`` over the real ``S_T2+S_S`` space (a deterministic
-accuracy-like and energy-like function of the architecture; see that file). For every seed and
-sampler a fresh in-memory study runs ``--trials`` trials; the script prints each run's
-hypervolume, the ratio of each sampler's hypervolume to random search's of the same seed, and the
-wall time.
+Two problems. ``surrogate`` (default): ``benchmarks/surrogate.py`` over the real ``S_T2+S_S``
+space, a deterministic accuracy-like and energy-like function of the architecture (see that
+file), 1000 trials. ``digits``: the digits supernet trained once by
+``benchmarks/digits_supernet.py`` and shared by every run, subnets evaluated with inherited
+weights on the 360 test digits (accuracy %, measured energy mJ), 300 trials. For every seed and
+sampler a fresh in-memory study runs the trials; the script prints each run's hypervolume after
+100, 200, 300 (and 1000) trials, on how many seeds each sampler beats each other one (and the
+mean ratio), and the sampler's time per trial (outside the objective). Slow samplers can be
+capped (``--cap gp=300``): their figures stop at that count.
 
 Reference point. All runs' candidates are pooled and their Pareto front taken; the reference is
 that front's nadir (its lowest accuracy, its highest energy) moved 10 % of the front's range
 further out in each objective, the usual choice for a fair comparison (Ishibuchi et al., "How to
 specify a reference point in hypervolume calculation for fair performance comparison", 2018).
-Hypervolumes are divided by the box between that reference and the front's ideal point. For
-comparison the script also prints them against the space-wide reference (accuracy 80 %, energy
-above the space's maximum, ``surrogate.reference_point``): a point 3 mJ beyond the front, where
-the area is decided almost only by each run's single most accurate candidate.
-
+Hypervolumes are divided by the box between that reference and the front's ideal point.
 It also prints the Kendall tau between accuracy and energy, as the paper does: over the top 100
 DSPS candidates by F_AEB, and over 100 random candidates (the paper: 0.63 vs 0.08).
 
-    python benchmarks/sampler_quality.py                 # 1000 trials, 5 seeds, all samplers
-    python benchmarks/sampler_quality.py --trials 300 --seeds 2 --samplers dsps,random
+    python benchmarks/sampler_quality.py                 # surrogate, 1000 trials, 5 seeds
+    python benchmarks/sampler_quality.py --problem digits  # 300 trials, 5 seeds
+    python benchmarks/sampler_quality.py --trials 300 --seeds 2 --samplers dsps-plus,random
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import argparse
 import statistics
 import sys
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import surrogate
 
+from autospikformer.search.architecture import Architecture
 from autospikformer.search.fitness import balanced_fitness
 from autospikformer.search.samplers import make_sampler
 from autospikformer.search.space import SearchSpace
@@ -66,31 +70,86 @@ def hypervolume(points: Points, ref: tuple[float, float], box: float) -> float:
     return hypervolume_2d(acc, energy, ref_energy=ref[1], ref_accuracy=ref[0]) / box
 
 
+CHECKPOINTS = (100, 200, 300, 1000)
+
+
+class DigitsObjective:
+    """The digits supernet with inherited weights: one trained supernet, real energy.
+
+    Evaluation is a deterministic function of the architecture (fixed calibration subset, one
+    thread), so results are cached per architecture and shared by every run of the process;
+    ``seconds`` is what the evaluations cost when first made.
+    """
+
+    def __init__(self, checkpoint: Path) -> None:
+        import torch
+
+        from autospikformer.checkpoint import load_supernet
+        from autospikformer.training.evaluate import SubnetEvaluator
+
+        torch.set_num_threads(1)
+        self.evaluator = SubnetEvaluator(
+            load_supernet(checkpoint), dataset="digits", data_root=None, calib_batches=2,
+            calib_batch_size=64, batch_size=360, device="cpu",
+        )  # fmt: skip
+        self.cache: dict[str, tuple[float, float]] = {}
+        self.seconds = 0.0
+
+    def __call__(self, arch: Architecture) -> tuple[float, float]:
+        key = str(arch)
+        if key not in self.cache:
+            start = time.perf_counter()
+            r = self.evaluator.evaluate(arch)
+            self.seconds += time.perf_counter() - start
+            self.cache[key] = (100.0 * float(r.accuracy), float(r.energy_mj))
+        return self.cache[key]
+
+
 def run(
     name: str,
     space: SearchSpace,
     trials: int,
     seed: int,
-    mismatch_weight: float = surrogate.MISMATCH_WEIGHT,
-) -> tuple[list[tuple[float, float]], float]:
+    evaluate: Callable[[Architecture], tuple[float, float]],
+) -> tuple[Points, float]:
+    """(every trial's point, seconds per trial spent outside the objective: the sampler's)."""
     sampler = make_sampler(name, space=space, seed=seed)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    inside = 0.0
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
-        return surrogate.evaluate(suggest_architecture(trial, space), mismatch_weight)
+        nonlocal inside
+        arch = suggest_architecture(trial, space)
+        start = time.perf_counter()
+        values = evaluate(arch)
+        inside += time.perf_counter() - start
+        return values
 
     start = time.perf_counter()
     study.optimize(objective, n_trials=trials)
     elapsed = time.perf_counter() - start
-    return [(t.values[0], t.values[1]) for t in study.get_trials(deepcopy=False)], elapsed
+    points = [(t.values[0], t.values[1]) for t in study.get_trials(deepcopy=False)]
+    return points, (elapsed - inside) / trials
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--problem", choices=("surrogate", "digits"), default="surrogate")
+    parser.add_argument("--trials", type=int, default=None, help="1000 (surrogate), 300 (digits)")
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--samplers", default="dsps,nsga2,tpe,random")
-    parser.add_argument("--space", default="S_T2+S_S")
+    parser.add_argument("--samplers", default="dsps-plus,dsps,nsga2,tpe,gp,random")
+    parser.add_argument(
+        "--cap",
+        default="gp=300",
+        help="fewer trials for slow samplers, e.g. gp=300,tpe=1000 (their figures stop there)",
+    )
+    parser.add_argument("--space", default="S_T2+S_S", help="surrogate space (digits: 'digits')")
+    parser.add_argument(
+        "--supernet",
+        type=Path,
+        default=Path("runs/bench-digits/supernet.pt"),
+        help="digits supernet (benchmarks/digits_supernet.py --out runs/bench-digits)",
+    )
     parser.add_argument(
         "--mismatch-weight",
         type=float,
@@ -99,57 +158,84 @@ def main() -> None:
     )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = SearchSpace.load(args.space)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    if args.problem == "digits":
+        space = SearchSpace.load("digits")
+        evaluate: Callable[[Architecture], tuple[float, float]] = DigitsObjective(args.supernet)
+        trials = args.trials or 300
+    else:
+        space = SearchSpace.load(args.space)
+        weight = args.mismatch_weight
+
+        def evaluate(arch: Architecture) -> tuple[float, float]:
+            return surrogate.evaluate(arch, weight)
+
+        trials = args.trials or 1000
     names = args.samplers.split(",")
+    caps = {k: int(v) for k, v in (item.split("=") for item in args.cap.split(",") if item)}
+    count = {n: min(trials, caps.get(n, trials)) for n in names}
     points: dict[str, list[Points]] = {n: [] for n in names}
     secs: dict[str, list[float]] = {n: [] for n in names}
-    print(f"space {space.name}, {args.trials} trials, mismatch weight {args.mismatch_weight}")
+    print(
+        f"problem {args.problem}, space {space.name}, {trials} trials ({count}), {args.seeds} seeds"
+    )
     for seed in range(args.seeds):
         for name in names:
-            run_points, elapsed = run(name, space, args.trials, seed, args.mismatch_weight)
+            run_points, per_trial = run(name, space, count[name], seed, evaluate)
             points[name].append(run_points)
-            secs[name].append(elapsed)
-            print(f"  seed {seed} {name:>7}: {elapsed:5.1f} s", flush=True)
+            secs[name].append(per_trial)
+            print(
+                f"  seed {seed} {name:>9}: {1000 * per_trial:7.1f} ms per trial (sampler)",
+                flush=True,
+            )
+    if isinstance(evaluate, DigitsObjective):
+        print(
+            f"digits: {len(evaluate.cache)} distinct architectures evaluated, "
+            f"{evaluate.seconds / max(1, len(evaluate.cache)):.2f} s each"
+        )
 
     ref, box = pooled_reference([run for runs in points.values() for run in runs])
-    space_ref = surrogate.reference_point(space)
-    space_box = (100.0 - space_ref[0]) * space_ref[1]
-    for label, (r, b) in {
-        f"pooled-front reference (accuracy {ref[0]:.2f} %, energy {ref[1]:.4f} mJ)": (ref, box),
-        f"space-wide reference (accuracy {space_ref[0]:.0f} %, energy {space_ref[1]:.3f} mJ)": (
-            space_ref,
-            space_box,
-        ),
-    }.items():
-        hv = {n: [hypervolume(p, r, b) for p in points[n]] for n in names}
-        print(f"\nhypervolume, {label}")
-        print(f"{'sampler':>8} " + " ".join(f"{'seed ' + str(s):>8}" for s in range(args.seeds)))
-        for name in names:
-            print(f"{name:>8} " + " ".join(f"{v:8.5f}" for v in hv[name]))
-        for name in names:
-            line = f"  {name:>7}: mean {statistics.mean(hv[name]):.5f} +- {statistics.pstdev(hv[name]):.5f}"
-            if "random" in hv:
-                ratios = [a / b for a, b in zip(hv[name], hv["random"], strict=True)]
-                wins = sum(x > 1 for x in ratios)
-                line += (
-                    f"  x{statistics.mean(ratios):.4f} random (min x{min(ratios):.4f},"
-                    f" above on {wins}/{args.seeds} seeds)"
-                )
-            print(line + f"  {statistics.mean(secs[name]):.1f} s per run")
-        if "dsps" in hv and "nsga2" in hv:
-            ratios = [a / b for a, b in zip(hv["dsps"], hv["nsga2"], strict=True)]
-            wins = sum(x > 1 for x in ratios)
+    print(f"\npooled-front reference: accuracy {ref[0]:.3f} %, energy {ref[1]:.6g} mJ")
+    marks = [c for c in CHECKPOINTS if c < trials] + [trials]
+    for mark in marks:
+        hv = {
+            n: [hypervolume(p[:mark], ref, box) for p in points[n]]
+            for n in names
+            if count[n] >= mark
+        }
+        print(f"\nhypervolume after {mark} trials")
+        print(
+            f"{'sampler':>9} "
+            + " ".join(f"{'seed ' + str(s):>8}" for s in range(args.seeds))
+            + "     mean    +- sd"
+        )
+        for name, values in hv.items():
             print(
-                f"  DSPS vs NSGA-II: x{statistics.mean(ratios):.4f} (DSPS higher on {wins}/{args.seeds} seeds)"
+                f"{name:>9} "
+                + " ".join(f"{v:8.5f}" for v in values)
+                + f"  {statistics.mean(values):.5f} {statistics.pstdev(values):.5f}"
             )
+        for name, values in hv.items():
+            parts = []
+            for peer, other in hv.items():
+                if peer == name:
+                    continue
+                wins = sum(a > b for a, b in zip(values, other, strict=True))
+                ratio = statistics.mean(a / b for a, b in zip(values, other, strict=True))
+                parts.append(f"{peer} {wins}/{args.seeds} x{ratio:.4f}")
+            print(f"  {name:>9} beats: " + ", ".join(parts))
+    print("\nsampler time per trial (outside the objective), mean over seeds:")
+    for name in names:
+        print(f"  {name:>9}: {1000 * statistics.mean(secs[name]):.2f} ms ({count[name]} trials)")
 
     taus: dict[str, list[float]] = {}
-    for run_points in points.get("dsps", []):
-        fit = balanced_fitness([p[0] for p in run_points], [p[1] for p in run_points], 0.5)
-        top = sorted(range(len(run_points)), key=lambda i: -fit[i])[:100]
-        taus.setdefault("dsps top-100", []).append(
-            kendall_tau([run_points[i][0] for i in top], [run_points[i][1] for i in top])
-        )
+    for key in ("dsps", "dsps-plus"):
+        for run_points in points.get(key, []):
+            fit = balanced_fitness([p[0] for p in run_points], [p[1] for p in run_points], 0.5)
+            top = sorted(range(len(run_points)), key=lambda i: -fit[i])[:100]
+            taus.setdefault(f"{key} top-100", []).append(
+                kendall_tau([run_points[i][0] for i in top], [run_points[i][1] for i in top])
+            )
     for run_points in points.get("random", []):
         first = run_points[:100]
         taus.setdefault("random 100", []).append(

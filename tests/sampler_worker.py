@@ -1,7 +1,7 @@
 """One worker process of the multi-process DSPS tests: joins a study and runs ``n`` trials.
 
 Usage: ``python tests/sampler_worker.py STORAGE_URL STUDY_NAME N_TRIALS POPULATION SEED
-[BARRIER_DIR WORKERS]``. The objective is a cheap deterministic function of the architecture
+[SAMPLER] [BARRIER_DIR WORKERS]`` with SAMPLER ``dsps`` (default) or ``dsps-plus``. The objective is a cheap deterministic function of the architecture
 (no training). With a barrier folder, the process announces itself there once loaded and starts
 its first trial only when ``WORKERS`` processes have, so that all of them start together.
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 import optuna
 
 from autospikformer.search.dsps import DSPSSampler
+from autospikformer.search.dsps_plus import DSPSPlusSampler
 from autospikformer.search.space import SearchSpace
 from autospikformer.search.suggest import suggest_architecture
 
@@ -29,12 +30,13 @@ def _barrier(folder: Path, workers: int, timeout: float = 60.0) -> None:
 
 def main(argv: list[str]) -> None:
     url, name, n_trials, population, seed, *barrier = argv
+    cls = DSPSSampler
+    if barrier and barrier[0] in ("dsps", "dsps-plus"):
+        cls = DSPSPlusSampler if barrier.pop(0) == "dsps-plus" else DSPSSampler
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = SearchSpace.load("digits")
     storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    sampler = DSPSSampler(
-        space=space, population_size=int(population), num_parents=3, seed=int(seed)
-    )
+    sampler = cls(space=space, population_size=int(population), num_parents=3, seed=int(seed))
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:

@@ -388,6 +388,9 @@ def test_the_energy_budget_uses_the_event_convention_and_the_study_model(dvs_roo
                                       checkpoint=str(ckpt), device="cpu"))  # fmt: skip
         why = worker.reject(arch)
         assert (why is None) == passes, (model.name, budget, why)
+        # the same figure is the trial's Optuna constraint value (> 0: over budget)
+        value, _ = worker.budgets(arch)["max_energy_mj"]
+        assert value == estimate(model, True) - budget and (value <= 0) == passes
         if not passes:
             assert f"estimated {estimate(MEMORY, True):.4g} mJ at rate 0.35" in why
 

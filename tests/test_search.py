@@ -135,7 +135,8 @@ def test_make_sampler_types_and_options() -> None:
 def test_make_sampler_errors_name_the_problem() -> None:
     space = SearchSpace.load("digits")
     with pytest.raises(
-        ValueError, match=r"unknown sampler 'cmaes'; allowed: dsps, nsga2, tpe, random"
+        ValueError,
+        match=r"unknown sampler 'cmaes'; allowed: dsps, dsps-plus, nsga2, tpe, gp, random",
     ):
         make_sampler("cmaes", space=space, seed=0)
     with pytest.raises(ValueError, match=r"'feasible'.*only supported by 'dsps'"):

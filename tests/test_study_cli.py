@@ -228,7 +228,7 @@ def test_bad_inputs_leave_the_storage_untouched(searched, tmp_path, monkeypatch)
     bad.write_text(bad.read_text().replace('sampler = "dsps"', 'sampler = "cmaes"'))
     assert_one_line_error(
         invoke("study", "create", str(bad), *s),
-        "bad.toml: search.sampler: 'cmaes' is not a sampler (allowed: dsps, nsga2, tpe, random)",
+        "bad.toml: search.sampler: 'cmaes' is not a sampler (allowed: dsps, dsps-plus, nsga2, tpe, gp, random)",
     )
     broken = tmp_path / "broken.toml"
     broken.write_text("[study\n")

@@ -114,7 +114,7 @@ BAD = [
     (lambda d: d["train"].update(lr=-1.0), "train.lr: -1.0 is not allowed (allowed: a number > 0)"),
     (
         lambda d: d["search"].update(sampler="cma"),
-        "search.sampler: 'cma' is not a sampler (allowed: dsps, nsga2, tpe, random)",
+        "search.sampler: 'cma' is not a sampler (allowed: dsps, dsps-plus, nsga2, tpe, gp, random)",
     ),
     (
         lambda d: d["search"].update(sampler="tpe"),

@@ -135,6 +135,7 @@ _FIXED_PARAMS_KEY = "fixed_params"  # Optuna's own key for enqueued parameters
 #: Optuna's keys on a re-queued trial: the trials it replaces (oldest first), and the first.
 _RETRY_HISTORY_KEY = "retry_history"
 _FAILED_TRIAL_KEY = "failed_trial"
+_CONSTRAINTS_KEY = "constraints"  # Optuna's own key (prefix) for trial.set_constraint values
 _DIRECTIONS = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
 
 
@@ -150,6 +151,7 @@ class _Record:
     values: tuple[float, float] | None  # finite [accuracy, energy] of a COMPLETE trial
     suggested: bool = False  # some architecture parameter is set (by us or another sampler)
     supersedes: int | None = None  # the trial whose candidate this re-queued trial carries on
+    violation: float = 0.0  # sum of the trial's positive Optuna constraint values
 
     @property
     def undrawn(self) -> bool:
@@ -194,8 +196,23 @@ def _parse(trial: FrozenTrial, attrs: Mapping[str, Any] | None = None) -> _Recor
         if isinstance(previous, int) and not isinstance(previous, bool):
             supersedes = previous
     suggested = any(is_architecture_param(k) for k in trial.params)
+    violation = 0.0
+    if values is not None:
+        for key, value in attrs.items():
+            if key == _CONSTRAINTS_KEY or key.startswith(_CONSTRAINTS_KEY + ":"):
+                for v in value if isinstance(value, list) else [value]:
+                    if isinstance(v, (int, float)) and v > 0:
+                        violation += float(v)
     return _Record(
-        trial.number, trial._trial_id, trial.state, arch, generation, values, suggested, supersedes
+        trial.number,
+        trial._trial_id,
+        trial.state,
+        arch,
+        generation,
+        values,
+        suggested,
+        supersedes,
+        violation,
     )
 
 
@@ -735,16 +752,20 @@ class DSPSSampler(BaseSampler):
         records = [view.finished[n] for n in pool if n in view.finished and view.finished[n].values]
         if not records:
             return []  # not cached: a later draw computes it once trials complete
+        chosen = self._select_parents(records)
+        study._storage.set_study_system_attr(study._study_id, key, chosen)
+        view.parents[generation] = chosen
+        return chosen
+
+    def _select_parents(self, records: list[_Record]) -> list[int]:
+        """The best ``num_parents`` of a pool of complete trials by ``F_AEB`` (ties: number)."""
         fitness = balanced_fitness(
             [r.values[0] for r in records],  # type: ignore[index]
             [r.values[1] for r in records],  # type: ignore[index]
             self._alpha,
         )
         order = sorted(range(len(records)), key=lambda i: (-float(fitness[i]), records[i].number))
-        chosen = [records[i].number for i in order[: self._num_parents]]
-        study._storage.set_study_system_attr(study._study_id, key, chosen)
-        view.parents[generation] = chosen
-        return chosen
+        return [records[i].number for i in order[: self._num_parents]]
 
     def _check_config(self, study: Study, view: _StudyView) -> None:
         """Record this sampler's settings in the study, or warn when they differ; once per view."""

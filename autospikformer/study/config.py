@@ -7,8 +7,8 @@ filled in, so the dict stored in the Optuna study is all a worker on another mac
 file, no preset folder). ``StudyConfig.from_dict(cfg.to_dict()) == cfg`` holds.
 
 Every error is a :class:`StudyConfigError` whose message starts with the dotted field name and
-lists the allowed values, e.g. ``search.sampler: 'cma' is not a sampler (allowed: dsps, nsga2,
-tpe, random)``.
+lists the allowed values, e.g. ``search.sampler: 'cma' is not a sampler (allowed: dsps, dsps-plus,
+nsga2, tpe, gp, random)``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from autospikformer.data.split import HoldoutSplit
 from autospikformer.energy.models import EnergyError, EnergyModel
 from autospikformer.errors import AutospikError, did_you_mean
 from autospikformer.resources import preset_names, read_toml, studies_dir
+from autospikformer.search.dsps_plus import TIE_BREAKS
 from autospikformer.search.samplers import SAMPLER_NAMES, SAMPLER_OPTIONS
 from autospikformer.search.space import SearchSpace, SearchSpaceError
 from autospikformer.training.config import TrainConfig
@@ -139,7 +140,9 @@ class SearchSettings:
 
     ``max_params`` / ``max_energy_mj`` reject a candidate *before* it is evaluated. The energy
     budget compares against the analytic estimate at the assumed firing rate ``energy_rate``
-    (the measured rate is known only after evaluation). ``heartbeat_interval`` / ``grace_period``
+    (the measured rate is known only after evaluation). Both budgets are also stored on every
+    trial as Optuna constraints (``trial.set_constraint``; the measured energy once it is
+    known), which NSGA-II, TPE and GP honour by themselves. ``heartbeat_interval`` / ``grace_period``
     (seconds) make a trial whose worker died count as failed and be re-queued; ``grace_period``
     defaults to the larger of 120 s and four heartbeats. ``max_outage`` (seconds) is how long a
     worker keeps retrying a storage that does not answer before it stops (``study/outage.py``).
@@ -180,7 +183,8 @@ class SearchSettings:
             )
         defaults = dict(SAMPLER_OPTIONS[sampler])
         given = _check_keys("search.options", table.get("options", {}), tuple(defaults))
-        if sampler == "dsps" and "num_parents" not in given:  # derived: the paper's 20 of 50
+        evolutionary = sampler in ("dsps", "dsps-plus")  # generations of parents and offspring
+        if evolutionary and "num_parents" not in given:  # derived: the paper's 20 of 50
             population = given.get("population_size", defaults["population_size"])
             if isinstance(population, int) and population < defaults["num_parents"]:
                 defaults["num_parents"] = max(1, round(population * 0.4))
@@ -189,13 +193,17 @@ class SearchSettings:
             where = f"search.options.{key}"
             if key in ("population_size",):
                 _int(where, value, minimum=2)
-            elif key in ("num_parents", "n_startup_trials"):
-                _int(where, value, minimum=1 if key == "num_parents" else 0)
+            elif key in ("num_parents", "n_startup_trials", "candidates"):
+                _int(where, value, minimum=0 if key == "n_startup_trials" else 1)
             elif key.endswith("_prob"):
                 _float(where, value, lo=0.0, hi=1.0)
-            elif key == "multivariate":
+            elif key in ("multivariate", "warn_independent_sampling"):
                 _bool(where, value)
-        if sampler == "dsps" and options["num_parents"] > options["population_size"]:
+            elif key == "tie_break" and value not in TIE_BREAKS:
+                raise StudyConfigError(
+                    f"{where}: {value!r} is not allowed (allowed: {_allowed(TIE_BREAKS)})"
+                )
+        if evolutionary and options["num_parents"] > options["population_size"]:
             raise StudyConfigError(
                 f"search.options.num_parents: {options['num_parents']} is not allowed "
                 f"(allowed: 1 .. population_size = {options['population_size']})"

@@ -9,9 +9,9 @@ from optuna.trial import FrozenTrial
 from torch import nn
 
 from autospikformer.checkpoint import load_supernet
+from autospikformer.search.architecture import Architecture
 from autospikformer.search.suggest import architecture_from_params
 from autospikformer.study.config import StudyConfig
-from autospikformer.search.architecture import Architecture
 from autospikformer.training.evaluate import SubnetEvaluator, SubnetResult
 
 

@@ -55,7 +55,7 @@ from autospikformer.energy.layers import count_parameters
 from autospikformer.energy.report import estimate_energy_mj
 from autospikformer.errors import error_line
 from autospikformer.search.architecture import Architecture
-from autospikformer.search.samplers import make_sampler
+from autospikformer.search.samplers import FEASIBLE_SAMPLERS, make_sampler
 from autospikformer.search.suggest import suggest_architecture
 from autospikformer.study.holdout import check_study_holdout, check_supernet_holdout
 from autospikformer.study.outage import (
@@ -201,12 +201,15 @@ class Worker:
             "num_classes": info.num_classes,
         }
 
-        def reject(arch: Architecture) -> str | None:
-            """Why ``arch`` breaks a budget (checked before evaluation), or None."""
+        def budgets(arch: Architecture) -> dict[str, tuple[float, str]]:
+            """Per budget: (Optuna constraint value, > 0 breaks it; why), before evaluation."""
+            out: dict[str, tuple[float, str]] = {}
             if search.max_params is not None:
                 params = count_parameters(arch, **shape, variant=info.variant)
-                if params > search.max_params:
-                    return f"{params} parameters > max_params {search.max_params}"
+                out["max_params"] = (
+                    float(params - search.max_params),
+                    f"{params} parameters > max_params {search.max_params}",
+                )
             if search.max_energy_mj is not None:
                 energy = estimate_energy_mj(
                     arch,
@@ -215,21 +218,27 @@ class Worker:
                     model=config.energy,
                     **shape,
                 )
-                if energy > search.max_energy_mj:
-                    return (
-                        f"estimated {energy:.4g} mJ at rate {search.energy_rate} > "
-                        f"max_energy_mj {search.max_energy_mj}"
-                    )
-            return None
+                out["max_energy_mj"] = (
+                    float(energy - search.max_energy_mj),
+                    f"estimated {energy:.4g} mJ at rate {search.energy_rate} > "
+                    f"max_energy_mj {search.max_energy_mj}",
+                )
+            return out
 
+        def reject(arch: Architecture) -> str | None:
+            """Why ``arch`` breaks a budget (checked before evaluation), or None."""
+            return next((why for value, why in budgets(arch).values() if value > 0), None)
+
+        self.budgets = budgets
         self.reject = reject
         study0 = optuna.load_study(study_name=options.study_name, storage=self.storage)
         seed = config.seed + options.worker_index + 7919 * len(study0.get_trials(deepcopy=False))
         sampler_options = dict(search.options)
         if search.sampler == "dsps":
             sampler_options["alpha"] = search.alpha
-            if search.max_params is not None or search.max_energy_mj is not None:
-                sampler_options["feasible"] = lambda arch: reject(arch) is None
+        budgeted = search.max_params is not None or search.max_energy_mj is not None
+        if search.sampler in FEASIBLE_SAMPLERS and budgeted:
+            sampler_options["feasible"] = lambda arch: reject(arch) is None
         sampler = make_sampler(search.sampler, space=config.space, seed=seed, **sampler_options)
         self.study = optuna.load_study(
             study_name=options.study_name, storage=self.storage, sampler=sampler
@@ -279,7 +288,12 @@ class Worker:
             if other.number != trial.number and other.params == trial.params:
                 trial.set_user_attr(SKIPPED_ATTR, "duplicate")
                 raise optuna.TrialPruned(f"duplicate of trial {other.number}")
-        why = self.reject(arch)
+        # Budgets as Optuna constraints, so that NSGA-II, TPE and GP learn them too; a breaker
+        # is still never evaluated.
+        budgets = self.budgets(arch)
+        for name, (value, _) in budgets.items():
+            trial.set_constraint(name, value)
+        why = next((why for value, why in budgets.values() if value > 0), None)
         if why is not None:
             trial.set_user_attr(SKIPPED_ATTR, f"constraint: {why}")
             raise optuna.TrialPruned(why)
@@ -294,6 +308,10 @@ class Worker:
         trial.set_user_attr(EVAL_SAMPLES_ATTR, self.config.search.eval_samples)
         trial.set_user_attr(EVALUATION_ATTR, evaluation_record(result))
         trial.set_user_attr(ANN_ENERGY_ATTR, float(result.report.ann_energy_mj))
+        if self.config.search.max_energy_mj is not None:  # the measured energy decides now
+            trial.set_constraint(
+                "max_energy_mj", float(result.energy_mj) - self.config.search.max_energy_mj
+            )
         # what re-pricing under another energy model needs (autospik study export --energy-model)
         study._storage.set_trial_system_attr(
             trial._trial_id, ENERGY_RECORD_ATTR, result.report.record().to_json()

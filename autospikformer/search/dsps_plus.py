@@ -1,0 +1,524 @@
+"""DSPS+, our extension of DSPS (SPEC section 5, ``sampler = "dsps-plus"``), as an Optuna sampler.
+
+DSPS ranks parents by one scalarisation (``F_AEB``), so a population converges on one region of
+the accuracy/energy front, and it spends an evaluation on every offspring it draws. DSPS+ keeps
+DSPS's generations, operators, storage layout and guarantees (:mod:`autospikformer.search.dsps`:
+no duplicate evaluation, many workers on one storage, resume with a fresh process, a seeded
+sequential run repeats) and changes two things:
+
+* **Parents by Pareto rank.** The pool of generation ``g`` (the complete trials of ``g - 1``
+  and their parents) is sorted into non-dominated fronts, feasible trials before infeasible
+  ones (a trial is infeasible when one of its Optuna constraints, ``trial.set_constraint``, is
+  positive; among those the smaller total violation ranks first); the last front that fits is
+  cut by crowding distance (``tie_break = "crowding"``, NSGA-II's rule) or by hypervolume
+  contribution (``"hypervolume"``). Ties left are broken by trial number.
+* **A predictor screens the offspring.** For every slot ``candidates`` offspring are proposed:
+  each, with probability ``local_prob``, is one gene of a random member of the study's current
+  front moved to another value of its choice list (local search), otherwise a DSPS offspring of
+  the generation's parents (crossover or copy, then mutation). Duplicates of evaluated or running
+  architectures and candidates ``feasible`` rejects are dropped. Two ridge regressions fitted on
+  the finished trials of the earlier generations predict each candidate's accuracy and energy,
+  and the one whose predicted point adds the most hypervolume to the study's current front
+  (its complete, feasible trials plus the predicted points of the trials other workers are
+  running) is evaluated; when no candidate is predicted to add any, the one closest to the
+  front (additive epsilon) is. The features: per block position one-hot encodings of the neuron
+  settings and the block's genes, shared (threshold, tau) pairs, time steps, width, depth and
+  the log of the transformer's dense parameter count for accuracy; for energy, the dense MACs
+  of each block (their ``N``-proportional part ``(4 + 2r) E^2`` and the attention part ``E``)
+  times ``T``, split by the block's (threshold, tau) pair, since a block's synaptic operations
+  are its firing rate times ``T`` times its MACs and the rate follows the neuron settings.
+
+Generation 0 is random (the predictor has nothing to learn from yet), and so is a slot whose
+candidates are all duplicates or infeasible (the DSPS redraw rules then apply as they are). The
+predictor is fitted once per generation and sampler instance on the trials of earlier
+generations only, so a resumed run fits exactly what an uninterrupted one did; fitting and
+screening read nothing from the storage beyond what DSPS already reads, so the storage calls per
+trial stay those of DSPS.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from autospikformer.search.architecture import PER_BLOCK_FIELDS, Architecture
+from autospikformer.search.dsps import (
+    DSPSSampler,
+    _check_int,
+    _check_probability,
+    _Record,
+    _resize,
+    _StudyView,
+)
+from autospikformer.search.space import SearchSpace
+
+TIE_BREAKS = ("crowding", "hypervolume")
+#: Ridge penalty of both predictors (features are one-hot or of order one).
+RIDGE_ALPHA = 1.0
+
+
+# --- Pareto machinery (two objectives, as minimisation of (energy, -accuracy)) ---------------
+def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] <= b[0] and a[1] <= b[1] and (a[0] < b[0] or a[1] < b[1])
+
+
+def nondominated_sort(points: Sequence[tuple[float, float]]) -> list[list[int]]:
+    """Indices of ``points`` (both minimised) in successive non-dominated fronts."""
+    remaining = list(range(len(points)))
+    fronts: list[list[int]] = []
+    while remaining:
+        front = [
+            i
+            for i in remaining
+            if not any(_dominates(points[j], points[i]) for j in remaining if j != i)
+        ]
+        fronts.append(front)
+        taken = set(front)
+        remaining = [i for i in remaining if i not in taken]
+    return fronts
+
+
+def crowding_distance(points: Sequence[tuple[float, float]]) -> list[float]:
+    """NSGA-II crowding distance of each point of one front (extremes: infinity)."""
+    n = len(points)
+    distance = [0.0] * n
+    if n <= 2:
+        return [math.inf] * n
+    for k in range(2):
+        order = sorted(range(n), key=lambda i: (points[i][k], points[i][1 - k]))
+        span = points[order[-1]][k] - points[order[0]][k]
+        distance[order[0]] = distance[order[-1]] = math.inf
+        if span <= 0:
+            continue
+        for pos in range(1, n - 1):
+            gap = points[order[pos + 1]][k] - points[order[pos - 1]][k]
+            distance[order[pos]] += gap / span
+    return distance
+
+
+def hypervolume_contribution(points: Sequence[tuple[float, float]]) -> list[float]:
+    """Exclusive hypervolume of each point of one front (extremes: infinity, as they bound it)."""
+    n = len(points)
+    if n <= 2:
+        return [math.inf] * n
+    order = sorted(range(n), key=lambda i: (points[i][0], points[i][1]))
+    contribution = [0.0] * n
+    contribution[order[0]] = contribution[order[-1]] = math.inf
+    for pos in range(1, n - 1):
+        here, left, right = points[order[pos]], points[order[pos - 1]], points[order[pos + 1]]
+        contribution[order[pos]] = max(0.0, right[0] - here[0]) * max(0.0, left[1] - here[1])
+    return contribution
+
+
+def pareto_select(
+    points: Sequence[tuple[float, float]],
+    k: int,
+    *,
+    violations: Sequence[float] | None = None,
+    tie_break: str = "crowding",
+) -> list[int]:
+    """Indices of the ``k`` best ``points`` (both minimised) by constrained Pareto rank.
+
+    Feasible points (violation 0) come first, by non-dominated front; the front that does not
+    fit whole is cut by ``tie_break`` (larger crowding distance or hypervolume contribution
+    first, then lower index); infeasible points follow by total violation.
+    """
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+    violations = [0.0] * len(points) if violations is None else list(violations)
+    feasible = [i for i in range(len(points)) if violations[i] <= 0]
+    chosen: list[int] = []
+    for front in nondominated_sort([points[i] for i in feasible]):
+        members = [feasible[i] for i in front]
+        if len(chosen) + len(members) <= k:
+            chosen.extend(members)
+            continue
+        spread = (crowding_distance if tie_break == "crowding" else hypervolume_contribution)(
+            [points[i] for i in members]
+        )
+        ranked = sorted(range(len(members)), key=lambda j: (-spread[j], members[j]))
+        chosen.extend(members[j] for j in ranked[: k - len(chosen)])
+        break
+    if len(chosen) < k:
+        infeasible = sorted(
+            (i for i in range(len(points)) if violations[i] > 0), key=lambda i: (violations[i], i)
+        )
+        chosen.extend(infeasible[: k - len(chosen)])
+    return chosen[:k]
+
+
+def _staircase(points: np.ndarray) -> np.ndarray:
+    """The non-dominated rows of ``points`` (n x 2, minimised), sorted by the first column."""
+    if len(points) == 0:
+        return points
+    points = points[np.lexsort((points[:, 1], points[:, 0]))]
+    keep = [0]
+    for i in range(1, len(points)):
+        if points[i, 1] < points[keep[-1], 1]:
+            keep.append(i)
+    return points[keep]
+
+
+def hypervolume_improvement(
+    front: np.ndarray, candidates: np.ndarray, ref: tuple[float, float]
+) -> np.ndarray:
+    """Hypervolume each candidate row (minimised) adds to the staircase ``front`` within ``ref``.
+
+    The region the front leaves free is a step function of the first coordinate: below the
+    front's first point it reaches ``ref``, on ``[x_j, x_j+1)`` it reaches ``y_j``. A
+    candidate adds the part of its box above that region, summed over the steps (vectorised).
+    """
+    inside = front[(front[:, 0] < ref[0]) & (front[:, 1] < ref[1])] if len(front) else front
+    xs = inside[:, 0] if len(inside) else np.zeros(0)
+    left = np.concatenate(([-np.inf], xs))
+    right = np.concatenate((xs, [ref[0]]))
+    height = np.concatenate(([ref[1]], inside[:, 1] if len(inside) else np.zeros(0)))
+    px, py = candidates[:, :1], candidates[:, 1:]
+    width = np.clip(right[None, :] - np.maximum(left[None, :], px), 0.0, None)
+    rise = np.clip(height[None, :] - py, 0.0, None)
+    return (width * rise).sum(axis=1)
+
+
+def epsilon_distance(front: np.ndarray, candidates: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Smallest uniform improvement (in units of ``scale``) that makes each candidate
+    non-dominated by ``front``: 0 for a candidate already non-dominated."""
+    if len(front) == 0:
+        return np.zeros(len(candidates))
+    diff = (candidates[:, None, :] - front[None, :, :]) / scale
+    return np.maximum(0.0, diff.min(axis=2).max(axis=1))
+
+
+# --- the predictor ---------------------------------------------------------------------------
+class _Encoder:
+    """Feature rows of architectures of one space, for the accuracy and the energy model."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        c = space.choices
+        self.depth = max(c["depth"])
+        self.index: dict[str, dict[Any, int]] = {f: {v: i for i, v in enumerate(c[f])} for f in c}
+        self.pairs = {
+            (th, tau): i
+            for i, (th, tau) in enumerate((a, b) for a in c["threshold"] for b in c["tau"])
+        }
+        n = {f: len(c[f]) for f in c}
+        self.globals = ["depth", "embed_dim", "time_steps"]
+        offset = 0
+        self.global_at: dict[str, int] = {}
+        for field in self.globals:
+            self.global_at[field] = offset
+            offset += n[field]
+        self.block_at: dict[str, int] = {}
+        for field in PER_BLOCK_FIELDS:
+            self.block_at[field] = offset
+            offset += n[field] * self.depth
+        self.pair_at = offset
+        offset += len(self.pairs)
+        self.size_at = offset
+        self.acc_width = offset + 2
+        self.max_embed = float(max(c["embed_dim"]))
+        self.energy_width = 2 * len(self.pairs) + 2
+
+    def accuracy_row(self, arch: Architecture) -> np.ndarray:
+        row = np.zeros(self.acc_width)
+        for field in self.globals:
+            row[self.global_at[field] + self.index[field][getattr(arch, field)]] = 1.0
+        share = 1.0 / arch.depth
+        for field in PER_BLOCK_FIELDS:
+            at, width = self.block_at[field], len(self.index[field])
+            for i, value in enumerate(getattr(arch, field)):
+                row[at + i * width + self.index[field][value]] = share
+        for th, tau in zip(arch.threshold, arch.tau, strict=True):
+            row[self.pair_at + self.pairs[(th, tau)]] += share
+        e = arch.embed_dim / self.max_embed
+        params = sum((4 + 2 * r) * e * e for r in arch.mlp_ratio)
+        row[self.size_at] = math.log(params)
+        row[self.size_at + 1] = math.log(params) ** 2
+        return row
+
+    def energy_row(self, arch: Architecture) -> np.ndarray:
+        row = np.zeros(self.energy_width)
+        e = arch.embed_dim / self.max_embed
+        t = float(arch.time_steps)
+        width = len(self.pairs)
+        for i in range(arch.depth):
+            k = self.pairs[(arch.threshold[i], arch.tau[i])]
+            row[k] += t * (4 + 2 * arch.mlp_ratio[i]) * e * e
+            row[width + k] += t * e
+        row[2 * width] = t * e * e  # spike-driven patch-splitting convolutions
+        row[2 * width + 1] = e  # the first convolution, on real-valued input
+        return row
+
+
+class _Ridge:
+    """Least squares with an L2 penalty and an unpenalised intercept (a closed form: fast)."""
+
+    def __init__(self, alpha: float = RIDGE_ALPHA) -> None:
+        self.alpha = alpha
+        self.coef = np.zeros(0)
+        self.intercept = 0.0
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _Ridge:
+        mean_x, mean_y = x.mean(axis=0), float(y.mean())
+        xc = x - mean_x
+        gram = xc.T @ xc + self.alpha * np.eye(x.shape[1])
+        self.coef = np.linalg.solve(gram, xc.T @ (y - mean_y))
+        self.intercept = mean_y - float(mean_x @ self.coef)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.coef + self.intercept
+
+
+class _Predictor:
+    """Predicted (accuracy, energy) of architectures, fitted on complete trials."""
+
+    def __init__(self, encoder: _Encoder, records: Sequence[_Record]) -> None:
+        self.encoder = encoder
+        archs = [r.arch for r in records]
+        acc = np.array([r.values[0] for r in records])  # type: ignore[index]
+        energy = np.array([r.values[1] for r in records])  # type: ignore[index]
+        self.acc_scale = float(acc.std()) or 1.0
+        self.energy_scale = float(np.abs(energy).mean()) or 1.0
+        self.accuracy = _Ridge().fit(
+            np.array([encoder.accuracy_row(a) for a in archs]), acc / self.acc_scale
+        )
+        self.energy = _Ridge(alpha=1e-3).fit(
+            np.array([encoder.energy_row(a) for a in archs]), energy / self.energy_scale
+        )
+
+    def predict(self, archs: Sequence[Architecture]) -> np.ndarray:
+        """n x 2 array of (accuracy, energy)."""
+        acc = self.accuracy.predict(np.array([self.encoder.accuracy_row(a) for a in archs]))
+        energy = self.energy.predict(np.array([self.encoder.energy_row(a) for a in archs]))
+        return np.column_stack((acc * self.acc_scale, energy * self.energy_scale))
+
+
+class DSPSPlusSampler(DSPSSampler):
+    """DSPS+ over one :class:`SearchSpace`: Pareto-rank parents, predictor-screened offspring.
+
+    Args:
+        space, population_size, num_parents, crossover_prob, mutation_prob, feasible,
+            max_redraws, seed: as for :class:`~autospikformer.search.dsps.DSPSSampler`.
+        candidates: offspring proposed per slot; the predictor picks one to evaluate (1: no
+            screening, every proposal is evaluated as in DSPS).
+        local_prob: probability that a proposal is a single-gene move of a front member
+            rather than an offspring of the generation's parents.
+        tie_break: how the last Pareto front that fits among the parents is cut:
+            ``"crowding"`` or ``"hypervolume"`` (contribution).
+        min_fit_trials: complete trials of earlier generations needed before the predictor is
+            used (until then offspring are evaluated unscreened).
+    """
+
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        population_size: int = 50,
+        num_parents: int = 20,
+        crossover_prob: float = 0.3,
+        mutation_prob: float = 0.4,
+        candidates: int = 16,
+        local_prob: float = 0.2,
+        tie_break: str = "crowding",
+        min_fit_trials: int = 20,
+        feasible: Callable[[Architecture], bool] | None = None,
+        max_redraws: int = 100,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(
+            space=space,
+            population_size=population_size,
+            num_parents=num_parents,
+            crossover_prob=crossover_prob,
+            mutation_prob=mutation_prob,
+            feasible=feasible,
+            max_redraws=max_redraws,
+            seed=seed,
+        )
+        self._candidates = _check_int("candidates", candidates, 1)
+        self._local_prob = _check_probability("local_prob", local_prob)
+        if tie_break not in TIE_BREAKS:
+            raise ValueError(f"tie_break must be one of {', '.join(TIE_BREAKS)}, got {tie_break!r}")
+        self._tie_break = tie_break
+        self._min_fit_trials = _check_int("min_fit_trials", min_fit_trials, 2)
+        self._encoder = _Encoder(space)
+        self._drawing = -1  # number of the trial being drawn
+        # per study view: (generation, predictor or None) and (finished count, front, reference)
+        self._predictors: dict[int, tuple[int, _Predictor | None]] = {}
+        self._fronts: dict[int, tuple[int, np.ndarray, list[_Record]]] = {}
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            **super()._config(),
+            "sampler": "dsps-plus",
+            "candidates": self._candidates,
+            "local_prob": self._local_prob,
+            "tie_break": self._tie_break,
+            "min_fit_trials": self._min_fit_trials,
+        }
+
+    # --- parents ---------------------------------------------------------------------------
+    def _select_parents(self, records: list[_Record]) -> list[int]:
+        points = [(r.values[1], -r.values[0]) for r in records]  # type: ignore[index]
+        order = sorted(range(len(records)), key=lambda i: records[i].number)
+        chosen = pareto_select(
+            [points[i] for i in order],
+            self._num_parents,
+            violations=[records[i].violation for i in order],
+            tie_break=self._tie_break,
+        )
+        return [records[order[i]].number for i in chosen]
+
+    # --- proposal --------------------------------------------------------------------------
+    def _propose(
+        self, study: Any, view: _StudyView, generation: int, rng: random.Random, uniform: bool
+    ) -> tuple[Architecture, str]:
+        if generation == 0 or uniform:
+            return super()._propose(study, view, generation, rng, uniform)
+        predictor = self._predictor(view, generation) if self._candidates > 1 else None
+        if predictor is None:
+            return super()._propose(study, view, generation, rng, uniform)
+        front_records = self._front(view)[2]
+        pool: list[tuple[Architecture, str]] = []
+        seen: set[Architecture] = set()
+        me = self._drawing
+        for _ in range(self._candidates):
+            if front_records and rng.random() < self._local_prob:
+                arch, origin = (
+                    _single_gene(rng.choice(front_records).arch, self._space, rng),
+                    "local",
+                )  # type: ignore[arg-type]
+            else:
+                arch, origin = super()._propose(study, view, generation, rng, uniform)
+            if arch in seen or view.taken(arch, exclude=me):
+                continue
+            if self._feasible is not None and not self._feasible(arch):
+                continue
+            seen.add(arch)
+            pool.append((arch, origin))
+        if not pool:
+            return super()._propose(study, view, generation, rng, uniform)
+        if len(pool) == 1:
+            return pool[0]
+        return pool[self._pick(view, predictor, [a for a, _ in pool], me)]
+
+    def _redraw(
+        self, study: Any, view: _StudyView, me: _Record, fixed: dict[str, Any], generation: int
+    ) -> tuple[Architecture, int]:
+        """Read before proposing too (DSPS proposes from its last re-read): the front and the
+        running trials must include the trial that finished last, and a resumed run then
+        sees exactly what an uninterrupted one did. One read more per trial."""
+        if view.scanned and self._candidates > 1:
+            self._refresh(study, view, me)
+        self._drawing = me.number  # the draw runs under the sampler's lock
+        return super()._redraw(study, view, me, fixed, generation)
+
+    def _pick(
+        self, view: _StudyView, predictor: _Predictor, archs: list[Architecture], me: int
+    ) -> int:
+        """Index of the candidate predicted to add the most hypervolume (else the nearest)."""
+        _, front, _ = self._front(view)
+        pending = [r.arch for k, r in view.live.items() if k != me and r.arch is not None]
+        predicted = predictor.predict([*archs, *pending])
+        points = np.column_stack((predicted[:, 1], -predicted[:, 0]))  # minimised
+        mine, others = points[: len(archs)], points[len(archs) :]
+        if len(others):
+            front = _staircase(np.concatenate((front, others))) if len(front) else others
+        if len(front) == 0:
+            return 0
+        lo, hi = front.min(axis=0), front.max(axis=0)
+        scale = np.where(hi - lo > 0, hi - lo, np.maximum(np.abs(hi), 1e-12))
+        ref = (float(hi[0] + 0.1 * scale[0]), float(hi[1] + 0.1 * scale[1]))
+        gain = hypervolume_improvement(front, mine, ref)
+        if gain.max() > 0:
+            return int(np.argmax(gain))
+        return int(np.argmin(epsilon_distance(front, mine, scale)))
+
+    def _predictor(self, view: _StudyView, generation: int) -> _Predictor | None:
+        """The predictor of ``generation``: fitted on complete trials of earlier generations."""
+        cached = self._predictors.get(id(view))
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        records = [
+            r
+            for r in view.finished.values()
+            if r.values is not None
+            and r.arch is not None
+            and (r.generation is None or r.generation < generation)
+            and all(math.isfinite(v) for v in r.values)
+        ]
+        records.sort(key=lambda r: r.number)
+        predictor = (
+            _Predictor(self._encoder, records) if len(records) >= self._min_fit_trials else None
+        )
+        self._predictors[id(view)] = (generation, predictor)
+        return predictor
+
+    def _front(self, view: _StudyView) -> tuple[int, np.ndarray, list[_Record]]:
+        """(finished count, staircase of the complete feasible trials, their records)."""
+        cached = self._fronts.get(id(view))
+        if cached is not None and cached[0] == len(view.finished):
+            return cached
+        records = sorted(
+            (
+                r
+                for r in view.finished.values()
+                if r.values is not None and r.arch is not None and r.violation <= 0
+            ),
+            key=lambda r: r.number,
+        )
+        if records:
+            points = np.array([(r.values[1], -r.values[0]) for r in records])  # type: ignore[index]
+            front = _staircase(points)
+            on_front = {tuple(p) for p in front.tolist()}
+            members = [
+                r for r, p in zip(records, points.tolist(), strict=True) if tuple(p) in on_front
+            ]
+        else:
+            front, members = np.zeros((0, 2)), []
+        result = (len(view.finished), front, members)
+        self._fronts[id(view)] = result
+        return result
+
+
+def _single_gene(arch: Architecture, space: SearchSpace, rng: random.Random) -> Architecture:
+    """``arch`` with one gene (a global field, or one block's field) moved to another value;
+    a depth move trims the blocks or grows uniform ones, as DSPS's mutation does."""
+    c = space.choices
+    genes: list[tuple[str, int | None]] = [
+        (f, None) for f in ("depth", "embed_dim", "time_steps") if len(c[f]) > 1
+    ]
+    genes += [(f, i) for f in PER_BLOCK_FIELDS if len(c[f]) > 1 for i in range(arch.depth)]
+    if not genes:
+        return arch
+    field, block = rng.choice(genes)
+    fields: dict[str, Any] = {
+        "depth": arch.depth,
+        "embed_dim": arch.embed_dim,
+        "time_steps": arch.time_steps,
+        **{f: list(getattr(arch, f)) for f in PER_BLOCK_FIELDS},
+    }
+    if block is None:
+        value = rng.choice([v for v in c[field] if v != getattr(arch, field)])
+        fields[field] = value
+        if field == "depth":
+            fields.update(_resize(arch, int(value), space, rng))
+    else:
+        values = fields[field]
+        values[block] = rng.choice([v for v in c[field] if v != values[block]])
+    return Architecture(**fields)
+
+
+__all__ = [
+    "TIE_BREAKS",
+    "DSPSPlusSampler",
+    "crowding_distance",
+    "hypervolume_contribution",
+    "hypervolume_improvement",
+    "nondominated_sort",
+    "pareto_select",
+]

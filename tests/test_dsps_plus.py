@@ -1,0 +1,296 @@
+"""Tests of the DSPS+ sampler (autospikformer.search.dsps_plus), modelled on tests/test_sampler.py."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+from test_sampler import (  # noqa: F401  (db_dir is a fixture)
+    BIG,
+    DIRECTIONS,
+    ROOT,
+    SMALL,
+    _arch,
+    _CountingStorage,
+    _gen,
+    _objective,
+    db_dir,
+)
+
+from autospikformer.search.dsps import PARENTS_KEY_PREFIX, _Record, _StudyView
+from autospikformer.search.dsps_plus import (
+    DSPSPlusSampler,
+    _Predictor,
+    crowding_distance,
+    hypervolume_contribution,
+    hypervolume_improvement,
+    nondominated_sort,
+    pareto_select,
+)
+from autospikformer.search.samplers import make_sampler
+from autospikformer.search.suggest import suggest_architecture
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _run(sampler: optuna.samplers.BaseSampler, n: int, space: Any = BIG, **kw: Any) -> optuna.Study:
+    study = optuna.create_study(directions=DIRECTIONS, sampler=sampler, **kw)
+    study.optimize(_objective(space), n_trials=n)
+    return study
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"candidates": 0}, "candidates"),
+        ({"local_prob": 1.5}, "local_prob"),
+        ({"tie_break": "random"}, "tie_break"),
+        ({"min_fit_trials": 1}, "min_fit_trials"),
+        ({"num_parents": 60}, "num_parents"),
+    ],
+)
+def test_constructor_names_the_bad_argument(kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises(ValueError, match=rf"^{name} "):
+        DSPSPlusSampler(space=BIG, **kwargs)
+
+
+def test_no_duplicates_and_full_generations() -> None:
+    study = _run(DSPSPlusSampler(space=BIG, population_size=20, num_parents=8, seed=0), 200)
+    trials = study.get_trials(deepcopy=False)
+    assert len({_arch(t) for t in trials}) == 200
+    assert Counter(_gen(t) for t in trials) == {g: 20 for g in range(10)}
+    origins = Counter(t.system_attrs["autospik:dsps:candidate"]["origin"] for t in trials)
+    assert origins["random"] >= 20 and origins["local"] > 0 and origins["copy"] > 0
+
+
+def test_determinism_under_a_seed() -> None:
+    def params(seed: int) -> list[dict[str, Any]]:
+        sampler = DSPSPlusSampler(space=BIG, population_size=20, num_parents=8, seed=seed)
+        return [t.params for t in _run(sampler, 80).trials]
+
+    assert params(3) == params(3)
+    assert params(3) != params(4)
+
+
+def test_resume_with_a_new_sampler_instance(db_dir: Path) -> None:  # noqa: F811
+    def sampler() -> DSPSPlusSampler:
+        return DSPSPlusSampler(
+            space=SMALL, population_size=8, num_parents=3, seed=4, min_fit_trials=4
+        )
+
+    reference = _run(sampler(), 30, SMALL)
+    url = f"sqlite:///{db_dir / 'resume.db'}"
+    study = optuna.create_study(
+        directions=DIRECTIONS, storage=url, study_name="s", sampler=sampler()
+    )
+    study.optimize(_objective(SMALL), n_trials=13)  # stops inside generation 1
+    resumed = optuna.load_study(study_name="s", storage=url, sampler=sampler())
+    resumed.optimize(_objective(SMALL), n_trials=17)
+    assert [t.params for t in resumed.trials] == [t.params for t in reference.trials]
+    assert Counter(_gen(t) for t in resumed.trials) == {0: 8, 1: 8, 2: 8, 3: 6}
+
+
+def test_threads_share_one_study_without_duplicates() -> None:
+    study = optuna.create_study(
+        directions=DIRECTIONS,
+        sampler=DSPSPlusSampler(space=SMALL, population_size=10, num_parents=4, min_fit_trials=5),
+    )
+    study.optimize(_objective(SMALL), n_trials=60, n_jobs=3)
+    trials = study.get_trials(deepcopy=False)
+    assert len({_arch(t) for t in trials}) == 60
+    assert all(c <= 10 for c in Counter(_gen(t) for t in trials).values())
+
+
+def test_four_processes_on_one_sqlite_study(db_dir: Path) -> None:  # noqa: F811
+    url = f"sqlite:///{db_dir / 'shared.db'}"
+    optuna.create_study(directions=DIRECTIONS, storage=url, study_name="shared")
+    population, per_worker, workers = 6, 6, 4
+    worker = str(ROOT / "tests" / "sampler_worker.py")
+    args = [url, "shared", str(per_worker), str(population), "7", "dsps-plus"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, worker, *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(workers)
+    ]
+    outputs = [p.communicate(timeout=120)[0].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    study = optuna.load_study(study_name="shared", storage=url)
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == workers * per_worker
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    archs = [_arch(t) for t in trials]
+    assert len(set(archs)) == len(archs), "duplicate architectures"
+    counts = Counter(_gen(t) for t in trials)
+    assert all(c <= population for c in counts.values()), counts
+    assert (
+        study._storage.get_study_system_attrs(study._study_id)["autospik:dsps:config"]["sampler"]
+        == "dsps-plus"
+    )
+
+
+def test_reads_per_trial_do_not_grow_with_the_study() -> None:
+    storage = _CountingStorage()
+    study = optuna.create_study(
+        directions=DIRECTIONS, sampler=DSPSPlusSampler(space=BIG, seed=0), storage=storage
+    )
+    study.optimize(_objective(BIG), n_trials=100)
+    per_chunk = []
+    for _ in range(2):  # trials 100-199 and 200-299: two generation starts in each
+        before = Counter(storage.calls)
+        study.optimize(_objective(BIG), n_trials=100)
+        per_chunk.append(storage.calls - before)
+    assert per_chunk[0] == per_chunk[1]
+    # Optuna's own get_all_trials calls aside, a constant number of single-trial reads per
+    # trial: DSPS's, plus one read before proposing (the predecessor fetched once it has
+    # finished, one probe past the newest trial).
+    reads = {k: v for k, v in per_chunk[0].items() if not k.startswith("get_all_trials")}
+    assert reads == {"get_trial": 3 * 100, "trial id": 3 * 100 + 2}
+
+
+# --- Pareto-rank parents ---------------------------------------------------------------------
+def test_nondominated_sort_and_spread_on_a_hand_made_population() -> None:
+    # minimised (energy, -accuracy)
+    points = [(1.0, -90.0), (2.0, -95.0), (3.0, -96.0), (2.5, -94.0), (4.0, -93.0), (1.5, -80.0)]
+    assert nondominated_sort(points) == [[0, 1, 2], [3, 5], [4]]
+    assert crowding_distance([(1.0, -90.0), (2.0, -95.0), (3.0, -96.0)]) == [
+        math.inf,
+        pytest.approx((3.0 - 1.0) / 2.0 + (96.0 - 90.0) / 6.0),
+        math.inf,
+    ]
+    assert hypervolume_contribution([(1.0, -90.0), (2.0, -95.0), (3.0, -96.0)]) == [
+        math.inf,
+        pytest.approx(1.0 * 5.0),
+        math.inf,
+    ]
+
+
+def test_pareto_select_cuts_the_last_front_by_spread_and_puts_infeasible_last() -> None:
+    points = [(1.0, -90.0), (2.0, -95.0), (3.0, -96.0), (2.5, -94.0), (2.2, -95.5), (0.5, -99.0)]
+    # trial 5 dominates all but is infeasible; front {0, 2, 4, 1}: 0 and 2 are extremes.
+    chosen = pareto_select(points, 3, violations=[0, 0, 0, 0, 0, 1.0])
+    assert chosen[:2] == [0, 2]
+    spread = crowding_distance([points[i] for i in (0, 1, 2, 4)])
+    assert chosen[2] == (1 if spread[1] > spread[3] else 4)
+    assert pareto_select(points, 6, violations=[0, 0, 0, 0, 0, 1.0])[-1] == 5
+    assert pareto_select(points, 6)[0] == 5  # unconstrained, it is the only first front
+
+
+def test_parents_are_chosen_by_pareto_rank() -> None:
+    sampler = DSPSPlusSampler(space=BIG, population_size=20, num_parents=8, seed=1)
+    study = _run(sampler, 40)
+    parents = study._storage.get_study_system_attrs(study._study_id)[f"{PARENTS_KEY_PREFIX}1"]
+    pool = [t for t in study.trials if _gen(t) == 0]
+    points = [(t.values[1], -t.values[0]) for t in pool]
+    expected = [pool[i].number for i in pareto_select(points, 8)]
+    assert parents == expected
+    first = {pool[i].number for i in nondominated_sort(points)[0]}
+    assert first <= set(parents) or set(parents) <= first
+
+
+# --- predictor screening ---------------------------------------------------------------------
+def test_hypervolume_improvement_matches_hand_computed_areas() -> None:
+    front = np.array([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0]])
+    gains = hypervolume_improvement(
+        front, np.array([[1.5, 1.5], [0.0, 0.0], [2.5, 2.5]]), (4.0, 4.0)
+    )
+    assert gains.tolist() == [1.25, 10.0, 0.0]
+
+
+def test_screening_picks_the_predicted_best_candidate() -> None:
+    sampler = DSPSPlusSampler(space=BIG, seed=0)
+    study = _run(_random_sampler(), 60)
+    view = _StudyView()
+    for t in study.trials:
+        view._add_finished(
+            _Record(t.number, t._trial_id, t.state, _arch_of(t), 0, (t.values[0], t.values[1]))
+        )
+    records = [view.finished[n] for n in sorted(view.finished)]
+    predictor = _Predictor(sampler._encoder, records)
+    import random
+
+    rng = random.Random(5)
+    candidates = [BIG.sample(rng) for _ in range(30)]
+    pick = sampler._pick(view, predictor, candidates, me=-1)
+    predicted = predictor.predict(candidates)
+    points = np.column_stack((predicted[:, 1], -predicted[:, 0]))
+    _, front, _ = sampler._front(view)
+    lo, hi = front.min(axis=0), front.max(axis=0)
+    ref = tuple(hi + 0.1 * (hi - lo))
+    gains = hypervolume_improvement(front, points, ref)  # type: ignore[arg-type]
+    assert gains.max() > 0 and pick == int(np.argmax(gains))
+    assert sum(g == gains.max() for g in gains) == 1  # the pick is not a tie
+    # the predictor learned the (toy) objective from 60 random trials
+    truth = np.array([_objective_values(a) for a in candidates])
+    assert np.corrcoef(truth[:, 1], predicted[:, 1])[0, 1] > 0.7
+    assert np.corrcoef(truth[:, 0], predicted[:, 0])[0, 1] > 0.7
+
+
+def _random_sampler() -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=2)
+
+
+def _arch_of(trial: optuna.trial.FrozenTrial) -> Any:
+    from autospikformer.search.suggest import architecture_from_params
+
+    return architecture_from_params(trial.params)
+
+
+def _objective_values(arch: Any) -> tuple[float, float]:
+    acc = arch.embed_dim / 100 + sum(arch.mlp_ratio) - sum(abs(t - 1.0) for t in arch.threshold)
+    energy = arch.embed_dim * arch.depth * arch.time_steps / sum(arch.tau)
+    return acc, energy
+
+
+# --- budgets as Optuna constraints; GP --------------------------------------------------------
+def _constrained(limit: float) -> Any:
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        arch = suggest_architecture(trial, SMALL)
+        acc = arch.embed_dim / 64 + sum(arch.mlp_ratio) / 8 - sum(arch.threshold) / 10
+        energy = arch.embed_dim * arch.depth * arch.time_steps / sum(arch.tau)
+        trial.set_constraint("max_energy", energy - limit)
+        return acc, energy
+
+    return objective
+
+
+@pytest.mark.parametrize("name", ["nsga2", "tpe", "dsps-plus"])
+def test_constraints_are_honoured(name: str) -> None:
+    """With an energy budget stored as a constraint, the sampler's later trials keep to it more
+    often than random search's, and the study's best trials are all feasible."""
+    limit = 40.0
+
+    def feasible_share(sampler_name: str) -> float:
+        options = {"population_size": 20} if sampler_name in ("nsga2", "dsps-plus") else {}
+        if sampler_name == "dsps-plus":
+            options["num_parents"] = 8
+        sampler = make_sampler(sampler_name, space=SMALL, seed=0, **options)
+        study = optuna.create_study(directions=DIRECTIONS, sampler=sampler)
+        study.optimize(_constrained(limit), n_trials=120)
+        late = study.trials[60:]
+        assert all(t.constraints["max_energy"] <= 0 for t in study.best_trials)
+        return sum(t.constraints["max_energy"] <= 0 for t in late) / len(late)
+
+    assert feasible_share(name) > feasible_share("random") + 0.1
+
+
+def test_gp_is_selectable_with_its_options() -> None:
+    sampler = make_sampler("gp", space=SMALL, seed=0, n_startup_trials=3)
+    assert isinstance(sampler, optuna.samplers.GPSampler)
+    assert sampler._n_startup_trials == 3
+    study = optuna.create_study(directions=DIRECTIONS, sampler=sampler)
+    study.optimize(_constrained(40.0), n_trials=6)
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 6
+    with pytest.raises(ValueError, match=r"'feasible'.*'dsps', 'dsps-plus', not 'gp'"):
+        make_sampler("gp", space=SMALL, seed=0, feasible=lambda a: True)
