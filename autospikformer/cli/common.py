@@ -68,12 +68,20 @@ def print_table(table: Any) -> None:
     Console(width=Measurement.get(console, wide, table).maximum).print(table)
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar as its Python value (anything else as text), for ``json.dumps``."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
 def emit(frame: Any, fmt: Format, table: Callable[[], Any]) -> None:
     """Print ``frame`` (raw values) as CSV or JSON, or the rich table ``table()`` builds."""
     if fmt is Format.csv:
         sys.stdout.write(frame.to_csv(index=False))
-    elif fmt is Format.json:
-        sys.stdout.write(frame.to_json(orient="records", indent=2) + "\n")
+    elif fmt is Format.json:  # every digit of a float (pandas' to_json keeps 15 at most)
+        import json
+
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        sys.stdout.write(json.dumps(records, indent=2, default=_plain) + "\n")
     else:
         print_table(table())
 

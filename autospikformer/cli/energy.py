@@ -1,6 +1,8 @@
 """`autospik energy`: the per-layer energy report of one architecture under an energy model.
 
-Two modes, each labelled in the output so that no number passes for what it is not:
+Three modes, each labelled in the output so that no number passes for what it is not:
+- ``--study NAME``: measured exactly as the study's trials are (its supernet, data, calibration
+  and evaluation images, energy model), so a trial's architecture gets the trial's energy;
 - a checkpoint and a data set: firing rates measured on test batches (and the accuracy on them);
 - otherwise: the analytic dense counts with every input rate 1, an upper bound for spike inputs,
   shaped by the checkpoint or the data set when one is given (CIFAR-10 shapes when neither is).
@@ -18,11 +20,13 @@ from typing import Any
 
 import typer
 
-from autospikformer.cli.common import console, fail, guard
+from autospikformer.cli.common import RUNS_DIR, STORAGE, console, fail, guard, print_table
 
 UPPER_BOUND = "upper bound: every input rate 1 (no checkpoint and data set to measure rates)"
 CIFAR10_SHAPES = {"num_classes": 10, "in_channels": 3, "img_size": 32}
-ENERGY_MODEL_HELP = "Energy model: sop-45nm (arithmetic, the paper's) or memory-45nm (SPEC 4b)."
+ENERGY_MODEL_HELP = (
+    "Energy model: sop-45nm (arithmetic, the paper's) or memory-45nm (docs/energy.md)."
+)
 CONSTANTS_HELP = (
     "A TOML file whose [energy] table sets the model and constants (a study file works)."
 )
@@ -123,15 +127,29 @@ def energy(
     checkpoint: Path | None = typer.Option(
         None, "--checkpoint", help="Standalone Spikformer or supernet checkpoint."
     ),
-    batches: int = typer.Option(10, "--batches", min=1, help="Test batches to measure rates on."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per batch."),
+    batches: int | None = typer.Option(
+        None, "--batches", min=1, help="Test batches to measure rates on (default 10)."
+    ),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Images per batch (default 64)."
+    ),
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda."),
     energy_model: str | None = typer.Option(None, "--energy-model", help=ENERGY_MODEL_HELP),
     constants: Path | None = typer.Option(None, "--constants", help=CONSTANTS_HELP),
+    study: str | None = typer.Option(
+        None,
+        "--study",
+        help="Measure as this study's trials are: its supernet, data, calibration and "
+        "evaluation images and energy model (a trial's architecture gets the trial's numbers).",
+    ),
+    storage: str = STORAGE,
+    runs_dir: Path = RUNS_DIR,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object for machines."),
 ) -> None:
-    """Print the per-layer energy table of an architecture (SPEC section 4) and its dense ANN
+    """Print the per-layer energy table of an architecture (docs/energy.md) and its dense ANN
     equivalent under the same energy model.
+
+    With --study, rates are measured exactly as that study's trials measured them.
 
     With a checkpoint and a data set, input rates are measured on test batches (with the accuracy).
 
@@ -142,8 +160,25 @@ def energy(
     from autospikformer.energy.report import analytic_report
     from autospikformer.search.space import SearchSpace
 
-    model_used = energy_model_from(energy_model, constants)
     architecture = _read_arch(arch)
+    if study is not None:
+        given = {
+            "--dataset": dataset, "--space": space, "--batches": batches,
+            "--batch-size": batch_size, "--energy-model": energy_model, "--constants": constants,
+        }  # fmt: skip
+        clash = [name for name, value in given.items() if value is not None]
+        if clash:
+            fail(
+                f"{clash[0]} cannot be combined with --study (the study's settings apply; "
+                "'autospik study export STUDY --energy-model M' re-prices a study)"
+            )
+        report, mode, shapes = _as_study(
+            architecture, study, storage, runs_dir, checkpoint, data_root, device
+        )
+        _emit(architecture, report, mode, shapes, as_json)
+        return
+    batches, batch_size = batches or 10, batch_size or 64
+    model_used = energy_model_from(energy_model, constants)
     if space is not None:
         guard(lambda: SearchSpace.load(space).check(architecture))
     shapes = dict(CIFAR10_SHAPES)
@@ -177,11 +212,43 @@ def energy(
             counter = model.num_parameters
             report.num_parameters = counter(architecture) if hasattr(model, "space") else counter()
         mode = UPPER_BOUND
+    _emit(architecture, report, mode, shapes, as_json)
+
+
+def _emit(architecture: Any, report: Any, mode: str, shapes: dict[str, int], as_json: bool) -> None:
     if as_json:
         out = {"architecture": str(architecture), "mode": mode, **shapes, **report.to_dict()}
         print(json.dumps(out))
         return
     _print(architecture, report, mode, shapes)
+
+
+def _as_study(
+    architecture: Any, name: str, storage: str, runs_dir: Path, checkpoint: Path | None,
+    data_root: Path | None, device: str,
+) -> tuple[Any, str, dict[str, int]]:  # fmt: skip
+    """The report of ``architecture`` evaluated as study ``name``'s trials are."""
+    from autospikformer.data.base import dataset_info
+    from autospikformer.study.stage1 import searched_supernet
+    from autospikformer.study.storage import resolve_study
+    from autospikformer.study.subnet import evaluate_as_study
+
+    optuna_study, config, _ = resolve_study(name, storage, create=False)
+    path = searched_supernet(optuna_study, config, runs_dir=runs_dir, checkpoint=checkpoint)
+    result = evaluate_as_study(
+        config, path, architecture, data_root=None if data_root is None else str(data_root),
+        device=device,
+    )  # fmt: skip
+    report = result.report
+    report.extras["accuracy"] = result.accuracy
+    info = dataset_info(config.dataset)
+    shapes = {k: int(getattr(info, k)) for k in CIFAR10_SHAPES}
+    split = "validation" if config.search.eval_split == "val" else "test"
+    mode = (
+        f"measured as study {config.name}'s trials are: {result.samples} {config.dataset} "
+        f"{split} images after BN recalibration on {result.calib_images} training images"
+    )
+    return report, mode, shapes
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -230,7 +297,7 @@ def _print(arch: Any, report: Any, mode: str, shapes: dict[str, int]) -> None:
         if model.counts_memory:
             cells += [_in(unit, row.compute_mj), _in(unit, row.memory_mj)]
         table.add_row(*cells, _in(unit, row.energy_mj), _in(unit, row.ann_mj))
-    console.print(table)
+    print_table(table)
     c = model.constants
     if report.first_conv_rule == IMAGE_ONCE:
         first = f"sps.convs.0 counted once as MACs at {c.e_mac_pj:g} pJ (a static image)"

@@ -7,7 +7,17 @@ from typing import Any
 
 import typer
 
-from autospikformer.cli.common import App, console, fail, guard, output_folder, set_threads
+from autospikformer.cli.common import (
+    RUNS_DIR,
+    STORAGE,
+    App,
+    console,
+    fail,
+    guard,
+    output_folder,
+    print_table,
+    set_threads,
+)
 
 app = App(help="Train a weight-sharing supernet and evaluate its subnets.", no_args_is_help=True)
 
@@ -114,6 +124,26 @@ def train(
         )
 
 
+def _as_study(
+    name: str, storage: str, runs_dir: Path, checkpoint: Path | None, arch: str,
+    data_root: Path | None, device: str, quiet: bool,
+) -> tuple[Any, str, str]:  # fmt: skip
+    """``arch`` evaluated as study ``name``'s trials are; the result, a title, the split."""
+    from autospikformer.study.stage1 import searched_supernet
+    from autospikformer.study.storage import resolve_study
+    from autospikformer.study.subnet import evaluate_as_study
+
+    optuna_study, config, _ = resolve_study(name, storage, create=False)
+    path = searched_supernet(optuna_study, config, runs_dir=runs_dir, checkpoint=checkpoint)
+    architecture = _architecture(arch, config.space)
+    result = evaluate_as_study(
+        config, path, architecture, data_root=None if data_root is None else str(data_root),
+        device=device, progress=not quiet,
+    )  # fmt: skip
+    split = "validation" if config.search.eval_split == "val" else "test"
+    return result, f"subnet of {path}, evaluated as study {config.name}'s trials are", split
+
+
 def _architecture(text: str, space: Any) -> Any:
     from autospikformer.search.architecture import Architecture
 
@@ -129,24 +159,38 @@ def _architecture(text: str, space: Any) -> Any:
 
 @app.command("eval")
 def evaluate(
-    checkpoint: Path = typer.Argument(..., help="A supernet.pt written by `supernet train`."),
+    checkpoint: Path | None = typer.Argument(
+        None, help="A supernet.pt written by `supernet train` (with --study: default the study's)."
+    ),
     arch: str = typer.Option(
         "largest", "--arch", help="largest, smallest, a compact form, JSON, or a .json file."
     ),
-    recalibrate: bool = typer.Option(
-        True, "--recalibrate/--no-recalibrate", help="Recalibrate BN statistics first."
+    study: str | None = typer.Option(
+        None,
+        "--study",
+        help="Evaluate as this study's trials are: its supernet, data, calibration and "
+        "evaluation images, precision and energy model (a trial's architecture gets the "
+        "trial's numbers).",
+    ),
+    storage: str = STORAGE,
+    runs_dir: Path = RUNS_DIR,
+    recalibrate: bool | None = typer.Option(
+        None, "--recalibrate/--no-recalibrate", help="Recalibrate BN statistics first (default)."
     ),
     data_root: Path | None = typer.Option(None, "--data-root", help="Folder holding the data."),
-    calib_batches: int = typer.Option(8, help="Training batches used for BN recalibration."),
-    batch_size: int = typer.Option(128, help="Evaluation batch size."),
-    calib_batch_size: int | None = typer.Option(
-        None, help="BN-recalibration batch size (default: --batch-size)."
+    calib_batches: int | None = typer.Option(
+        None, min=0, help="Training batches used for BN recalibration (default 8)."
     ),
-    precision: str = typer.Option(
-        "auto", help="auto (bf16/fp16 autocast on CUDA, fp32 elsewhere), fp32, bf16 or fp16."
+    batch_size: int | None = typer.Option(None, min=1, help="Evaluation batch size (default 128)."),
+    calib_batch_size: int | None = typer.Option(
+        None, min=1, help="BN-recalibration batch size (default: --batch-size)."
+    ),
+    precision: str | None = typer.Option(
+        None,
+        help="auto (the default: bf16/fp16 autocast on CUDA, fp32 elsewhere), fp32, bf16 or fp16.",
     ),
     eval_samples: int | None = typer.Option(
-        None, help="Evaluate on a fixed random subset of the test split."
+        None, min=1, help="Evaluate on a fixed random subset of the test split."
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     layers: bool = typer.Option(False, "--layers", help="Also print the per-layer energy table."),
@@ -160,57 +204,75 @@ def evaluate(
     set_threads(threads)
     import json
 
-    from autospikformer.checkpoint import CheckpointError, load_supernet_checkpoint
+    from autospikformer.checkpoint import load_supernet_checkpoint
     from autospikformer.cli.energy import energy_model_from
-    from autospikformer.data.base import DataError
-    from autospikformer.device import DeviceError
-    from autospikformer.search.space import SearchSpaceError
     from autospikformer.training.evaluate import SubnetEvaluator
 
-    pricing = energy_model_from(energy_model, None)
     try:
-        supernet, meta = load_supernet_checkpoint(checkpoint)
-        architecture = _architecture(arch, supernet.space)
-        supernet.space.check(architecture)
-        evaluator = SubnetEvaluator(
-            supernet,
-            dataset=meta["dataset"],
-            data_root=data_root,
-            calib_batches=calib_batches,
-            batch_size=batch_size,
-            calib_batch_size=calib_batch_size,
-            eval_samples=eval_samples,
-            device=device,
-            precision=precision,
-            time_steps=[architecture.time_steps],
-            progress=not as_json,
-            energy_model=pricing,
-        )
-        result = evaluator.evaluate(architecture, recalibrate=recalibrate)
-    except (SearchSpaceError, DataError, CheckpointError, DeviceError, ValueError) as exc:
-        fail(str(exc))
+        if study is not None:
+            given = {
+                "--recalibrate/--no-recalibrate": recalibrate, "--calib-batches": calib_batches,
+                "--batch-size": batch_size, "--calib-batch-size": calib_batch_size,
+                "--precision": precision, "--eval-samples": eval_samples,
+                "--energy-model": energy_model,
+            }  # fmt: skip
+            clash = [name for name, value in given.items() if value is not None]
+            if clash:
+                fail(f"{clash[0]} cannot be combined with --study (the study's settings apply)")
+            result, title, split = _as_study(study, storage, runs_dir, checkpoint, arch, data_root,
+                                              device, as_json)  # fmt: skip
+            pricing_name = result.report.model.name
+        else:
+            if checkpoint is None:
+                fail("give a supernet checkpoint, or --study NAME to use the study's")
+            pricing = energy_model_from(energy_model, None)
+            supernet, meta = load_supernet_checkpoint(checkpoint)
+            architecture = _architecture(arch, supernet.space)
+            supernet.space.check(architecture)
+            evaluator = SubnetEvaluator(
+                supernet,
+                dataset=meta["dataset"],
+                data_root=data_root,
+                calib_batches=8 if calib_batches is None else calib_batches,
+                batch_size=batch_size or 128,
+                calib_batch_size=calib_batch_size,
+                eval_samples=eval_samples,
+                device=device,
+                precision=precision or "auto",
+                time_steps=[architecture.time_steps],
+                progress=not as_json,
+                energy_model=pricing,
+            )
+            result = evaluator.evaluate(architecture, recalibrate=recalibrate is not False)
+            title = f"subnet of {checkpoint} ({meta['dataset']}, epoch {meta['epoch']})"
+            split, pricing_name = "test", pricing.name
+    except ValueError as exc:  # a bad architecture or setting; project errors are one line too
+        fail(str(exc).splitlines()[0])
     if as_json:
         print(json.dumps(result.to_dict(layers=layers), indent=2))
         return
     from rich.table import Table
 
-    table = Table(title=f"subnet of {checkpoint} ({meta['dataset']}, epoch {meta['epoch']})")
+    from autospikformer.units import energy_text, percent
+
+    table = Table(title=title)
     table.add_column("")
     table.add_column("value", overflow="fold")
+    batches = "batch" if result.calib_batches == 1 else "batches"
     rows = [
-        ("architecture", str(architecture)),
-        ("accuracy", f"{result.accuracy:.2%} ({result.samples} test images)"),
-        ("energy", f"{result.energy_mj:.4g} mJ / image ({pricing.name})"),
+        ("architecture", str(result.arch)),
+        ("accuracy", f"{percent(result.accuracy)} % ({result.samples} {split} images)"),
+        ("energy", f"{energy_text(result.energy_mj)} / image ({pricing_name})"),
         (
             "dense ANN equivalent",
-            f"{result.report.ann_energy_mj:.4g} mJ / image "
+            f"{energy_text(result.report.ann_energy_mj)} / image "
             f"(SNN / ANN = {result.report.ann_ratio:.3g})",
         ),
         ("mean firing rate", f"{result.mean_firing_rate:.3f}"),
         ("parameters", f"{result.num_parameters:,}"),
         (
             "BN recalibration",
-            f"{result.calib_batches} batches of {result.calib_batch_size} "
+            f"{result.calib_batches} {batches} of {result.calib_batch_size} "
             f"({result.calib_images} training images)"
             if result.recalibrated
             else "off (training statistics)",
@@ -220,6 +282,6 @@ def evaluate(
     ]
     for name, value in rows:
         table.add_row(name, value)
-    console.print(table)
+    print_table(table)
     if layers and result.report is not None:
         console.print(result.report.table.to_string(index=False))
