@@ -106,3 +106,13 @@ def test_energy_units() -> None:
     assert energy_text(1.181) == "1.181 mJ" and energy_text(2.159e-4) == "0.2159 µJ"
     assert energy_text(9.9e-5) == "99 nJ"
     assert percent(0.98333) == "98.33" and percent(float("nan")) == "-"
+
+
+def test_a_finished_study_rerun_shows_its_progress_not_zero(two_studies) -> None:  # noqa: F811
+    info = two_studies
+    n = len(trials(info, "dsps"))
+    out = invoke(
+        "study", "run", info["dsps"], "--trials", str(n), "--storage", info["storage"],
+        "--runs-dir", info["runs"], "--device", "cpu", "--no-export",
+    ).stdout  # fmt: skip
+    assert f"{n}/{n}" in out and f" 0/{n}" not in out

@@ -125,6 +125,21 @@ def guarded(func: Callable[..., T]) -> Callable[..., T]:
     return command
 
 
+def _flag_without_type(display: Callable[..., str | None]) -> Callable[..., str | None]:
+    """typer 0.29 prints ``<bool>`` beside every on/off flag in ``--help``; a flag takes no value."""
+
+    @functools.wraps(display)
+    def shown(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_bool_flag", False) else display(self, ctx)
+
+    return shown
+
+
+typer.core.TyperOption.display_type_rich = _flag_without_type(  # type: ignore[method-assign]
+    typer.core.TyperOption.display_type_rich
+)
+
+
 class App(typer.Typer):
     """A typer app whose every command runs under :func:`guard`, also the commands of the
     groups added to it (even groups built as a plain ``typer.Typer``)."""

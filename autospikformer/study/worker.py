@@ -464,6 +464,8 @@ def run_workers(
     storage = open_storage(options.storage_url)
     study, config = load_study(storage, options.study_name)
     before = trial_counts(study).get("COMPLETE", 0)
+    if on_poll is not None:  # the display starts where the study stands (a rerun: not at 0)
+        on_poll(study)
     stop = _StopFlag()
     stop.install()
     interrupted = False

@@ -166,7 +166,7 @@ class SupernetTrainer:
         if variant != self.info.variant:
             raise CheckpointError(
                 f"'{self.path}' holds the {variant!r} model, but {self.dataset_name} trains the "
-                f"{self.info.variant!r} variant (SPEC section 1); use another output folder or "
+                f"{self.info.variant!r} variant (docs/model.md); use another output folder or "
                 "--no-resume"
             )
         saved_holdout = HoldoutSplit.from_record(ckpt.get("holdout"))
