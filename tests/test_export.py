@@ -155,6 +155,8 @@ def test_export_files_columns_and_values(tmp_path) -> None:
             "pareto.csv",
             "pareto.json",
             "pareto.html",
+            "pareto.pdf",
+            "pareto.png",
             "hypervolume.csv",
             "front_and_top20.csv",
             "summary.json",
@@ -212,6 +214,12 @@ def test_export_files_columns_and_values(tmp_path) -> None:
     html = paths["pareto.html"].read_text()
     assert "plotly" in html and "Pareto front" in html and "Spikformer-4-384" in html
     assert '<script src="http' not in html  # offline: plotly.js is inlined
+    png = paths["pareto.png"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1280, 880)  # 6.4 x 4.4 inches at 200 dpi
+    pdf = paths["pareto.pdf"].read_bytes()
+    assert (pdf[:5] == b"%PDF-" and b"Spikformer-4-384" in pdf) or b"/Type /Page" in pdf
 
 
 def test_empty_study_exports(tmp_path) -> None:

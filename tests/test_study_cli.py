@@ -159,6 +159,8 @@ def test_create_list_show_export(searched, tmp_path, monkeypatch) -> None:
             "hypervolume.csv",
             "pareto.csv",
             "pareto.html",
+            "pareto.pdf",
+            "pareto.png",
             "pareto.json",
             "summary.json",
             "trials.csv",

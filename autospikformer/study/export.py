@@ -44,6 +44,7 @@ from autospikformer.search.dsps import CANDIDATE_KEY
 from autospikformer.search.fitness import balanced_fitness
 from autospikformer.search.suggest import ARCH_ATTR, architecture_from_params
 from autospikformer.study.pricing import study_energy_model
+from autospikformer.study.static_figure import write_static_front
 from autospikformer.study.storage import (
     ANN_ENERGY_ATTR,
     ARCH_JSON_ATTR,
@@ -604,6 +605,8 @@ EXPORT_FILES = (
     "pareto.csv",
     "pareto.json",
     "pareto.html",
+    "pareto.png",
+    "pareto.pdf",
     "hypervolume.csv",
     "front_and_top20.csv",
     "summary.json",
@@ -688,8 +691,9 @@ def _summary(frame: pd.DataFrame, history: pd.DataFrame) -> dict[str, Any]:
 
 
 def export_study(study: optuna.Study, out_dir: str | Path) -> dict[str, Path]:
-    """Write trials.csv, pareto.csv/json/html, hypervolume.csv, front_and_top20.csv and
-    summary.json into ``out_dir``; returns their paths by name."""
+    """Write trials.csv, pareto.csv/json/html, pareto.png/pdf (static, for papers),
+    hypervolume.csv, front_and_top20.csv and summary.json into ``out_dir``; returns their paths
+    by name."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     settings = study_settings(study)
@@ -718,6 +722,7 @@ def export_study(study: optuna.Study, out_dir: str | Path) -> dict[str, Path]:
         f"Pareto front of {len(front)}"
     )
     pareto_figure(frame, title, label).write_html(paths["pareto.html"], include_plotlyjs=True)
+    write_static_front(complete, front, title, label, paths["pareto.png"], paths["pareto.pdf"])
     summary = {**meta, **_summary(frame, history), "files": sorted(paths)}
     paths["summary.json"].write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return paths
