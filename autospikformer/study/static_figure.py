@@ -2,7 +2,8 @@
 
 The same content as ``pareto.html`` (:func:`~autospikformer.study.export.pareto_figure`) without
 the interaction: every candidate coloured by generation (or trial number), the front as a step
-line, the hand-designed baseline as a star, energy in the unit that reads best. Drawn with
+line, its test accuracy as crosses (under ``eval_split = "val"``), the hand-designed baseline as
+a star, energy in the unit that reads best. Drawn with
 matplotlib's Agg backend, so it needs no display and no browser.
 """
 
@@ -60,6 +61,18 @@ def write_static_front(
         markerfacecolor="none",
         label=f"Pareto front ({len(front)})",
     )
+    tested = front[front["test_accuracy"].notna()]
+    if len(tested):  # under eval_split = "val": the front measured once on the test split
+        ax.scatter(
+            unit.scale(tested["energy_mj"]),
+            100 * tested["test_accuracy"],
+            marker="x",
+            s=36,
+            color="black",
+            linewidths=1.2,
+            zorder=4,
+            label=f"front on the test split ({len(tested)})",
+        )
     base = complete[complete["baseline"].astype(bool)]
     if len(base):
         ax.scatter(
@@ -74,7 +87,7 @@ def write_static_front(
             label=f"{base['baseline'].iloc[0]} (hand-designed)",
         )
     ax.set_xlabel(f"energy per image ({unit.name})")
-    ax.set_ylabel(f"{accuracy} (%)")
+    ax.set_ylabel(f"{accuracy} (%)" + ("; x: test accuracy (%)" if len(tested) else ""))
     ax.set_title(title, fontsize=9)
     ax.grid(True, linewidth=0.4, alpha=0.5)
     ax.legend(loc="best", fontsize=8, framealpha=0.9)
