@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,7 +10,6 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
-from optuna.trial import TrialState
 from test_sampler import (  # noqa: F401  (db_dir is a fixture)
     BIG,
     DIRECTIONS,
@@ -23,6 +20,7 @@ from test_sampler import (  # noqa: F401  (db_dir is a fixture)
     _gen,
     _objective,
     db_dir,
+    run_worker_processes,
 )
 
 from autospikformer.search.dsps import PARENTS_KEY_PREFIX, _Record, _StudyView
@@ -113,25 +111,8 @@ def test_four_processes_on_one_sqlite_study(db_dir: Path) -> None:  # noqa: F811
     url = f"sqlite:///{db_dir / 'shared.db'}"
     optuna.create_study(directions=DIRECTIONS, storage=url, study_name="shared")
     population, per_worker, workers = 6, 6, 4
-    worker = str(ROOT / "tests" / "sampler_worker.py")
-    args = [url, "shared", str(per_worker), str(population), "7", "dsps-plus"]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, worker, *args],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for _ in range(workers)
-    ]
-    outputs = [p.communicate(timeout=120)[0].decode() for p in procs]
-    assert all(p.returncode == 0 for p in procs), outputs
+    trials = run_worker_processes(url, per_worker, population, workers, "7", "dsps-plus")
     study = optuna.load_study(study_name="shared", storage=url)
-    trials = study.get_trials(deepcopy=False)
-    assert len(trials) == workers * per_worker
-    assert all(t.state == TrialState.COMPLETE for t in trials)
-    archs = [_arch(t) for t in trials]
-    assert len(set(archs)) == len(archs), "duplicate architectures"
     counts = Counter(_gen(t) for t in trials)
     assert all(c <= population for c in counts.values()), counts
     assert (

@@ -380,25 +380,15 @@ def _exact_generations(trials: list[optuna.trial.FrozenTrial], population: int) 
     return counts
 
 
-def test_four_processes_started_together_fill_every_generation_exactly(db_dir: Path) -> None:
-    url = f"sqlite:///{db_dir / 'shared.db'}"
-    optuna.create_study(directions=DIRECTIONS, storage=url, study_name="shared")
-    population, per_worker, workers = 6, 9, 4
-    barrier = db_dir / "barrier"
-    barrier.mkdir()
+def run_worker_processes(
+    url: str, per_worker: int, population: int, workers: int, *args: str
+) -> list[Any]:
+    """``workers`` processes of ``tests/sampler_worker.py`` on study "shared" (``args``: seed,
+    then the optional sampler and barrier); its trials, checked all COMPLETE and distinct."""
+    command = [sys.executable, str(ROOT / "tests" / "sampler_worker.py"), url, "shared"]
     procs = [
         subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "tests" / "sampler_worker.py"),
-                url,
-                "shared",
-                str(per_worker),
-                str(population),
-                "7",
-                str(barrier),
-                str(workers),
-            ],
+            [*command, str(per_worker), str(population), *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -407,15 +397,27 @@ def test_four_processes_started_together_fill_every_generation_exactly(db_dir: P
     ]
     outputs = [p.communicate(timeout=120)[0].decode() for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
-    study = optuna.load_study(study_name="shared", storage=url)
-    trials = study.get_trials(deepcopy=False)
+    trials = optuna.load_study(study_name="shared", storage=url).get_trials(deepcopy=False)
     assert len(trials) == workers * per_worker
     assert all(t.state == TrialState.COMPLETE for t in trials)
     archs = [_arch(t) for t in trials]
     assert len(set(archs)) == len(archs), "duplicate architectures"
+    return trials
+
+
+def test_four_processes_started_together_fill_every_generation_exactly(db_dir: Path) -> None:
+    url = f"sqlite:///{db_dir / 'shared.db'}"
+    optuna.create_study(directions=DIRECTIONS, storage=url, study_name="shared")
+    population, per_worker, workers = 6, 9, 4
+    barrier = db_dir / "barrier"
+    barrier.mkdir()
+    trials = run_worker_processes(
+        url, per_worker, population, workers, "7", str(barrier), str(workers)
+    )
     # 36 trials: six generations of exactly six, filled in trial-number order.
     assert _exact_generations(trials, population) == {g: 6 for g in range(6)}
     assert [_gen(t) for t in trials] == [n // population for n in range(len(trials))]
+    study = optuna.load_study(study_name="shared", storage=url)
     attrs = study._storage.get_study_system_attrs(study._study_id)
     assert all(f"{PARENTS_KEY_PREFIX}{g}" in attrs for g in range(1, 6))
 
