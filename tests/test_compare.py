@@ -29,7 +29,7 @@ from autospikformer.study.compare import (
 )
 from autospikformer.study.config import StudyConfig
 from autospikformer.study.export import kendall_tau, pareto_mask
-from autospikformer.study.storage import ENERGY_ATTR, create_study, open_storage
+from autospikformer.study.storage import ENERGY_ATTR, create_study, open_storage, set_study_record
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 runner = CliRunner()
@@ -52,7 +52,7 @@ def make_study(
     url = f"sqlite:///{folder / db}"
     study, _ = create_study(open_storage(url, create=True), StudyConfig.load(path))
     if energy is not None:
-        study.set_user_attr(ENERGY_ATTR, energy)
+        set_study_record(study, ENERGY_ATTR, energy)
     rng = random.Random(name)
     seen: set = set()
     for acc, en in points:

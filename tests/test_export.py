@@ -27,6 +27,7 @@ from autospikformer.study.export import (
     pareto_mask,
     trials_frame,
 )
+from autospikformer.study.storage import set_study_record
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -99,7 +100,7 @@ def filled_study(n_complete: int = 30, seed: int = 0) -> optuna.Study:
     """``n_complete`` distinct complete trials, one failed and one pruned."""
     study = optuna.create_study(study_name="export-test", directions=["maximize", "minimize"])
     study.set_metric_names(["accuracy", "energy_mj"])
-    study.set_user_attr("autospik:config", {"search": {"alpha": 0.5}})
+    set_study_record(study, "autospik:config", {"search": {"alpha": 0.5}})
     rng = random.Random(seed)
     seen = set()
     while len(seen) < n_complete:
@@ -261,7 +262,7 @@ def test_front_and_top20_is_the_papers_tables_2_and_3(tmp_path) -> None:
 def test_generations_random_draws_and_taus(tmp_path) -> None:
     """DSPS records (generation, origin) become columns; random draws feed the random tau."""
     study = optuna.create_study(directions=["maximize", "minimize"])
-    study.set_user_attr("autospik:config", {"search": {"alpha": 0.5, "sampler": "dsps"}})
+    set_study_record(study, "autospik:config", {"search": {"alpha": 0.5, "sampler": "dsps"}})
     rng = random.Random(1)
     seen: set = set()
     points = []

@@ -23,6 +23,7 @@ from autospikformer.checkpoint import CheckpointError, load_supernet_checkpoint
 from autospikformer.cli.app import app
 from autospikformer.data.split import HoldoutSplit
 from autospikformer.study.config import StudyConfig, StudyConfigError
+from autospikformer.study.storage import set_study_record, study_records
 from autospikformer.training.batches import TrainBatches
 from autospikformer.training.config import TrainConfig
 from autospikformer.training.distributed import dist_from_env
@@ -167,7 +168,7 @@ def searched_val(tmp_path_factory):
 def test_a_search_ranked_on_validation_reports_test_accuracy_once(searched_val) -> None:
     folder, storage, out = searched_val
     study = optuna.load_study(study_name="vtiny", storage=storage)
-    record = study.user_attrs["autospik:holdout"]
+    record = study_records(study)["autospik:holdout"]
     assert record == HoldoutSplit(fraction=0.2, seed=0).record(DIGITS_TRAIN)
     _, meta = load_supernet_checkpoint(folder / "runs" / "vtiny" / "supernet.pt")
     assert meta["holdout"] == record  # the supernet trained without the validation part
@@ -192,12 +193,16 @@ def test_a_search_ranked_on_validation_reports_test_accuracy_once(searched_val) 
     table = pd.read_csv(export / "front_and_top20.csv")
     assert "test_accuracy" in table.columns
     # a rerun measures nothing again; the stored values stay
-    before = {k: v for k, v in study.user_attrs.items() if k.startswith("autospik:test_accuracy:")}
+    before = {
+        k: v for k, v in study_records(study).items() if k.startswith("autospik:test_accuracy:")
+    }
     again = runner.invoke(app, ["study", "run", "vtiny", "--storage", storage, "--runs-dir",
                                 str(folder / "runs"), "--device", "cpu", "--no-export"])  # fmt: skip
     assert again.exit_code == 0 and "test split:" not in again.stdout
     study = optuna.load_study(study_name="vtiny", storage=storage)
-    after = {k: v for k, v in study.user_attrs.items() if k.startswith("autospik:test_accuracy:")}
+    after = {
+        k: v for k, v in study_records(study).items() if k.startswith("autospik:test_accuracy:")
+    }
     assert after == before and len(after) == len(pareto)
 
 
@@ -211,13 +216,13 @@ def test_workers_and_supernets_must_agree_with_the_split(searched_val, tmp_path)
     )
     Worker(options)  # agrees with the recorded split
     study = optuna.load_study(study_name="vtiny", storage=storage)
-    record = study.user_attrs["autospik:holdout"]
-    study.set_user_attr("autospik:holdout", {**record, "fingerprint": "0" * 16, "size": 1500})
+    record = study_records(study)["autospik:holdout"]
+    set_study_record(study, "autospik:holdout", {**record, "fingerprint": "0" * 16, "size": 1500})
     try:
         with pytest.raises(Exception, match="this machine's training files differ"):
             Worker(options)
     finally:
-        study.set_user_attr("autospik:holdout", record)
+        set_study_record(study, "autospik:holdout", record)
     # a supernet trained on the whole training split is refused for this study
     whole = train_supernet(
         space=SearchSpace.load("digits"), dataset="digits", data_root=None, out_dir=tmp_path,

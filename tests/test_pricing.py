@@ -45,6 +45,7 @@ from autospikformer.study.storage import (
     ENERGY_RECORD_ATTR,
     StudyError,
     resolve_study,
+    study_records,
 )
 from autospikformer.study.subnet import study_evaluator
 from autospikformer.study.worker import Worker, WorkerOptions, run_workers
@@ -119,10 +120,10 @@ def test_a_study_records_its_energy_model_when_created(tmp_path) -> None:
     expected = EnergyModel.from_table({"model": "memory-45nm", "sram_kb": 8})
     a = optuna.load_study(study_name="plain", storage=url)
     b = optuna.load_study(study_name="priced", storage=url)
-    assert a.user_attrs[ENERGY_ATTR] == SOP.to_attr()
-    assert b.user_attrs[ENERGY_ATTR] == expected.to_attr()
+    assert study_records(a)[ENERGY_ATTR] == SOP.to_attr()
+    assert study_records(b)[ENERGY_ATTR] == expected.to_attr()
     assert study_energy_model(b) == expected
-    assert StudyConfig.from_dict(b.user_attrs[CONFIG_ATTR]).energy == expected
+    assert StudyConfig.from_dict(study_records(b)[CONFIG_ATTR]).energy == expected
     # the configuration holds the model: another [energy] table is another study
     changed = tmp_path / "changed.toml"
     changed.write_text(priced.read_text().replace('sram = "8 KB"', 'sram = "32 KB"'))
@@ -199,7 +200,7 @@ def digits_study(tmp_path_factory) -> tuple[Path, str, Path]:
 def test_repricing_equals_a_fresh_evaluation_under_the_other_model(digits_study) -> None:
     _, url, ckpt = digits_study
     study = optuna.load_study(study_name="tiny", storage=url)
-    config = StudyConfig.from_dict(study.user_attrs[CONFIG_ATTR])
+    config = StudyConfig.from_dict(study_records(study)[CONFIG_ATTR])
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 4
     for trial in complete:  # what a trial stores: a few numbers in user attributes, the record

@@ -24,6 +24,7 @@ from autospikformer.cli.app import app
 from autospikformer.search.suggest import architecture_from_params
 from autospikformer.study.config import StudyConfig
 from autospikformer.study.export import COLUMNS
+from autospikformer.study.storage import study_records
 
 runner = CliRunner()
 
@@ -106,7 +107,7 @@ def test_run_end_to_end(searched) -> None:
     assert len(complete) == 5
     assert len({json.dumps(t.params, sort_keys=True) for t in complete}) == 5
     assert study.metric_names == ["accuracy", "energy_mj"]
-    stored = StudyConfig.from_dict(study.user_attrs["autospik:config"])
+    stored = StudyConfig.from_dict(study_records(study)["autospik:config"])
     assert stored == StudyConfig.load(folder / "tiny.toml")
     for t in complete:
         assert 0.0 <= t.values[0] <= 1.0 and t.values[1] > 0
@@ -256,7 +257,7 @@ def test_bad_inputs_leave_the_storage_untouched(searched, tmp_path, monkeypatch)
     )
     # the space file was edited after the study was created: the stored fingerprint differs
     edited = SearchSpace.load(tmp_path / "myspace.toml")
-    stored = SearchSpace.from_dict(before[0]["user_attrs"]["autospik:config"]["space"])
+    stored = SearchSpace.from_dict(before[0]["system_attrs"]["autospik:config"]["space"])
     assert_one_line_error(
         invoke("study", "run", str(spaced), *s),
         "study 'spaced' already exists with a different configuration (differs in: space "

@@ -49,10 +49,7 @@ def create(
     verb = "created" if created else "already exists (same configuration)"
     console.print(
         f"study [bold]{config.name}[/] {verb} in {describe_url(storage)}: "
-        f"{config.dataset}, space {config.space.name} "
-        f"({config.space.count():,} architectures), "
-        f"sampler {config.search.sampler}, energy {config.energy.name}, "
-        f"{len(study.trials)} trials so far"
+        f"{config.summary()}, {len(study.trials)} trials so far"
     )
 
 

@@ -425,7 +425,7 @@ class StudyConfig:
 
     # --- writing ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe, fully resolved: the form stored in the study (``autospik:config``)."""
+        """JSON-safe, fully resolved: the form stored in the study (record ``autospik:config``)."""
         return {
             "study": {"name": self.name, "description": self.description, "seed": self.seed},
             "data": {
@@ -441,6 +441,13 @@ class StudyConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+    def summary(self) -> str:
+        """One line for people: data set, space, sampler, energy model."""
+        return (
+            f"{self.dataset}, space {self.space.name} ({self.space.count():,} architectures), "
+            f"sampler {self.search.sampler}, energy {self.energy.name}"
+        )
 
     def differences(self, other: StudyConfig) -> list[str]:
         """Dotted names of the differing fields (``search.sampler``, ``space``...), for messages."""

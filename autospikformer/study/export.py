@@ -59,6 +59,8 @@ from autospikformer.study.storage import (
     SKIPPED_ATTR,
     TEST_ACCURACY_PREFIX,
     WORKER_ATTR,
+    study_record,
+    study_records,
 )
 from autospikformer.units import MJ, EnergyUnit, energy_unit
 
@@ -186,9 +188,9 @@ def is_random_draw(trial: FrozenTrial, sampler: str | None) -> bool:
 
 def test_accuracies(study: optuna.Study) -> dict[int, dict[str, Any]]:
     """Trial number -> ``{"accuracy", "samples"}`` measured on the test split after a search
-    under ``eval_split = "val"`` (study attributes ``autospik:test_accuracy:<number>``)."""
+    under ``eval_split = "val"`` (study records ``autospik:test_accuracy:<number>``)."""
     out = {}
-    for key, value in study.user_attrs.items():
+    for key, value in study_records(study).items():
         if key.startswith(TEST_ACCURACY_PREFIX) and isinstance(value, dict):
             out[int(key[len(TEST_ACCURACY_PREFIX) :])] = value
     return out
@@ -196,7 +198,7 @@ def test_accuracies(study: optuna.Study) -> dict[int, dict[str, Any]]:
 
 def study_settings(study: optuna.Study) -> dict[str, Any]:
     """The stored study configuration (``{}`` for a study autospik did not create)."""
-    return study.user_attrs.get(CONFIG_ATTR) or {}
+    return study_record(study, CONFIG_ATTR) or {}
 
 
 def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
@@ -381,7 +383,7 @@ def studies_frame(storage: optuna.storages.BaseStorage) -> pd.DataFrame:
     rows = []
     for summary in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        config = study.user_attrs.get(CONFIG_ATTR) or {}
+        config = study_record(study, CONFIG_ATTR) or {}
         trials = study.get_trials(deepcopy=False)
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         rows.append(

@@ -8,7 +8,7 @@
   agree with it, so a machine whose data files differ is refused instead of ranking on a
   different split.
 - After the search, each member of the front is evaluated once on the whole test split (same
-  BN recalibration batches as its trial) and the result is stored beside it (study attribute
+  BN recalibration batches as its trial) and the result is stored beside it (study record
   ``autospik:test_accuracy:<trial>``), so the export reports validation and test accuracy side
   by side. Members measured already are not measured again.
 """
@@ -24,16 +24,22 @@ from autospikformer.data.split import HoldoutSplit
 from autospikformer.search.suggest import architecture_from_params
 from autospikformer.study.config import StudyConfig
 from autospikformer.study.export import complete_and_front, test_accuracies, trials_frame
-from autospikformer.study.storage import HOLDOUT_ATTR, TEST_ACCURACY_PREFIX, StudyError
+from autospikformer.study.storage import (
+    HOLDOUT_ATTR,
+    TEST_ACCURACY_PREFIX,
+    StudyError,
+    set_study_record,
+    study_record,
+)
 
 
 def check_study_holdout(study: optuna.Study, record: dict[str, Any] | None) -> None:
     """Record the worker's validation split in the study, or refuse one that differs."""
     if record is None:
         return
-    stored = study.user_attrs.get(HOLDOUT_ATTR)
+    stored = study_record(study, HOLDOUT_ATTR)
     if stored is None:
-        study.set_user_attr(HOLDOUT_ATTR, record)
+        set_study_record(study, HOLDOUT_ATTR, record)
         return
     if stored.get("fingerprint") != record["fingerprint"]:
         raise StudyError(
@@ -104,6 +110,6 @@ def measure_front_on_test(
         arch = architecture_from_params(trials[number].params)
         result = evaluator.evaluate(arch, energy=False)
         value = {"accuracy": float(result.accuracy), "samples": int(result.samples)}
-        study.set_user_attr(f"{TEST_ACCURACY_PREFIX}{number}", value)
+        set_study_record(study, f"{TEST_ACCURACY_PREFIX}{number}", value)
         measured.append({"trial": number, **value})
     return measured

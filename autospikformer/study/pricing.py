@@ -26,13 +26,16 @@ from autospikformer.study.storage import (
     ENERGY_ATTR,
     ENERGY_RECORD_ATTR,
     StudyError,
+    set_study_record,
+    study_record,
+    study_records,
 )
 
 
 def study_energy_model(study: optuna.Study) -> EnergyModel:
     """The model and constants that priced ``study``'s trials."""
     try:
-        return EnergyModel.from_attr(study.user_attrs.get(ENERGY_ATTR))
+        return EnergyModel.from_attr(study_record(study, ENERGY_ATTR))
     except EnergyError as exc:
         raise StudyError(f"study {study.study_name!r}: unusable {ENERGY_ATTR}: {exc}") from None
 
@@ -86,11 +89,15 @@ def repriced_study(study: optuna.Study, model: EnergyModel) -> optuna.Study:
         )
     copy = optuna.create_study(study_name=study.study_name, directions=study.directions)
     for key, value in study.user_attrs.items():
-        copy.set_user_attr(key, value)
-    copy.set_user_attr(ENERGY_ATTR, model.to_attr())
-    config = study.user_attrs.get(CONFIG_ATTR)
+        if not key.startswith("autospik:"):  # records of an earlier release: copied below
+            copy.set_user_attr(key, value)
+    records = study_records(study)
+    for key, value in records.items():
+        set_study_record(copy, key, value)
+    set_study_record(copy, ENERGY_ATTR, model.to_attr())
+    config = records.get(CONFIG_ATTR)
     if isinstance(config, dict):
-        copy.set_user_attr(CONFIG_ATTR, {**config, "energy": model.to_table()})
+        set_study_record(copy, CONFIG_ATTR, {**config, "energy": model.to_table()})
     if study.metric_names is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -25,7 +25,13 @@ from autospikformer.checkpoint import (
 )
 from autospikformer.study.config import StudyConfig
 from autospikformer.study.holdout import check_supernet_holdout
-from autospikformer.study.storage import DEFAULT_RUNS_DIR, SUPERNET_ATTR, StudyError
+from autospikformer.study.storage import (
+    DEFAULT_RUNS_DIR,
+    SUPERNET_ATTR,
+    StudyError,
+    set_study_record,
+    study_record,
+)
 from autospikformer.training.trainer import train_supernet
 
 
@@ -82,7 +88,7 @@ def prepare_supernet(
     already recorded a supernet: a second machine must use the first one's checkpoint. The
     checkpoint is checked against the study's space and its digest against the recorded one.
     """
-    recorded = study.user_attrs.get(SUPERNET_ATTR)
+    recorded = study_record(study, SUPERNET_ATTR)
     path = Path(checkpoint) if checkpoint is not None else supernet_path(config, runs_dir)
     if checkpoint is not None and not path.is_file():
         raise StudyError(f"--supernet {path}: no such file")
@@ -118,7 +124,8 @@ def prepare_supernet(
     check_supernet_holdout(meta, config, path)
     digest = file_sha256(path)
     if recorded is None:
-        study.set_user_attr(
+        set_study_record(
+            study,
             SUPERNET_ATTR,
             {"sha256": digest, "host": socket.gethostname(), "path": str(path.resolve())},
         )
@@ -144,7 +151,7 @@ def searched_supernet(
     recorded; it must have the digest the study recorded, so what is evaluated again is what
     the trials saw. Never trains.
     """
-    recorded = study.user_attrs.get(SUPERNET_ATTR) or {}
+    recorded = study_record(study, SUPERNET_ATTR) or {}
     if checkpoint is not None:
         candidates = [Path(checkpoint)]
     else:

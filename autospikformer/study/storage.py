@@ -1,7 +1,11 @@
 """The study storage: URLs, opening an RDB, creating and loading studies, the attribute keys.
 
-- **The study holds its whole configuration** (user attribute :data:`CONFIG_ATTR`, the resolved
+- **The study holds its whole configuration** (record :data:`CONFIG_ATTR`, the resolved
   :meth:`StudyConfig.to_dict`), so a worker needs only the study name and the storage URL.
+- **Records are system attributes** (:func:`study_records`): the configuration, the space, the
+  energy model, the supernet's digest, the validation split, test accuracies. Optuna's own
+  listings (``optuna studies``, the dashboard) show only the one-line user attribute
+  :data:`SUMMARY_ATTR`, so they stay readable.
 - A SQLite file is created only by the commands that register a study, so a mistyped study name
   or path never leaves an empty database behind.
 - The keys of every study and trial attribute the project writes live here, and only here.
@@ -29,13 +33,16 @@ DEFAULT_RUNS_DIR = "runs"
 METRIC_NAMES = ("accuracy", "energy_mj")
 DIRECTIONS = ("maximize", "minimize")
 
-# Study user attributes
+# Study records: system attributes, which `optuna studies` and the dashboard do not list (a
+# study created before they moved there keeps them as user attributes, still read)
 CONFIG_ATTR = "autospik:config"  # the resolved StudyConfig.to_dict()
 SPACE_ATTR = "autospik:space"  # the search space as JSON (SearchSpace.to_json())
 SUPERNET_ATTR = "autospik:supernet"  # {"sha256": ..., "host": ..., "path": ...}
 ENERGY_ATTR = "autospik:energy"  # the energy model and constants that price its trials
 HOLDOUT_ATTR = "autospik:holdout"  # eval_split "val": the validation split (HoldoutSplit.record)
 TEST_ACCURACY_PREFIX = "autospik:test_accuracy:"  # + trial number: {"accuracy", "samples"}
+# Study user attribute: what people see in those listings (StudyConfig.summary())
+SUMMARY_ATTR = "autospik"
 # Trial system attributes (kept out of the dashboard's and `optuna trials`' tables)
 ENERGY_RECORD_ATTR = "autospik:energy_record"  # per-layer counts and rates (EnergyRecord JSON)
 # Trial user attributes (the compact architecture, ARCH_ATTR, is the trial bridge's own key)
@@ -274,6 +281,23 @@ def has_study(storage: optuna.storages.BaseStorage, name: str) -> bool:
     return True
 
 
+def study_records(study: optuna.Study) -> dict[str, Any]:
+    """The project's records of ``study`` (system attributes, over the user attributes where
+    a study created by an earlier release kept them)."""
+    legacy = {k: v for k, v in study.user_attrs.items() if k.startswith("autospik:")}
+    return {**legacy, **study._storage.get_study_system_attrs(study._study_id)}
+
+
+def study_record(study: optuna.Study, key: str, default: Any = None) -> Any:
+    """One record of ``study`` (see :func:`study_records`)."""
+    return study_records(study).get(key, default)
+
+
+def set_study_record(study: optuna.Study, key: str, value: Any) -> None:
+    """Store one record of ``study`` (a JSON-safe value) as a study system attribute."""
+    study._storage.set_study_system_attr(study._study_id, key, value)
+
+
 def load_study(
     storage: optuna.storages.BaseStorage,
     name: str,
@@ -286,7 +310,7 @@ def load_study(
         there = ", ".join(names) if names else "none"
         raise StudyError(f"no study named {name!r} in this storage (studies there: {there})")
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-    data = study.user_attrs.get(CONFIG_ATTR)
+    data = study_record(study, CONFIG_ATTR)
     if data is None:
         raise StudyError(f"study {name!r} was not created by autospik (it has no {CONFIG_ATTR})")
     try:
@@ -346,9 +370,10 @@ def create_study(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(METRIC_NAMES))
-    study.set_user_attr(SPACE_ATTR, config.space.to_json())
-    study.set_user_attr(CONFIG_ATTR, config.to_dict())
-    study.set_user_attr(ENERGY_ATTR, config.energy.to_attr())
+    set_study_record(study, SPACE_ATTR, config.space.to_json())
+    set_study_record(study, CONFIG_ATTR, config.to_dict())
+    set_study_record(study, ENERGY_ATTR, config.energy.to_attr())
+    study.set_user_attr(SUMMARY_ATTR, config.summary())
     baseline = baseline_architecture(config)
     if config.search.baseline and baseline is not None:
         label, arch = baseline
@@ -364,7 +389,7 @@ def withdraw_study(study: optuna.Study, *, created_file: Path | None = None) -> 
     deleted. Returns whether the study was removed.
     """
     trials = study.get_trials(deepcopy=False)
-    if SUPERNET_ATTR in study.user_attrs or any(t.state != TrialState.WAITING for t in trials):
+    if SUPERNET_ATTR in study_records(study) or any(t.state != TrialState.WAITING for t in trials):
         return False
     storage = study._storage
     if created_file is not None and study_names(storage) == [study.study_name]:
