@@ -26,12 +26,14 @@ DSPS candidates by F_AEB, and over 100 random candidates (the paper: 0.63 vs 0.0
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -42,7 +44,7 @@ import surrogate
 
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.fitness import balanced_fitness
-from autospikformer.search.samplers import make_sampler
+from autospikformer.search.samplers import SAMPLER_OPTIONS, make_sampler
 from autospikformer.search.space import SearchSpace
 from autospikformer.search.suggest import suggest_architecture
 from autospikformer.study.export import hypervolume_2d, kendall_tau, pareto_mask
@@ -78,13 +80,16 @@ class DigitsObjective:
 
     Evaluation is a deterministic function of the architecture (fixed calibration subset, one
     thread), so results are cached per architecture and shared by every run of the process;
-    ``seconds`` is what the evaluations cost when first made.
+    ``seconds`` is what the evaluations cost when first made. With ``cache`` the results also
+    go to a JSON-lines file tied to the checkpoint's SHA-256, so a rerun (a tuning run, or one
+    cut short) evaluates only what it has not seen.
     """
 
-    def __init__(self, checkpoint: Path) -> None:
+    def __init__(self, checkpoint: Path, cache: Path | None = None) -> None:
         import torch
 
         from autospikformer.checkpoint import load_supernet
+        from autospikformer.study.stage1 import file_sha256
         from autospikformer.training.evaluate import SubnetEvaluator
 
         torch.set_num_threads(1)
@@ -94,6 +99,26 @@ class DigitsObjective:
         )  # fmt: skip
         self.cache: dict[str, tuple[float, float]] = {}
         self.seconds = 0.0
+        self.evaluated = 0
+        self.file = None
+        if cache is not None:
+            digest = file_sha256(checkpoint)
+            if cache.is_file():
+                lines = cache.read_text().splitlines()
+                head = json.loads(lines[0]) if lines else {}
+                if head.get("supernet_sha256") != digest:
+                    raise SystemExit(
+                        f"{cache} holds evaluations of another supernet "
+                        f"({str(head.get('supernet_sha256'))[:12]}, here {digest[:12]}): "
+                        "delete it or name another --cache"
+                    )
+                for line in lines[1:]:
+                    row = json.loads(line)
+                    self.cache[row["arch"]] = (row["accuracy"], row["energy_mj"])
+            else:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps({"supernet_sha256": digest}) + "\n")
+            self.file = cache.open("a")
 
     def __call__(self, arch: Architecture) -> tuple[float, float]:
         key = str(arch)
@@ -101,7 +126,13 @@ class DigitsObjective:
             start = time.perf_counter()
             r = self.evaluator.evaluate(arch)
             self.seconds += time.perf_counter() - start
+            self.evaluated += 1
             self.cache[key] = (100.0 * float(r.accuracy), float(r.energy_mj))
+            if self.file is not None:
+                acc, energy = self.cache[key]
+                row = {"arch": key, "accuracy": acc, "energy_mj": energy}
+                self.file.write(json.dumps(row) + "\n")  # one append: safe beside another run
+                self.file.flush()
         return self.cache[key]
 
 
@@ -111,9 +142,14 @@ def run(
     trials: int,
     seed: int,
     evaluate: Callable[[Architecture], tuple[float, float]],
+    overrides: dict[str, Any] | None = None,
 ) -> tuple[Points, float]:
-    """(every trial's point, seconds per trial spent outside the objective: the sampler's)."""
-    sampler = make_sampler(name, space=space, seed=seed)
+    """(every trial's point, seconds per trial spent outside the objective: the sampler's).
+
+    The sampler gets the options a study file gets by default (``SAMPLER_OPTIONS``), then
+    ``overrides``."""
+    options = {**SAMPLER_OPTIONS[name], **(overrides or {})}
+    sampler = make_sampler(name, space=space, seed=seed, **options)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
     inside = 0.0
 
@@ -151,6 +187,12 @@ def main() -> None:
         help="digits supernet (benchmarks/digits_supernet.py --out runs/bench-digits)",
     )
     parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="digits: keep evaluations in this JSON-lines file (tied to the supernet's SHA-256)",
+    )
+    parser.add_argument(
         "--mismatch-weight",
         type=float,
         default=surrogate.MISMATCH_WEIGHT,
@@ -161,7 +203,9 @@ def main() -> None:
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     if args.problem == "digits":
         space = SearchSpace.load("digits")
-        evaluate: Callable[[Architecture], tuple[float, float]] = DigitsObjective(args.supernet)
+        evaluate: Callable[[Architecture], tuple[float, float]] = DigitsObjective(
+            args.supernet, args.cache
+        )
         trials = args.trials or 300
     else:
         space = SearchSpace.load(args.space)
@@ -190,8 +234,8 @@ def main() -> None:
             )
     if isinstance(evaluate, DigitsObjective):
         print(
-            f"digits: {len(evaluate.cache)} distinct architectures evaluated, "
-            f"{evaluate.seconds / max(1, len(evaluate.cache)):.2f} s each"
+            f"digits: {len(evaluate.cache)} distinct architectures known, {evaluate.evaluated} "
+            f"evaluated in this run, {evaluate.seconds / max(1, evaluate.evaluated):.2f} s each"
         )
 
     ref, box = pooled_reference([run for runs in points.values() for run in runs])

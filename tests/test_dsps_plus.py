@@ -27,11 +27,13 @@ from autospikformer.search.dsps import PARENTS_KEY_PREFIX, _Record, _StudyView
 from autospikformer.search.dsps_plus import (
     DSPSPlusSampler,
     _Predictor,
+    _Ridge,
     crowding_distance,
     hypervolume_contribution,
     hypervolume_improvement,
     nondominated_sort,
     pareto_select,
+    refit_point,
 )
 from autospikformer.search.samplers import make_sampler
 from autospikformer.search.suggest import suggest_architecture
@@ -216,6 +218,68 @@ def test_screening_picks_the_predicted_best_candidate() -> None:
     truth = np.array([_objective_values(a) for a in candidates])
     assert np.corrcoef(truth[:, 1], predicted[:, 1])[0, 1] > 0.7
     assert np.corrcoef(truth[:, 0], predicted[:, 0])[0, 1] > 0.7
+
+
+def test_leave_one_out_error_is_the_refit_without_each_trial() -> None:
+    """The closed form (residual over 1 - leverage) equals refitting n times."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 6))
+    y = x @ rng.normal(size=6) + 0.3 * rng.normal(size=30)
+    model = _Ridge(0.7).fit(x, y)
+    brute = []
+    for i in range(30):
+        keep = np.arange(30) != i
+        left = _Ridge(0.7).fit(x[keep], y[keep])
+        brute.append((y[i] - left.predict(x[i : i + 1])[0]) ** 2)
+    assert model.loo_mse == pytest.approx(float(np.mean(brute)), rel=1e-9)
+
+
+def test_the_accuracy_model_keeps_interactions_only_where_they_predict_better() -> None:
+    sampler = DSPSPlusSampler(space=BIG, seed=0)
+    encoder = sampler._encoder
+    import random
+
+    rng = random.Random(3)
+    archs = list(dict.fromkeys(BIG.sample(rng) for _ in range(150)))
+
+    def records(accuracy: Any) -> list[_Record]:
+        return [
+            _Record(i, i, optuna.trial.TrialState.COMPLETE, a, 0, (accuracy(a), 1.0 + i % 7))
+            for i, a in enumerate(archs)
+        ]
+
+    additive = _Predictor(encoder, records(lambda a: a.embed_dim / 100 + sum(a.mlp_ratio)))
+    assert not additive.interactions
+    # accuracy that depends on the time steps and the width together
+    coupled = _Predictor(encoder, records(lambda a: (a.embed_dim / 100) * (a.time_steps - 2.5)))
+    assert coupled.interactions
+
+
+def test_refit_points_are_every_few_trials_then_every_five_percent() -> None:
+    points = sorted({refit_point(n, 10) for n in range(20_000)})
+    steps = np.diff(points)
+    assert points[:3] == [0, 10, 20] and refit_point(209, 10) == 200
+    assert all(s == max(10, p // 20) for p, s in zip(points, steps, strict=False))
+    assert len(points) < 120  # a 20,000-trial study refits about a hundred times
+
+
+def test_screening_starts_in_generation_0() -> None:
+    """After ``min_fit_trials`` complete trials the uniform draws of generation 0 are screened:
+    a population larger than the budget still ends with a better front than the same seed's
+    unscreened draws (candidates 1)."""
+    from autospikformer.study.export import hypervolume_2d
+
+    def hv(candidates: int) -> float:
+        sampler = DSPSPlusSampler(
+            space=BIG, population_size=200, num_parents=20, candidates=candidates, seed=1
+        )
+        study = _run(sampler, 80)
+        assert {_gen(t) for t in study.trials} == {0}
+        acc = [t.values[0] for t in study.trials]
+        energy = [t.values[1] for t in study.trials]
+        return hypervolume_2d(acc, energy, ref_energy=600.0, ref_accuracy=0.0)
+
+    assert hv(16) > 1.05 * hv(1)
 
 
 def _random_sampler() -> optuna.samplers.BaseSampler:

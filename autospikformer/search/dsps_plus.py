@@ -28,12 +28,20 @@ sequential run repeats) and changes two things:
   times ``T``, split by the block's (threshold, tau) pair, since a block's synaptic operations
   are its firing rate times ``T`` times its MACs and the rate follows the neuron settings.
 
-Generation 0 is random (the predictor has nothing to learn from yet), and so is a slot whose
-candidates are all duplicates or infeasible (the DSPS redraw rules then apply as they are). The
-predictor is fitted once per generation and sampler instance on the trials of earlier
-generations only, so a resumed run fits exactly what an uninterrupted one did; fitting and
-screening read nothing from the storage beyond what DSPS already reads, so the storage calls per
-trial stay those of DSPS.
+The first ``min_fit_trials`` trials are uniform draws (the predictor has nothing to learn from
+yet); after them screening starts at once, in generation 0 too, where the proposals are uniform
+draws of the space (and local moves), so a small budget does not spend a whole population on
+unscreened draws. A slot whose candidates are all duplicates or infeasible falls back to DSPS's
+own proposal (the DSPS redraw rules then apply as they are). The predictor is refitted every
+``refit_every`` trials (every 5 % of the trials so far once that is more) on the complete
+trials numbered below the refit point (trial numbers, not arrival order: a resumed run fits
+exactly what an uninterrupted one did); feature rows are kept per architecture, so a refit is
+a few small matrix products. The accuracy model is fitted twice, with and without features
+that pair the time steps with each block's neuron setting and with the width, and the one with
+the smaller leave-one-out error (closed form for ridge regression) is kept: the interactions
+help on a real supernet (digits) and only add variance where accuracy is additive. Fitting and screening read
+nothing from the storage beyond what DSPS already reads, so the storage calls per trial stay
+those of DSPS.
 """
 
 from __future__ import annotations
@@ -218,7 +226,15 @@ class _Encoder:
         self.pair_at = offset
         offset += len(self.pairs)
         self.size_at = offset
-        self.acc_width = offset + 2
+        offset += 2
+        self.plain_width = offset
+        # interactions with the time steps: a neuron setting, and a width, serve T differently
+        self.steps = {t: i for i, t in enumerate(c["time_steps"])}
+        self.pair_steps_at = offset
+        offset += len(self.pairs) * len(self.steps)
+        self.embed_steps_at = offset
+        offset += n["embed_dim"] * len(self.steps)
+        self.acc_width = offset
         self.max_embed = float(max(c["embed_dim"]))
         self.energy_width = 2 * len(self.pairs) + 2
 
@@ -237,6 +253,11 @@ class _Encoder:
         params = sum((4 + 2 * r) * e * e for r in arch.mlp_ratio)
         row[self.size_at] = math.log(params)
         row[self.size_at + 1] = math.log(params) ** 2
+        t, steps = self.steps[arch.time_steps], len(self.steps)
+        for th, tau in zip(arch.threshold, arch.tau, strict=True):
+            row[self.pair_steps_at + self.pairs[(th, tau)] * steps + t] += share
+        embed = self.index["embed_dim"][arch.embed_dim]
+        row[self.embed_steps_at + embed * steps + t] = 1.0
         return row
 
     def energy_row(self, arch: Architecture) -> np.ndarray:
@@ -267,6 +288,11 @@ class _Ridge:
         gram = xc.T @ xc + self.alpha * np.eye(x.shape[1])
         self.coef = np.linalg.solve(gram, xc.T @ (y - mean_y))
         self.intercept = mean_y - float(mean_x @ self.coef)
+        # leave-one-out residuals in closed form: r_i / (1 - h_ii), h the hat matrix's
+        # diagonal (centring adds 1/n to it); what model selection compares
+        hat = np.einsum("ij,ji->i", xc, np.linalg.solve(gram, xc.T)) + 1.0 / len(y)
+        residual = y - self.predict(x)
+        self.loo_mse = float(np.mean((residual / np.maximum(1.0 - hat, 1e-9)) ** 2))
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -274,26 +300,54 @@ class _Ridge:
 
 
 class _Predictor:
-    """Predicted (accuracy, energy) of architectures, fitted on complete trials."""
+    """Predicted (accuracy, energy) of architectures, fitted on complete trials.
 
-    def __init__(self, encoder: _Encoder, records: Sequence[_Record]) -> None:
+    ``rows`` caches each architecture's feature rows across refits (one sampler's cache).
+    """
+
+    def __init__(
+        self,
+        encoder: _Encoder,
+        records: Sequence[_Record],
+        rows: dict[Architecture, tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
         self.encoder = encoder
-        archs = [r.arch for r in records]
+        self.rows = {} if rows is None else rows
+        acc_x, energy_x = self._features([r.arch for r in records], keep=True)  # type: ignore[misc]
         acc = np.array([r.values[0] for r in records])  # type: ignore[index]
         energy = np.array([r.values[1] for r in records])  # type: ignore[index]
         self.acc_scale = float(acc.std()) or 1.0
         self.energy_scale = float(np.abs(energy).mean()) or 1.0
-        self.accuracy = _Ridge().fit(
-            np.array([encoder.accuracy_row(a) for a in archs]), acc / self.acc_scale
-        )
-        self.energy = _Ridge(alpha=1e-3).fit(
-            np.array([encoder.energy_row(a) for a in archs]), energy / self.energy_scale
-        )
+        # with or without the time-step interactions, whichever predicts left-out trials better
+        # (they help on real supernets and only add variance where accuracy is additive)
+        plain = _Ridge().fit(acc_x[:, : encoder.plain_width], acc / self.acc_scale)
+        full = _Ridge().fit(acc_x, acc / self.acc_scale)
+        self.interactions = full.loo_mse < plain.loo_mse
+        self.accuracy = full if self.interactions else plain
+        self.energy = _Ridge(alpha=1e-3).fit(energy_x, energy / self.energy_scale)
+
+    def _features(
+        self, archs: Sequence[Architecture], *, keep: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Feature matrices of ``archs``; ``keep``: cache the rows (evaluated architectures
+        only: proposals that are never evaluated would grow the cache without bound)."""
+        rows = []
+        for arch in archs:
+            row = self.rows.get(arch)
+            if row is None:
+                row = (self.encoder.accuracy_row(arch), self.encoder.energy_row(arch))
+                if keep:
+                    self.rows[arch] = row
+            rows.append(row)
+        return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
 
     def predict(self, archs: Sequence[Architecture]) -> np.ndarray:
         """n x 2 array of (accuracy, energy)."""
-        acc = self.accuracy.predict(np.array([self.encoder.accuracy_row(a) for a in archs]))
-        energy = self.energy.predict(np.array([self.encoder.energy_row(a) for a in archs]))
+        acc_x, energy_x = self._features(archs, keep=False)
+        if not self.interactions:
+            acc_x = acc_x[:, : self.encoder.plain_width]
+        acc = self.accuracy.predict(acc_x)
+        energy = self.energy.predict(energy_x)
         return np.column_stack((acc * self.acc_scale, energy * self.energy_scale))
 
 
@@ -309,8 +363,11 @@ class DSPSPlusSampler(DSPSSampler):
             rather than an offspring of the generation's parents.
         tie_break: how the last Pareto front that fits among the parents is cut:
             ``"crowding"`` or ``"hypervolume"`` (contribution).
-        min_fit_trials: complete trials of earlier generations needed before the predictor is
-            used (until then offspring are evaluated unscreened).
+        min_fit_trials: complete trials needed before the predictor is used (until then
+            proposals are evaluated unscreened).
+        refit_every: the predictor is refitted every this many trials (or every 5 % of the
+            trials so far, when that is more) on the complete trials numbered below the refit
+            point.
     """
 
     def __init__(
@@ -325,6 +382,7 @@ class DSPSPlusSampler(DSPSSampler):
         local_prob: float = 0.2,
         tie_break: str = "crowding",
         min_fit_trials: int = 20,
+        refit_every: int = 10,
         feasible: Callable[[Architecture], bool] | None = None,
         max_redraws: int = 100,
         seed: int | None = None,
@@ -345,10 +403,12 @@ class DSPSPlusSampler(DSPSSampler):
             raise ValueError(f"tie_break must be one of {', '.join(TIE_BREAKS)}, got {tie_break!r}")
         self._tie_break = tie_break
         self._min_fit_trials = _check_int("min_fit_trials", min_fit_trials, 2)
+        self._refit_every = _check_int("refit_every", refit_every, 1)
         self._encoder = _Encoder(space)
         self._drawing = -1  # number of the trial being drawn
-        # per study view: (generation, predictor or None) and (finished count, front, reference)
+        # per study view: (refit point, predictor or None) and (finished count, front, members)
         self._predictors: dict[int, tuple[int, _Predictor | None]] = {}
+        self._rows: dict[Architecture, tuple[np.ndarray, np.ndarray]] = {}  # features per arch
         self._fronts: dict[int, tuple[int, np.ndarray, list[_Record]]] = {}
 
     def _config(self) -> dict[str, Any]:
@@ -359,6 +419,7 @@ class DSPSPlusSampler(DSPSSampler):
             "local_prob": self._local_prob,
             "tie_break": self._tie_break,
             "min_fit_trials": self._min_fit_trials,
+            "refit_every": self._refit_every,
         }
 
     # --- parents ---------------------------------------------------------------------------
@@ -377,9 +438,9 @@ class DSPSPlusSampler(DSPSSampler):
     def _propose(
         self, study: Any, view: _StudyView, generation: int, rng: random.Random, uniform: bool
     ) -> tuple[Architecture, str]:
-        if generation == 0 or uniform:
+        if uniform:
             return super()._propose(study, view, generation, rng, uniform)
-        predictor = self._predictor(view, generation) if self._candidates > 1 else None
+        predictor = self._predictor(view, self._drawing) if self._candidates > 1 else None
         if predictor is None:
             return super()._propose(study, view, generation, rng, uniform)
         front_records = self._front(view)[2]
@@ -438,24 +499,28 @@ class DSPSPlusSampler(DSPSSampler):
             return int(np.argmax(gain))
         return int(np.argmin(epsilon_distance(front, mine, scale)))
 
-    def _predictor(self, view: _StudyView, generation: int) -> _Predictor | None:
-        """The predictor of ``generation``: fitted on complete trials of earlier generations."""
+    def _predictor(self, view: _StudyView, number: int) -> _Predictor | None:
+        """The predictor for trial ``number``: fitted on the complete trials numbered below
+        the last refit point it reached (:func:`refit_point`)."""
+        point = refit_point(number, self._refit_every)
         cached = self._predictors.get(id(view))
-        if cached is not None and cached[0] == generation:
+        if cached is not None and cached[0] == point:
             return cached[1]
         records = [
             r
             for r in view.finished.values()
             if r.values is not None
             and r.arch is not None
-            and (r.generation is None or r.generation < generation)
+            and r.number < point
             and all(math.isfinite(v) for v in r.values)
         ]
         records.sort(key=lambda r: r.number)
         predictor = (
-            _Predictor(self._encoder, records) if len(records) >= self._min_fit_trials else None
+            _Predictor(self._encoder, records, self._rows)
+            if len(records) >= self._min_fit_trials
+            else None
         )
-        self._predictors[id(view)] = (generation, predictor)
+        self._predictors[id(view)] = (point, predictor)
         return predictor
 
     def _front(self, view: _StudyView) -> tuple[int, np.ndarray, list[_Record]]:
@@ -483,6 +548,18 @@ class DSPSPlusSampler(DSPSSampler):
         result = (len(view.finished), front, members)
         self._fronts[id(view)] = result
         return result
+
+
+def refit_point(number: int, every: int) -> int:
+    """The last refit point at or below trial ``number``: points are ``every`` trials apart,
+    or 5 % of the trials so far when that is more, so a refit costs O(1) per trial amortised
+    however long the study runs (a function of the number alone: resumed runs agree)."""
+    point = 0
+    while True:
+        step = max(every, point // 20)
+        if point + step > number:
+            return point
+        point += step
 
 
 def _single_gene(arch: Architecture, space: SearchSpace, rng: random.Random) -> Architecture:
@@ -521,4 +598,5 @@ __all__ = [
     "hypervolume_improvement",
     "nondominated_sort",
     "pareto_select",
+    "refit_point",
 ]
