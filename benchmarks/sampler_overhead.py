@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import surrogate
 
-from autospikformer.search.samplers import make_sampler
+from autospikformer.search.samplers import SAMPLER_OPTIONS, make_sampler
 from autospikformer.search.space import SearchSpace
 from autospikformer.search.suggest import suggest_architecture
 
@@ -88,7 +88,9 @@ def per_trial_times(
     The samplers take turns chunk by chunk, so a change in the machine's load between the
     start and the end of the run affects them alike and the ratios stay fair.
     """
-    samplers = {name: make_sampler(name, space=space, seed=seed) for name in names}
+    samplers = {
+        name: make_sampler(name, space=space, seed=seed, **SAMPLER_OPTIONS[name]) for name in names
+    }
     watches = {name: Stopwatch(sampler) for name, sampler in samplers.items()}
     studies = {
         name: optuna.create_study(

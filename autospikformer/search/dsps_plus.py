@@ -46,6 +46,7 @@ those of DSPS.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -356,7 +357,7 @@ class DSPSPlusSampler(DSPSSampler):
 
     Args:
         space, population_size, num_parents, crossover_prob, mutation_prob, feasible,
-            max_redraws, seed: as for :class:`~autospikformer.search.dsps.DSPSSampler`.
+            max_redraws, settle_timeout, seed: as for :class:`~autospikformer.search.dsps.DSPSSampler`.
         candidates: offspring proposed per slot; the predictor picks one to evaluate (1: no
             screening, every proposal is evaluated as in DSPS).
         local_prob: probability that a proposal is a single-gene move of a front member
@@ -385,6 +386,7 @@ class DSPSPlusSampler(DSPSSampler):
         refit_every: int = 10,
         feasible: Callable[[Architecture], bool] | None = None,
         max_redraws: int = 100,
+        settle_timeout: float = 10.0,
         seed: int | None = None,
     ) -> None:
         super().__init__(
@@ -395,6 +397,7 @@ class DSPSPlusSampler(DSPSSampler):
             mutation_prob=mutation_prob,
             feasible=feasible,
             max_redraws=max_redraws,
+            settle_timeout=settle_timeout,
             seed=seed,
         )
         self._candidates = _check_int("candidates", candidates, 1)
@@ -524,18 +527,22 @@ class DSPSPlusSampler(DSPSSampler):
         return predictor
 
     def _front(self, view: _StudyView) -> tuple[int, np.ndarray, list[_Record]]:
-        """(finished count, staircase of the complete feasible trials, their records)."""
+        """(finished count, staircase of the complete feasible trials, their records).
+
+        Incremental: trials only ever join ``view.finished`` (in arrival order), and a trial
+        dominated once stays dominated, so the new front is that of the old members and the
+        trials that finished since, whatever the study's size.
+        """
         cached = self._fronts.get(id(view))
         if cached is not None and cached[0] == len(view.finished):
             return cached
-        records = sorted(
-            (
-                r
-                for r in view.finished.values()
-                if r.values is not None and r.arch is not None and r.violation <= 0
-            ),
-            key=lambda r: r.number,
-        )
+        seen, members = (0, []) if cached is None else (cached[0], cached[2])
+        arrived = [
+            r
+            for r in itertools.islice(view.finished.values(), seen, None)
+            if r.values is not None and r.arch is not None and r.violation <= 0
+        ]
+        records = sorted([*members, *arrived], key=lambda r: r.number)
         if records:
             points = np.array([(r.values[1], -r.values[0]) for r in records])  # type: ignore[index]
             front = _staircase(points)
