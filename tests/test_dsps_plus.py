@@ -225,7 +225,7 @@ def test_leave_one_out_error_is_the_refit_without_each_trial() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(30, 6))
     y = x @ rng.normal(size=6) + 0.3 * rng.normal(size=30)
-    model = _Ridge(0.7).fit(x, y)
+    model = _Ridge(0.7).fit(x, y, loo=True)
     brute = []
     for i in range(30):
         keep = np.arange(30) != i

@@ -39,9 +39,9 @@ exactly what an uninterrupted one did); feature rows are kept per architecture, 
 a few small matrix products. The accuracy model is fitted twice, with and without features
 that pair the time steps with each block's neuron setting and with the width, and the one with
 the smaller leave-one-out error (closed form for ridge regression) is kept: the interactions
-help on a real supernet (digits) and only add variance where accuracy is additive. Fitting and screening read
-nothing from the storage beyond what DSPS already reads, so the storage calls per trial stay
-those of DSPS.
+help on a real supernet (digits) and only add variance where accuracy is additive. Fitting and
+screening read nothing from the storage beyond what DSPS already reads, so the storage calls
+per trial stay those of DSPS.
 """
 
 from __future__ import annotations
@@ -283,17 +283,23 @@ class _Ridge:
         self.coef = np.zeros(0)
         self.intercept = 0.0
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> _Ridge:
+    def fit(self, x: np.ndarray, y: np.ndarray, *, loo: bool = False) -> _Ridge:
+        """Fit; ``loo``: also set ``loo_mse``, the leave-one-out mean squared error, in closed
+        form (residual / (1 - h_ii), h the hat matrix's diagonal, to which centring adds 1/n),
+        which model selection compares."""
         mean_x, mean_y = x.mean(axis=0), float(y.mean())
         xc = x - mean_x
         gram = xc.T @ xc + self.alpha * np.eye(x.shape[1])
-        self.coef = np.linalg.solve(gram, xc.T @ (y - mean_y))
+        if loo:
+            solved = np.linalg.solve(gram, xc.T)  # one solve gives the weights and the hat
+            self.coef = solved @ (y - mean_y)
+        else:
+            self.coef = np.linalg.solve(gram, xc.T @ (y - mean_y))
         self.intercept = mean_y - float(mean_x @ self.coef)
-        # leave-one-out residuals in closed form: r_i / (1 - h_ii), h the hat matrix's
-        # diagonal (centring adds 1/n to it); what model selection compares
-        hat = np.einsum("ij,ji->i", xc, np.linalg.solve(gram, xc.T)) + 1.0 / len(y)
-        residual = y - self.predict(x)
-        self.loo_mse = float(np.mean((residual / np.maximum(1.0 - hat, 1e-9)) ** 2))
+        if loo:
+            hat = np.einsum("ij,ji->i", xc, solved) + 1.0 / len(y)
+            residual = y - self.predict(x)
+            self.loo_mse = float(np.mean((residual / np.maximum(1.0 - hat, 1e-9)) ** 2))
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -321,8 +327,8 @@ class _Predictor:
         self.energy_scale = float(np.abs(energy).mean()) or 1.0
         # with or without the time-step interactions, whichever predicts left-out trials better
         # (they help on real supernets and only add variance where accuracy is additive)
-        plain = _Ridge().fit(acc_x[:, : encoder.plain_width], acc / self.acc_scale)
-        full = _Ridge().fit(acc_x, acc / self.acc_scale)
+        plain = _Ridge().fit(acc_x[:, : encoder.plain_width], acc / self.acc_scale, loo=True)
+        full = _Ridge().fit(acc_x, acc / self.acc_scale, loo=True)
         self.interactions = full.loo_mse < plain.loo_mse
         self.accuracy = full if self.interactions else plain
         self.energy = _Ridge(alpha=1e-3).fit(energy_x, energy / self.energy_scale)

@@ -383,7 +383,7 @@ def studies_frame(storage: optuna.storages.BaseStorage) -> pd.DataFrame:
     rows = []
     for summary in sorted(storage.get_all_studies(), key=lambda s: s.study_name):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        config = study_record(study, CONFIG_ATTR) or {}
+        config = study_settings(study)
         trials = study.get_trials(deepcopy=False)
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         rows.append(

@@ -25,6 +25,7 @@ from autospikformer.study.storage import (
     CONFIG_ATTR,
     ENERGY_ATTR,
     ENERGY_RECORD_ATTR,
+    RECORD_PREFIX,
     StudyError,
     set_study_record,
     study_record,
@@ -89,7 +90,7 @@ def repriced_study(study: optuna.Study, model: EnergyModel) -> optuna.Study:
         )
     copy = optuna.create_study(study_name=study.study_name, directions=study.directions)
     for key, value in study.user_attrs.items():
-        if not key.startswith("autospik:"):  # records of an earlier release: copied below
+        if not key.startswith(RECORD_PREFIX):  # records of an earlier release: copied below
             copy.set_user_attr(key, value)
     records = study_records(study)
     for key, value in records.items():

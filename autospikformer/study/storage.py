@@ -33,6 +33,7 @@ DEFAULT_RUNS_DIR = "runs"
 METRIC_NAMES = ("accuracy", "energy_mj")
 DIRECTIONS = ("maximize", "minimize")
 
+RECORD_PREFIX = "autospik:"  # every record key starts so (and no other study user attribute)
 # Study records: system attributes, which `optuna studies` and the dashboard do not list (a
 # study created before they moved there keeps them as user attributes, still read)
 CONFIG_ATTR = "autospik:config"  # the resolved StudyConfig.to_dict()
@@ -284,7 +285,7 @@ def has_study(storage: optuna.storages.BaseStorage, name: str) -> bool:
 def study_records(study: optuna.Study) -> dict[str, Any]:
     """The project's records of ``study`` (system attributes, over the user attributes where
     a study created by an earlier release kept them)."""
-    legacy = {k: v for k, v in study.user_attrs.items() if k.startswith("autospik:")}
+    legacy = {k: v for k, v in study.user_attrs.items() if k.startswith(RECORD_PREFIX)}
     return {**legacy, **study._storage.get_study_system_attrs(study._study_id)}
 
 
