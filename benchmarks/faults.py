@@ -51,7 +51,7 @@ from checkpoint_killer import recipe  # noqa: E402
 from helpers import tiny_study  # noqa: E402
 from private_postgres import PrivatePostgres  # noqa: E402
 
-from autospikformer.checkpoint import load_checkpoint  # noqa: E402
+from autospikformer.checkpoint_file import load_checkpoint  # noqa: E402
 from autospikformer.study.config import StudyConfig  # noqa: E402
 from autospikformer.training.trainer import train_supernet  # noqa: E402
 

@@ -42,12 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import surrogate
 
+from autospikformer.pareto import hypervolume_2d, pareto_mask
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.fitness import balanced_fitness
 from autospikformer.search.samplers import SAMPLER_OPTIONS, make_sampler
 from autospikformer.search.space import SearchSpace
 from autospikformer.search.suggest import suggest_architecture
-from autospikformer.study.export import hypervolume_2d, kendall_tau, pareto_mask
+from autospikformer.study.export import kendall_tau
 
 Points = list[tuple[float, float]]  # (accuracy %, energy mJ) of every trial of one run
 

@@ -2,7 +2,7 @@
 
 Usage: ``python tests/checkpoint_killer.py OUT_DIR EPOCHS MOMENT [FRACTION [SPACE]]``
 
-MOMENT is where in :func:`autospikformer.checkpoint.save_checkpoint` the process dies:
+MOMENT is where in :func:`autospikformer.checkpoint_file.save_checkpoint` the process dies:
 ``write`` after FRACTION of the checkpoint's bytes reached its temporary file, ``fsync`` with
 every byte written but before the file is flushed to disk and renamed, ``replace`` right after
 the rename (before the folder is synced), ``none`` not at all (the run finishes). The kill is a
@@ -59,7 +59,7 @@ def _die() -> None:
 
 def arm(moment: str, fraction: float) -> None:
     """Patch the calls ``save_checkpoint`` makes so that the first checkpoint write dies."""
-    import autospikformer.checkpoint as checkpoint
+    import autospikformer.checkpoint_file as checkpoint
 
     if moment == "write":
         real_save = torch.save

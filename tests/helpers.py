@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 # A space small enough for real training and evaluation in a test (8x8 inputs, 1-2 blocks).
 TINY_SPACE = {
     "name": "tiny",
@@ -47,7 +49,20 @@ grace_period = 3
 DSPS_OPTIONS = "[search.options]\npopulation_size = 4\nnum_parents = 2\n"
 
 
-def tiny_study(name: str, sampler: str = "dsps") -> str:
-    """The text of :data:`TINY_STUDY` for study ``name`` searched by ``sampler``."""
-    options = DSPS_OPTIONS if sampler == "dsps" else ""
-    return TINY_STUDY.format(name=name, sampler=sampler, options=options)
+def tiny_study(
+    name: str, sampler: str = "dsps", *, options: dict | None = None, **search: object
+) -> str:
+    """The text of :data:`TINY_STUDY` for study ``name`` searched by ``sampler``; ``options``
+    replace the sampler's ``[search.options]`` (default: DSPS with a population of 4), and
+    ``search`` adds keys to ``[search]`` (e.g. ``max_energy_mj=0.001``)."""
+    if options is None:
+        text = DSPS_OPTIONS if sampler == "dsps" else ""
+    else:
+        text = "[search.options]\n" + "".join(f"{k} = {v!r}\n" for k, v in options.items())
+    study = TINY_STUDY.format(name=name, sampler=sampler, options=text)
+    for key, value in search.items():
+        line = f"{key} = {value!r}\n"
+        study, found = re.subn(rf"^{key} = .*\n", line, study, count=1, flags=re.M)
+        if not found:
+            study = study.replace("[search]\n", f"[search]\n{line}", 1)
+    return study

@@ -20,7 +20,7 @@ import pytest
 import torch
 from checkpoint_killer import recipe
 
-from autospikformer.checkpoint import (
+from autospikformer.checkpoint_file import (
     CheckpointError,
     load_checkpoint,
     read_checkpoint,

@@ -258,7 +258,7 @@ def _write_cifar10(folder: Path, n: int) -> None:
 
 def test_a_one_epoch_run_derives_its_warmup(folder) -> None:
     """``--epochs 1`` on the reference recipe: the 20-epoch warm-up shrinks instead of failing."""
-    from autospikformer.checkpoint import load_checkpoint
+    from autospikformer.checkpoint_file import load_checkpoint
 
     _write_cifar10(folder / "cifar", n=4)
     space = folder / "space.toml"
@@ -288,3 +288,30 @@ def test_a_one_epoch_run_derives_its_warmup(folder) -> None:
         "cifar10: data folder 'nowhere' does not exist",
     )  # fmt: skip
     assert not (folder / "c10b").exists() and not (folder / "c10c").exists()
+
+
+def _commands(group, path=()):
+    """Every command of the CLI with its words (``("study", "run")``...)."""
+    import typer.main
+
+    command = typer.main.get_command(group) if not hasattr(group, "commands") else group
+    for name, sub in getattr(command, "commands", {}).items():
+        if hasattr(sub, "commands"):
+            yield from _commands(sub, (*path, name))
+        else:
+            yield (*path, name), sub
+
+
+def test_help_paragraphs_are_wrapped_by_the_terminal_not_the_source() -> None:
+    """A docstring's line breaks do not reach ``--help``: each paragraph reads as one line on a
+    wide terminal, so an 80-column one wraps it evenly instead of mid-sentence."""
+    from autospikformer.cli.common import help_text
+
+    commands = list(_commands(app))
+    assert len(commands) >= 12
+    for words, command in commands:
+        text = runner.invoke(app, [*words, "--help"], env={"COLUMNS": "400"}).output
+        lines = {" ".join(line.split()) for line in text.splitlines()}
+        for paragraph in (help_text(command.callback.__doc__) or "").split("\n\n"):
+            if len(paragraph) < 380:  # a longer one wraps even at 400 columns
+                assert paragraph in lines, (words, paragraph)

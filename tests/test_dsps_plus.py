@@ -267,7 +267,7 @@ def test_screening_starts_in_generation_0() -> None:
     """After ``min_fit_trials`` complete trials the uniform draws of generation 0 are screened:
     a population larger than the budget still ends with a better front than the same seed's
     unscreened draws (candidates 1)."""
-    from autospikformer.study.export import hypervolume_2d
+    from autospikformer.pareto import hypervolume_2d
 
     def hv(candidates: int) -> float:
         sampler = DSPSPlusSampler(

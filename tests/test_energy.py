@@ -14,7 +14,7 @@ import torch
 from helpers import TINY_SPACE
 from typer.testing import CliRunner
 
-from autospikformer.checkpoint import save_checkpoint
+from autospikformer.checkpoint_file import save_checkpoint
 from autospikformer.energy import (
     E_AC_PJ,
     E_MAC_PJ,
@@ -308,6 +308,20 @@ def test_event_data_closed_forms_every_layer_at_e_ac() -> None:
     assert first["input_rate"] == float(frames.double().sum()) / frames.numel()
     assert first["ops"] == first["input_rate"] * 3 * m0 and first["op"] == "AC"
     assert first["counted"] == "event-frames"
+
+
+def test_the_meter_takes_event_data_from_the_model_variant() -> None:
+    """A DVS-variant model sees event frames unless told otherwise; an image model, images."""
+    arch = Architecture.uniform(depth=1, embed_dim=16, mlp_ratio=1.0, num_heads=2, time_steps=2)
+    dvs = lively(Spikformer(arch, num_classes=10, in_channels=2, img_size=16, variant="dvs"))
+    frames = torch.randint(0, 3, (2, 2, 2, 16, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad(), EnergyMeter(dvs) as meter:
+        dvs(frames.float())
+    assert meter.event_data and meter.report().table.iloc[0]["counted"] == "event-frames"
+    assert not EnergyMeter(dvs, event_data=False).event_data
+    image = lively(Spikformer(arch, num_classes=10, in_channels=1, img_size=8))
+    assert not EnergyMeter(image).event_data
+    assert EnergyMeter(image, event_data=True).event_data
 
 
 def test_constants_are_data_with_units() -> None:

@@ -13,20 +13,18 @@ import pytest
 from optuna.trial import TrialState
 
 from autospikformer import SearchSpace
+from autospikformer.pareto import hypervolume_2d, pareto_mask
 from autospikformer.search.dsps import CANDIDATE_KEY
 from autospikformer.search.fitness import balanced_fitness
 from autospikformer.search.suggest import architecture_params, distributions
 from autospikformer.study.export import (
     COLUMNS,
-    SIZE_RANGE,
     export_study,
     front_and_top,
-    hypervolume_2d,
     kendall_tau,
-    marker_sizes,
-    pareto_mask,
     trials_frame,
 )
+from autospikformer.study.static_figure import SIZE_RANGE, marker_sizes
 from autospikformer.study.storage import set_study_record
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

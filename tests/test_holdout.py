@@ -19,7 +19,8 @@ from torch.utils.data import Subset
 from typer.testing import CliRunner
 
 from autospikformer import SearchSpace
-from autospikformer.checkpoint import CheckpointError, load_supernet_checkpoint
+from autospikformer.checkpoint import load_supernet_checkpoint
+from autospikformer.checkpoint_file import CheckpointError
 from autospikformer.cli.app import app
 from autospikformer.data.split import HoldoutSplit
 from autospikformer.study.config import StudyConfig, StudyConfigError

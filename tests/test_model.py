@@ -353,9 +353,52 @@ def test_extracted_model_saves_and_loads(tmp_path: Path) -> None:
     dvs.extract(arch).save(tmp_path / "dvs.pt")
     assert Spikformer.load(tmp_path / "dvs.pt").variant == "dvs"
     old = torch.load(tmp_path / "m.pt", weights_only=True)
-    del old["variant"]
+    del old["variant"], old["checksum"]  # written before variants and checksums existed
     torch.save(old, tmp_path / "old.pt")
     assert Spikformer.load(tmp_path / "old.pt").variant == "cifar"
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable Spikformer checkpoint"):
+    with pytest.raises(ValueError, match="is a text file, not a checkpoint"):
         Spikformer.load(tmp_path / "bad.pt")
+
+
+def test_a_saved_model_is_checksummed_and_written_whole(tmp_path: Path, monkeypatch) -> None:
+    """Spikformer.save writes as every checkpoint does: a checksum refuses altered weights, and
+    a write that dies midway leaves the previous file as it was and no partial file beside it."""
+    arch = Architecture.uniform(depth=1, embed_dim=16, mlp_ratio=1.0, num_heads=2, time_steps=2)
+    model = Spikformer(arch, num_classes=10, in_channels=1, img_size=8)
+    path = tmp_path / "m.pt"
+    model.save(path)
+    before = path.read_bytes()
+    data = torch.load(path, weights_only=True)
+    assert len(data["checksum"]) == 64
+    data["state_dict"]["head.weight"][0, 0] += 1.0
+    torch.save(data, tmp_path / "altered.pt")
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        Spikformer.load(tmp_path / "altered.pt")
+
+    def dies_midway(obj, fh, *args, **kwargs):  # the disk fills up halfway through
+        fh.write(before[: len(before) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", dies_midway)
+    with pytest.raises(OSError, match="No space left"):
+        Spikformer(arch, num_classes=10, in_channels=1, img_size=8).save(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["altered.pt", "m.pt"]
+
+
+def test_a_model_in_double_precision_runs_in_double_precision() -> None:
+    """Gradient checks move a model to float64: its membranes stay float64 (only half precision,
+    under autocast, is cast up to float32)."""
+    arch = Architecture.uniform(depth=1, embed_dim=16, mlp_ratio=1.0, num_heads=2, time_steps=2)
+    model = Spikformer(arch, num_classes=10, in_channels=1, img_size=8).double()
+    x = torch.rand(2, 1, 8, 8, dtype=torch.float64, requires_grad=True)
+    out = model(x)
+    assert out.dtype == torch.float64
+    out.sum().backward()
+    assert x.grad is not None and x.grad.dtype == torch.float64
+    assert all(p.grad.dtype == torch.float64 for p in model.parameters() if p.grad is not None)
+    lif = model.blocks[0].mlp.fc1.lif
+    assert lif.v.dtype == torch.float64
+    half = lif(torch.rand(2, 3, 4, dtype=torch.bfloat16))
+    assert half.dtype == torch.float32

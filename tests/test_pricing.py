@@ -22,7 +22,8 @@ from helpers import tiny_study
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
-from autospikformer.checkpoint import load_supernet, save_checkpoint
+from autospikformer.checkpoint import load_supernet
+from autospikformer.checkpoint_file import save_checkpoint
 from autospikformer.cli.app import app
 from autospikformer.data.loading import build_dataset
 from autospikformer.energy import EnergyModel, estimate_energy_mj

@@ -139,6 +139,53 @@ def test_refuses_other_directions() -> None:
         assert study.trials[0].state == TrialState.FAIL
 
 
+def test_other_directions_are_refused_at_the_first_suggestion_of_any_parameter() -> None:
+    """Before the objective can evaluate anything: a learning rate suggested first fails too."""
+    evaluated = []
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        evaluated.append(trial.number)
+        return suggest_architecture(trial, SMALL).depth
+
+    study = optuna.create_study(directions=["minimize"], sampler=DSPSSampler(space=SMALL))
+    with pytest.raises(ValueError, match=r"directions \['maximize', 'minimize'\]"):
+        study.optimize(objective, n_trials=1)
+    assert evaluated == [] and study.trials[0].state == TrialState.FAIL
+
+
+class _CountingRandomSampler(optuna.samplers.RandomSampler):
+    """Optuna's RandomSampler that counts the hooks it receives."""
+
+    def __init__(self) -> None:
+        super().__init__(seed=0)
+        self.calls: Counter[str] = Counter()
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.calls["before_trial"] += 1
+        super().before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:  # type: ignore[no-untyped-def]
+        self.calls["after_trial"] += 1
+        super().after_trial(study, trial, state, values)
+
+
+def test_the_hooks_reach_the_inner_sampler() -> None:
+    """As NSGA-II and TPE do, DSPS forwards before_trial / after_trial to the sampler it uses for
+    parameters that are not architecture parameters."""
+    sampler = DSPSSampler(space=SMALL, population_size=4, num_parents=2, seed=0)
+    inner = sampler._random = _CountingRandomSampler()
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        arch = suggest_architecture(trial, SMALL)
+        return arch.embed_dim * lr, float(arch.depth)
+
+    study = optuna.create_study(directions=DIRECTIONS, sampler=sampler)
+    study.optimize(objective, n_trials=6)
+    assert inner.calls == {"before_trial": 6, "after_trial": 6}
+
+
 # --- generations ---------------------------------------------------------------------------
 def test_1000_trials_are_20_generations_of_50() -> None:
     study = _run(DSPSSampler(space=BIG, seed=0), 1000)
@@ -281,6 +328,7 @@ def test_enqueued_baseline_counts_toward_generation_zero() -> None:
         "generation": 0,
         "architecture": baseline.to_dict(),
         "origin": "enqueued",
+        "draw": 0,
     }
     assert [_gen(t) for t in trials] == [0] * 10 + [1] * 10
     assert baseline not in {_arch(t) for t in trials[1:]}

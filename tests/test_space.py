@@ -131,6 +131,8 @@ def test_custom_file_loads(tmp_path: Path) -> None:
         ),
         ("tau = [2.0]", "tau = []", "tau: the choice list is empty"),
         ("tau = [2.0]", "tau = [2.0, -1.0]", "tau: choices must be positive"),
+        ("tau = [2.0]", "tau = [2.0, 1.0]", r"tau: choices must be > 1 .*got 1\.0"),
+        ("tau = [2.0]", "tau = [0.5]", "tau: choices must be > 1"),
         ("time_steps = [1, 2]", "time_steps = [1.5]", "time_steps: choices must be integers"),
         ("tau = [2.0]", "tau = [2.0]\nleak = [1]", r"unknown fields \['leak'\]"),
         ("[neuron]", "[neurons]", r"unknown keys \['neurons'\]"),
@@ -173,6 +175,53 @@ def test_architecture_round_trips() -> None:
         assert hash(Architecture.parse(str(arch))) == hash(arch)
 
 
+ODD_SPACES = [
+    {  # values with many digits (stored rounded to 6 decimals), tiny and large ones
+        "transformer": {
+            "embed_dim": [24, 48],
+            "mlp_ratio": [0.333333, 3.333333, 2.718282, 123456.789012],
+            "num_heads": [1, 3],
+            "depth": [1, 3],
+        },
+        "neuron": {
+            "threshold": [1e-06, 0.123457, 7.000001],
+            "tau": [1.000001, 1.333333, 1e6],
+            "time_steps": [1, 7],
+        },
+    },
+    {  # ranges whose steps are not exact in binary
+        "transformer": {
+            "embed_dim": [12],
+            "mlp_ratio": {"min": 0.1, "max": 1.0, "step": 0.1},
+            "num_heads": [3],
+            "depth": [2],
+        },
+        "neuron": {
+            "threshold": {"min": 0.3, "max": 2.1, "step": 0.3},
+            "tau": {"min": 1.1, "max": 1.7, "step": 0.15},
+            "time_steps": [2],
+        },
+    },
+]
+
+
+@pytest.mark.parametrize("name", [*preset_names("spaces"), "odd-0", "odd-1"])
+def test_compact_form_round_trips_exactly(name: str) -> None:
+    if name.startswith("odd-"):
+        space = SearchSpace.from_dict({"name": name, **ODD_SPACES[int(name[-1])]})
+    else:
+        space = SearchSpace.load(name)
+    rng = random.Random(name)
+    for _ in range(300):
+        arch = space.sample(rng)
+        again = Architecture.parse(str(arch))
+        assert again == arch and space.contains(again)
+        for field in ("mlp_ratio", "threshold", "tau"):  # to the last bit
+            assert [v.hex() for v in getattr(again, field)] == [
+                v.hex() for v in getattr(arch, field)
+            ]
+
+
 def test_compact_form_is_readable() -> None:
     arch = Architecture(
         depth=2,
@@ -193,6 +242,7 @@ def test_compact_form_is_readable() -> None:
         ({"depth": 0}, "depth must be a positive integer"),
         ({"num_heads": (5, 5)}, r"num_heads\[0\]=5 does not divide embed_dim=48"),
         ({"tau": (2.0, 0.0)}, "tau values must be positive"),
+        ({"tau": (2.0, 1.0)}, r"tau values must be > 1"),
         ({"threshold": 1.0}, "threshold must be a list"),
     ],
 )

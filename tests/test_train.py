@@ -15,13 +15,8 @@ from event_files import write_cifar10dvs_extract
 from helpers import TINY_SPACE
 from typer.testing import CliRunner
 
-from autospikformer.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_supernet,
-    load_supernet_checkpoint,
-    save_checkpoint,
-)
+from autospikformer.checkpoint import load_supernet, load_supernet_checkpoint
+from autospikformer.checkpoint_file import CheckpointError, load_checkpoint, save_checkpoint
 from autospikformer.search.space import SearchSpace
 from autospikformer.training.config import DIGITS_SETTINGS, TrainConfig
 from autospikformer.training.trainer import SupernetTrainer, train_supernet
@@ -175,7 +170,7 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         fh.write(b"PK\x03\x04 partial")
         raise KeyboardInterrupt  # the process is killed during the write
 
-    monkeypatch.setattr("autospikformer.checkpoint.torch.save", dies_half_way)
+    monkeypatch.setattr("autospikformer.checkpoint_file.torch.save", dies_half_way)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint({"kind": "x", "w": torch.zeros(5)}, path)
     assert torch.equal(load_checkpoint(path)["w"], torch.arange(5.0))

@@ -491,7 +491,8 @@ def trial_model(
 
 def file_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """A standalone model file (``autospik subnet export``) and the data set it names, if any."""
-    from autospikformer.checkpoint import load_model, read_checkpoint
+    from autospikformer.checkpoint import load_model
+    from autospikformer.checkpoint_file import read_checkpoint
 
     model, meta = load_model(path)
     if meta["kind"] != "spikformer":

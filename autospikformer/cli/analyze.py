@@ -7,9 +7,9 @@ from typing import Any
 
 import typer
 
-from autospikformer.cli.common import RUNS_DIR, STORAGE, console, fail, guard
+from autospikformer.cli.common import RUNS_DIR, STORAGE, App, console, fail, guard
 
-app = typer.Typer(
+app = App(
     help="Analyses of trained models: channel redundancy after SPS (the paper's Fig. 1B).",
     no_args_is_help=True,
 )

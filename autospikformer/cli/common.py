@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -140,15 +141,25 @@ typer.core.TyperOption.display_type_rich = _flag_without_type(  # type: ignore[m
 )
 
 
+def help_text(doc: str | None) -> str | None:
+    """A docstring as ``--help`` text: each paragraph one line, so that rich wraps it at the
+    terminal's width (the source's line breaks would otherwise break lines mid-sentence)."""
+    if not doc:
+        return doc
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
+
+
 class App(typer.Typer):
     """A typer app whose every command runs under :func:`guard`, also the commands of the
-    groups added to it (even groups built as a plain ``typer.Typer``)."""
+    groups added to it (even groups built as a plain ``typer.Typer``), with its docstring as
+    :func:`help_text`."""
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        register = super().command(*args, **kwargs)
-
         def decorator(func: Callable[..., T]) -> Callable[..., T]:
-            register(guarded(func))
+            options = dict(kwargs)
+            options.setdefault("help", help_text(func.__doc__))
+            super(App, self).command(*args, **options)(guarded(func))
             return func
 
         return decorator
@@ -161,6 +172,8 @@ class App(typer.Typer):
 def _guard_commands(group: typer.Typer) -> None:
     for info in group.registered_commands:
         if info.callback is not None:
+            if info.help is None:
+                info.help = help_text(info.callback.__doc__)
             info.callback = guarded(info.callback)
     for sub in group.registered_groups:
         if sub.typer_instance is not None:

@@ -536,17 +536,18 @@ def dashboard(
     ),
     port: int = typer.Option(8080, "--port", help="Port to listen on."),
 ) -> None:
-    """Browse the study in optuna-dashboard (objectives named accuracy and energy_mj)."""
+    """Browse the study in optuna-dashboard (objectives named accuracy and energy_mj; the front
+    of the trials within the study's budgets, as every other view shows it)."""
     from autospikformer.study.storage import METRIC_NAMES, open_storage, resolve_study
 
     optuna_study, _, _ = guard(resolve_study, study, storage, create=False)
     if optuna_study.metric_names != list(METRIC_NAMES):
         optuna_study.set_metric_names(list(METRIC_NAMES))
-    import optuna_dashboard
+    from autospikformer.study.dashboard import serve_dashboard
 
     store = open_storage(storage)
     study_id = store.get_study_id_from_name(optuna_study.study_name)
     console.print(
         f"optuna-dashboard: http://{host}:{port}/dashboard/studies/{study_id} (Ctrl-C to stop)"
     )
-    optuna_dashboard.run_server(store, host=host, port=port)
+    serve_dashboard(store, host=host, port=port)

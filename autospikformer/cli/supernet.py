@@ -76,7 +76,7 @@ def train(
     Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel.
     """
     set_threads(threads)
-    from autospikformer.checkpoint import remove_stale_temporaries
+    from autospikformer.checkpoint_file import remove_stale_temporaries
     from autospikformer.data.loading import check_dataset
     from autospikformer.device import resolve_device
     from autospikformer.search.space import SearchSpace

@@ -67,11 +67,16 @@ class EnergyMeter:
     ``blocks[:depth]`` and ``head`` are hooked) and read from ``model.arch`` otherwise. Every
     forward inside the context is counted (keep BN recalibration outside it). ``event_data``
     says that the inputs are event frames (SPEC section 4: the first conv is then counted like
-    every other layer); the evaluator sets it from the data set.
+    every other layer); by default it follows the model's variant (``"dvs"``: event frames), and
+    the evaluator sets it from the data set.
     """
 
     def __init__(
-        self, model: nn.Module, arch: Architecture | None = None, *, event_data: bool = False
+        self,
+        model: nn.Module,
+        arch: Architecture | None = None,
+        *,
+        event_data: bool | None = None,
     ):
         model_arch = getattr(model, "arch", None)
         if arch is None:
@@ -87,6 +92,8 @@ class EnergyMeter:
             space.check(arch)
         self.model = model
         self.arch = arch
+        if event_data is None:
+            event_data = getattr(model, "variant", "cifar") == "dvs"
         self.event_data = bool(event_data)
         self._is_supernet = hasattr(model, "configure")
         self._layers = counted_layers(arch)

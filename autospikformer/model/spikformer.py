@@ -31,6 +31,13 @@ import torch
 from spikingjelly.activation_based import functional, neuron, surrogate
 from torch import nn
 
+from autospikformer.checkpoint_file import (
+    CHECKSUM_KEY,
+    CheckpointError,
+    read_checkpoint,
+    save_checkpoint,
+    verify_checkpoint,
+)
 from autospikformer.search.architecture import Architecture
 
 TOKEN_GRID = 8  # SPS pools inputs of 16 pixels and more down to an 8x8 grid: N = 64 tokens
@@ -41,15 +48,18 @@ CHECKPOINT_KIND = "spikformer"  # the "kind" entry of a file written by Spikform
 
 
 class FloatLIF(neuron.LIFNode):
-    """spikingjelly's LIF with its membrane in float32 whatever the input dtype.
+    """spikingjelly's LIF with its membrane at least in float32.
 
     Under autocast a layer's output is bfloat16 or float16; spikingjelly runs its fused LIF
-    kernel only on a float32 membrane and would fall back to a step-by-step loop. Float32 inputs
-    (every run without autocast) pass through unchanged, so nothing else differs.
+    kernel only on a float32 membrane and would fall back to a step-by-step loop, so half
+    precision is cast up. Float32 and float64 inputs (runs without autocast, a model in double
+    precision for gradient checks) pass through unchanged.
     """
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return super().forward(x.float(), *args, **kwargs)
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
+        return super().forward(x, *args, **kwargs)
 
 
 def make_lif(threshold: float = 1.0, tau: float = 2.0) -> neuron.LIFNode:
@@ -330,26 +340,23 @@ class Spikformer(nn.Module):
             "variant": self.variant,
         }
 
-    def save(self, path: str | Path, **extra: Any) -> None:
-        """Write weights and the config needed to rebuild the model (plus ``extra`` metadata)."""
-        torch.save(
-            {"kind": CHECKPOINT_KIND, **self.config(), "state_dict": self.state_dict(), **extra},
-            path,
-        )
+    def save(self, path: str | Path, **extra: Any) -> Path:
+        """Write weights and the config needed to rebuild the model (plus ``extra`` metadata),
+        atomically and checksummed, as every checkpoint (:func:`save_checkpoint`)."""
+        payload = {"kind": CHECKPOINT_KIND, **self.config(), "state_dict": self.state_dict()}
+        return save_checkpoint({**payload, **extra}, path)
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> Spikformer:
-        """Rebuild a model written by :meth:`save`."""
-        try:
-            data = torch.load(path, map_location=map_location, weights_only=True)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no checkpoint at {path}") from None
-        except Exception as exc:
-            raise ValueError(f"{path} is not a readable Spikformer checkpoint ({exc})") from None
-        if not isinstance(data, dict) or data.get("kind") != CHECKPOINT_KIND:
-            raise ValueError(
-                f"{path} is not a standalone Spikformer checkpoint (autospik subnet export)"
+        """Rebuild a model written by :meth:`save` (a damaged file: one CheckpointError line;
+        files written before checkpoints carried a checksum still load)."""
+        data = read_checkpoint(path, map_location=map_location)
+        if data.get("kind") != CHECKPOINT_KIND:
+            raise CheckpointError(
+                f"'{path}' is not a standalone Spikformer checkpoint (autospik subnet export)"
             )
+        if CHECKSUM_KEY in data:
+            verify_checkpoint(data, path)
         return cls.from_checkpoint(data)
 
     @classmethod

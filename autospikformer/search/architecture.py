@@ -11,16 +11,19 @@ PER_BLOCK_FIELDS = ("mlp_ratio", "num_heads", "threshold", "tau")
 GLOBAL_FIELDS = ("depth", "embed_dim", "time_steps")
 FIELDS = ("depth", "embed_dim", "mlp_ratio", "num_heads", "threshold", "tau", "time_steps")
 
+_NUMBERS = r"[\d.,e+-]+"  # comma lists of floats as repr writes them (1.25, 3.3333333, 1e-07)
 _COMPACT = re.compile(
     r"^d(?P<depth>\d+)-e(?P<embed_dim>\d+)-t(?P<time_steps>\d+)"
-    r":r(?P<mlp_ratio>[\d.,]+):h(?P<num_heads>[\d,]+)"
-    r":th(?P<threshold>[\d.,]+):tau(?P<tau>[\d.,]+)$"
+    rf":r(?P<mlp_ratio>{_NUMBERS}):h(?P<num_heads>[\d,]+)"
+    rf":th(?P<threshold>{_NUMBERS}):tau(?P<tau>{_NUMBERS})$"
 )
 
 
-def _num(value: float) -> str:
-    """Shortest faithful text of a grid value (3.0 -> '3', 1.25 -> '1.25')."""
-    return f"{value:g}" if float(value) == round(float(value), 6) else repr(float(value))
+def format_number(value: float) -> str:
+    """The shortest text that reads back as exactly ``value`` (3.0 -> '3', 1.25 -> '1.25',
+    10/3 -> '3.3333333333333335'): Python's ``repr`` without a trailing ``.0``."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,10 @@ class Architecture:
                 )
             if any(v <= 0 for v in items):
                 raise ValueError(f"Architecture.{name} values must be positive, got {items}")
+            if name == "tau" and any(v <= 1 for v in items):
+                raise ValueError(
+                    f"Architecture.tau values must be > 1 (LIF time constants), got {items}"
+                )
             object.__setattr__(self, name, items)
         for i, heads in enumerate(self.num_heads):
             if self.embed_dim % heads:
@@ -91,10 +98,10 @@ class Architecture:
         join = ",".join
         return (
             f"d{self.depth}-e{self.embed_dim}-t{self.time_steps}"
-            f":r{join(_num(v) for v in self.mlp_ratio)}"
+            f":r{join(format_number(v) for v in self.mlp_ratio)}"
             f":h{join(str(v) for v in self.num_heads)}"
-            f":th{join(_num(v) for v in self.threshold)}"
-            f":tau{join(_num(v) for v in self.tau)}"
+            f":th{join(format_number(v) for v in self.threshold)}"
+            f":tau{join(format_number(v) for v in self.tau)}"
         )
 
     @classmethod

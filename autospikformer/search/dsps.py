@@ -42,9 +42,11 @@ internal ``RandomSampler``.
 Storage layout (all state lives in the study's storage; the keys are pinned, never renamed)
 --------------------------------------------------------------------------------------------
 * Trial system attribute :data:`CANDIDATE_KEY` (``"autospik:dsps:candidate"``):
-  ``{"generation": g, "architecture": Architecture.to_dict(), "origin": o}`` with ``o`` one of
-  ``"random"``, ``"crossover"``, ``"copy"`` (a parent copy, mutated), ``"enqueued"``. Written
-  once, as a single value, so no reader sees a candidate without its generation.
+  ``{"generation": g, "architecture": Architecture.to_dict(), "origin": o, "draw": i}`` with
+  ``o`` one of ``"random"``, ``"crossover"``, ``"copy"`` (a parent copy, mutated),
+  ``"enqueued"`` (DSPS+ adds ``"local"``) and ``i`` the draw index (see "Determinism"; absent
+  in candidates drawn before it was stored). Written once, as a single value, so no reader sees
+  a candidate without its generation.
 * Study system attribute :data:`PARENTS_KEY_PREFIX` ``+ str(g)``: the trial numbers of the
   parents of generation ``g``.
 * Study system attribute :data:`CONFIG_KEY`: the settings of the first sampler that used the
@@ -84,9 +86,12 @@ generation, and its place.
 
 Determinism and cost
 --------------------
-Each trial draws from its own ``random.Random`` seeded by ``(seed, trial number)``: a seeded
-sequential run repeats exactly, and concurrent workers sharing a seed still draw different
-candidates. Finished trials never change, so what the sampler parses from them is kept in the
+Each trial draws from its own ``random.Random`` seeded by ``(seed, draw index)``, the draw index
+being one past the highest of the trials numbered below it (stored with the candidate; without
+kills and enqueued trials it is the trial number). A seeded sequential run repeats exactly, also
+across a kill and a resume: the killed trial's re-queued copy carries its original's candidate
+and draw index, so the draws after it are those of the uninterrupted run although their trial
+numbers are one higher. Concurrent workers sharing a seed still draw different candidates. Finished trials never change, so what the sampler parses from them is kept in the
 instance, and a read fetches only the trials it last saw live and the ones numbered after the
 last it saw, one by one, never the whole study (Optuna's RDB cache answers finished trials from
 memory; a live one is one query). The proposal uses the picture left by the last draw's re-read,
@@ -152,6 +157,12 @@ class _Record:
     suggested: bool = False  # some architecture parameter is set (by us or another sampler)
     supersedes: int | None = None  # the trial whose candidate this re-queued trial carries on
     violation: float = 0.0  # sum of the trial's positive Optuna constraint values
+    draw: int | None = None  # the draw index its candidate was drawn with (see "Determinism")
+
+    @property
+    def draw_index(self) -> int:
+        """The draw index (trials drawn before DSPS stored it: the trial number)."""
+        return self.number if self.draw is None else self.draw
 
     @property
     def undrawn(self) -> bool:
@@ -167,13 +178,15 @@ def _parse(trial: FrozenTrial, attrs: Mapping[str, Any] | None = None) -> _Recor
     attrs = trial.system_attrs if attrs is None else attrs
     arch: Architecture | None = None
     generation: int | None = None
+    draw: int | None = None
     stored = attrs.get(CANDIDATE_KEY)
     if isinstance(stored, dict):
         try:
             arch = Architecture.from_dict(stored["architecture"])
             generation = int(stored["generation"])
+            draw = int(stored["draw"]) if "draw" in stored else None
         except (KeyError, TypeError, ValueError):
-            arch, generation = None, None
+            arch, generation, draw = None, None, None
     if arch is None:
         params = trial.params
         if not trial.state.is_finished():
@@ -213,6 +226,7 @@ def _parse(trial: FrozenTrial, attrs: Mapping[str, Any] | None = None) -> _Recor
         suggested,
         supersedes,
         violation,
+        draw,
     )
 
 
@@ -248,6 +262,8 @@ class _StudyView:
         self.given_up: set[int] = set()  # undrawn trials no longer waited for (settle_timeout)
         self.parents: dict[int, list[int]] = {}
         self.config_checked = False
+        self.draws: dict[int, int] = {}  # number -> draw index of every trial with a candidate
+        self.top_draw = (-1, -1)  # (highest draw index seen, the number of its trial)
 
     def refresh(self, storage: BaseStorage, study_id: int, me: _Record) -> None:
         """Take in new trials and state changes, at a cost that does not grow with the study.
@@ -267,6 +283,7 @@ class _StudyView:
             top += 1
         self.scanned = top
         live[me.number] = me
+        self._note_draw(me)
         self.live = live
         self.unfinished = set(live)
 
@@ -287,10 +304,17 @@ class _StudyView:
         record = _parse(trial)
         if record.supersedes is not None:
             self._supersede(record.supersedes)
+        self._note_draw(record)
         if not trial.state.is_finished():
             live[record.number] = record
         elif record.number not in self.finished:
             self._add_finished(record)
+
+    def _note_draw(self, record: _Record) -> None:
+        if record.generation is not None:
+            self.draws[record.number] = record.draw_index
+            if record.draw_index > self.top_draw[0]:
+                self.top_draw = (record.draw_index, record.number)
 
     def _supersede(self, number: int) -> None:
         self.superseded.add(number)
@@ -334,11 +358,28 @@ class _StudyView:
             k for k, r in self.live.items() if k < number and r.undrawn and k not in self.given_up
         )
 
+    def next_draw(self, number: int) -> int:
+        """The draw index of trial ``number``: one past the highest of the trials numbered below
+        it (a re-queued copy carries its original's), so a resumed run, whose killed trial's
+        copy gets a new number, draws what the uninterrupted run drew."""
+        top, owner = self.top_draw
+        if owner >= number:  # a higher-numbered trial drew first (it did not wait for this one)
+            top = max((d for k, d in self.draws.items() if k < number), default=-1)
+        return top + 1
+
     def taken(self, arch: Architecture, exclude: int) -> bool:
         """Is ``arch`` evaluated or under evaluation by a trial other than ``exclude``?"""
         if arch in self.evaluated:
             return True
         return any(k != exclude and r.arch == arch for k, r in self.live.items())
+
+
+def _check_directions(study: Study) -> None:
+    if list(study.directions) != _DIRECTIONS:
+        raise ValueError(
+            "DSPSSampler needs a study with directions ['maximize', 'minimize'] for "
+            f"[accuracy, energy]; this study has {[d.name.lower() for d in study.directions]}"
+        )
 
 
 def _check_probability(name: str, value: Any) -> float:
@@ -367,7 +408,8 @@ class DSPSSampler(BaseSampler):
         feasible: ``feasible(arch) -> bool``; False rejects the candidate before evaluation
             (how the study runner passes parameter and energy budgets).
         max_redraws: proposals tried per trial before giving up (duplicates, infeasible).
-        seed: base seed; each trial draws from a generator seeded by (seed, trial number).
+        seed: base seed; each trial draws from a generator seeded by (seed, draw index), so a
+            seeded run repeats, across a resume too.
         settle_timeout: seconds a draw waits at most for a lower-numbered running trial to
             draw its own candidate (see "Concurrency"); 0 never waits.
     """
@@ -421,6 +463,7 @@ class DSPSSampler(BaseSampler):
         self._drawn: dict[int, tuple[Architecture, int]] = {}  # trial id -> (candidate, gen)
         self._arrived: dict[int, dict[str, Any]] = {}  # trial id -> its system attrs we use
         self._threads: dict[int, int] = {}  # trial id -> the thread that asked for it
+        self._draw_index = -1  # draw index of the trial being drawn (under the lock)
 
     # --- read-only settings -------------------------------------------------------------------
     @property
@@ -455,7 +498,11 @@ class DSPSSampler(BaseSampler):
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
-        return {}  # the candidate is drawn whole on the first architecture parameter
+        """Nothing is sampled jointly (the candidate is drawn whole on the first architecture
+        parameter); a study with other directions is refused here, on the trial's first
+        suggestion of any parameter, before its objective can evaluate anything."""
+        _check_directions(study)
+        return {}
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -470,6 +517,7 @@ class DSPSSampler(BaseSampler):
         attributes the draw needs are kept from here: later, Optuna hands the sampler a trial
         whose ``system_attrs`` cost a storage query to read.
         """
+        self._random.before_trial(study, trial)
         attrs = trial.system_attrs
         with self._lock:
             self._arrived[trial._trial_id] = {
@@ -531,6 +579,7 @@ class DSPSSampler(BaseSampler):
             self._drawn.pop(trial._trial_id, None)
             self._arrived.pop(trial._trial_id, None)
             self._threads.pop(trial._trial_id, None)
+        self._random.after_trial(study, trial, state, values)
 
     # --- the draw --------------------------------------------------------------------------
     def _candidate(self, study: Study, trial: FrozenTrial) -> tuple[Architecture, int]:
@@ -567,12 +616,7 @@ class DSPSSampler(BaseSampler):
         return generation
 
     def _draw(self, study: Study, trial: FrozenTrial) -> tuple[Architecture, int]:
-        if list(study.directions) != _DIRECTIONS:
-            raise ValueError(
-                "DSPSSampler needs a study with directions ['maximize', 'minimize'] for "
-                "[accuracy, energy]; this study has "
-                f"{[d.name.lower() for d in study.directions]}"
-            )
+        _check_directions(study)
         view = self._view(study)
         self._check_config(study, view)
         attrs = self._arrived.get(trial._trial_id)
@@ -647,7 +691,9 @@ class DSPSSampler(BaseSampler):
             full = architecture_from_params(fixed) if fixed else None
         except (ValueError, TypeError):
             full = None  # partly fixed: drawn around the fixed values
-        rng = random.Random(f"autospik-dsps:{self._seed}:{number}")
+        draw = view.next_draw(number)
+        self._draw_index = draw  # what DSPS+'s predictor schedule follows (see refit_point)
+        rng = random.Random(f"autospik-dsps:{self._seed}:{draw}")
         duplicate: tuple[Architecture, str] | None = None
         written: tuple[Architecture, int] | None = None
         for attempt in range(1, self._max_redraws + 1):
@@ -665,7 +711,9 @@ class DSPSSampler(BaseSampler):
                     duplicate = (arch, origin)
                     continue
             written = (arch, generation)
-            if self._write_and_check(study, view, number, me.trial_id, arch, generation, origin):
+            if self._write_and_check(
+                study, view, number, me.trial_id, arch, generation, origin, draw
+            ):
                 return written
             # Another trial shows this architecture: draw again, in the same generation.
         if written is not None:
@@ -687,13 +735,24 @@ class DSPSSampler(BaseSampler):
             UserWarning,
             stacklevel=2,
         )
-        self._write(study._storage, me.trial_id, duplicate[0], generation, duplicate[1])
+        self._write(study._storage, me.trial_id, duplicate[0], generation, duplicate[1], draw)
         return duplicate[0], generation
 
     def _write(
-        self, storage: Any, trial_id: int, arch: Architecture, generation: int, origin: str
+        self,
+        storage: Any,
+        trial_id: int,
+        arch: Architecture,
+        generation: int,
+        origin: str,
+        draw: int,
     ) -> None:
-        value = {"generation": generation, "architecture": arch.to_dict(), "origin": origin}
+        value = {
+            "generation": generation,
+            "architecture": arch.to_dict(),
+            "origin": origin,
+            "draw": draw,
+        }
         storage.set_trial_system_attr(trial_id, CANDIDATE_KEY, value)
 
     def _write_and_check(
@@ -705,11 +764,12 @@ class DSPSSampler(BaseSampler):
         arch: Architecture,
         generation: int,
         origin: str,
+        draw: int,
     ) -> bool:
         """Write, re-read, and accept unless another trial shows the same architecture (see
         "Concurrency" in the module docstring)."""
-        self._write(study._storage, trial_id, arch, generation, origin)
-        me = _Record(number, trial_id, TrialState.RUNNING, arch, generation, None)
+        self._write(study._storage, trial_id, arch, generation, origin, draw)
+        me = _Record(number, trial_id, TrialState.RUNNING, arch, generation, None, draw=draw)
         self._refresh(study, view, me)
         return origin == "enqueued" or not view.taken(arch, exclude=number)
 
@@ -758,14 +818,21 @@ class DSPSSampler(BaseSampler):
         return chosen
 
     def _select_parents(self, records: list[_Record]) -> list[int]:
-        """The best ``num_parents`` of a pool of complete trials by ``F_AEB`` (ties: number)."""
+        """The best ``num_parents`` of a pool of complete trials: the feasible ones by ``F_AEB``
+        (scaled over the feasible ones; ties: number), then those over a budget by their total
+        violation (ties: number)."""
+        feasible = [r for r in records if r.violation <= 0]
         fitness = balanced_fitness(
-            [r.values[0] for r in records],  # type: ignore[index]
-            [r.values[1] for r in records],  # type: ignore[index]
+            [r.values[0] for r in feasible],  # type: ignore[index]
+            [r.values[1] for r in feasible],  # type: ignore[index]
             self._alpha,
         )
-        order = sorted(range(len(records)), key=lambda i: (-float(fitness[i]), records[i].number))
-        return [records[i].number for i in order[: self._num_parents]]
+        order = sorted(range(len(feasible)), key=lambda i: (-float(fitness[i]), feasible[i].number))
+        over = sorted(
+            (r for r in records if r.violation > 0), key=lambda r: (r.violation, r.number)
+        )
+        ranked = [feasible[i].number for i in order] + [r.number for r in over]
+        return ranked[: self._num_parents]
 
     def _check_config(self, study: Study, view: _StudyView) -> None:
         """Record this sampler's settings in the study, or warn when they differ; once per view."""

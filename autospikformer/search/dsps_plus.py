@@ -34,8 +34,9 @@ draws of the space (and local moves), so a small budget does not spend a whole p
 unscreened draws. A slot whose candidates are all duplicates or infeasible falls back to DSPS's
 own proposal (the DSPS redraw rules then apply as they are). The predictor is refitted every
 ``refit_every`` trials (every 5 % of the trials so far once that is more) on the complete
-trials numbered below the refit point (trial numbers, not arrival order: a resumed run fits
-exactly what an uninterrupted one did); feature rows are kept per architecture, so a refit is
+trials drawn before the refit point (DSPS's draw indices, not arrival order nor trial numbers:
+a resumed run, whose killed trial's re-queued copy has a new number, fits exactly what an
+uninterrupted one did); feature rows are kept per architecture, so a refit is
 a few small matrix products. The accuracy model is fitted twice, with and without features
 that pair the time steps with each block's neuron setting and with the width, and the one with
 the smaller leave-one-out error (closed form for ridge regression) is kept: the interactions
@@ -373,7 +374,7 @@ class DSPSPlusSampler(DSPSSampler):
         min_fit_trials: complete trials needed before the predictor is used (until then
             proposals are evaluated unscreened).
         refit_every: the predictor is refitted every this many trials (or every 5 % of the
-            trials so far, when that is more) on the complete trials numbered below the refit
+            trials so far, when that is more) on the complete trials drawn before the refit
             point.
     """
 
@@ -449,7 +450,7 @@ class DSPSPlusSampler(DSPSSampler):
     ) -> tuple[Architecture, str]:
         if uniform:
             return super()._propose(study, view, generation, rng, uniform)
-        predictor = self._predictor(view, self._drawing) if self._candidates > 1 else None
+        predictor = self._predictor(view, self._draw_index) if self._candidates > 1 else None
         if predictor is None:
             return super()._propose(study, view, generation, rng, uniform)
         front_records = self._front(view)[2]
@@ -508,10 +509,10 @@ class DSPSPlusSampler(DSPSSampler):
             return int(np.argmax(gain))
         return int(np.argmin(epsilon_distance(front, mine, scale)))
 
-    def _predictor(self, view: _StudyView, number: int) -> _Predictor | None:
-        """The predictor for trial ``number``: fitted on the complete trials numbered below
-        the last refit point it reached (:func:`refit_point`)."""
-        point = refit_point(number, self._refit_every)
+    def _predictor(self, view: _StudyView, draw: int) -> _Predictor | None:
+        """The predictor for the draw with index ``draw``: fitted on the complete trials drawn
+        before the last refit point it reached (:func:`refit_point`)."""
+        point = refit_point(draw, self._refit_every)
         cached = self._predictors.get(id(view))
         if cached is not None and cached[0] == point:
             return cached[1]
@@ -520,10 +521,10 @@ class DSPSPlusSampler(DSPSSampler):
             for r in view.finished.values()
             if r.values is not None
             and r.arch is not None
-            and r.number < point
+            and r.draw_index < point
             and all(math.isfinite(v) for v in r.values)
         ]
-        records.sort(key=lambda r: r.number)
+        records.sort(key=lambda r: (r.draw_index, r.number))
         predictor = (
             _Predictor(self._encoder, records, self._rows)
             if len(records) >= self._min_fit_trials
@@ -548,7 +549,7 @@ class DSPSPlusSampler(DSPSSampler):
             for r in itertools.islice(view.finished.values(), seen, None)
             if r.values is not None and r.arch is not None and r.violation <= 0
         ]
-        records = sorted([*members, *arrived], key=lambda r: r.number)
+        records = sorted([*members, *arrived], key=lambda r: (r.draw_index, r.number))
         if records:
             points = np.array([(r.values[1], -r.values[0]) for r in records])  # type: ignore[index]
             front = _staircase(points)
@@ -564,9 +565,9 @@ class DSPSPlusSampler(DSPSSampler):
 
 
 def refit_point(number: int, every: int) -> int:
-    """The last refit point at or below trial ``number``: points are ``every`` trials apart,
-    or 5 % of the trials so far when that is more, so a refit costs O(1) per trial amortised
-    however long the study runs (a function of the number alone: resumed runs agree)."""
+    """The last refit point at or below draw index ``number``: points are ``every`` draws
+    apart, or 5 % of the draws so far when that is more, so a refit costs O(1) per trial
+    amortised however long the study runs (a function of the index alone: resumed runs agree)."""
     point = 0
     while True:
         step = max(every, point // 20)

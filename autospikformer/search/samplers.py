@@ -28,8 +28,9 @@ SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
     "gp": {"n_startup_trials": 10, "warn_independent_sampling": False},
     "random": {},
 }
-#: Samplers that take ``feasible`` (reject a candidate before it is evaluated).
-FEASIBLE_SAMPLERS = ("dsps", "dsps-plus")
+#: Our evolutionary samplers: they take ``feasible`` (reject a candidate before it is evaluated)
+#: and draw by (seed, draw index), so one seed serves every worker and a resumed run repeats.
+DSPS_SAMPLERS = ("dsps", "dsps-plus")
 #: Names of the samplers :func:`make_sampler` builds.
 SAMPLER_NAMES = tuple(SAMPLER_OPTIONS)
 
@@ -51,10 +52,10 @@ def make_sampler(
     key = name.lower() if isinstance(name, str) else name
     if key not in SAMPLER_NAMES:
         raise ValueError(f"unknown sampler {name!r}; allowed: {', '.join(SAMPLER_NAMES)}")
-    if key not in FEASIBLE_SAMPLERS and "feasible" in options:
+    if key not in DSPS_SAMPLERS and "feasible" in options:
         raise ValueError(
             f"option 'feasible' (reject candidates before evaluation) is only supported by "
-            f"{', '.join(repr(k) for k in FEASIBLE_SAMPLERS)}, not {key!r}"
+            f"{', '.join(repr(k) for k in DSPS_SAMPLERS)}, not {key!r}"
         )
     try:
         if key == "dsps":

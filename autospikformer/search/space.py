@@ -57,6 +57,11 @@ def _grid(field: str, spec: Any) -> tuple[float | int, ...]:
             raise SearchSpaceError(f"{field}: choices must be positive numbers, got {v!r}")
         if integer and float(v) != int(v):
             raise SearchSpaceError(f"{field}: choices must be integers, got {v!r}")
+        if field == "tau" and v <= 1:
+            raise SearchSpaceError(
+                f"tau: choices must be > 1 (a LIF membrane time constant; the membrane keeps "
+                f"1 - 1/tau of itself each step), got {v!r}"
+            )
     cast = (lambda v: int(v)) if integer else (lambda v: round(float(v), 6))
     out = tuple(sorted({cast(v) for v in values}))
     if len(out) != len(values):

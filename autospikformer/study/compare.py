@@ -6,9 +6,9 @@ on one supernet).
   energy models (study attribute :data:`~autospikformer.study.storage.ENERGY_ATTR`) are refused:
   their energies are not in the same unit of cost.
 - **One reference point for all.** Hypervolumes are only comparable against one reference: the
-  Pareto front of every complete trial of every study pooled, its nadir (lowest accuracy,
-  highest energy) moved out by 10 % of the front's range in each objective (Ishibuchi et al.,
-  2018; ``benchmarks/sampler_quality.py`` does the same). ``hypervolume_normalised`` divides
+  Pareto front of every complete trial of every study pooled (trials over a budget left out),
+  its nadir (lowest accuracy, highest energy) moved out by 10 % of the front's range in each
+  objective (Ishibuchi et al., 2018; ``benchmarks/sampler_quality.py`` does the same). ``hypervolume_normalised`` divides
   by the box between that reference and the pooled front's ideal point, so 1 would be a
   single candidate at once the most accurate and the cheapest of all. A pooled front of one
   point has no range; then the margin is 10 % of the point's own values.
@@ -31,6 +31,8 @@ import optuna
 import pandas as pd
 
 from autospikformer.errors import AutospikError
+from autospikformer.pareto import REFERENCE_MARGIN
+from autospikformer.pareto import shared_reference as pareto_reference
 from autospikformer.study.export import (
     BASELINE_MARKER,
     accuracy_label,
@@ -40,8 +42,8 @@ from autospikformer.study.export import (
     jsonable,
     kendall_taus,
     marker_sizes,
+    over_budget_trace,
     parameter_range,
-    pareto_mask,
     protocol,
     size_legend,
     study_settings,
@@ -57,9 +59,6 @@ from autospikformer.study.storage import (
 )
 from autospikformer.units import energy_text, energy_unit, percent
 
-#: How far beyond the pooled front's nadir the shared reference point lies, as a fraction of the
-#: front's range in each objective.
-REFERENCE_MARGIN = 0.1
 COMPARE_FILES = ("compare.html", "compare.csv", "compare.json", "hypervolume.csv", "fronts.csv")
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _SYMBOLS = ("circle", "diamond", "square", "triangle-up", "cross", "x", "pentagon", "hexagon")
@@ -117,30 +116,27 @@ def study_refs(targets: list[str], storages: list[str] | None = None) -> list[St
 def shared_reference(
     completes: list[pd.DataFrame], margin: float = REFERENCE_MARGIN
 ) -> dict[str, float]:
-    """The shared reference point of several studies' complete trials, and the box it spans.
+    """The shared reference point of several studies' complete trials, and the box it spans
+    (:func:`autospikformer.pareto.shared_reference` of the feasible ones pooled).
 
     Returns ``accuracy``, ``energy_mj`` (the reference), ``ideal_accuracy``,
     ``ideal_energy_mj`` (the pooled front's best values) and ``box`` (the area between them).
     """
-    pooled = pd.concat([c[["accuracy", "energy_mj"]] for c in completes], ignore_index=True)
-    if pooled.empty:
-        raise CompareError("none of the studies has a complete trial: nothing to compare")
-    acc = pooled["accuracy"].to_numpy(float)
-    energy = pooled["energy_mj"].to_numpy(float)
-    front = pareto_mask(acc, energy)
-    best_acc, worst_acc = float(acc[front].max()), float(acc[front].min())
-    best_energy, worst_energy = float(energy[front].min()), float(energy[front].max())
-    acc_span = best_acc - worst_acc or abs(best_acc) or 1.0
-    energy_span = worst_energy - best_energy or abs(best_energy) or 1.0
-    ref_acc = worst_acc - margin * acc_span
-    ref_energy = worst_energy + margin * energy_span
-    return {
-        "accuracy": ref_acc,
-        "energy_mj": ref_energy,
-        "ideal_accuracy": best_acc,
-        "ideal_energy_mj": best_energy,
-        "box": (best_acc - ref_acc) * (ref_energy - best_energy),
-    }
+    pooled = pd.concat(
+        [
+            c[["accuracy", "energy_mj", *(["feasible"] if "feasible" in c else [])]]
+            for c in completes
+        ],
+        ignore_index=True,
+    )
+    if "feasible" in pooled:
+        pooled = pooled[pooled["feasible"].fillna(True).astype(bool)]
+    reference = pareto_reference(pooled["accuracy"], pooled["energy_mj"], margin)
+    if reference is None:
+        raise CompareError(
+            "none of the studies has a complete trial within its budgets: nothing to compare"
+        )
+    return reference
 
 
 @dataclass
@@ -169,6 +165,7 @@ class ComparedStudy:
         hv = float(self.history["hypervolume"].iloc[-1]) if len(self.history) else 0.0
         taus = kendall_taus(complete)
         base = complete[complete["baseline"].astype(bool)]
+        within = complete.loc[complete["feasible"].astype(bool)]
         return {
             "study": self.label,
             "name": self.ref.name,
@@ -178,11 +175,12 @@ class ComparedStudy:
             "sampler": search.get("sampler"),
             "eval_split": protocol(self.settings)["eval_split"],
             "complete": len(complete),
+            "over_budget": len(complete) - len(within),
             "front_size": len(front),
             "hypervolume": hv,
             "hypervolume_normalised": hv / box,
-            "best_accuracy": jsonable(complete["accuracy"].max()) if len(complete) else None,
-            "lowest_energy_mj": jsonable(complete["energy_mj"].min()) if len(complete) else None,
+            "best_accuracy": jsonable(within["accuracy"].max()) if len(within) else None,
+            "lowest_energy_mj": jsonable(within["energy_mj"].min()) if len(within) else None,
             "kendall_tau_top": taus["top_f_aeb"]["tau"],
             "kendall_tau_top_n": taus["top_f_aeb"]["n"],
             "kendall_tau_random": taus["random"]["tau"],
@@ -268,7 +266,12 @@ def fronts_figure(comparison: Comparison) -> Any:
     for i, s in enumerate(comparison.studies):
         colour, symbol = _COLOURS[i % len(_COLOURS)], _SYMBOLS[i % len(_SYMBOLS)]
         complete, front = complete_and_front(s.frame)
-        rest = complete.loc[~complete["pareto"].astype(bool)]
+        within = complete["feasible"].astype(bool)
+        rest = complete.loc[~complete["pareto"].astype(bool) & within]
+        if not within.all():
+            fig.add_trace(
+                over_budget_trace(complete.loc[~within], axis, unit, s.label, colour, s.label)
+            )
         fig.add_trace(
             go.Scatter(
                 x=unit.scale(rest["energy_mj"]),

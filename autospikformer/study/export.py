@@ -9,11 +9,16 @@ Conventions (stated again in ``summary.json`` and ``docs/studies.md``):
   complete trials at export time*, with the study's ``search.alpha`` (SPEC section 5). It is
   computed here, not stored per trial, because min-max scaling makes it depend on every rival:
   a value stored when a trial finished would be relative to a population that no longer exists.
-- Pareto front: complete trials that no other complete trial dominates (at least as accurate and
-  at most as costly, better in one). Trials with identical objectives are all on the front.
+- Budgets: ``feasible`` is False for a trial over one of the study's budgets (one of its Optuna
+  constraints, ``trial.set_constraint``, is positive: the measured energy over ``max_energy_mj``,
+  the parameters over ``max_params``); ``violation`` is the sum of its positive constraint
+  values (0 when within every budget).
+- Pareto front: complete feasible trials that no other complete feasible trial dominates (at
+  least as accurate and at most as costly, better in one), the front of Optuna's
+  ``study.best_trials`` and of optuna-dashboard. Trials with identical objectives are all on it.
 - Hypervolume: the area dominated by the front and bounded by the reference point
   ``(accuracy 0, energy 1.1 x the largest energy of any complete trial)``, in accuracy x mJ, after
-  each complete trial in order of completion.
+  each complete trial in order of completion (a trial over a budget adds nothing).
 - Kendall tau (tau-b) between accuracy and energy over the complete trials: how strongly the
   search found "more accurate costs more" (a tau near +1 means the two objectives conflict);
   also, as the paper reports it, over the top 100 trials by F_AEB and over the first 100
@@ -39,12 +44,23 @@ import pandas as pd
 import scipy.stats
 from optuna.trial import FrozenTrial, TrialState
 
-from autospikformer.search.architecture import FIELDS, PER_BLOCK_FIELDS, Architecture
+from autospikformer.pareto import hypervolume_history as hypervolume_steps
+from autospikformer.pareto import pareto_mask
+from autospikformer.search.architecture import (
+    FIELDS,
+    PER_BLOCK_FIELDS,
+    Architecture,
+    format_number,
+)
 from autospikformer.search.dsps import CANDIDATE_KEY
 from autospikformer.search.fitness import balanced_fitness
 from autospikformer.search.suggest import ARCH_ATTR, architecture_from_params
 from autospikformer.study.pricing import study_energy_model
-from autospikformer.study.static_figure import write_static_front
+from autospikformer.study.static_figure import (
+    marker_sizes,
+    parameter_range,
+    write_static_front,
+)
 from autospikformer.study.storage import (
     ANN_ENERGY_ATTR,
     ARCH_JSON_ATTR,
@@ -93,6 +109,8 @@ COLUMNS = (
     "energy_mj",
     "f_aeb",
     "pareto",
+    "feasible",
+    "violation",
     "generation",
     "random_draw",
     "architecture",
@@ -107,37 +125,6 @@ _HIDDEN_ATTRS = {ARCH_ATTR, ARCH_JSON_ATTR, *ATTR_COLUMNS}
 
 
 # --- the numbers --------------------------------------------------------------------------------
-def pareto_mask(accuracy: Any, energy: Any) -> np.ndarray:
-    """True where no other point is at least as accurate, at most as costly and better in one."""
-    acc = np.asarray(accuracy, dtype=float)
-    en = np.asarray(energy, dtype=float)
-    mask = np.ones(acc.size, dtype=bool)
-    for i in range(acc.size):
-        dominated = (acc >= acc[i]) & (en <= en[i]) & ((acc > acc[i]) | (en < en[i]))
-        mask[i] = not dominated.any()
-    return mask
-
-
-def hypervolume_2d(
-    accuracy: Any, energy: Any, ref_energy: float, ref_accuracy: float = 0.0
-) -> float:
-    """Area dominated by the points (max accuracy, min energy) within the reference point.
-
-    A sorted sweep: in order of rising energy, each point that beats the best accuracy so far
-    adds the strip ``(acc - best) x (ref_energy - energy)``.
-    """
-    acc = np.asarray(accuracy, dtype=float)
-    en = np.asarray(energy, dtype=float)
-    keep = (en < ref_energy) & (acc > ref_accuracy)
-    order = np.lexsort((-acc[keep], en[keep]))
-    best, area = ref_accuracy, 0.0
-    for a, e in zip(acc[keep][order], en[keep][order], strict=True):
-        if a > best:
-            area += (a - best) * (ref_energy - e)
-            best = a
-    return float(area)
-
-
 def kendall_tau(x: Any, y: Any) -> float:
     """Kendall's tau-b (scipy's, ties handled); NaN for fewer than two points or a constant input."""
     a = np.asarray(x, dtype=float)
@@ -149,7 +136,7 @@ def kendall_tau(x: Any, y: Any) -> float:
 
 # --- the tables ---------------------------------------------------------------------------------
 def _block(values: tuple[Any, ...]) -> str:
-    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+    return ",".join(format_number(v) if isinstance(v, float) else str(v) for v in values)
 
 
 def _architecture(trial: FrozenTrial) -> Architecture | None:
@@ -210,6 +197,7 @@ def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
     for t in trials:
         arch = _architecture(t)
         complete = t.state == TrialState.COMPLETE and t.values is not None
+        violation = sum(max(0.0, float(v)) for v in t.constraints.values())
         row: dict[str, Any] = {
             "number": t.number,
             "state": t.state.name,
@@ -217,6 +205,8 @@ def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
             "energy_mj": t.values[1] if complete else np.nan,
             "f_aeb": np.nan,
             "pareto": False,
+            "feasible": violation <= 0,
+            "violation": violation,
             "generation": trial_generation(t),
             "random_draw": is_random_draw(t, sampler),
             "architecture": str(arch) if arch else t.user_attrs.get(ARCH_ATTR, ""),
@@ -247,7 +237,7 @@ def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
         acc = frame.loc[done, "accuracy"].to_numpy(float)
         en = frame.loc[done, "energy_mj"].to_numpy(float)
         frame.loc[done, "f_aeb"] = balanced_fitness(acc, en, alpha)
-        frame.loc[done, "pareto"] = pareto_mask(acc, en)
+        frame.loc[done, "pareto"] = pareto_mask(acc, en, frame.loc[done, "feasible"])
     frame["test_accuracy"] = frame["test_accuracy"].astype(float)
     for column in (
         "depth",
@@ -274,6 +264,7 @@ def hypervolume_history(
     """Hypervolume after each complete trial, in order of completion; the reference in columns.
 
     ``reference`` is ``(accuracy, energy_mj)``; by default ``(0, 1.1 x the largest energy)``.
+    Trials over a budget (``feasible`` False) add nothing; the front is kept incrementally.
     """
     if complete.empty:
         return pd.DataFrame(
@@ -283,10 +274,9 @@ def hypervolume_history(
     acc = order["accuracy"].to_numpy(float)
     en = order["energy_mj"].to_numpy(float)
     ref_acc, ref = reference or (0.0, REFERENCE_ENERGY_FACTOR * float(en.max()))
-    values = [
-        hypervolume_2d(acc[: k + 1], en[: k + 1], ref, ref_accuracy=ref_acc)
-        for k in range(acc.size)
-    ]
+    if "feasible" in order:
+        acc = np.where(order["feasible"].astype(bool).to_numpy(), acc, np.nan)
+    values = hypervolume_steps(acc, en, ref, ref_accuracy=ref_acc)
     return pd.DataFrame(
         {
             "complete_trials": np.arange(1, acc.size + 1),
@@ -386,6 +376,7 @@ def studies_frame(storage: optuna.storages.BaseStorage) -> pd.DataFrame:
         config = study_settings(study)
         trials = study.get_trials(deepcopy=False)
         done = [t for t in trials if t.state == TrialState.COMPLETE]
+        within = [t for t in done if all(v <= 0 for v in t.constraints.values())]
         rows.append(
             {
                 "study": summary.study_name,
@@ -395,44 +386,22 @@ def studies_frame(storage: optuna.storages.BaseStorage) -> pd.DataFrame:
                 "complete": len(done),
                 "target": config.get("search", {}).get("trials", "?"),
                 "running": sum(t.state == TrialState.RUNNING for t in trials),
-                "best_accuracy": max(t.values[0] for t in done) if done else math.nan,
-                "min_energy_mj": min(t.values[1] for t in done) if done else math.nan,
+                "best_accuracy": max(t.values[0] for t in within) if within else math.nan,
+                "min_energy_mj": min(t.values[1] for t in within) if within else math.nan,
             }
         )
     return pd.DataFrame(rows)
 
 
 # --- the plot -----------------------------------------------------------------------------------
-#: Marker diameters (px) of the smallest and the largest model on a plot.
-SIZE_RANGE = (6.0, 22.0)
 FRONT_COLOUR = "#d62728"
+OVER_BUDGET_COLOUR = "#7f7f7f"
 BASELINE_MARKER = {
     "symbol": "star",
     "size": 20,
     "color": "#ffbf00",
     "line": {"width": 1.5, "color": "black"},
 }
-
-
-def marker_sizes(params: Any, lo: float, hi: float) -> np.ndarray:
-    """Marker diameters growing with the square root of the parameter count (so marker area
-    grows with it), from :data:`SIZE_RANGE` [0] at ``lo`` to [1] at ``hi``; unknown counts get
-    the middle size."""
-    small, large = SIZE_RANGE
-    values = np.asarray(pd.to_numeric(pd.Series(params), errors="coerce"), dtype=float)
-    if not math.isfinite(lo) or not math.isfinite(hi) or hi <= lo:
-        sizes = np.full(values.shape, (small + large) / 2)
-    else:
-        frac = (np.sqrt(values) - math.sqrt(lo)) / (math.sqrt(hi) - math.sqrt(lo))
-        sizes = small + (large - small) * np.clip(frac, 0.0, 1.0)
-    return np.where(np.isfinite(values), sizes, (small + large) / 2)
-
-
-def parameter_range(*frames: pd.DataFrame) -> tuple[float, float]:
-    """Smallest and largest parameter count over some trial frames (NaN when none is known)."""
-    values = pd.concat([pd.to_numeric(f["num_parameters"], errors="coerce") for f in frames])
-    values = values.dropna()
-    return (float(values.min()), float(values.max())) if len(values) else (math.nan, math.nan)
 
 
 def size_legend(fig: Any, lo: float, hi: float, *, row: int | None = None) -> None:
@@ -495,6 +464,39 @@ def hover(
     }
 
 
+def over_budget_trace(
+    part: pd.DataFrame,
+    accuracy: str,
+    unit: EnergyUnit,
+    study: str | None = None,
+    colour: str = OVER_BUDGET_COLOUR,
+    group: str | None = None,
+) -> Any:
+    """Plotly markers for complete trials over a budget (never on a front): small crosses,
+    the hover saying by how much (the sum of the positive constraint values)."""
+    import plotly.graph_objects as go
+
+    head = f"<b>{study}</b><br>" if study else ""
+    return go.Scatter(
+        x=unit.scale(part["energy_mj"]),
+        y=100 * part["accuracy"],
+        mode="markers",
+        name=f"over a budget ({len(part)}, not on the front)",
+        legendgroup=group,
+        marker={"symbol": "x-thin", "size": 8, "line": {"width": 1.5, "color": colour}},
+        customdata=np.stack(
+            [part["number"], part["architecture"], part["violation"].astype(float)], axis=-1
+        )
+        if len(part)
+        else None,
+        hovertemplate=(
+            f"{head}trial %{{customdata[0]}} (over a budget by %{{customdata[2]:.4g}})"
+            f"<br>%{{customdata[1]}}<br>{accuracy} %{{y:.2f}} %"
+            f"<br>energy %{{x:.4g}} {unit.name}<extra></extra>"
+        ),
+    )
+
+
 def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accuracy") -> Any:
     """The paper's Fig. 1A for one study: accuracy (%) against energy (in the unit that reads
     best, :func:`~autospikformer.units.energy_unit`), every candidate with marker size by
@@ -502,13 +504,17 @@ def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accurac
     front as a step line, the hand-designed baseline as a star."""
     import plotly.graph_objects as go
 
-    complete, front = complete_and_front(frame)
-    unit = energy_unit(complete["energy_mj"])
-    lo, hi = parameter_range(complete)
-    has_generations = complete["generation"].notna().any()
+    everything, front = complete_and_front(frame)
+    unit = energy_unit(everything["energy_mj"])
+    lo, hi = parameter_range(everything)
+    over = everything.loc[~everything["feasible"].astype(bool)]
+    complete = everything.loc[everything["feasible"].astype(bool)]
+    has_generations = everything["generation"].notna().any()
     colour = complete["generation"] if has_generations else complete["number"]
     colour_name = "generation" if has_generations else "trial number"
     fig = go.Figure()
+    if len(over):
+        fig.add_trace(over_budget_trace(over, accuracy, unit))
     fig.add_trace(
         go.Scatter(
             x=unit.scale(complete["energy_mj"]),
@@ -538,9 +544,9 @@ def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accurac
             mode="lines+markers",
             name=f"Pareto front ({len(front)})",
             line={"shape": "hv", "color": FRONT_COLOUR, "width": 2},
-            marker={
+            marker={  # filled: the front stays readable on top of a thousand candidates
                 "size": marker_sizes(front["num_parameters"], lo, hi),
-                "color": "rgba(0,0,0,0)",
+                "color": "rgba(255,255,255,0.85)",
                 "line": {"width": 2, "color": FRONT_COLOUR},
             },
             **hover(front, accuracy, unit=unit),
@@ -562,7 +568,7 @@ def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accurac
                 ),
             )
         )
-    base = complete[complete["baseline"].astype(bool)]
+    base = everything[everything["baseline"].astype(bool)]
     if len(base):
         fig.add_trace(
             go.Scatter(
@@ -653,10 +659,12 @@ def _summary(frame: pd.DataFrame, history: pd.DataFrame) -> dict[str, Any]:
     measured = front["test_accuracy"].notna()
     ref = [0.0, float(history["ref_energy_mj"].iloc[0])] if len(history) else None
     base = complete[complete["baseline"].astype(bool)]
-    empty = complete.empty
+    within = complete.loc[complete["feasible"].astype(bool)]  # best values: within the budgets
+    empty = within.empty
     return {
         "trials": {state: int(n) for state, n in frame["state"].value_counts().items()},
         "complete": len(complete),
+        "over_budget": int(len(complete) - len(within)),
         "front_size": len(front),
         "hypervolume": float(history["hypervolume"].iloc[-1]) if len(history) else 0.0,
         "reference_point": {"accuracy": ref[0], "energy_mj": ref[1]} if ref else None,
@@ -673,12 +681,10 @@ def _summary(frame: pd.DataFrame, history: pd.DataFrame) -> dict[str, Any]:
             else None,
         },
         "f_aeb_population": "all complete trials at export time",
-        "best_accuracy": None
-        if empty
-        else _trial_summary(complete.loc[complete["accuracy"].idxmax()]),
+        "best_accuracy": None if empty else _trial_summary(within.loc[within["accuracy"].idxmax()]),
         "lowest_energy": None
         if empty
-        else _trial_summary(complete.loc[complete["energy_mj"].idxmin()]),
+        else _trial_summary(within.loc[within["energy_mj"].idxmin()]),
         "baseline": (
             {
                 "name": base.iloc[0]["baseline"],

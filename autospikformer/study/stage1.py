@@ -18,11 +18,8 @@ from pathlib import Path
 
 import optuna
 
-from autospikformer.checkpoint import (
-    CheckpointError,
-    load_supernet_checkpoint,
-    remove_stale_temporaries,
-)
+from autospikformer.checkpoint import load_supernet_checkpoint
+from autospikformer.checkpoint_file import CheckpointError, remove_stale_temporaries
 from autospikformer.study.config import StudyConfig
 from autospikformer.study.holdout import check_supernet_holdout
 from autospikformer.study.storage import (

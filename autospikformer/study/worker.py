@@ -37,7 +37,6 @@ import contextlib
 import multiprocessing
 import os
 import signal
-import socket
 import sys
 import time
 import warnings
@@ -54,8 +53,9 @@ from autospikformer.data.base import dataset_info
 from autospikformer.energy.layers import count_parameters
 from autospikformer.energy.report import estimate_energy_mj
 from autospikformer.errors import error_line
+from autospikformer.processes import dead_here, process_label
 from autospikformer.search.architecture import Architecture
-from autospikformer.search.samplers import FEASIBLE_SAMPLERS, make_sampler
+from autospikformer.search.samplers import DSPS_SAMPLERS, make_sampler
 from autospikformer.search.suggest import suggest_architecture
 from autospikformer.study.holdout import check_study_holdout, check_supernet_holdout
 from autospikformer.study.outage import (
@@ -231,13 +231,19 @@ class Worker:
 
         self.budgets = budgets
         self.reject = reject
-        study0 = optuna.load_study(study_name=options.study_name, storage=self.storage)
-        seed = config.seed + options.worker_index + 7919 * len(study0.get_trials(deepcopy=False))
+        if search.sampler in DSPS_SAMPLERS:  # draws keyed by draw index: resumes repeat
+            seed = config.seed
+        else:  # Optuna's samplers keep their generator in the process: a restart with the same
+            # seed would propose the study's first candidates again
+            study0 = optuna.load_study(study_name=options.study_name, storage=self.storage)
+            seed = (
+                config.seed + options.worker_index + 7919 * len(study0.get_trials(deepcopy=False))
+            )
         sampler_options = dict(search.options)
         if search.sampler == "dsps":
             sampler_options["alpha"] = search.alpha
         budgeted = search.max_params is not None or search.max_energy_mj is not None
-        if search.sampler in FEASIBLE_SAMPLERS and budgeted:
+        if search.sampler in DSPS_SAMPLERS and budgeted:
             sampler_options["feasible"] = lambda arch: reject(arch) is None
         sampler = make_sampler(search.sampler, space=config.space, seed=seed, **sampler_options)
         self.study = optuna.load_study(
@@ -259,12 +265,13 @@ class Worker:
             record = self.evaluator.holdout_record(int(config.space.choices["time_steps"][0]))
             check_study_holdout(self.study, record)
             check_supernet_holdout(supernet_meta, config, options.checkpoint, record)
-        self.host_label = f"{socket.gethostname()}:{os.getpid()}"
+        self.host_label = process_label()
         self._current: int | None = None
 
     # -- one trial ---------------------------------------------------------------------------
     def _objective(self, trial: optuna.Trial) -> tuple[float, float]:
         self._current = trial.number
+        trial.set_user_attr(WORKER_ATTR, self.host_label)  # first: a kill from here on is seen
         study, n = self.study, self.options.trials
         others = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
         complete = sum(t.state == TrialState.COMPLETE for t in others)
@@ -281,22 +288,25 @@ class Worker:
 
         arch = suggest_architecture(trial, self.config.space)
         trial.set_user_attr(ARCH_JSON_ATTR, arch.to_dict())
-        trial.set_user_attr(WORKER_ATTR, self.host_label)
         for other in study.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
         ):
             if other.number != trial.number and other.params == trial.params:
                 trial.set_user_attr(SKIPPED_ATTR, "duplicate")
                 raise optuna.TrialPruned(f"duplicate of trial {other.number}")
-        # Budgets as Optuna constraints, so that NSGA-II, TPE and GP learn them too; a breaker
-        # is still never evaluated.
+        # Budgets as Optuna constraints, so that NSGA-II, TPE and GP learn them too. Optuna keeps
+        # the first value of a constraint, so each is set once: a breaker (never evaluated) with
+        # its pre-evaluation figures; an evaluated trial with its exact parameter count now and
+        # with its measured energy after the evaluation.
         budgets = self.budgets(arch)
-        for name, (value, _) in budgets.items():
-            trial.set_constraint(name, value)
         why = next((why for value, why in budgets.values() if value > 0), None)
         if why is not None:
+            for name, (value, _) in budgets.items():
+                trial.set_constraint(name, value)
             trial.set_user_attr(SKIPPED_ATTR, f"constraint: {why}")
             raise optuna.TrialPruned(why)
+        if "max_params" in budgets:
+            trial.set_constraint("max_params", budgets["max_params"][0])
 
         self.storage.doing = f"evaluating trial {trial.number}"
         result = self.evaluator.evaluate(arch)
@@ -308,7 +318,7 @@ class Worker:
         trial.set_user_attr(EVAL_SAMPLES_ATTR, self.config.search.eval_samples)
         trial.set_user_attr(EVALUATION_ATTR, evaluation_record(result))
         trial.set_user_attr(ANN_ENERGY_ATTR, float(result.report.ann_energy_mj))
-        if self.config.search.max_energy_mj is not None:  # the measured energy decides now
+        if self.config.search.max_energy_mj is not None:  # the measured energy decides
             trial.set_constraint(
                 "max_energy_mj", float(result.energy_mj) - self.config.search.max_energy_mj
             )
@@ -334,9 +344,12 @@ class Worker:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     optuna.storages.fail_stale_trials(study)
-            complete, running = _counts(
-                study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
+            trials = study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
             )
+            if self._requeue_dead_here(trials):
+                continue  # their re-queued copies are evaluated first, as a rerun would
+            complete, running = _counts(trials)
             if complete >= n:
                 break
             if complete + running >= n:  # the last trials are running elsewhere: they may fail
@@ -348,6 +361,30 @@ class Worker:
             done += self.run_trial() == TrialState.COMPLETE
             if on_trial is not None:
                 on_trial(study)
+        return done
+
+    def _requeue_dead_here(self, trials: list[FrozenTrial]) -> int:
+        """Fail and re-queue the RUNNING trials whose process, on this machine, is gone (killed,
+        out of memory), at once rather than after the grace period, so that a rerun right
+        after a kill draws what the uninterrupted run drew; returns how many."""
+        done = 0
+        for trial in trials:
+            label = trial.user_attrs.get(WORKER_ATTR)
+            if trial.state != TrialState.RUNNING or not dead_here(label):
+                continue
+            try:
+                failed = self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                failed = False  # another worker did it first
+            if failed:
+                _requeue(self.study, self.storage.get_trial(trial._trial_id))
+                print(
+                    f"note: {self.label}: trial {trial.number} was left running by a process "
+                    f"that is gone ({label}); re-queued",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                done += 1
         return done
 
     def _start_silent_trials_clocks(self) -> None:

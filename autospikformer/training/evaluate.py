@@ -469,14 +469,15 @@ def measure_energy(
     *,
     limit: int | None = None,
     device: str | torch.device = "cpu",
-    event_data: bool = False,
+    event_data: bool | None = None,
     energy_model: EnergyModel | None = None,
 ) -> Any:
     """The energy report of ``model`` (a supernet or a standalone Spikformer) on ``batches``.
 
     One pass measures the rates and the accuracy together: the report's ``extras["accuracy"]``
     is the fraction of correct answers on the same images. At most ``limit`` batches are used;
-    None when there was no batch. ``event_data``: the batches are event frames (SPEC section 4).
+    None when there was no batch. ``event_data``: the batches are event frames (SPEC section 4;
+    default: the model's variant says).
     """
     is_super = hasattr(model, "configure")
     correct = seen = 0

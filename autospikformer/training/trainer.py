@@ -46,11 +46,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autospikformer.checkpoint import (
+from autospikformer.checkpoint import SUPERNET_KIND, check_space
+from autospikformer.checkpoint_file import (
     FORMAT_VERSION,
-    SUPERNET_KIND,
     CheckpointError,
-    check_space,
     load_checkpoint,
     save_checkpoint,
 )
