@@ -1,18 +1,26 @@
 """Two-objective Pareto math for accuracy (maximised) and energy (minimised), torch-free.
 
-One home for what the search and the reports both need: the Pareto mask (constraint-aware: only
-feasible points can be on a front, as in Optuna's ``study.best_trials``), the hypervolume of a
-front and its history trial by trial, and the reference point several studies share. Points are
-given as accuracy and energy arrays; a point with a non-finite value is never on a front.
+One home for what the search and the reports both need:
+
+- for reports: the Pareto mask (constraint-aware: only feasible points can be on a front, as in
+  Optuna's ``study.best_trials``), the hypervolume of a front and its history point by point,
+  the reference point several studies share; points as accuracy and energy arrays, a point with
+  a non-finite value never on a front;
+- for the search (DSPS+): non-dominated sorting (Optuna's), crowding distance, hypervolume
+  contribution, constrained Pareto-rank selection, and the hypervolume a candidate would add to
+  a front; points as ``(energy, -accuracy)`` pairs, both minimised.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from autospikformer.optuna_api import non_domination_ranks
 
 #: How far beyond the pooled front's nadir a shared reference point lies, as a fraction of the
 #: front's range in each objective (Ishibuchi et al., 2018).
@@ -149,3 +157,128 @@ def shared_reference(
         "ideal_energy_mj": best_energy,
         "box": (best_acc - ref_acc) * (ref_energy - best_energy),
     }
+
+
+# --- ranking and screening (points minimised in both coordinates: (energy, -accuracy)) --------
+TIE_BREAKS = ("crowding", "hypervolume")
+
+
+def nondominated_sort(points: Sequence[tuple[float, float]]) -> list[list[int]]:
+    """Indices of ``points`` (both minimised) in successive non-dominated fronts, each in index
+    order (Optuna's non-dominated sorting, as NSGA-II ranks)."""
+    if not len(points):
+        return []
+    fronts: dict[int, list[int]] = {}
+    for i, rank in enumerate(non_domination_ranks(points)):
+        fronts.setdefault(int(rank), []).append(i)
+    return [fronts[rank] for rank in sorted(fronts)]
+
+
+def crowding_distance(points: Sequence[tuple[float, float]]) -> list[float]:
+    """NSGA-II crowding distance of each point of one front (extremes: infinity)."""
+    n = len(points)
+    distance = [0.0] * n
+    if n <= 2:
+        return [math.inf] * n
+    for k in range(2):
+        order = sorted(range(n), key=lambda i: (points[i][k], points[i][1 - k]))
+        span = points[order[-1]][k] - points[order[0]][k]
+        distance[order[0]] = distance[order[-1]] = math.inf
+        if span <= 0:
+            continue
+        for pos in range(1, n - 1):
+            gap = points[order[pos + 1]][k] - points[order[pos - 1]][k]
+            distance[order[pos]] += gap / span
+    return distance
+
+
+def hypervolume_contribution(points: Sequence[tuple[float, float]]) -> list[float]:
+    """Exclusive hypervolume of each point of one front (extremes: infinity, as they bound it)."""
+    n = len(points)
+    if n <= 2:
+        return [math.inf] * n
+    order = sorted(range(n), key=lambda i: (points[i][0], points[i][1]))
+    contribution = [0.0] * n
+    contribution[order[0]] = contribution[order[-1]] = math.inf
+    for pos in range(1, n - 1):
+        here, left, right = points[order[pos]], points[order[pos - 1]], points[order[pos + 1]]
+        contribution[order[pos]] = max(0.0, right[0] - here[0]) * max(0.0, left[1] - here[1])
+    return contribution
+
+
+def pareto_select(
+    points: Sequence[tuple[float, float]],
+    k: int,
+    *,
+    violations: Sequence[float] | None = None,
+    tie_break: str = "crowding",
+) -> list[int]:
+    """Indices of the ``k`` best ``points`` (both minimised) by constrained Pareto rank.
+
+    Feasible points (violation 0) come first, by non-dominated front; the front that does not
+    fit whole is cut by ``tie_break`` (larger crowding distance or hypervolume contribution
+    first, then lower index); infeasible points follow by total violation.
+    """
+    if tie_break not in TIE_BREAKS:
+        raise ValueError(f"tie_break must be one of {TIE_BREAKS}, got {tie_break!r}")
+    violations = [0.0] * len(points) if violations is None else list(violations)
+    feasible = [i for i in range(len(points)) if violations[i] <= 0]
+    chosen: list[int] = []
+    for front in nondominated_sort([points[i] for i in feasible]):
+        members = [feasible[i] for i in front]
+        if len(chosen) + len(members) <= k:
+            chosen.extend(members)
+            continue
+        spread = (crowding_distance if tie_break == "crowding" else hypervolume_contribution)(
+            [points[i] for i in members]
+        )
+        ranked = sorted(range(len(members)), key=lambda j: (-spread[j], members[j]))
+        chosen.extend(members[j] for j in ranked[: k - len(chosen)])
+        break
+    if len(chosen) < k:
+        infeasible = sorted(
+            (i for i in range(len(points)) if violations[i] > 0), key=lambda i: (violations[i], i)
+        )
+        chosen.extend(infeasible[: k - len(chosen)])
+    return chosen[:k]
+
+
+def staircase(points: np.ndarray) -> np.ndarray:
+    """The non-dominated rows of ``points`` (n x 2, minimised), sorted by the first column."""
+    if len(points) == 0:
+        return points
+    points = points[np.lexsort((points[:, 1], points[:, 0]))]
+    keep = [0]
+    for i in range(1, len(points)):
+        if points[i, 1] < points[keep[-1], 1]:
+            keep.append(i)
+    return points[keep]
+
+
+def hypervolume_improvement(
+    front: np.ndarray, candidates: np.ndarray, ref: tuple[float, float]
+) -> np.ndarray:
+    """Hypervolume each candidate row (minimised) adds to the staircase ``front`` within ``ref``.
+
+    The region the front leaves free is a step function of the first coordinate: below the
+    front's first point it reaches ``ref``, on ``[x_j, x_j+1)`` it reaches ``y_j``. A
+    candidate adds the part of its box above that region, summed over the steps (vectorised).
+    """
+    inside = front[(front[:, 0] < ref[0]) & (front[:, 1] < ref[1])] if len(front) else front
+    xs = inside[:, 0] if len(inside) else np.zeros(0)
+    left = np.concatenate(([-np.inf], xs))
+    right = np.concatenate((xs, [ref[0]]))
+    height = np.concatenate(([ref[1]], inside[:, 1] if len(inside) else np.zeros(0)))
+    px, py = candidates[:, :1], candidates[:, 1:]
+    width = np.clip(right[None, :] - np.maximum(left[None, :], px), 0.0, None)
+    rise = np.clip(height[None, :] - py, 0.0, None)
+    return (width * rise).sum(axis=1)
+
+
+def epsilon_distance(front: np.ndarray, candidates: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Smallest uniform improvement (in units of ``scale``) that makes each candidate
+    non-dominated by ``front``: 0 for a candidate already non-dominated."""
+    if len(front) == 0:
+        return np.zeros(len(candidates))
+    diff = (candidates[:, None, :] - front[None, :, :]) / scale
+    return np.maximum(0.0, diff.min(axis=2).max(axis=1))

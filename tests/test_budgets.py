@@ -18,9 +18,11 @@ from typer.testing import CliRunner
 from werkzeug.test import Client
 
 from autospikformer.cli.app import app
-from autospikformer.search.dsps import PARENTS_KEY_PREFIX, DSPSSampler, _Record
+from autospikformer.search.dsps import PARENTS_KEY_PREFIX, DSPSSampler
 from autospikformer.search.fitness import balanced_fitness
+from autospikformer.search.mirror import TrialSummary
 from autospikformer.search.space import SearchSpace
+from autospikformer.search.strategies import FitnessParents
 from autospikformer.search.suggest import suggest_architecture
 from autospikformer.study.compare import compare_studies
 from autospikformer.study.dashboard import dashboard_app
@@ -112,14 +114,13 @@ def test_the_hypervolume_ignores_trials_over_the_budget(studies) -> None:
 
 
 # --- DSPS parents ---------------------------------------------------------------------------
-def _record(number: int, acc: float, energy: float, violation: float = 0.0) -> _Record:
-    return _Record(
+def _record(number: int, acc: float, energy: float, violation: float = 0.0) -> TrialSummary:
+    return TrialSummary(
         number, number, TrialState.COMPLETE, None, 0, (acc, energy), True, None, violation
     )
 
 
 def test_dsps_ranks_parents_within_the_budgets_first() -> None:
-    sampler = DSPSSampler(space=SearchSpace.load("digits"), population_size=8, num_parents=5)
     records = [
         _record(0, 0.99, 0.1, violation=2.0),  # the best by F_AEB, but over a budget
         _record(1, 0.60, 0.5),
@@ -131,7 +132,7 @@ def test_dsps_ranks_parents_within_the_budgets_first() -> None:
     feasible = [records[i] for i in (1, 2, 4)]
     fitness = balanced_fitness([r.values[0] for r in feasible], [r.values[1] for r in feasible])
     by_fitness = [r.number for _, r in sorted(zip(-fitness, feasible, strict=True))]
-    assert sampler._select_parents(records) == [*by_fitness, 3, 5]
+    assert FitnessParents(alpha=0.5).select(records, 5) == [*by_fitness, 3, 5]
 
 
 def test_dsps_parents_of_a_study_with_a_budget() -> None:

@@ -23,18 +23,17 @@ from test_sampler import (  # noqa: F401  (db_dir is a fixture)
     run_worker_processes,
 )
 
-from autospikformer.search.dsps import PARENTS_KEY_PREFIX, _Record, _StudyView
-from autospikformer.search.dsps_plus import (
-    DSPSPlusSampler,
-    _Predictor,
-    _Ridge,
+from autospikformer.pareto import (
     crowding_distance,
     hypervolume_contribution,
     hypervolume_improvement,
     nondominated_sort,
     pareto_select,
-    refit_point,
 )
+from autospikformer.search.dsps import PARENTS_KEY_PREFIX
+from autospikformer.search.dsps_plus import DSPSPlusSampler
+from autospikformer.search.mirror import StudyMirror, TrialSummary
+from autospikformer.search.predictor import ObjectivePredictor, RidgeRegression, refit_point
 from autospikformer.search.samplers import make_sampler
 from autospikformer.search.suggest import suggest_architecture
 
@@ -58,7 +57,7 @@ def _run(sampler: optuna.samplers.BaseSampler, n: int, space: Any = BIG, **kw: A
     ],
 )
 def test_constructor_names_the_bad_argument(kwargs: dict[str, Any], name: str) -> None:
-    with pytest.raises(ValueError, match=rf"^{name} "):
+    with pytest.raises(ValueError, match=rf"^{name}: "):
         DSPSPlusSampler(space=BIG, **kwargs)
 
 
@@ -194,21 +193,21 @@ def test_hypervolume_improvement_matches_hand_computed_areas() -> None:
 def test_screening_picks_the_predicted_best_candidate() -> None:
     sampler = DSPSPlusSampler(space=BIG, seed=0)
     study = _run(_random_sampler(), 60)
-    view = _StudyView()
+    view = StudyMirror()
     for t in study.trials:
-        view._add_finished(
-            _Record(t.number, t._trial_id, t.state, _arch_of(t), 0, (t.values[0], t.values[1]))
+        view.add_finished(
+            TrialSummary(t.number, t._trial_id, t.state, _arch_of(t), 0, (t.values[0], t.values[1]))
         )
     records = [view.finished[n] for n in sorted(view.finished)]
-    predictor = _Predictor(sampler._encoder, records)
+    predictor = ObjectivePredictor(sampler._offspring.encoder, records)
     import random
 
     rng = random.Random(5)
     candidates = [BIG.sample(rng) for _ in range(30)]
-    pick = sampler._pick(view, predictor, candidates, me=-1)
+    pick = sampler._offspring.pick(view, predictor, candidates, me=-1)
     predicted = predictor.predict(candidates)
     points = np.column_stack((predicted[:, 1], -predicted[:, 0]))
-    _, front, _ = sampler._front(view)
+    _, front, _ = sampler._offspring.front(view)
     lo, hi = front.min(axis=0), front.max(axis=0)
     ref = tuple(hi + 0.1 * (hi - lo))
     gains = hypervolume_improvement(front, points, ref)  # type: ignore[arg-type]
@@ -225,33 +224,35 @@ def test_leave_one_out_error_is_the_refit_without_each_trial() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(30, 6))
     y = x @ rng.normal(size=6) + 0.3 * rng.normal(size=30)
-    model = _Ridge(0.7).fit(x, y, loo=True)
+    model = RidgeRegression(0.7).fit(x, y, loo=True)
     brute = []
     for i in range(30):
         keep = np.arange(30) != i
-        left = _Ridge(0.7).fit(x[keep], y[keep])
+        left = RidgeRegression(0.7).fit(x[keep], y[keep])
         brute.append((y[i] - left.predict(x[i : i + 1])[0]) ** 2)
     assert model.loo_mse == pytest.approx(float(np.mean(brute)), rel=1e-9)
 
 
 def test_the_accuracy_model_keeps_interactions_only_where_they_predict_better() -> None:
     sampler = DSPSPlusSampler(space=BIG, seed=0)
-    encoder = sampler._encoder
+    encoder = sampler._offspring.encoder
     import random
 
     rng = random.Random(3)
     archs = list(dict.fromkeys(BIG.sample(rng) for _ in range(150)))
 
-    def records(accuracy: Any) -> list[_Record]:
+    def records(accuracy: Any) -> list[TrialSummary]:
         return [
-            _Record(i, i, optuna.trial.TrialState.COMPLETE, a, 0, (accuracy(a), 1.0 + i % 7))
+            TrialSummary(i, i, optuna.trial.TrialState.COMPLETE, a, 0, (accuracy(a), 1.0 + i % 7))
             for i, a in enumerate(archs)
         ]
 
-    additive = _Predictor(encoder, records(lambda a: a.embed_dim / 100 + sum(a.mlp_ratio)))
+    additive = ObjectivePredictor(encoder, records(lambda a: a.embed_dim / 100 + sum(a.mlp_ratio)))
     assert not additive.interactions
     # accuracy that depends on the time steps and the width together
-    coupled = _Predictor(encoder, records(lambda a: (a.embed_dim / 100) * (a.time_steps - 2.5)))
+    coupled = ObjectivePredictor(
+        encoder, records(lambda a: (a.embed_dim / 100) * (a.time_steps - 2.5))
+    )
     assert coupled.interactions
 
 

@@ -29,10 +29,9 @@ from autospikformer.search.dsps import (
     CONFIG_KEY,
     PARENTS_KEY_PREFIX,
     DSPSSampler,
-    _parse,
-    _StudyView,
 )
 from autospikformer.search.fitness import balanced_fitness
+from autospikformer.search.mirror import StudyMirror, summarize
 from autospikformer.search.space import SearchSpace
 from autospikformer.search.suggest import architecture_params, suggest_architecture
 
@@ -115,7 +114,7 @@ class TestDSPSMultiObjectiveSuite(MultiObjectiveSamplerTestCase):
 )
 def test_constructor_names_the_bad_argument(kwargs: dict[str, Any], name: str) -> None:
     args: dict[str, Any] = {"space": BIG, **kwargs}
-    with pytest.raises(ValueError, match=rf"^{name} "):
+    with pytest.raises(ValueError, match=rf"^{name}: "):
         DSPSSampler(**args)
 
 
@@ -652,11 +651,11 @@ def test_view_takes_in_trials_finished_between_reads() -> None:
     ask = study.ask
 
     def me(trial: optuna.Trial) -> Any:
-        return _parse(storage.get_trial(trial._trial_id))
+        return summarize(storage.get_trial(trial._trial_id))
 
     study.tell(ask(), [1.0, 1.0])  # 0 complete
     running = ask()  # 1
-    view = _StudyView()
+    view = StudyMirror()
     view.refresh(storage, sid, me(running))
     assert set(view.finished) == {0} and set(view.live) == {1}
     study.tell(running, [2.0, 2.0])  # 1 finishes after it was seen running
@@ -669,7 +668,7 @@ def test_view_takes_in_trials_finished_between_reads() -> None:
     assert view.scanned == 6 and view.live[3].number == other.number
     assert view.finished[1].values == (2.0, 2.0) and view.finished[2].state == TrialState.FAIL
     # The incremental picture equals one built from scratch.
-    fresh = _StudyView()
+    fresh = StudyMirror()
     fresh.refresh(storage, sid, me(drawing))
     assert (fresh.finished, fresh.live, fresh.scanned) == (view.finished, view.live, view.scanned)
 

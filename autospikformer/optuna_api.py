@@ -1,0 +1,100 @@
+"""Optuna's private API in one place: what the project needs and Optuna offers no public call for.
+
+Every use of an underscored Optuna name, of an attribute key Optuna writes itself, or of Optuna's
+database tables goes through this module, so that an Optuna upgrade that moves one of them is a
+change here only. Each name says what it reaches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.storages import BaseStorage
+from optuna.storages._heartbeat import BaseHeartbeat, get_heartbeat_thread
+
+#: Trial system attributes Optuna writes itself: the parameters of an enqueued trial, the trials a
+#: re-queued trial replaces (oldest first) and the first of them, and the prefix of the values
+#: ``trial.set_constraint`` stores.
+FIXED_PARAMS_KEY = "fixed_params"
+RETRY_HISTORY_KEY = "retry_history"
+FAILED_TRIAL_KEY = "failed_trial"
+CONSTRAINTS_KEY = "constraints"
+
+__all__ = [
+    "CONSTRAINTS_KEY",
+    "FAILED_TRIAL_KEY",
+    "FIXED_PARAMS_KEY",
+    "RETRY_HISTORY_KEY",
+    "BaseHeartbeat",
+    "get_heartbeat_thread",
+    "heartbeat_tables",
+    "non_domination_ranks",
+    "rdb_engine",
+    "stale_trial_ids",
+    "storage_of",
+    "study_id",
+    "trial_id",
+]
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    """The storage a study object reads and writes through (Optuna's cached wrapper for RDB)."""
+    return study._storage
+
+
+def study_id(study: optuna.Study) -> int:
+    """The study's id in its storage."""
+    return study._study_id
+
+
+def trial_id(trial: optuna.trial.BaseTrial | optuna.trial.FrozenTrial) -> int:
+    """A trial's id in its storage (numbers count within a study; ids across the storage)."""
+    return trial._trial_id  # type: ignore[union-attr]
+
+
+def stale_trial_ids(storage: Any, study: int) -> list[int]:
+    """The RUNNING trials of study ``study`` whose heartbeat is older than the grace period."""
+    return list(storage._get_stale_trial_ids(study))
+
+
+def rdb_engine(storage: Any) -> Any:
+    """The SQLAlchemy engine under an RDB storage (or its cached wrapper), or None."""
+    return getattr(getattr(storage, "_backend", storage), "engine", None)
+
+
+def heartbeat_tables() -> tuple[Any, Any]:
+    """Optuna's ``trials`` and ``trial_heartbeats`` tables (SQLAlchemy ``Table`` objects)."""
+    from optuna.storages._rdb import models
+
+    return models.TrialModel.__table__, models.TrialHeartbeatModel.__table__
+
+
+def non_domination_ranks(
+    loss_values: Sequence[Sequence[float]], penalty: Sequence[float] | None = None
+) -> np.ndarray:
+    """Optuna's (constrained) non-dominated sorting, as NSGA-II ranks: 0 for the first front;
+    ``penalty`` > 0 puts a point behind every feasible one, by penalty."""
+    from optuna.study._multi_objective import _fast_non_domination_rank
+
+    values = np.asarray(loss_values, dtype=float).reshape(len(loss_values), -1)
+    return _fast_non_domination_rank(
+        values, penalty=None if penalty is None else np.asarray(penalty, dtype=float)
+    )
+
+
+def use_dashboard_front(front: Any) -> None:
+    """Make optuna-dashboard compute each study's best trials with ``front(trials, directions)``
+    (it has its own Pareto-front function, which a served app calls)."""
+    from optuna_dashboard import _app
+
+    _app.get_pareto_front_trials = front
+
+
+def dashboard_front() -> Any:
+    """optuna-dashboard's current Pareto-front function."""
+    from optuna_dashboard import _app
+
+    return _app.get_pareto_front_trials

@@ -1,0 +1,195 @@
+"""DSPS+'s cheap predictor of a candidate's accuracy and energy, fitted on a study's trials.
+
+Two ridge regressions on feature rows of the architecture (:class:`ArchitectureEncoder`): for
+accuracy, one-hot genes per block position, shared (threshold, tau) pairs, time steps, width,
+depth and the log of the dense parameter count, optionally crossed with the time steps (kept
+only when the closed-form leave-one-out error says they predict better); for energy, each
+block's dense MACs times T split by its (threshold, tau) pair, since a block's synaptic
+operations are its firing rate times T times its MACs and the rate follows the neuron settings.
+Refits follow :func:`refit_point`, a function of the draw index, so resumed runs fit the same.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from autospikformer.search.architecture import PER_BLOCK_FIELDS, Architecture
+from autospikformer.search.mirror import TrialSummary
+from autospikformer.search.space import SearchSpace
+
+#: Ridge penalty of both predictors (features are one-hot or of order one).
+RIDGE_ALPHA = 1.0
+
+
+class ArchitectureEncoder:
+    """Feature rows of architectures of one space, for the accuracy and the energy model."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        c = space.choices
+        self.depth = max(c["depth"])
+        self.index: dict[str, dict[Any, int]] = {f: {v: i for i, v in enumerate(c[f])} for f in c}
+        self.pairs = {
+            (th, tau): i
+            for i, (th, tau) in enumerate((a, b) for a in c["threshold"] for b in c["tau"])
+        }
+        n = {f: len(c[f]) for f in c}
+        self.globals = ["depth", "embed_dim", "time_steps"]
+        offset = 0
+        self.global_at: dict[str, int] = {}
+        for field in self.globals:
+            self.global_at[field] = offset
+            offset += n[field]
+        self.block_at: dict[str, int] = {}
+        for field in PER_BLOCK_FIELDS:
+            self.block_at[field] = offset
+            offset += n[field] * self.depth
+        self.pair_at = offset
+        offset += len(self.pairs)
+        self.size_at = offset
+        offset += 2
+        self.plain_width = offset
+        # interactions with the time steps: a neuron setting, and a width, serve T differently
+        self.steps = {t: i for i, t in enumerate(c["time_steps"])}
+        self.pair_steps_at = offset
+        offset += len(self.pairs) * len(self.steps)
+        self.embed_steps_at = offset
+        offset += n["embed_dim"] * len(self.steps)
+        self.acc_width = offset
+        self.max_embed = float(max(c["embed_dim"]))
+        self.energy_width = 2 * len(self.pairs) + 2
+
+    def accuracy_row(self, arch: Architecture) -> np.ndarray:
+        row = np.zeros(self.acc_width)
+        for field in self.globals:
+            row[self.global_at[field] + self.index[field][getattr(arch, field)]] = 1.0
+        share = 1.0 / arch.depth
+        for field in PER_BLOCK_FIELDS:
+            at, width = self.block_at[field], len(self.index[field])
+            for i, value in enumerate(getattr(arch, field)):
+                row[at + i * width + self.index[field][value]] = share
+        for th, tau in zip(arch.threshold, arch.tau, strict=True):
+            row[self.pair_at + self.pairs[(th, tau)]] += share
+        e = arch.embed_dim / self.max_embed
+        params = sum((4 + 2 * r) * e * e for r in arch.mlp_ratio)
+        row[self.size_at] = math.log(params)
+        row[self.size_at + 1] = math.log(params) ** 2
+        t, steps = self.steps[arch.time_steps], len(self.steps)
+        for th, tau in zip(arch.threshold, arch.tau, strict=True):
+            row[self.pair_steps_at + self.pairs[(th, tau)] * steps + t] += share
+        embed = self.index["embed_dim"][arch.embed_dim]
+        row[self.embed_steps_at + embed * steps + t] = 1.0
+        return row
+
+    def energy_row(self, arch: Architecture) -> np.ndarray:
+        row = np.zeros(self.energy_width)
+        e = arch.embed_dim / self.max_embed
+        t = float(arch.time_steps)
+        width = len(self.pairs)
+        for i in range(arch.depth):
+            k = self.pairs[(arch.threshold[i], arch.tau[i])]
+            row[k] += t * (4 + 2 * arch.mlp_ratio[i]) * e * e
+            row[width + k] += t * e
+        row[2 * width] = t * e * e  # spike-driven patch-splitting convolutions
+        row[2 * width + 1] = e  # the first convolution, on real-valued input
+        return row
+
+
+class RidgeRegression:
+    """Least squares with an L2 penalty and an unpenalised intercept (a closed form: fast)."""
+
+    def __init__(self, alpha: float = RIDGE_ALPHA) -> None:
+        self.alpha = alpha
+        self.coef = np.zeros(0)
+        self.intercept = 0.0
+
+    def fit(self, x: np.ndarray, y: np.ndarray, *, loo: bool = False) -> RidgeRegression:
+        """Fit; ``loo``: also set ``loo_mse``, the leave-one-out mean squared error, in closed
+        form (residual / (1 - h_ii), h the hat matrix's diagonal, to which centring adds 1/n),
+        which model selection compares."""
+        mean_x, mean_y = x.mean(axis=0), float(y.mean())
+        xc = x - mean_x
+        gram = xc.T @ xc + self.alpha * np.eye(x.shape[1])
+        if loo:
+            solved = np.linalg.solve(gram, xc.T)  # one solve gives the weights and the hat
+            self.coef = solved @ (y - mean_y)
+        else:
+            self.coef = np.linalg.solve(gram, xc.T @ (y - mean_y))
+        self.intercept = mean_y - float(mean_x @ self.coef)
+        if loo:
+            hat = np.einsum("ij,ji->i", xc, solved) + 1.0 / len(y)
+            residual = y - self.predict(x)
+            self.loo_mse = float(np.mean((residual / np.maximum(1.0 - hat, 1e-9)) ** 2))
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return x @ self.coef + self.intercept
+
+
+class ObjectivePredictor:
+    """Predicted (accuracy, energy) of architectures, fitted on complete trials.
+
+    ``rows`` caches each architecture's feature rows across refits (one sampler's cache).
+    """
+
+    def __init__(
+        self,
+        encoder: ArchitectureEncoder,
+        records: Sequence[TrialSummary],
+        rows: dict[Architecture, tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.rows = {} if rows is None else rows
+        acc_x, energy_x = self._features([r.arch for r in records], keep=True)  # type: ignore[misc]
+        acc = np.array([r.values[0] for r in records])  # type: ignore[index]
+        energy = np.array([r.values[1] for r in records])  # type: ignore[index]
+        self.acc_scale = float(acc.std()) or 1.0
+        self.energy_scale = float(np.abs(energy).mean()) or 1.0
+        # with or without the time-step interactions, whichever predicts left-out trials better
+        # (they help on real supernets and only add variance where accuracy is additive)
+        plain = RidgeRegression().fit(
+            acc_x[:, : encoder.plain_width], acc / self.acc_scale, loo=True
+        )
+        full = RidgeRegression().fit(acc_x, acc / self.acc_scale, loo=True)
+        self.interactions = full.loo_mse < plain.loo_mse
+        self.accuracy = full if self.interactions else plain
+        self.energy = RidgeRegression(alpha=1e-3).fit(energy_x, energy / self.energy_scale)
+
+    def _features(
+        self, archs: Sequence[Architecture], *, keep: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Feature matrices of ``archs``; ``keep``: cache the rows (evaluated architectures
+        only: proposals that are never evaluated would grow the cache without bound)."""
+        rows = []
+        for arch in archs:
+            row = self.rows.get(arch)
+            if row is None:
+                row = (self.encoder.accuracy_row(arch), self.encoder.energy_row(arch))
+                if keep:
+                    self.rows[arch] = row
+            rows.append(row)
+        return np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+
+    def predict(self, archs: Sequence[Architecture]) -> np.ndarray:
+        """n x 2 array of (accuracy, energy)."""
+        acc_x, energy_x = self._features(archs, keep=False)
+        if not self.interactions:
+            acc_x = acc_x[:, : self.encoder.plain_width]
+        acc = self.accuracy.predict(acc_x)
+        energy = self.energy.predict(energy_x)
+        return np.column_stack((acc * self.acc_scale, energy * self.energy_scale))
+
+
+def refit_point(number: int, every: int) -> int:
+    """The last refit point at or below draw index ``number``: points are ``every`` draws
+    apart, or 5 % of the draws so far when that is more, so a refit costs O(1) per trial
+    amortised however long the study runs (a function of the index alone: resumed runs agree)."""
+    point = 0
+    while True:
+        step = max(every, point // 20)
+        if point + step > number:
+            return point
+        point += step
