@@ -5,6 +5,11 @@ with and without BN recalibration, and the per-trial evaluation time over random
 one trial of a search costs). ``--threads`` defaults to torch's own choice.
 
     python benchmarks/digits_supernet.py --out runs/bench-digits
+    python benchmarks/digits_supernet.py --out runs/bench-digits-val --val-fraction 0.2
+
+``--val-fraction`` trains without the validation part of the training split (the study file's
+``data.val_fraction`` under ``search.eval_split = "val"``, drawn with ``--split-seed``, the
+study's seed), as ``autospik study run`` does for such a study.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 import torch
 
 from autospikformer.checkpoint import load_supernet
+from autospikformer.data.split import HoldoutSplit
 from autospikformer.search.space import SearchSpace
 from autospikformer.training.config import TrainConfig
 from autospikformer.training.evaluate import SubnetEvaluator
@@ -33,6 +39,13 @@ def main() -> None:
     parser.add_argument("--calib-batches", type=int, default=2)
     parser.add_argument("--calib-batch-size", type=int, default=64)
     parser.add_argument("--trials", type=int, default=20, help="random subnets to time")
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="hold out this fraction of the training digits (validation protocol)",
+    )
+    parser.add_argument("--split-seed", type=int, default=0, help="the study seed of the split")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="override a digits training setting, e.g. --set epochs=10 lr=0.003")  # fmt: skip
     args = parser.parse_args()
@@ -41,19 +54,22 @@ def main() -> None:
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
     config = TrainConfig.preset("digits").replace(**overrides)
     space = SearchSpace.load("digits")
+    holdout = None
+    if args.val_fraction is not None:
+        holdout = HoldoutSplit(fraction=args.val_fraction, seed=args.split_seed)
     print(f"threads {torch.get_num_threads()}; settings {config.to_dict()}")
 
     start = time.perf_counter()
     path = train_supernet(
         space=space, dataset="digits", data_root=None, out_dir=args.out, config=config,
-        device="cpu", resume=not args.no_resume,
+        device="cpu", resume=not args.no_resume, holdout=holdout,
     )  # fmt: skip
     train_s = time.perf_counter() - start
     print(f"training: {train_s:.0f} s (0 if the checkpoint was already complete)")
 
     evaluator = SubnetEvaluator(
         load_supernet(path), dataset="digits", data_root=None, calib_batches=args.calib_batches,
-        calib_batch_size=args.calib_batch_size, batch_size=360, device="cpu",
+        calib_batch_size=args.calib_batch_size, batch_size=360, device="cpu", holdout=holdout,
     )  # fmt: skip
     print("| subnet | params | recalibrated | accuracy | energy (mJ) | firing rate | seconds |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
