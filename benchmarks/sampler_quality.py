@@ -34,8 +34,7 @@ DSPS candidates by F_AEB, and over 100 random candidates (the paper: 0.63 vs 0.0
 
     python benchmarks/sampler_quality.py                       # surrogate, 1000 trials, 5 seeds
     python benchmarks/sampler_quality.py --problem digits --protocol val --cache runs/q/val.jsonl
-    python benchmarks/sampler_quality.py --trials 300 --seeds 0,3 --samplers dsps-plus,tpe \
-        --set dsps-plus:candidates=8 --save runs/q/a.json
+    python benchmarks/sampler_quality.py --seeds 0,3 --samplers dsps-plus --save runs/q/a.json
     python benchmarks/sampler_quality.py --report runs/q/*.json
 """
 

@@ -53,6 +53,9 @@ def _run(sampler: optuna.samplers.BaseSampler, n: int, space: Any = BIG, **kw: A
         ({"local_prob": 1.5}, "local_prob"),
         ({"tie_break": "random"}, "tie_break"),
         ({"min_fit_trials": 1}, "min_fit_trials"),
+        ({"acquisition": "ei"}, "acquisition"),
+        ({"reference_margin": -0.5}, "reference_margin"),
+        ({"spread_recent": 1.5}, "spread_recent"),
         ({"num_parents": 60}, "num_parents"),
     ],
 )
@@ -340,3 +343,110 @@ def test_gp_is_selectable_with_its_options() -> None:
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 6
     with pytest.raises(ValueError, match=r"'feasible'.*'dsps', 'dsps-plus', not 'gp'"):
         make_sampler("gp", space=SMALL, seed=0, feasible=lambda a: True)
+
+
+# --- exploration: expected hypervolume improvement, predictive spread, stagnation -----------
+def test_expected_hypervolume_improvement_is_exact() -> None:
+    """The closed form equals the hypervolume improvement averaged over many draws of the
+    candidate, and the plain improvement of the mean when the spread is 0."""
+    from autospikformer.search.dsps_plus import expected_hypervolume_improvement
+
+    front = np.array([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0]])
+    ref = (4.0, 4.0)
+    means = np.array([[1.5, 1.5], [0.0, 0.0], [2.5, 2.5], [2.2, 1.7], [3.5, 0.5], [5.0, 5.0]])
+    assert expected_hypervolume_improvement(front, means, np.zeros_like(means), ref) == (
+        pytest.approx(hypervolume_improvement(front, means, ref))
+    )
+    rng = np.random.default_rng(0)
+    std = np.array([[0.5, 0.8], [0.3, 0.1], [1.0, 1.0], [0.0, 0.6], [0.7, 0.0], [1.5, 2.0]])
+    exact = expected_hypervolume_improvement(front, means, std, ref)
+    for i in range(len(means)):
+        draws = rng.normal(means[i], std[i], size=(200_000, 2))
+        sampled = hypervolume_improvement(front, draws, ref)
+        error = sampled.std() / math.sqrt(len(draws))
+        assert abs(exact[i] - sampled.mean()) < 5 * error + 1e-12
+    # an empty front: the box between the candidate and the reference point
+    lone = expected_hypervolume_improvement(np.zeros((0, 2)), means[:1], np.zeros((1, 2)), ref)
+    assert lone.tolist() == [pytest.approx(2.5 * 2.5)]
+
+
+def test_predictive_spread_is_the_bayesian_ridge_posterior() -> None:
+    """``predict_std`` is s * sqrt(1 + 1/n + x_c A^-1 x_c), A the penalised Gram matrix of the
+    centred rows, s^2 estimated by the leave-one-out residuals; rows far from the data spread
+    more, and ``recent`` takes s from the last rows only."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 5))
+    noise = np.where(np.arange(60) < 40, 1.0, 0.1)
+    y = x @ rng.normal(size=5) + noise * rng.normal(size=60)
+    model = RidgeRegression(0.5).fit(x, y, loo=True, variance=True)
+    xc = x - x.mean(axis=0)
+    a_inv = np.linalg.inv(xc.T @ xc + 0.5 * np.eye(5))
+    hat = np.einsum("ij,jk,ik->i", xc, a_inv, xc) + 1 / 60
+    residual = y - model.predict(x)
+    s2 = float(np.mean(residual**2 / (1 - hat)))
+    new = rng.normal(size=(4, 5)) * np.array([[0.1], [1.0], [3.0], [10.0]])
+    nc = new - x.mean(axis=0)
+    expected = np.sqrt(s2 * (1 + 1 / 60 + np.einsum("ij,jk,ik->i", nc, a_inv, nc)))
+    assert model.predict_std(new) == pytest.approx(expected, rel=1e-9)
+    assert np.all(np.diff(model.predict_std(new)) > 0)  # further out, wider
+    assert model.loo_mse == pytest.approx(RidgeRegression(0.5).fit(x, y, loo=True).loo_mse)
+    recent = RidgeRegression(0.5).fit(x, y, loo=True, variance=True, recent=20)
+    assert recent.noise == pytest.approx(float(np.mean((residual**2 / (1 - hat))[-20:])))
+    assert recent.noise < 0.5 * model.noise  # the last 20 rows are the quiet ones
+
+
+def test_screening_picks_the_largest_expected_improvement() -> None:
+    """With the default acquisition the pick is the proposal of the largest expected
+    hypervolume improvement, the predictor's spread taken from its recent trials, within a
+    reference point one front's range beyond the nadir."""
+    from autospikformer.search.dsps_plus import expected_hypervolume_improvement
+
+    sampler = DSPSPlusSampler(space=BIG, seed=0)
+    offspring = sampler._offspring
+    assert offspring.acquisition == "ehvi" and offspring.reference_margin == 1.0
+    study = _run(_random_sampler(), 60)
+    view = StudyMirror()
+    for t in study.trials:
+        view.add_finished(
+            TrialSummary(t.number, t._trial_id, t.state, _arch_of(t), 0, (t.values[0], t.values[1]))
+        )
+    predictor = offspring.predictor(view, 60)
+    assert predictor is not None and predictor.variance
+    records = [view.finished[n] for n in sorted(view.finished)]
+    recent = RidgeRegression().fit(
+        *_accuracy_fit(predictor, records), loo=True, variance=True, recent=20
+    )
+    assert predictor.accuracy.noise == pytest.approx(recent.noise)  # max(20, 0.2 x 60) trials
+    import random
+
+    rng = random.Random(5)
+    candidates = [BIG.sample(rng) for _ in range(30)]
+    mean, spread = predictor.predict_distribution(candidates)
+    assert spread is not None and np.all(spread > 0)
+    points = np.column_stack((mean[:, 1], -mean[:, 0]))
+    _, front, _ = offspring.front(view)
+    lo, hi = front.min(axis=0), front.max(axis=0)
+    ref = tuple(hi + 1.0 * (hi - lo))
+    gains = expected_hypervolume_improvement(front, points, spread[:, ::-1], ref)  # type: ignore[arg-type]
+    assert offspring.pick(view, predictor, candidates, me=-1) == int(np.argmax(gains))
+
+
+def _accuracy_fit(predictor: ObjectivePredictor, records: list[TrialSummary]) -> tuple[Any, Any]:
+    """The accuracy model's rows and scaled targets, as the predictor fitted them."""
+    acc_x, _ = predictor._features([r.arch for r in records], keep=False)  # type: ignore[misc]
+    if not predictor.interactions:
+        acc_x = acc_x[:, : predictor.encoder.plain_width]
+    acc = np.array([r.values[0] for r in records])  # type: ignore[index]
+    return acc_x, acc / predictor.acc_scale
+
+
+def test_the_previous_rule_stays_selectable() -> None:
+    """``acquisition = "hvi"``: the point prediction's improvement, no spread fitted; the study
+    file option reaches the sampler and is recorded with its settings."""
+    sampler = make_sampler("dsps-plus", space=SMALL, seed=0, acquisition="hvi", min_fit_trials=4)
+    study = _run(sampler, 12, SMALL)
+    config = study._storage.get_study_system_attrs(study._study_id)["autospik:dsps:config"]
+    assert config["acquisition"] == "hvi" and config["reference_margin"] == 1.0
+    predictor = sampler._offspring.predictor(sampler._view(study), 12)
+    assert predictor is not None and not predictor.variance
+    assert predictor.predict_distribution(list(sampler._offspring._rows)[:3])[1] is None

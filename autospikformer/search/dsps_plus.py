@@ -6,9 +6,11 @@ two other strategies.
   contribution, then the infeasible ones by violation), instead of one scalarisation (F_AEB).
 - :class:`ScreenedOffspring`: ``candidates`` proposals per slot (DSPS offspring, or with
   probability ``local_prob`` a single-gene move of a member of the study's front); a predictor
-  fitted on the study's trials (:mod:`autospikformer.search.predictor`) picks the one predicted
-  to add the most hypervolume to the front (its complete feasible trials plus the predicted
-  points of the trials running elsewhere), else the one nearest to it.
+  fitted on the study's trials (:mod:`autospikformer.search.predictor`) picks the one with the
+  largest expected hypervolume improvement (:func:`expected_hypervolume_improvement`) over the
+  front (its complete feasible trials plus the predicted points of the trials running
+  elsewhere), under the predictor's own uncertainty, within a reference point one front's
+  range beyond the front's nadir.
 
 Everything else is DSPS's (:class:`~autospikformer.search.dsps.DSPSSampler`): generations,
 storage layout, many workers, resumes, seeded repeats, no duplicate evaluation. docs/search.md
@@ -24,8 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from scipy.special import ndtr
 
-from autospikformer.checks import check_choice, check_int, check_probability
+from autospikformer.checks import check_choice, check_int, check_number, check_probability
 from autospikformer.pareto import (
     TIE_BREAKS,
     epsilon_distance,
@@ -41,7 +44,59 @@ from autospikformer.search.predictor import ArchitectureEncoder, ObjectivePredic
 from autospikformer.search.space import SearchSpace
 from autospikformer.search.strategies import Draw, Offspring
 
-__all__ = ["DSPSPlusSampler", "ParetoParents", "ScreenedOffspring"]
+__all__ = [
+    "DSPSPlusSampler",
+    "ParetoParents",
+    "ScreenedOffspring",
+    "expected_hypervolume_improvement",
+]
+
+#: How a screened slot picks among its proposals: ``"ehvi"``, the expected hypervolume
+#: improvement under the predictor's uncertainty, or ``"hvi"``, the improvement of the point
+#: prediction (the nearest to the front when none improves it; DSPS+ before 2026-12-06).
+ACQUISITIONS = ("ehvi", "hvi")
+#: The screening's reference point lies this many times the front's range beyond its nadir.
+REFERENCE_MARGIN = 1.0
+#: The predictor's spread is measured on this share of the fitted trials, the last drawn.
+SPREAD_RECENT = 0.2
+
+
+def _expected_shortfall(level: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``E[(level - X)^+]`` for ``X ~ N(mean, std^2)`` (broadcast; ``std`` 0: ``(level -
+    mean)^+``; ``level`` -inf: 0)."""
+    below = np.isneginf(level)
+    gap = np.where(below, 0.0, level) - mean
+    safe = np.where(std > 0, std, 1.0)
+    z = gap / safe
+    smooth = gap * ndtr(z) + safe * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    value = np.where(std > 0, smooth, np.maximum(gap, 0.0))
+    return np.where(below, 0.0, np.maximum(value, 0.0))
+
+
+def expected_hypervolume_improvement(
+    front: np.ndarray, mean: np.ndarray, std: np.ndarray, ref: tuple[float, float]
+) -> np.ndarray:
+    """Expected hypervolume each candidate adds to the staircase ``front`` within ``ref``,
+    both coordinates minimised, candidate ``i`` at ``N(mean[i], diag(std[i]^2))``.
+
+    Exact in two dimensions: the improvement of a point (x, y) is a sum over the steps j of
+    the free region, ``[l_j, r_j)`` of the first coordinate at height ``h_j``, of
+    ``(r_j - max(x, l_j))^+ * (h_j - y)^+`` (:func:`~autospikformer.pareto.hypervolume_improvement`);
+    the width is ``(r_j - x)^+ - (l_j - x)^+``, each factor depends on one coordinate, so with
+    independent coordinates the expectation is ``sum_j (S_x(r_j) - S_x(l_j)) * S_y(h_j)``,
+    ``S(c) = E[(c - X)^+] = (c - mu) Phi(z) + sigma phi(z)``. With ``std`` 0 it is the
+    hypervolume improvement of ``mean``.
+    """
+    inside = front[(front[:, 0] < ref[0]) & (front[:, 1] < ref[1])] if len(front) else front
+    xs = inside[:, 0] if len(inside) else np.zeros(0)
+    left = np.concatenate(([-np.inf], xs))[None, :]
+    right = np.concatenate((xs, [ref[0]]))[None, :]
+    height = np.concatenate(([ref[1]], inside[:, 1] if len(inside) else np.zeros(0)))[None, :]
+    mx, my = mean[:, :1], mean[:, 1:]
+    sx, sy = std[:, :1], std[:, 1:]
+    width = _expected_shortfall(right, mx, sx) - _expected_shortfall(left, mx, sx)
+    rise = _expected_shortfall(height, my, sy)
+    return (np.maximum(width, 0.0) * rise).sum(axis=1)
 
 
 class ParetoParents:
@@ -75,6 +130,14 @@ class ScreenedOffspring:
     draws so far once that is more (:func:`~autospikformer.search.predictor.refit_point`), on the
     complete trials drawn before the refit point. Feature rows are kept per architecture and the
     front incrementally, so a draw's cost does not grow with the study.
+
+    ``acquisition`` ``"ehvi"`` (the default) evaluates the proposal with the largest expected
+    hypervolume improvement under the predictor's spread (Bayesian ridge: what a new
+    architecture would measure is normal around the prediction, wider for architectures unlike
+    the fitted ones, its noise estimated on the last ``spread_recent`` share of the fitted
+    trials, where the search evaluates now); ``"hvi"``, the largest improvement of the point
+    prediction. The reference point of both lies ``reference_margin`` times the front's range
+    beyond its nadir, so that extending the front at either end counts.
     """
 
     def __init__(
@@ -86,12 +149,18 @@ class ScreenedOffspring:
         local_prob: float = 0.2,
         min_fit_trials: int = 20,
         refit_every: int = 10,
+        acquisition: str = "ehvi",
+        reference_margin: float = REFERENCE_MARGIN,
+        spread_recent: float = SPREAD_RECENT,
     ) -> None:
         self.base = base
         self.candidates = check_int("candidates", candidates, minimum=1)
         self.local_prob = check_probability("local_prob", local_prob)
         self.min_fit_trials = check_int("min_fit_trials", min_fit_trials, minimum=2)
         self.refit_every = check_int("refit_every", refit_every, minimum=1)
+        self.acquisition = check_choice("acquisition", acquisition, ACQUISITIONS)
+        self.reference_margin = check_number("reference_margin", reference_margin, lo=0.0)
+        self.spread_recent = check_number("spread_recent", spread_recent, lo=0.0, hi=1.0)
         self.reads_first = self.candidates > 1  # the front must hold the trial finished last
         self.encoder = ArchitectureEncoder(space)
         # per study mirror: (refit point, predictor or None) and (finished count, front, members)
@@ -107,6 +176,9 @@ class ScreenedOffspring:
             "local_prob": self.local_prob,
             "min_fit_trials": self.min_fit_trials,
             "refit_every": self.refit_every,
+            "acquisition": self.acquisition,
+            "reference_margin": self.reference_margin,
+            "spread_recent": self.spread_recent,
         }
 
     def propose(self, draw: Draw, rng: random.Random) -> tuple[Architecture, str]:
@@ -141,10 +213,12 @@ class ScreenedOffspring:
         archs: list[Architecture],
         me: int,
     ) -> int:
-        """Index of the candidate predicted to add the most hypervolume (else the nearest)."""
+        """Index of the candidate expected to add the most hypervolume (``"ehvi"``: under the
+        predictor's spread; ``"hvi"``: at its point prediction) to the front of the complete
+        trials and the predicted points of the trials running elsewhere, else the nearest."""
         _, front, _ = self.front(mirror)
         pending = [r.arch for k, r in mirror.live.items() if k != me and r.arch is not None]
-        predicted = predictor.predict([*archs, *pending])
+        predicted, spread = predictor.predict_distribution([*archs, *pending])
         points = np.column_stack((predicted[:, 1], -predicted[:, 0]))  # minimised
         mine, others = points[: len(archs)], points[len(archs) :]
         if len(others):
@@ -153,8 +227,15 @@ class ScreenedOffspring:
             return 0
         lo, hi = front.min(axis=0), front.max(axis=0)
         scale = np.where(hi - lo > 0, hi - lo, np.maximum(np.abs(hi), 1e-12))
-        ref = (float(hi[0] + 0.1 * scale[0]), float(hi[1] + 0.1 * scale[1]))
-        gain = hypervolume_improvement(front, mine, ref)
+        ref = (
+            float(hi[0] + self.reference_margin * scale[0]),
+            float(hi[1] + self.reference_margin * scale[1]),
+        )
+        if spread is not None:
+            std = spread[: len(archs), ::-1]  # (energy, accuracy), as the points
+            gain = expected_hypervolume_improvement(front, mine, std, ref)
+        else:
+            gain = hypervolume_improvement(front, mine, ref)
         if gain.max() > 0:
             return int(np.argmax(gain))
         return int(np.argmin(epsilon_distance(front, mine, scale)))
@@ -176,7 +257,13 @@ class ScreenedOffspring:
         ]
         records.sort(key=lambda r: (r.draw_index, r.number))
         predictor = (
-            ObjectivePredictor(self.encoder, records, self._rows)
+            ObjectivePredictor(
+                self.encoder,
+                records,
+                self._rows,
+                variance=self.acquisition == "ehvi",
+                recent=max(self.min_fit_trials, int(self.spread_recent * len(records))),
+            )
             if len(records) >= self.min_fit_trials
             else None
         )
@@ -250,6 +337,13 @@ class DSPSPlusSampler(DSPSSampler):
         refit_every: the predictor is refitted every this many draws (or every 5 % of the
             draws so far, when that is more) on the complete trials drawn before the refit
             point.
+        acquisition: ``"ehvi"``: a slot evaluates the proposal with the largest expected
+            hypervolume improvement under the predictor's uncertainty; ``"hvi"``: the largest
+            improvement of the point prediction (else the nearest to the front).
+        reference_margin: the screening's reference point lies this many times the front's
+            range beyond the front's nadir, in each objective.
+        spread_recent: the share of the fitted trials, the last drawn, on which the
+            predictor's noise is estimated.
     """
 
     def __init__(
@@ -265,6 +359,9 @@ class DSPSPlusSampler(DSPSSampler):
         tie_break: str = "crowding",
         min_fit_trials: int = 20,
         refit_every: int = 10,
+        acquisition: str = "ehvi",
+        reference_margin: float = REFERENCE_MARGIN,
+        spread_recent: float = SPREAD_RECENT,
         feasible: Callable[[Architecture], bool] | None = None,
         max_redraws: int = 100,
         settle_timeout: float = 10.0,
@@ -292,5 +389,8 @@ class DSPSPlusSampler(DSPSSampler):
                 local_prob=local_prob,
                 min_fit_trials=min_fit_trials,
                 refit_every=refit_every,
+                acquisition=acquisition,
+                reference_margin=reference_margin,
+                spread_recent=spread_recent,
             ),
         )

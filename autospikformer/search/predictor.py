@@ -106,27 +106,59 @@ class RidgeRegression:
         self.coef = np.zeros(0)
         self.intercept = 0.0
 
-    def fit(self, x: np.ndarray, y: np.ndarray, *, loo: bool = False) -> RidgeRegression:
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        loo: bool = False,
+        variance: bool = False,
+        recent: int | None = None,
+    ) -> RidgeRegression:
         """Fit; ``loo``: also set ``loo_mse``, the leave-one-out mean squared error, in closed
         form (residual / (1 - h_ii), h the hat matrix's diagonal, to which centring adds 1/n),
-        which model selection compares."""
+        which model selection compares. ``variance``: also keep what :meth:`predict_std` needs
+        (the inverse of the penalised Gram matrix and the noise variance)."""
+        n = len(y)
         mean_x, mean_y = x.mean(axis=0), float(y.mean())
         xc = x - mean_x
         gram = xc.T @ xc + self.alpha * np.eye(x.shape[1])
-        if loo:
+        inverse = np.linalg.inv(gram) if variance else None
+        solved = None
+        if inverse is not None:
+            solved = inverse @ xc.T
+            self.coef = solved @ (y - mean_y)
+        elif loo:
             solved = np.linalg.solve(gram, xc.T)  # one solve gives the weights and the hat
             self.coef = solved @ (y - mean_y)
         else:
             self.coef = np.linalg.solve(gram, xc.T @ (y - mean_y))
         self.intercept = mean_y - float(mean_x @ self.coef)
-        if loo:
-            hat = np.einsum("ij,ji->i", xc, solved) + 1.0 / len(y)
+        if solved is not None:
+            hat = np.einsum("ij,ji->i", xc, solved) + 1.0 / n
             residual = y - self.predict(x)
-            self.loo_mse = float(np.mean((residual / np.maximum(1.0 - hat, 1e-9)) ** 2))
+            left_out = residual / np.maximum(1.0 - hat, 1e-9)
+            self.loo_mse = float(np.mean(left_out**2))
+            if inverse is not None:
+                self.mean_x, self.inverse, self.n = mean_x, inverse, n
+                # E[r_i^2] = s^2 (1 - h_ii) for least squares: r_i^2 / (1 - h_ii) estimates s^2;
+                # ``recent``: from the last rows only (where the search evaluates now)
+                tail = slice(-recent, None) if recent else slice(None)
+                self.noise = float(np.mean((residual * left_out)[tail]))
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return x @ self.coef + self.intercept
+
+    def predict_std(self, x: np.ndarray) -> np.ndarray:
+        """Standard deviation of the value a new row would be measured at: the Bayesian reading
+        of ridge regression (weights a posteriori ``N(coef, s^2 A^-1)``, A the penalised Gram
+        matrix of the centred rows, plus ``s^2 / n`` for the intercept) plus the noise ``s^2``:
+        ``s * sqrt(1 + 1/n + x_c A^-1 x_c)``. Rows unlike the fitted ones (rare genes, unseen
+        combinations) get a larger spread. Needs ``fit(..., variance=True)``."""
+        xc = x - self.mean_x
+        leverage = ((xc @ self.inverse) * xc).sum(axis=1) + 1.0 / self.n
+        return np.sqrt(max(self.noise, 0.0) * (1.0 + leverage))
 
 
 class ObjectivePredictor:
@@ -140,8 +172,12 @@ class ObjectivePredictor:
         encoder: ArchitectureEncoder,
         records: Sequence[TrialSummary],
         rows: dict[Architecture, tuple[np.ndarray, np.ndarray]] | None = None,
+        *,
+        variance: bool = False,
+        recent: int | None = None,
     ) -> None:
         self.encoder = encoder
+        self.variance = variance
         self.rows = {} if rows is None else rows
         acc_x, energy_x = self._features([r.arch for r in records], keep=True)  # type: ignore[misc]
         acc = np.array([r.values[0] for r in records])  # type: ignore[index]
@@ -151,12 +187,20 @@ class ObjectivePredictor:
         # with or without the time-step interactions, whichever predicts left-out trials better
         # (they help on real supernets and only add variance where accuracy is additive)
         plain = RidgeRegression().fit(
-            acc_x[:, : encoder.plain_width], acc / self.acc_scale, loo=True
+            acc_x[:, : encoder.plain_width],
+            acc / self.acc_scale,
+            loo=True,
+            variance=variance,
+            recent=recent,
         )
-        full = RidgeRegression().fit(acc_x, acc / self.acc_scale, loo=True)
+        full = RidgeRegression().fit(
+            acc_x, acc / self.acc_scale, loo=True, variance=variance, recent=recent
+        )
         self.interactions = full.loo_mse < plain.loo_mse
         self.accuracy = full if self.interactions else plain
-        self.energy = RidgeRegression(alpha=1e-3).fit(energy_x, energy / self.energy_scale)
+        self.energy = RidgeRegression(alpha=1e-3).fit(
+            energy_x, energy / self.energy_scale, variance=variance, recent=recent
+        )
 
     def _features(
         self, archs: Sequence[Architecture], *, keep: bool
@@ -175,12 +219,29 @@ class ObjectivePredictor:
 
     def predict(self, archs: Sequence[Architecture]) -> np.ndarray:
         """n x 2 array of (accuracy, energy)."""
+        return self.predict_distribution(archs, std=False)[0]
+
+    def predict_distribution(
+        self, archs: Sequence[Architecture], *, std: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(n x 2 predicted (accuracy, energy), n x 2 standard deviations of what they would
+        measure, :meth:`RidgeRegression.predict_std`; None unless ``std`` and fitted with
+        ``variance``)."""
         acc_x, energy_x = self._features(archs, keep=False)
         if not self.interactions:
             acc_x = acc_x[:, : self.encoder.plain_width]
         acc = self.accuracy.predict(acc_x)
         energy = self.energy.predict(energy_x)
-        return np.column_stack((acc * self.acc_scale, energy * self.energy_scale))
+        mean = np.column_stack((acc * self.acc_scale, energy * self.energy_scale))
+        if not (std and self.variance):
+            return mean, None
+        spread = np.column_stack(
+            (
+                self.accuracy.predict_std(acc_x) * self.acc_scale,
+                self.energy.predict_std(energy_x) * self.energy_scale,
+            )
+        )
+        return mean, spread
 
 
 def refit_point(number: int, every: int) -> int:

@@ -22,6 +22,7 @@ SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
         "candidates": 16,
         "local_prob": 0.2,
         "tie_break": "crowding",
+        "acquisition": "ehvi",
     },
     "nsga2": {"population_size": 50, "crossover_prob": 0.9, "swapping_prob": 0.5},
     "tpe": {"n_startup_trials": 10, "multivariate": True},

@@ -25,7 +25,7 @@ from autospikformer.data.split import HoldoutSplit
 from autospikformer.energy.models import EnergyError, EnergyModel
 from autospikformer.errors import AutospikError, did_you_mean
 from autospikformer.resources import preset_names, read_toml, studies_dir
-from autospikformer.search.dsps_plus import TIE_BREAKS
+from autospikformer.search.dsps_plus import ACQUISITIONS, TIE_BREAKS
 from autospikformer.search.samplers import SAMPLER_NAMES, SAMPLER_OPTIONS
 from autospikformer.search.space import SearchSpace, SearchSpaceError
 from autospikformer.training.config import TrainConfig
@@ -202,6 +202,10 @@ class SearchSettings:
             elif key == "tie_break" and value not in TIE_BREAKS:
                 raise StudyConfigError(
                     f"{where}: {value!r} is not allowed (allowed: {_allowed(TIE_BREAKS)})"
+                )
+            elif key == "acquisition" and value not in ACQUISITIONS:
+                raise StudyConfigError(
+                    f"{where}: {value!r} is not allowed (allowed: {_allowed(ACQUISITIONS)})"
                 )
         if evolutionary and options["num_parents"] > options["population_size"]:
             raise StudyConfigError(
