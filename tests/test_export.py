@@ -14,17 +14,12 @@ from optuna.trial import TrialState
 
 from autospikformer import SearchSpace
 from autospikformer.pareto import hypervolume_2d, pareto_mask
+from autospikformer.report.export import export_study
+from autospikformer.report.plots import SIZE_RANGE, marker_sizes
+from autospikformer.report.tables import COLUMNS, front_and_top, kendall_tau, trials_frame
 from autospikformer.search.dsps import CANDIDATE_KEY
 from autospikformer.search.fitness import balanced_fitness
 from autospikformer.search.suggest import architecture_params, distributions
-from autospikformer.study.export import (
-    COLUMNS,
-    export_study,
-    front_and_top,
-    kendall_tau,
-    trials_frame,
-)
-from autospikformer.study.static_figure import SIZE_RANGE, marker_sizes
 from autospikformer.study.storage import set_study_record
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -147,7 +142,7 @@ def filled_study(n_complete: int = 30, seed: int = 0) -> optuna.Study:
 
 def test_export_files_columns_and_values(tmp_path) -> None:
     study = filled_study()
-    paths = export_study(study, tmp_path)
+    paths = export_study(study, tmp_path).paths
     assert sorted(p.name for p in paths.values()) == sorted(
         [
             "trials.csv",
@@ -221,9 +216,21 @@ def test_export_files_columns_and_values(tmp_path) -> None:
     assert (pdf[:5] == b"%PDF-" and b"Spikformer-4-384" in pdf) or b"/Type /Page" in pdf
 
 
+def test_export_returns_what_it_wrote(tmp_path) -> None:
+    """A caller gets the summary, front and tables without reading the files back."""
+    exported = export_study(filled_study(), tmp_path)
+    assert exported.summary == json.loads(exported.paths["summary.json"].read_text())
+    on_disk = pd.read_csv(exported.paths["pareto.csv"])
+    assert on_disk["number"].tolist() == exported.front["number"].tolist()
+    assert on_disk["energy_mj"].tolist() == exported.front["energy_mj"].tolist()
+    tables = pd.read_csv(exported.paths["front_and_top20.csv"])
+    assert tables["number"].tolist() == exported.tables["number"].tolist()
+    assert len(pd.read_csv(exported.paths["trials.csv"])) == len(exported.trials)
+
+
 def test_empty_study_exports(tmp_path) -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
-    paths = export_study(study, tmp_path)
+    paths = export_study(study, tmp_path).paths
     assert list(pd.read_csv(paths["trials.csv"]).columns) == list(COLUMNS)
     summary = json.loads(paths["summary.json"].read_text())
     assert summary["complete"] == 0 and summary["front_size"] == 0
@@ -232,7 +239,7 @@ def test_empty_study_exports(tmp_path) -> None:
 
 def test_front_and_top20_is_the_papers_tables_2_and_3(tmp_path) -> None:
     study = filled_study()
-    paths = export_study(study, tmp_path)
+    paths = export_study(study, tmp_path).paths
     table = pd.read_csv(paths["front_and_top20.csv"])
     done = pd.read_csv(paths["trials.csv"]).query("state == 'COMPLETE'")
     # 30 trials: the ceil(0.2 x 30) = 6 most accurate, plus any tied with the sixth
@@ -287,7 +294,7 @@ def test_generations_random_draws_and_taus(tmp_path) -> None:
     frame = trials_frame(study)
     assert frame["generation"].tolist() == [i // 4 for i in range(12)]
     assert frame["random_draw"].tolist() == [i < 4 for i in range(12)]
-    summary = json.loads(export_study(study, tmp_path)["summary.json"].read_text())
+    summary = json.loads(export_study(study, tmp_path).paths["summary.json"].read_text())
     acc, en = zip(*points, strict=True)
     assert summary["kendall_tau"]["random"]["n"] == 4
     assert summary["kendall_tau"]["random"]["tau"] == pytest.approx(kendall_tau(acc[:4], en[:4]))

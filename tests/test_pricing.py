@@ -25,20 +25,22 @@ from typer.testing import CliRunner
 from autospikformer.checkpoint import load_supernet
 from autospikformer.checkpoint_file import save_checkpoint
 from autospikformer.cli.app import app
+from autospikformer.data.base import DatasetInfo
 from autospikformer.data.loading import build_dataset
 from autospikformer.energy import EnergyModel, estimate_energy_mj
 from autospikformer.model.spikformer import Spikformer
 from autospikformer.model.supernet import SuperSpikformer
-from autospikformer.search.architecture import Architecture
-from autospikformer.search.space import SearchSpace
-from autospikformer.search.suggest import architecture_from_params
-from autospikformer.study.config import StudyConfig
-from autospikformer.study.pricing import (
+from autospikformer.report.pricing import (
     repriced_study,
     require_same_energy_model,
     study_energy_model,
     trial_record,
 )
+from autospikformer.search.architecture import Architecture
+from autospikformer.search.space import SearchSpace
+from autospikformer.search.suggest import architecture_from_params
+from autospikformer.study.config import StudyConfig
+from autospikformer.study.evaluator import study_evaluator
 from autospikformer.study.storage import (
     ANN_ENERGY_ATTR,
     CONFIG_ATTR,
@@ -48,8 +50,8 @@ from autospikformer.study.storage import (
     resolve_study,
     study_records,
 )
-from autospikformer.study.subnet import study_evaluator
-from autospikformer.study.worker import Worker, WorkerOptions, run_workers
+from autospikformer.study.worker import Worker, WorkerOptions
+from autospikformer.study.workers import run_workers
 
 MEMORY = EnergyModel(name="memory-45nm")
 SOP = EnergyModel()
@@ -371,7 +373,8 @@ def test_the_energy_budget_uses_the_event_convention_and_the_study_model(dvs_roo
     shape = {"in_channels": 2, "img_size": 128, "num_classes": 10}
 
     def estimate(model: EnergyModel, events: bool) -> float:
-        return estimate_energy_mj(arch, rate=0.35, event_data=events, model=model, **shape)
+        data = DatasetInfo("frames", **shape, event_based=events)
+        return estimate_energy_mj(arch, rate=0.35, data=data, model=model)
 
     # at T = 2 the event convention is cheaper than a first conv counted as dense MACs
     assert estimate(MEMORY, True) < estimate(MEMORY, False)
@@ -388,10 +391,10 @@ def test_the_energy_budget_uses_the_event_convention_and_the_study_model(dvs_roo
         resolve_study(str(tmp_path / f"{name}.toml"), url, create=True)
         worker = Worker(WorkerOptions(storage_url=url, study_name=name, trials=1,
                                       checkpoint=str(ckpt), device="cpu"))  # fmt: skip
-        why = worker.reject(arch)
+        why = worker.budgets.reject(arch)
         assert (why is None) == passes, (model.name, budget, why)
         # the same figure is the trial's Optuna constraint value (> 0: over budget)
-        value, _ = worker.budgets(arch)["max_energy_mj"]
+        value, _ = worker.budgets.before_evaluation(arch)["max_energy_mj"]
         assert value == estimate(model, True) - budget and (value <= 0) == passes
         if not passes:
             assert f"estimated {estimate(MEMORY, True):.4g} mJ at rate 0.35" in why

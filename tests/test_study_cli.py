@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 
 from autospikformer import SearchSpace, Spikformer
 from autospikformer.cli.app import app
+from autospikformer.report.tables import COLUMNS
 from autospikformer.search.suggest import architecture_from_params
 from autospikformer.study.config import StudyConfig
-from autospikformer.study.export import COLUMNS
 from autospikformer.study.storage import study_records
 
 runner = CliRunner()

@@ -22,7 +22,7 @@ from autospikformer.search.architecture import Architecture
 from autospikformer.search.space import SearchSpace
 from autospikformer.study import worker as worker_module
 from autospikformer.study.config import StudyConfig, StudyConfigError
-from autospikformer.study.worker import WorkerOptions, spawned_options, worker_devices
+from autospikformer.study.workers import WorkerOptions, spawned_options, worker_devices
 from autospikformer.training.evaluate import SubnetEvaluator, _load_frames
 
 

@@ -481,7 +481,7 @@ def trial_model(
     evaluated with (the study's recalibration batches)."""
     from autospikformer.checkpoint import load_supernet
     from autospikformer.search.suggest import architecture_from_params
-    from autospikformer.study.subnet import study_evaluator
+    from autospikformer.study.evaluator import study_evaluator
 
     evaluator = study_evaluator(
         config, load_supernet(checkpoint, space=config.space), data_root=data_root, device=device

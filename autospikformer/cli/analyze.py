@@ -22,8 +22,8 @@ def _trial_source(
     from optuna.trial import TrialState
 
     from autospikformer.analysis.redundancy import trial_model
-    from autospikformer.study.stage1 import supernet_path
     from autospikformer.study.storage import resolve_study
+    from autospikformer.study.supernet_stage import supernet_path
 
     optuna_study, config, _ = guard(resolve_study, study, storage, create=False)
     frozen = [t for t in optuna_study.get_trials(deepcopy=False) if t.number == trial]

@@ -155,7 +155,7 @@ def energy(
 
     Otherwise every input rate is 1: an upper bound.
     """
-    from autospikformer.data.base import dataset_info
+    from autospikformer.data.base import DatasetInfo, dataset_info
     from autospikformer.device import resolve_device
     from autospikformer.energy.report import analytic_report
     from autospikformer.search.space import SearchSpace
@@ -182,11 +182,11 @@ def energy(
     if space is not None:
         guard(lambda: SearchSpace.load(space).check(architecture))
     shapes = dict(CIFAR10_SHAPES)
-    events, variant = False, "cifar"
+    events = False
     if dataset is not None:
         info = guard(dataset_info, dataset)
         shapes = {k: int(getattr(info, k)) for k in shapes}
-        events, variant = info.event_based, info.variant
+        events = info.event_based
     model = None
     if checkpoint is not None:
         torch_device = str(guard(resolve_device, device))
@@ -201,11 +201,9 @@ def energy(
         )  # fmt: skip
         mode = f"measured on {report.images} {dataset} test images"
     else:
+        data = DatasetInfo(dataset or "cifar10", event_based=events, **shapes)
         try:
-            report = analytic_report(
-                architecture, rate=1.0, event_data=events, model=model_used,
-                variant=variant, **shapes,
-            )  # fmt: skip
+            report = analytic_report(architecture, rate=1.0, data=data, model=model_used)
         except ValueError as exc:
             fail(str(exc))
         if model is not None:
@@ -229,9 +227,9 @@ def _as_study(
 ) -> tuple[Any, str, dict[str, int]]:  # fmt: skip
     """The report of ``architecture`` evaluated as study ``name``'s trials are."""
     from autospikformer.data.base import dataset_info
-    from autospikformer.study.stage1 import searched_supernet
+    from autospikformer.study.evaluator import evaluate_as_study
     from autospikformer.study.storage import resolve_study
-    from autospikformer.study.subnet import evaluate_as_study
+    from autospikformer.study.supernet_stage import searched_supernet
 
     optuna_study, config, _ = resolve_study(name, storage, create=False)
     path = searched_supernet(optuna_study, config, runs_dir=runs_dir, checkpoint=checkpoint)
@@ -275,7 +273,7 @@ def _print(arch: Any, report: Any, mode: str, shapes: dict[str, int]) -> None:
     from rich import box
     from rich.table import Table
 
-    from autospikformer.energy.layers import IMAGE_ONCE
+    from autospikformer.energy.counts import IMAGE_ONCE
     from autospikformer.units import energy_unit, percent
 
     model = report.model

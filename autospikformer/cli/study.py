@@ -8,12 +8,13 @@ non-zero exit; a command that fails leaves the storage as it was.
 
 from __future__ import annotations
 
-import functools
-import time
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from autospikformer.cli.common import (
     FORMAT,
@@ -53,11 +54,6 @@ def create(
     )
 
 
-def _fmt_seconds(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
 class _Display:
     """The rich progress line: complete trials of N, Pareto front size, best values so far."""
 
@@ -83,8 +79,9 @@ class _Display:
         self.progress.update(self.task, completed=min(len(complete), self.target), **fields)
 
 
-def _search(options: Any, workers: int, target: int, label: str = "acc") -> Any:
-    """Stage 2 under a rich progress line; returns the workers' outcome."""
+@contextlib.contextmanager
+def _progress_line(config: Any, target: int) -> Iterator[_Display]:
+    """Stage 2 under a rich progress line (the pipeline's ``watch``)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -94,8 +91,7 @@ def _search(options: Any, workers: int, target: int, label: str = "acc") -> Any:
         TimeElapsedColumn,
     )
 
-    from autospikformer.study.worker import run_workers
-
+    label = "val acc" if config.search.eval_split == "val" else "acc"
     columns = (
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -108,8 +104,16 @@ def _search(options: Any, workers: int, target: int, label: str = "acc") -> Any:
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        display = _Display(progress, target, label)
-        return guard(run_workers, options, workers, on_poll=display)
+        yield _Display(progress, target, label)
+
+
+def _say(line: str) -> None:
+    """A pipeline's progress line, as the user reads it (stage names in bold)."""
+    for stage in ("stage 1", "stage 2"):
+        if line.startswith(f"{stage}:"):
+            console.print(f"[bold]{stage}[/]{escape(line[len(stage) :])}", soft_wrap=True)
+            return
+    console.print(escape(line), soft_wrap=True)
 
 
 @app.command()
@@ -143,98 +147,35 @@ def run(
     cooperate on one study. Ctrl-C stops after the current trial (twice: at once, re-queuing
     it); run the same command again to resume.
     """
-    from autospikformer.errors import AutospikError
-    from autospikformer.study.preflight import check_run_inputs
-    from autospikformer.study.stage1 import prepare_supernet
-    from autospikformer.study.storage import resolve_study, sqlite_path, withdraw_study
-    from autospikformer.study.worker import WorkerOptions
+    from autospikformer.pipeline import run_study
 
-    started = time.monotonic()
-    check = functools.partial(
-        check_run_inputs, device=device, data_root=data_root, checkpoint=supernet, runs_dir=runs_dir
-    )
-    db_file = sqlite_path(storage)
-    new_file = db_file if db_file is not None and not db_file.is_file() else None
-    optuna_study, config, created = resolve_study(study, storage, create=True, check=check)
-    name = config.name
-    target = trials or config.search.trials
-    if created:
-        console.print(f"registered study [bold]{name}[/] in the storage")
-    console.print(
-        f"[bold]stage 1[/]: supernet of study {name} ({config.space.name}, {config.dataset})"
-    )
-    try:
-        checkpoint = prepare_supernet(
-            optuna_study,
-            config,
-            runs_dir=runs_dir,
-            checkpoint=supernet,
-            data_root=data_root,
-            device=device,
-        )
-    except AutospikError:  # a study registered just now and never used goes again
-        if created:
-            withdraw_study(optuna_study, created_file=new_file)
-        raise
-    console.print(f"supernet: {checkpoint} ({_fmt_seconds(time.monotonic() - started)} so far)")
-    console.print(
-        f"[bold]stage 2[/]: {config.search.sampler} search to {target} complete trials, "
-        f"{workers} worker{'s' if workers > 1 else ''}"
-    )
-    options = WorkerOptions(
-        storage_url=storage,
-        study_name=name,
-        trials=target,
-        checkpoint=str(checkpoint),
-        device=device,
-        data_root=data_root,
-    )
-    search_started = time.monotonic()
-    outcome = _search(
-        options, workers, target, "val acc" if config.search.eval_split == "val" else "acc"
-    )
-    elapsed = time.monotonic() - search_started
-    if outcome.interrupted:
+    result = run_study(
+        study, trials=trials, storage=storage, workers=workers, device=device,
+        runs_dir=runs_dir, supernet=supernet, data_root=data_root, export=export,
+        say=_say, watch=_progress_line,
+    )  # fmt: skip
+    if result.interrupted:
+        outcome = result.outcome
         console.print(
-            f"stopped: {outcome.complete} of {target} trials complete; "
-            f"run 'autospik study run {name}' again to resume"
+            f"stopped: {outcome.complete} of {outcome.target} trials complete; "
+            f"run 'autospik study run {result.config.name}' again to resume",
+            soft_wrap=True,
         )
         raise typer.Exit(130)
-    console.print(
-        f"study {name}: {outcome.complete} complete trials ({outcome.completed_here} in this run, "
-        f"search {_fmt_seconds(elapsed)}, total {_fmt_seconds(time.monotonic() - started)})"
-    )
-    if config.search.eval_split == "val":
-        from autospikformer.study.holdout import measure_front_on_test
-
-        measured = guard(
-            measure_front_on_test,
-            optuna_study,
-            config,
-            checkpoint,
-            data_root=data_root,
-            device=device,
-        )
-        if measured:
-            console.print(
-                f"test split: {len(measured)} new front member"
-                f"{'s' if len(measured) > 1 else ''} measured once on "
-                f"{measured[0]['samples']} test images (candidates were ranked on the validation "
-                f"split, {config.val_fraction:g} of the training split)",
-                soft_wrap=True,
-            )
-    if export:
-        _export_and_report(optuna_study, runs_dir / name / "export")
+    if result.export is not None:
+        _report(result.export)
 
 
 def _export_and_report(optuna_study: Any, out: Path, *, tables: int | None = None) -> None:
     """Export the study, print its figures (and, with ``tables``, the paper's Tables 2 / 3)."""
-    import json
+    from autospikformer.report.export import export_study
 
-    from autospikformer.study.export import export_study
+    _report(export_study(optuna_study, out), tables=tables)
 
-    paths = export_study(optuna_study, out)
-    summary = json.loads(paths["summary.json"].read_text())
+
+def _report(exported: Any, *, tables: int | None = None) -> None:
+    """Print an export's figures (and, with ``tables``, the paper's Tables 2 / 3)."""
+    summary, paths = exported.summary, exported.paths
     best, low = summary["best_accuracy"], summary["lowest_energy"]
     if best:
         tau = summary["kendall_tau_accuracy_energy"]
@@ -259,17 +200,17 @@ def _export_and_report(optuna_study: Any, out: Path, *, tables: int | None = Non
             soft_wrap=True,
         )  # fmt: skip
     if tables is not None:
-        _print_tables(paths["front_and_top20.csv"], summary, tables)
-    console.print(f"exported front: {paths['pareto.csv']}", soft_wrap=True)
-    console.print(f"interactive plot: {paths['pareto.html']}", soft_wrap=True)
+        _print_tables(exported.tables, summary, tables, paths["front_and_top20.csv"])
+    console.print(f"exported front: {escape(str(paths['pareto.csv']))}", soft_wrap=True)
+    console.print(f"interactive plot: {escape(str(paths['pareto.html']))}", soft_wrap=True)
 
 
-def _print_tables(csv: Path, summary: dict[str, Any], rows: int) -> None:
-    """The paper's Table 2 (the front) and Table 3 (top 20 % accuracy) from front_and_top20.csv."""
+def _print_tables(table: Any, summary: dict[str, Any], rows: int, csv: Path) -> None:
+    """The paper's Table 2 (the front) and Table 3 (top 20 % accuracy), as front_and_top20.csv
+    (``csv``) holds them."""
     import pandas as pd
     from rich.table import Table
 
-    table = pd.read_csv(csv, keep_default_na=True)
     if table.empty:
         return
     val = summary["protocol"]["eval_split"] == "val"
@@ -298,7 +239,7 @@ def _print_tables(csv: Path, summary: dict[str, Any], rows: int) -> None:
             )
         for _, row in shown.iterrows():
             cells = [
-                f"{int(row['number'])}{' *' if isinstance(row['baseline'], str) else ''}",
+                f"{int(row['number'])}{' *' if isinstance(row['baseline'], str) and row['baseline'] else ''}",
                 percent(row["accuracy"]),
             ]
             if val:
@@ -353,7 +294,7 @@ def export_cmd(
     folder = "export"
     if energy_model is not None or constants is not None:
         from autospikformer.cli.energy import energy_model_from
-        from autospikformer.study.pricing import repriced_study, study_energy_model
+        from autospikformer.report.pricing import repriced_study, study_energy_model
 
         priced_by = guard(study_energy_model, optuna_study)
         model = energy_model_from(energy_model, constants, default=priced_by)
@@ -394,7 +335,7 @@ def compare_cmd(
     """
     from rich.table import Table
 
-    from autospikformer.study.compare import compare_studies
+    from autospikformer.report.compare import compare_studies
 
     comparison, paths = guard(compare_studies, list(studies), out, list(storage or []))
     for warning in comparison.warnings:
@@ -440,7 +381,7 @@ def list_cmd(storage: str = STORAGE, fmt: Format = FORMAT) -> None:
     """All studies in the storage with their progress and best values."""
     from rich.table import Table
 
-    from autospikformer.study.export import studies_frame
+    from autospikformer.report.tables import studies_frame
     from autospikformer.study.storage import describe_url, open_storage
     from autospikformer.units import percent
 
@@ -484,7 +425,7 @@ def show(
     """The study's Pareto front (lowest energy first): a table, or CSV / JSON for scripts."""
     from rich.table import Table
 
-    from autospikformer.study.export import complete_and_front, trials_frame
+    from autospikformer.report.tables import complete_and_front, trials_frame
     from autospikformer.study.storage import resolve_study
     from autospikformer.units import percent
 
@@ -543,7 +484,7 @@ def dashboard(
     optuna_study, _, _ = guard(resolve_study, study, storage, create=False)
     if optuna_study.metric_names != list(METRIC_NAMES):
         optuna_study.set_metric_names(list(METRIC_NAMES))
-    from autospikformer.study.dashboard import serve_dashboard
+    from autospikformer.report.dashboard import serve_dashboard
 
     store = open_storage(storage)
     study_id = store.get_study_id_from_name(optuna_study.study_name)

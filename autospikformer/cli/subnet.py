@@ -38,9 +38,9 @@ def export(
     from optuna.trial import TrialState
 
     from autospikformer.search.suggest import architecture_from_params
-    from autospikformer.study.stage1 import supernet_path
+    from autospikformer.study.evaluator import export_subnet
     from autospikformer.study.storage import resolve_study
-    from autospikformer.study.subnet import export_subnet
+    from autospikformer.study.supernet_stage import supernet_path
 
     optuna_study, config, _ = guard(resolve_study, study, storage, create=False)
     trials = optuna_study.get_trials(deepcopy=False)

@@ -129,9 +129,9 @@ def _as_study(
     data_root: Path | None, device: str, quiet: bool,
 ) -> tuple[Any, str, str]:  # fmt: skip
     """``arch`` evaluated as study ``name``'s trials are; the result, a title, the split."""
-    from autospikformer.study.stage1 import searched_supernet
+    from autospikformer.study.evaluator import evaluate_as_study
     from autospikformer.study.storage import resolve_study
-    from autospikformer.study.subnet import evaluate_as_study
+    from autospikformer.study.supernet_stage import searched_supernet
 
     optuna_study, config, _ = resolve_study(name, storage, create=False)
     path = searched_supernet(optuna_study, config, runs_dir=runs_dir, checkpoint=checkpoint)

@@ -16,7 +16,7 @@ class DatasetInfo:
     num_classes: int
     in_channels: int  # 1 digits, 3 cifar, 2 dvs (the two event polarities)
     img_size: int  # 8 digits, 32 cifar, 128 dvs
-    event_based: bool  # True for the DVS sets: samples are frames [T, C, H, W]
+    event_based: bool = False  # True for the DVS sets: samples are frames [T, C, H, W]
 
     @property
     def variant(self) -> str:
@@ -24,9 +24,10 @@ class DatasetInfo:
         return "dvs" if self.event_based else "cifar"
 
 
+CIFAR10 = DatasetInfo("cifar10", 10, 3, 32, False)
 DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo("digits", 10, 1, 8, False),
-    "cifar10": DatasetInfo("cifar10", 10, 3, 32, False),
+    "cifar10": CIFAR10,
     "cifar100": DatasetInfo("cifar100", 100, 3, 32, False),
     "cifar10dvs": DatasetInfo("cifar10dvs", 10, 2, 128, True),
     "dvs128": DatasetInfo("dvs128", 11, 2, 128, True),

@@ -1,6 +1,6 @@
 """Energy accounting (SPEC sections 4 and 4b): what one image's inference costs, per layer.
 
-- ``layers``: the counted layers of an architecture, their dense MACs and neurons from the shapes
+- ``counts``: the counted layers of an architecture, their dense MACs and neurons from the shapes
   (``dense_macs``, ``layer_counts``, ``count_parameters``);
 - ``models``: the energy models (``"sop-45nm"``, ``"memory-45nm"``), their constants as data
   (``EnergyModel``, ``EnergyConstants``) and their formulas;
@@ -19,13 +19,13 @@ import importlib
 from typing import Any
 
 _PUBLIC = {
-    "FIRST_CONV": "layers",
-    "KERNEL": "layers",
-    "Layer": "layers",
-    "counted_layers": "layers",
-    "count_parameters": "layers",
-    "dense_macs": "layers",
-    "layer_counts": "layers",
+    "FIRST_CONV": "counts",
+    "KERNEL": "counts",
+    "Layer": "counts",
+    "counted_layers": "counts",
+    "count_parameters": "counts",
+    "dense_macs": "counts",
+    "layer_counts": "counts",
     "DEFAULT_MODEL": "models",
     "E_AC_PJ": "models",
     "E_MAC_PJ": "models",

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from autospikformer.energy.layers import (
+from autospikformer.energy.counts import (
     FIRST_CONV,
     KERNEL,
     SPIKES,

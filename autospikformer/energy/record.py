@@ -1,6 +1,6 @@
 """What re-pricing a measured architecture needs, in a compact JSON form a trial can store.
 
-Per layer (in :func:`~autospikformer.energy.layers.counted_layers` order): the dense MACs and
+Per layer (in :func:`~autospikformer.energy.counts.counted_layers` order): the dense MACs and
 the neurons per image and time step, and the measured input rate; with the time steps, whether
 the input was event data (the first conv's convention) and how many images were measured.
 Any energy model prices a record exactly as it prices the report the record came from, so a

@@ -22,7 +22,6 @@ the input size in both (a 128x128 DVS input pools after every SPS stage).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,12 +37,15 @@ from autospikformer.checkpoint_file import (
     save_checkpoint,
     verify_checkpoint,
 )
+from autospikformer.model.shapes import (
+    model_variant,
+    num_pools,
+    sps_widths,
+)
 from autospikformer.search.architecture import Architecture
 
-TOKEN_GRID = 8  # SPS pools inputs of 16 pixels and more down to an 8x8 grid: N = 64 tokens
 SPS_THRESHOLD = 1.0
 SPS_TAU = 2.0
-SUPPORTED_IMG_SIZES = (8, 16, 32, 64, 128)
 CHECKPOINT_KIND = "spikformer"  # the "kind" entry of a file written by Spikformer.save
 
 
@@ -72,46 +74,6 @@ def make_lif(threshold: float = 1.0, tau: float = 2.0) -> neuron.LIFNode:
         surrogate_function=surrogate.Sigmoid(),
         step_mode="m",
     )
-
-
-def sps_widths(embed_dim: int) -> tuple[int, int, int, int]:
-    """Channel widths of the four SPS stages: E//8, E//4, E//2, E (integer division for E=348)."""
-    return embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim
-
-
-def num_pools(img_size: int) -> int:
-    """How many stride-2 max pools SPS applies (on its last stages).
-
-    Inputs of 16 pixels and more are pooled down to the 8x8 token grid (CIFAR: 2 pools, DVS
-    128x128: 4 pools). An 8x8 input (the digits) gets one pool, a 4x4 grid of 16 tokens: attention
-    over one token per pixel would cost 16x more and see no more of the image.
-    """
-    if img_size not in SUPPORTED_IMG_SIZES:
-        raise ValueError(f"img_size must be one of {SUPPORTED_IMG_SIZES}, got {img_size}")
-    return max(1, int(math.log2(img_size // TOKEN_GRID)))
-
-
-@dataclass(frozen=True)
-class Variant:
-    """What differs between the reference's image model and its event-data model."""
-
-    name: str
-    qkv_bias: bool  # q, k and v Linear layers carry a bias
-    attn_scale: float  # multiplies q @ k^T (equivalently (q @ k^T) @ v: there is no softmax)
-
-
-VARIANTS: dict[str, Variant] = {
-    "cifar": Variant("cifar", qkv_bias=True, attn_scale=0.125),
-    "dvs": Variant("dvs", qkv_bias=False, attn_scale=0.25),
-}
-
-
-def model_variant(name: str) -> Variant:
-    """The :class:`Variant` called ``name``; an unknown name lists the known ones."""
-    try:
-        return VARIANTS[name]
-    except KeyError:
-        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {name!r}") from None
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autospikformer.data.base import DATASETS
+from autospikformer.data.base import DATASETS, DatasetInfo, dataset_info
 from autospikformer.data.split import HoldoutSplit
 from autospikformer.energy.models import EnergyError, EnergyModel
 from autospikformer.errors import AutospikError, did_you_mean
+from autospikformer.pareto import TIE_BREAKS
 from autospikformer.resources import preset_names, read_toml, studies_dir
-from autospikformer.search.dsps_plus import TIE_BREAKS
-from autospikformer.search.samplers import SAMPLER_NAMES, SAMPLER_OPTIONS
+from autospikformer.search.samplers import DSPS_SAMPLERS, SAMPLER_NAMES, SAMPLER_OPTIONS
 from autospikformer.search.space import SearchSpace, SearchSpaceError
+from autospikformer.study.budgets import Budgets
 from autospikformer.training.config import TrainConfig
 
 #: ``search.eval_split``: rank candidates on the test split (the paper's protocol) or on a held-out
@@ -145,7 +146,7 @@ class SearchSettings:
     known), which NSGA-II, TPE and GP honour by themselves. ``heartbeat_interval`` / ``grace_period``
     (seconds) make a trial whose worker died count as failed and be re-queued; ``grace_period``
     defaults to the larger of 120 s and four heartbeats. ``max_outage`` (seconds) is how long a
-    worker keeps retrying a storage that does not answer before it stops (``study/outage.py``).
+    worker keeps retrying a storage that does not answer before it stops (``study/retrying_storage.py``).
     ``batch_size`` is the evaluation batch, ``calib_batch_size`` the BN-recalibration batch
     (default: the same); ``amp`` evaluates under autocast on CUDA (bfloat16 where supported,
     else float16).
@@ -183,7 +184,7 @@ class SearchSettings:
             )
         defaults = dict(SAMPLER_OPTIONS[sampler])
         given = _check_keys("search.options", table.get("options", {}), tuple(defaults))
-        evolutionary = sampler in ("dsps", "dsps-plus")  # generations of parents and offspring
+        evolutionary = sampler in DSPS_SAMPLERS  # generations of parents and offspring
         if evolutionary and "num_parents" not in given:  # derived: the paper's 20 of 50
             population = given.get("population_size", defaults["population_size"])
             if isinstance(population, int) and population < defaults["num_parents"]:
@@ -356,6 +357,22 @@ class StudyConfig:
     description: str = ""
     energy: EnergyModel = field(default_factory=EnergyModel)
     val_fraction: float = DEFAULT_VAL_FRACTION
+
+    @property
+    def data_info(self) -> DatasetInfo:
+        """The data set's shape: classes, channels, input size, event data or images."""
+        return dataset_info(self.dataset)
+
+    @property
+    def budgets(self) -> Budgets:
+        """The study's budgets, priced for its data and energy model."""
+        return Budgets(
+            data=self.data_info,
+            energy=self.energy,
+            max_params=self.search.max_params,
+            max_energy_mj=self.search.max_energy_mj,
+            energy_rate=self.search.energy_rate,
+        )
 
     @property
     def holdout(self) -> HoldoutSplit | None:

@@ -23,14 +23,24 @@ import optuna
 from autospikformer.data.split import HoldoutSplit
 from autospikformer.search.suggest import architecture_from_params
 from autospikformer.study.config import StudyConfig
-from autospikformer.study.export import complete_and_front, test_accuracies, trials_frame
 from autospikformer.study.storage import (
     HOLDOUT_ATTR,
     TEST_ACCURACY_PREFIX,
     StudyError,
     set_study_record,
     study_record,
+    study_records,
 )
+
+
+def test_accuracies(study: optuna.Study) -> dict[int, dict[str, Any]]:
+    """Trial number -> ``{"accuracy", "samples"}`` measured on the test split after a search
+    under ``eval_split = "val"`` (study records ``autospik:test_accuracy:<number>``)."""
+    out = {}
+    for key, value in study_records(study).items():
+        if key.startswith(TEST_ACCURACY_PREFIX) and isinstance(value, dict):
+            out[int(key[len(TEST_ACCURACY_PREFIX) :])] = value
+    return out
 
 
 def check_study_holdout(study: optuna.Study, record: dict[str, Any] | None) -> None:
@@ -90,14 +100,13 @@ def measure_front_on_test(
     """Evaluate the front members not yet measured on the whole test split, once each, and
     store their test accuracy in the study; returns what was measured now."""
     from autospikformer.checkpoint import load_supernet
-    from autospikformer.study.subnet import study_evaluator
+    from autospikformer.study.evaluator import study_evaluator
 
     if config.search.eval_split != "val":
         return []
-    frame = trials_frame(study, config.search.alpha)
-    _, front = complete_and_front(frame)
+    front = sorted(t.number for t in study.best_trials)  # within the budgets, as every view
     done = test_accuracies(study)
-    todo = [int(n) for n in front["number"] if int(n) not in done]
+    todo = [n for n in front if n not in done]
     if not todo:
         return []
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}

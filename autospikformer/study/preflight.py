@@ -15,8 +15,8 @@ from autospikformer.data.loading import check_dataset
 from autospikformer.device import resolve_device
 from autospikformer.study.config import StudyConfig
 from autospikformer.study.holdout import check_supernet_holdout
-from autospikformer.study.stage1 import supernet_path
 from autospikformer.study.storage import StudyError
+from autospikformer.study.supernet_stage import supernet_path
 from autospikformer.training.trainer import SupernetTrainer
 
 

@@ -209,7 +209,7 @@ def open_storage(
     ``create``) refuses a SQLite file that cannot be written, before anything is tried. SQLite
     waits up to 60 s for a lock (several workers share one file); PostgreSQL connections are
     checked before use, so a new connection replaces one that a database restart closed
-    (``study/outage.py`` rides out the restart itself).
+    (``study/retrying_storage.py`` rides out the restart itself).
     """
     from sqlalchemy.exc import SQLAlchemyError
 

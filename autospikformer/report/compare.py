@@ -13,7 +13,7 @@ on one supernet).
   single candidate at once the most accurate and the cheapest of all. A pooled front of one
   point has no range; then the margin is 10 % of the point's own values.
 - **Kendall tau** between accuracy and energy per study, for its top 100 trials by F_AEB (within
-  the study) and for its first 100 random draws (:func:`~autospikformer.study.export.kendall_taus`).
+  the study) and for its first 100 random draws (:func:`~autospikformer.report.export.kendall_taus`).
 - Accuracy is each study's objective 0: test or validation accuracy by its ``search.eval_split``;
   studies of different data sets or protocols are compared with a warning, not refused.
 """
@@ -33,23 +33,25 @@ import pandas as pd
 from autospikformer.errors import AutospikError
 from autospikformer.pareto import REFERENCE_MARGIN
 from autospikformer.pareto import shared_reference as pareto_reference
-from autospikformer.study.export import (
+from autospikformer.report.plots import (
     BASELINE_MARKER,
-    accuracy_label,
-    complete_and_front,
     hover,
-    hypervolume_history,
-    jsonable,
-    kendall_taus,
     marker_sizes,
     over_budget_trace,
     parameter_range,
-    protocol,
     size_legend,
+)
+from autospikformer.report.pricing import require_same_energy_model
+from autospikformer.report.tables import (
+    accuracy_label,
+    complete_and_front,
+    hypervolume_history,
+    jsonable,
+    kendall_taus,
+    protocol,
     study_settings,
     trials_frame,
 )
-from autospikformer.study.pricing import require_same_energy_model
 from autospikformer.study.storage import (
     DEFAULT_STORAGE,
     StudyError,
