@@ -338,21 +338,13 @@ def test_cifar10dvs_frames_labels_and_split(cifar10dvs_root: tuple[Path, dict]) 
 
 
 def test_each_events_file_is_read_once(
-    cifar10dvs_root: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cifar10dvs_root: tuple[Path, dict], tmp_path: Path, events_reads: list[str]
 ) -> None:
     """Every T of both splits, opened many times: each events file is read exactly once."""
     import shutil
 
     shutil.copytree(cifar10dvs_root[0] / "extract", tmp_path / "extract")
-    reads: list[str] = []
-    real_load = np.load
-
-    def counting_load(file, *args, **kwargs):
-        if "events_np" in str(file):
-            reads.append(str(file))
-        return real_load(file, *args, **kwargs)
-
-    monkeypatch.setattr(np, "load", counting_load)
+    reads = events_reads
     for _ in range(2):
         for train in (True, False):
             for steps, ds in build_frames(

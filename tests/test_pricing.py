@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import torch
 from event_files import sample_events, write_cifar10dvs_aedat
-from helpers import tiny_study
+from helpers import study_text, tiny_study
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -297,19 +297,13 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 
 def dvs_study(name: str, root: Path, *, model: str, budget: float | None = None) -> str:
-    space = DVS_SPACE["transformer"]
-    neuron = DVS_SPACE["neuron"]
-    lines = [
-        f'[study]\nname = "{name}"\n[data]\ndataset = "cifar10dvs"\nroot = "{root}"',
-        '[space]\nname = "tiny-dvs"\n[space.transformer]\n'
-        + "\n".join(f"{k} = {v}" for k, v in space.items()),
-        "[space.neuron]\n" + "\n".join(f"{k} = {v}" for k, v in neuron.items()),
-        '[search]\nsampler = "random"\ntrials = 2\ncalib_batches = 1\nbatch_size = 4\n'
-        "heartbeat_interval = 1\ngrace_period = 3"
-        + ("" if budget is None else f"\nmax_energy_mj = {budget!r}\nenergy_rate = 0.35"),
-        f'[energy]\nmodel = "{model}"',
-    ]
-    return "\n".join(lines) + "\n"
+    search = {"trials": 2, "batch_size": 4, "eval_samples": None}
+    if budget is not None:
+        search.update(max_energy_mj=budget, energy_rate=0.35)
+    return study_text(
+        name, sampler="random", dataset="cifar10dvs", root=root, space=DVS_SPACE, search=search,
+        energy={"model": model},
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 TOKEN_GRID = 8  # SPS pools inputs of 16 pixels and more down to an 8x8 grid: N = 64 tokens
 SUPPORTED_IMG_SIZES = (8, 16, 32, 64, 128)
@@ -27,6 +28,10 @@ def num_pools(img_size: int) -> int:
     if img_size not in SUPPORTED_IMG_SIZES:
         raise ValueError(f"img_size must be one of {SUPPORTED_IMG_SIZES}, got {img_size}")
     return max(1, int(math.log2(img_size // TOKEN_GRID)))
+
+
+#: The model variants: the reference's image model and its event-data model.
+VariantName = Literal["cifar", "dvs"]
 
 
 @dataclass(frozen=True)

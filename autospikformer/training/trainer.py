@@ -193,13 +193,7 @@ class SupernetTrainer:
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend=backend)
         torch.manual_seed(cfg.seed)
-        self.model = SuperSpikformer(
-            self.space,
-            num_classes=self.info.num_classes,
-            in_channels=self.info.in_channels,
-            img_size=self.info.img_size,
-            variant=self.info.variant,
-        ).to(self.device)
+        self.model = SuperSpikformer.for_data(self.space, self.info).to(self.device)
         self.data = TrainBatches(
             self.dataset_name,
             self.data_root,
