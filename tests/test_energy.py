@@ -21,9 +21,9 @@ from autospikformer.energy import (
     E_MAC_PJ,
     EnergyConstants,
     EnergyError,
+    EnergyMeasurement,
     EnergyMeter,
     EnergyModel,
-    EnergyRecord,
     analytic_report,
     count_parameters,
     dense_macs,
@@ -403,8 +403,8 @@ def test_a_record_reprices_exactly_as_the_report() -> None:
     custom = EnergyModel.from_table({"model": "memory-45nm", "sram": "8 KB", "word_bits": 8})
     for pricing, other in ((SOP, MEMORY), (MEMORY, SOP), (custom, SOP)):
         report = meter.report(model=pricing)
-        stored = json.loads(json.dumps(report.record().to_json()))  # what a trial keeps
-        record = EnergyRecord.from_json(stored)
+        stored = json.loads(json.dumps(report.measurement().to_json()))  # what a trial keeps
+        record = EnergyMeasurement.from_json(stored)
         assert record.to_json() == stored and record.time_steps == 3 and record.images == 4
         totals = record.totals(pricing)
         assert totals.energy_mj == report.energy_mj
@@ -415,9 +415,9 @@ def test_a_record_reprices_exactly_as_the_report() -> None:
         assert record.totals(other).energy_mj == fresh.energy_mj
     assert len(json.dumps(stored)) < 1500  # a few numbers per layer
     with pytest.raises(EnergyError, match="not a version-1 record"):
-        EnergyRecord.from_json({"v": 0})
+        EnergyMeasurement.from_json({"v": 0})
     with pytest.raises(EnergyError, match="one of each per layer"):
-        EnergyRecord.from_json({**stored, "rates": stored["rates"][:-1]})
+        EnergyMeasurement.from_json({**stored, "rates": stored["rates"][:-1]})
 
 
 def test_dvs_variant_parameter_count() -> None:

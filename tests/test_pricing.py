@@ -34,7 +34,7 @@ from autospikformer.report.pricing import (
     repriced_study,
     require_same_energy_model,
     study_energy_model,
-    trial_record,
+    trial_measurement,
 )
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.space import SearchSpace
@@ -45,7 +45,7 @@ from autospikformer.study.storage import (
     ANN_ENERGY_ATTR,
     CONFIG_ATTR,
     ENERGY_ATTR,
-    ENERGY_RECORD_ATTR,
+    ENERGY_MEASUREMENT_ATTR,
     StudyError,
     resolve_study,
     study_records,
@@ -208,11 +208,11 @@ def test_repricing_equals_a_fresh_evaluation_under_the_other_model(digits_study)
     assert len(complete) == 4
     for trial in complete:  # what a trial stores: a few numbers in user attributes, the record
         assert isinstance(trial.user_attrs[ANN_ENERGY_ATTR], float)
-        record = trial_record(trial)
+        record = trial_measurement(trial)
         assert record is not None and not record.event_data and record.images == 128
         assert record.totals(SOP).energy_mj == trial.values[1]
         assert record.totals(SOP).ann_energy_mj == trial.user_attrs[ANN_ENERGY_ATTR]
-        assert len(json.dumps(trial.system_attrs[ENERGY_RECORD_ATTR])) < 1500
+        assert len(json.dumps(trial.system_attrs[ENERGY_MEASUREMENT_ATTR])) < 1500
     repriced = repriced_study(study, MEMORY)
     assert study_energy_model(repriced) == MEMORY
     assert repriced.study_name == "tiny" and repriced.metric_names == study.metric_names
@@ -333,7 +333,7 @@ def test_event_data_trials_count_the_first_conv_as_sops(dvs_root, tmp_path) -> N
     evaluator = study_evaluator(config, load_supernet(ckpt, space=space), device="cpu")
     for trial in study.get_trials(states=(TrialState.COMPLETE,)):
         arch = architecture_from_params(trial.params)
-        record = trial_record(trial)
+        record = trial_measurement(trial)
         assert record.event_data and record.time_steps == arch.time_steps
         result = evaluator.evaluate(arch)
         assert result.energy_mj == trial.values[1] == record.totals(MEMORY).energy_mj

@@ -63,19 +63,14 @@ def sps_feature_maps(model: nn.Module, images: torch.Tensor, batch_size: int = 6
     """The SPS output of ``model`` (a standalone Spikformer) on ``images``, averaged over T:
     ``[B, E, h, w]`` float64, one map per image and channel."""
     captured: list[torch.Tensor] = []
-
-    def keep(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
-        captured.append(output.float().mean(dim=0).cpu())  # [B, N, E], mean over T
-
-    handle = model.sps.register_forward_hook(keep)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     try:
         for start in range(0, images.shape[0], batch_size):
-            model(images[start : start + batch_size].to(device))
+            tokens = model.embed(images[start : start + batch_size].to(device))
+            captured.append(tokens.float().mean(dim=0).cpu())  # [B, N, E], mean over T
     finally:
-        handle.remove()
         model.train(was_training)
     tokens = torch.cat(captured)  # [B, N, E]
     side = math.isqrt(tokens.shape[1])

@@ -7,7 +7,8 @@
 - ``meter``: ``EnergyMeter``, the rates measured by forward hooks during an evaluation pass;
 - ``report``: ``EnergyReport`` (the per-layer table, the totals, the dense ANN equivalent),
   ``analytic_report`` and ``estimate_energy_mj`` (every rate assumed);
-- ``record``: ``EnergyRecord``, the compact per-trial form that re-pricing needs.
+- ``measurement``: ``EnergyMeasurement``, what one evaluation measured per layer, in the compact
+  form a trial stores so that re-pricing needs no evaluation.
 
 Names are imported lazily, so that the search side (study files, samplers) can use the models
 without importing torch. See ``docs/energy.md``.
@@ -40,7 +41,7 @@ _PUBLIC = {
     "EnergyReport": "report",
     "analytic_report": "report",
     "estimate_energy_mj": "report",
-    "EnergyRecord": "record",
+    "EnergyMeasurement": "measurement",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -3,7 +3,7 @@
 A report is one energy model applied to per-layer counts and input rates, either measured
 (:class:`~autospikformer.energy.EnergyMeter`) or assumed (:func:`analytic_report`: every rate
 the same). ``report.reprice(model)`` applies another model to the same rates, and
-``report.record()`` is the compact form a trial stores so that this can happen later.
+``report.measurement()`` is the compact form a trial stores so that this can happen later.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pandas as pd
 
 from autospikformer.data.base import CIFAR10, DatasetInfo
 from autospikformer.energy.counts import FIRST_CONV, count_parameters, layer_counts
+from autospikformer.energy.measurement import EnergyMeasurement
 from autospikformer.energy.models import EnergyModel
-from autospikformer.energy.record import EnergyRecord
 from autospikformer.search.architecture import Architecture
 
 COUNT_COLUMNS = ("layer", "kind", "op", "counted", "dense_macs", "neurons")
@@ -92,9 +92,9 @@ class EnergyReport:
         """How the first row was counted: ``image-once`` or ``event-frames``."""
         return str(self.table["counted"].iloc[0])
 
-    def record(self) -> EnergyRecord:
+    def measurement(self) -> EnergyMeasurement:
         """The counts and rates any model needs to price this measurement again."""
-        return EnergyRecord.from_columns(
+        return EnergyMeasurement.from_columns(
             time_steps=self.time_steps,
             event_data=self.event_data,
             images=self.images,

@@ -45,6 +45,7 @@ import pandas as pd
 import scipy.stats
 from optuna.trial import FrozenTrial, TrialState
 
+from autospikformer.optuna_api import FAILED_TRIAL_KEY, FIXED_PARAMS_KEY
 from autospikformer.pareto import hypervolume_history as hypervolume_steps
 from autospikformer.pareto import pareto_mask
 from autospikformer.search.architecture import (
@@ -157,7 +158,7 @@ def is_random_draw(trial: FrozenTrial, sampler: str | None) -> bool:
     if isinstance(candidate, dict):
         return candidate.get("origin") == "random"
     attrs = trial.system_attrs
-    if "fixed_params" in attrs and "failed_trial" not in attrs:  # enqueued, not a retry
+    if FIXED_PARAMS_KEY in attrs and FAILED_TRIAL_KEY not in attrs:  # enqueued, not a retry
         return False
     if sampler == "random":
         return True

@@ -43,19 +43,19 @@ def test_accuracies(study: optuna.Study) -> dict[int, dict[str, Any]]:
     return out
 
 
-def check_study_holdout(study: optuna.Study, record: dict[str, Any] | None) -> None:
+def check_study_holdout(study: optuna.Study, split: dict[str, Any] | None) -> None:
     """Record the worker's validation split in the study, or refuse one that differs."""
-    if record is None:
+    if split is None:
         return
     stored = study_record(study, HOLDOUT_ATTR)
     if stored is None:
-        set_study_record(study, HOLDOUT_ATTR, record)
+        set_study_record(study, HOLDOUT_ATTR, split)
         return
-    if stored.get("fingerprint") != record["fingerprint"]:
+    if stored.get("fingerprint") != split["fingerprint"]:
         raise StudyError(
             f"study {study.study_name!r} ranks on a validation split of {stored.get('val_size')} "
             f"of {stored.get('size')} training images (fingerprint {stored.get('fingerprint')}); "
-            f"here the split is {record['val_size']} of {record['size']} ({record['fingerprint']}): "
+            f"here the split is {split['val_size']} of {split['size']} ({split['fingerprint']}): "
             "this machine's training files differ, use the same data set files"
         )
 
@@ -64,21 +64,21 @@ def check_supernet_holdout(
     meta: dict[str, Any],
     config: StudyConfig,
     path: str | Path,
-    record: dict[str, Any] | None = None,
+    split: dict[str, Any] | None = None,
 ) -> None:
     """Refuse a supernet that trained on the study's validation images: one that held out
-    another split, or (given this machine's ``record``) the same split of other data files."""
+    another split, or (given this machine's ``split``) the same split of other data files."""
     wanted = config.holdout
     if wanted is None:
         return
-    saved = HoldoutSplit.from_record(meta.get("holdout"))
-    if saved == wanted and record is not None:
+    saved = HoldoutSplit.from_description(meta.get("holdout"))
+    if saved == wanted and split is not None:
         theirs = meta["holdout"].get("fingerprint")
-        if theirs != record["fingerprint"]:
+        if theirs != split["fingerprint"]:
             raise StudyError(
                 f"{path} held out a validation split of other training files (fingerprint "
-                f"{theirs}, {meta['holdout'].get('size')} images; here {record['fingerprint']}, "
-                f"{record['size']}): train the supernet where the workers' data files are"
+                f"{theirs}, {meta['holdout'].get('size')} images; here {split['fingerprint']}, "
+                f"{split['size']}): train the supernet where the workers' data files are"
             )
     if saved != wanted:
         trained = "the whole training split" if saved is None else f"{saved} held out"

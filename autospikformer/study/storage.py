@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autospikformer.errors import AutospikError, database_reason
+from autospikformer.optuna_api import rdb_engine, storage_of, study_id
 from autospikformer.resources import preset_names
 from autospikformer.search.architecture import BASELINES, Architecture
 from autospikformer.search.suggest import architecture_params
@@ -45,7 +46,9 @@ TEST_ACCURACY_PREFIX = "autospik:test_accuracy:"  # + trial number: {"accuracy",
 # Study user attribute: what people see in those listings (StudyConfig.summary())
 SUMMARY_ATTR = "autospik"
 # Trial system attributes (kept out of the dashboard's and `optuna trials`' tables)
-ENERGY_RECORD_ATTR = "autospik:energy_record"  # per-layer counts and rates (EnergyRecord JSON)
+ENERGY_MEASUREMENT_ATTR = (
+    "autospik:energy_record"  # per-layer counts and rates (EnergyMeasurement JSON)
+)
 # Trial user attributes (the compact architecture, ARCH_ATTR, is the trial bridge's own key)
 BASELINE_ATTR = "autospik:baseline"  # name of the hand-designed Spikformer it is
 ARCH_JSON_ATTR = "autospik:architecture_json"  # Architecture.to_dict()
@@ -286,7 +289,7 @@ def study_records(study: optuna.Study) -> dict[str, Any]:
     """The project's records of ``study`` (system attributes, over the user attributes where
     a study created by an earlier release kept them)."""
     legacy = {k: v for k, v in study.user_attrs.items() if k.startswith(RECORD_PREFIX)}
-    return {**legacy, **study._storage.get_study_system_attrs(study._study_id)}
+    return {**legacy, **storage_of(study).get_study_system_attrs(study_id(study))}
 
 
 def study_record(study: optuna.Study, key: str, default: Any = None) -> Any:
@@ -296,7 +299,7 @@ def study_record(study: optuna.Study, key: str, default: Any = None) -> Any:
 
 def set_study_record(study: optuna.Study, key: str, value: Any) -> None:
     """Store one record of ``study`` (a JSON-safe value) as a study system attribute."""
-    study._storage.set_study_system_attr(study._study_id, key, value)
+    storage_of(study).set_study_system_attr(study_id(study), key, value)
 
 
 def load_study(
@@ -392,9 +395,9 @@ def withdraw_study(study: optuna.Study, *, created_file: Path | None = None) -> 
     trials = study.get_trials(deepcopy=False)
     if SUPERNET_ATTR in study_records(study) or any(t.state != TrialState.WAITING for t in trials):
         return False
-    storage = study._storage
+    storage = storage_of(study)
     if created_file is not None and study_names(storage) == [study.study_name]:
-        engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+        engine = rdb_engine(storage)
         if engine is not None:
             engine.dispose()
         created_file.unlink(missing_ok=True)

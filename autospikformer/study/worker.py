@@ -43,10 +43,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import FrozenTrial, TrialState
 
 from autospikformer.checkpoint import load_supernet_checkpoint
+from autospikformer.optuna_api import (
+    FIXED_PARAMS_KEY,
+    get_heartbeat_thread,
+    storage_of,
+    study_id,
+    trial_id,
+)
 from autospikformer.processes import dead_here, process_label
 from autospikformer.search.samplers import DSPS_SAMPLERS
 from autospikformer.search.suggest import suggest_architecture
@@ -62,7 +68,7 @@ from autospikformer.study.storage import (
     ANN_ENERGY_ATTR,
     ARCH_JSON_ATTR,
     CALIB_ATTR,
-    ENERGY_RECORD_ATTR,
+    ENERGY_MEASUREMENT_ATTR,
     EVAL_SAMPLES_ATTR,
     EVALUATION_ATTR,
     FIRING_RATE_ATTR,
@@ -91,7 +97,7 @@ class WorkerOptions:
     threads: int | None = None
 
 
-def evaluation_record(result: SubnetResult) -> dict[str, Any]:
+def evaluation_settings(result: SubnetResult) -> dict[str, Any]:
     """What a trial's evaluation ran (:data:`EVALUATION_ATTR`): images, batch sizes, precision,
     device."""
     return {
@@ -191,9 +197,9 @@ class Worker:
             progress=options.worker_index == 0,
         )
         if config.holdout is not None:  # every worker ranks on the split the study recorded
-            record = self.evaluator.holdout_record(int(config.space.choices["time_steps"][0]))
-            check_study_holdout(self.study, record)
-            check_supernet_holdout(supernet_meta, config, options.checkpoint, record)
+            split = self.evaluator.holdout_description(int(config.space.choices["time_steps"][0]))
+            check_study_holdout(self.study, split)
+            check_supernet_holdout(supernet_meta, config, options.checkpoint, split)
         self.host_label = process_label()
         self._current: int | None = None
 
@@ -206,8 +212,8 @@ class Worker:
         complete = sum(t.state == TrialState.COMPLETE for t in others)
         ahead = sum(t.state == TrialState.RUNNING and t.number < trial.number for t in others)
         if complete + ahead >= n:
-            frozen = study._storage.get_trial(trial._trial_id)
-            fixed = frozen.system_attrs.get("fixed_params")
+            frozen = storage_of(study).get_trial(trial_id(trial))
+            fixed = frozen.system_attrs.get(FIXED_PARAMS_KEY)
             if frozen.params:  # a re-queued trial: keep its candidate for later
                 _requeue(study, frozen)
             elif fixed:  # an enqueued trial (the baseline): enqueue it again
@@ -245,14 +251,14 @@ class Worker:
         trial.set_user_attr(SECONDS_ATTR, round(float(result.seconds), 4))
         trial.set_user_attr(CALIB_ATTR, int(result.calib_batches))
         trial.set_user_attr(EVAL_SAMPLES_ATTR, self.config.search.eval_samples)
-        trial.set_user_attr(EVALUATION_ATTR, evaluation_record(result))
+        trial.set_user_attr(EVALUATION_ATTR, evaluation_settings(result))
         trial.set_user_attr(ANN_ENERGY_ATTR, float(result.report.ann_energy_mj))
         measured = self.budgets.measured_energy(result.energy_mj)
         if measured is not None:  # the measured energy decides
             trial.set_constraint("max_energy_mj", measured)
         # what re-pricing under another energy model needs (autospik study export --energy-model)
-        study._storage.set_trial_system_attr(
-            trial._trial_id, ENERGY_RECORD_ATTR, result.report.record().to_json()
+        storage_of(study).set_trial_system_attr(
+            trial_id(trial), ENERGY_MEASUREMENT_ATTR, result.report.measurement().to_json()
         )
         return float(result.accuracy), float(result.energy_mj)
 
@@ -301,11 +307,11 @@ class Worker:
             if trial.state != TrialState.RUNNING or not dead_here(label):
                 continue
             try:
-                failed = self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                failed = self.storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
                 failed = False  # another worker did it first
             if failed:
-                _requeue(self.study, self.storage.get_trial(trial._trial_id))
+                _requeue(self.study, self.storage.get_trial(trial_id(trial)))
                 print(
                     f"note: {self.label}: trial {trial.number} was left running by a process "
                     f"that is gone ({label}); re-queued",
@@ -316,12 +322,12 @@ class Worker:
         return done
 
     def _start_silent_trials_clocks(self) -> None:
-        """Give RUNNING trials that never beat a first heartbeat (``outage.py``), so that a
+        """Give RUNNING trials that never beat a first heartbeat (``retrying_storage.py``), so that a
         trial whose worker lost the database before its first beat goes stale and is re-queued."""
-        study_id = self.study._study_id
-        self.storage.call("get_study_name_from_id", study_id)  # waits out an outage first
+        sid = study_id(self.study)
+        self.storage.call("get_study_name_from_id", sid)  # waits out an outage first
         with contextlib.suppress(Exception):  # an outage right now: tried again next time
-            start_silent_trials_clocks(self._rdb, study_id)
+            start_silent_trials_clocks(self._rdb, sid)
 
     def run_trial(self) -> TrialState:
         """Ask for a trial, evaluate it under heartbeats, tell its result; returns its state.
@@ -338,7 +344,7 @@ class Worker:
         self._current = trial.number
         self.storage.doing = f"preparing trial {trial.number}"
         values: tuple[float, float] | None = None
-        with get_heartbeat_thread(trial._trial_id, self.storage):
+        with get_heartbeat_thread(trial_id(trial), self.storage):
             try:
                 values = self._objective(trial)
                 state = TrialState.COMPLETE
@@ -358,7 +364,7 @@ class Worker:
         try:
             self.study.tell(trial, values, state=state)
         except ValueError:  # "Cannot tell a FAIL trial": failed as stale by another worker
-            frozen = self.study._storage.get_trial(trial._trial_id)
+            frozen = storage_of(self.study).get_trial(trial_id(trial))
             if frozen.state != TrialState.FAIL:
                 raise
             print(
@@ -376,6 +382,6 @@ class Worker:
         study = self.study
         with self.storage.single_attempts(), contextlib.suppress(Exception):
             study.tell(trial, state=TrialState.FAIL)
-            frozen = study._storage.get_trial(trial._trial_id)
+            frozen = storage_of(study).get_trial(trial_id(trial))
             if requeue and frozen.params:
                 _requeue(study, frozen)

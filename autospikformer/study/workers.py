@@ -22,6 +22,7 @@ from typing import Any
 import optuna
 
 from autospikformer.errors import error_line
+from autospikformer.optuna_api import storage_of
 from autospikformer.study.retrying_storage import RetryingStorage, outage_reason
 from autospikformer.study.storage import (
     StudyError,
@@ -224,7 +225,7 @@ def _run_processes(
             if outage_reason(exc) is None:
                 raise
             with contextlib.suppress(Exception):  # a fresh session for the next refresh
-                study._storage.remove_session()
+                storage_of(study).remove_session()
 
     interrupted = False
     try:

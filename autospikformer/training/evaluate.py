@@ -42,6 +42,7 @@ from autospikformer.device import resolve_device
 from autospikformer.energy.meter import EnergyMeter
 from autospikformer.energy.models import EnergyModel
 from autospikformer.search.architecture import Architecture
+from autospikformer.training.config import CALIB_BATCHES, EVAL_BATCH_SIZE
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -275,8 +276,8 @@ class SubnetEvaluator:
         *,
         dataset: str,
         data_root: str | Path | None,
-        calib_batches: int = 8,
-        batch_size: int = 128,
+        calib_batches: int = CALIB_BATCHES,
+        batch_size: int = EVAL_BATCH_SIZE,
         eval_samples: int | None = None,
         device: str | torch.device = "auto",
         seed: int = 0,
@@ -380,12 +381,12 @@ class SubnetEvaluator:
             )
         return self._data[key]
 
-    def holdout_record(self, time_steps: int) -> dict[str, Any] | None:
+    def holdout_description(self, time_steps: int) -> dict[str, Any] | None:
         """The validation split as recorded in a study (:meth:`HoldoutSplit.record`), or None."""
         if self.holdout is None:
             return None
         self.splits(time_steps)
-        return self.holdout.record(self.train_size)
+        return self.holdout.describe(self.train_size)
 
     def evaluate(
         self, arch: Architecture, *, recalibrate: bool = True, energy: bool = True

@@ -168,7 +168,7 @@ class SupernetTrainer:
                 f"{self.info.variant!r} variant (docs/model.md); use another output folder or "
                 "--no-resume"
             )
-        saved_holdout = HoldoutSplit.from_record(ckpt.get("holdout"))
+        saved_holdout = HoldoutSplit.from_description(ckpt.get("holdout"))
         if saved_holdout != self.holdout:
             raise CheckpointError(
                 f"'{self.path}' was trained holding out {saved_holdout or 'nothing'}, this run "
@@ -425,7 +425,7 @@ class SupernetTrainer:
 
     def _holdout_record(self) -> dict[str, Any] | None:
         """The validation split kept out of training (None: trained on the whole split)."""
-        return None if self.holdout is None else self.holdout.record(self.data.full_size)
+        return None if self.holdout is None else self.holdout.describe(self.data.full_size)
 
     def _write_metrics(self) -> None:
         """Rewrite the CSV from the history the checkpoint holds (consistent after a kill)."""

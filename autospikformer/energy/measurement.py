@@ -20,7 +20,7 @@ RECORD_VERSION = 1
 
 
 @dataclass(frozen=True)
-class EnergyRecord:
+class EnergyMeasurement:
     """Per-layer counts and rates of one measurement (``input_rate`` NaN: a first conv counted
     once as MACs)."""
 
@@ -73,7 +73,7 @@ class EnergyRecord:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> EnergyRecord:
+    def from_json(cls, data: Mapping[str, Any]) -> EnergyMeasurement:
         if not isinstance(data, Mapping) or data.get("v") != RECORD_VERSION:
             raise EnergyError(
                 f"energy record: not a version-{RECORD_VERSION} record (got {str(data)[:60]!r})"
@@ -100,7 +100,7 @@ class EnergyRecord:
         dense_macs: Sequence[float],
         neurons: Sequence[float],
         input_rate: Sequence[float],
-    ) -> EnergyRecord:
+    ) -> EnergyMeasurement:
         """From the columns of a per-layer table."""
         return cls(
             time_steps=int(time_steps),
