@@ -29,6 +29,7 @@ from autospikformer.report.export import StudyExport, export_study
 from autospikformer.study.config import StudyConfig
 from autospikformer.study.holdout import measure_front_on_test
 from autospikformer.study.preflight import check_run_inputs
+from autospikformer.study.run_folder import claim_run_folder
 from autospikformer.study.storage import (
     DEFAULT_RUNS_DIR,
     DEFAULT_STORAGE,
@@ -98,7 +99,12 @@ def run_study(
     runs_dir = Path(runs_dir)
     started = time.monotonic()
     check = functools.partial(
-        check_run_inputs, device=device, data_root=data_root, checkpoint=supernet, runs_dir=runs_dir
+        check_run_inputs,
+        device=device,
+        data_root=data_root,
+        checkpoint=supernet,
+        runs_dir=runs_dir,
+        storage=storage,
     )
     db_file = sqlite_path(storage)
     new_file = db_file if db_file is not None and not db_file.is_file() else None
@@ -108,6 +114,7 @@ def run_study(
         say(f"registered study {config.name} in the storage")
     say(f"stage 1: supernet of study {config.name} ({config.space.name}, {config.dataset})")
     try:
+        claim_run_folder(runs_dir / config.name, study, storage)
         checkpoint = prepare_supernet(
             study,
             config,

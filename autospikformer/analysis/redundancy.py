@@ -300,6 +300,42 @@ def heatmap_figure(result: RedundancyResult, title: str) -> Any:
     return fig
 
 
+def _mark_silent_and_halves(fig: Any, frame: Any, result: RedundancyResult) -> None:
+    """Silent channels as crosses; the mean SSIM of the lower and upper half of the channels
+    as lines (where the paper finds the redundancy: in the higher-order channels)."""
+    import plotly.graph_objects as go
+
+    silent = frame[frame["silent"]]
+    if len(silent):
+        fig.add_trace(
+            go.Scatter(
+                x=silent["channel"],
+                y=silent["mean_ssim"],
+                mode="markers",
+                name=f"silent (never fired): {len(silent)}",
+                marker={"symbol": "x", "size": 7, "color": "black"},
+                hovertemplate="channel %{x}: silent<extra></extra>",
+            )
+        )
+    half = result.channels // 2
+    summary = result.summary()
+    if half:
+        for lo, hi, key in (
+            (0, half, "mean_ssim_lower_half"),
+            (half, result.channels, "mean_ssim_upper_half"),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=[lo - 0.5, hi - 0.5],
+                    y=[summary[key]] * 2,
+                    mode="lines",
+                    line={"color": "black", "dash": "dash" if lo == 0 else "dot", "width": 2},
+                    name=f"mean of channels {lo}-{hi - 1}: {summary[key]:.3f}",
+                    hoverinfo="skip",
+                )
+            )
+
+
 def channel_figure(result: RedundancyResult, title: str) -> Any:
     """Mean SSIM per channel index: where the redundancy sits."""
     import plotly.graph_objects as go
@@ -334,35 +370,7 @@ def channel_figure(result: RedundancyResult, title: str) -> Any:
                 ),
             )
         )
-    silent = frame[frame["silent"]]
-    if len(silent):
-        fig.add_trace(
-            go.Scatter(
-                x=silent["channel"],
-                y=silent["mean_ssim"],
-                mode="markers",
-                name=f"silent (never fired): {len(silent)}",
-                marker={"symbol": "x", "size": 7, "color": "black"},
-                hovertemplate="channel %{x}: silent<extra></extra>",
-            )
-        )
-    half = result.channels // 2
-    summary = result.summary()
-    if half:
-        for lo, hi, key in (
-            (0, half, "mean_ssim_lower_half"),
-            (half, result.channels, "mean_ssim_upper_half"),
-        ):
-            fig.add_trace(
-                go.Scatter(
-                    x=[lo - 0.5, hi - 0.5],
-                    y=[summary[key]] * 2,
-                    mode="lines",
-                    line={"color": "black", "dash": "dash" if lo == 0 else "dot", "width": 2},
-                    name=f"mean of channels {lo}-{hi - 1}: {summary[key]:.3f}",
-                    hoverinfo="skip",
-                )
-            )
+    _mark_silent_and_halves(fig, frame, result)
     fig.update_layout(
         title=title,
         template="plotly_white",

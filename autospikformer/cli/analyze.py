@@ -48,6 +48,28 @@ def _trial_source(
     return model, meta
 
 
+def _file_source(
+    model_file: Path, dataset: str | None, data_root: str | None, seed: int | None
+) -> tuple[Any, dict[str, Any]]:
+    """The model of a ``--model`` file, and what to say about it."""
+    from autospikformer.analysis.redundancy import file_model
+
+    if not model_file.is_file():
+        fail(f"--model {model_file}: no such file")
+    model, info = guard(file_model, model_file)
+    name = dataset or info.get("dataset")
+    if name is None:
+        fail(f"{model_file} does not say which data set it was trained on: pass --dataset")
+    meta = {
+        "source": f"model {model_file}",
+        "model": str(model_file),
+        "dataset": name,
+        "data_root": data_root or "data",
+        "seed": seed or 0,
+    }
+    return model, meta
+
+
 @app.command()
 def redundancy(
     study: str = typer.Argument(
@@ -77,7 +99,9 @@ def redundancy(
     ),
     storage: str = STORAGE,
     runs_dir: Path = RUNS_DIR,
-    supernet: Path = typer.Option(None, "--supernet", help="Supernet checkpoint (default: runs)."),
+    supernet: Path = typer.Option(
+        None, "--supernet", help="Supernet checkpoint (default: <runs-dir>/<study>/supernet.pt)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
 ) -> None:
     """SSIM between every pair of SPS output channels on real images: a CSV matrix, the mean per
@@ -89,7 +113,6 @@ def redundancy(
         AVERAGES,
         analysis_images,
         analyze_model,
-        file_model,
         write_redundancy,
     )
 
@@ -105,19 +128,7 @@ def redundancy(
         )
         meta["seed"] = meta["seed"] if seed is None else seed
     else:
-        if not model_file.is_file():
-            fail(f"--model {model_file}: no such file")
-        model, info = guard(file_model, model_file)
-        name = dataset or info.get("dataset")
-        if name is None:
-            fail(f"{model_file} does not say which data set it was trained on: pass --dataset")
-        meta = {
-            "source": f"model {model_file}",
-            "model": str(model_file),
-            "dataset": name,
-            "data_root": data_root or "data",
-            "seed": seed or 0,
-        }
+        model, meta = _file_source(model_file, dataset, data_root, seed)
     arch = model.arch
     meta.update(
         architecture=str(arch),

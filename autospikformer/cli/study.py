@@ -308,6 +308,10 @@ def export_cmd(
             )
         else:
             console.print(f"{config.name} is already priced by {model.describe()}", soft_wrap=True)
+    if out is None:  # the study's runs folder: refused when another storage's study owns it
+        from autospikformer.study.run_folder import claim_run_folder
+
+        guard(claim_run_folder, runs_dir / config.name, optuna_study, storage)
     _export_and_report(
         optuna_study, output_folder(out or runs_dir / config.name / folder), tables=rows
     )

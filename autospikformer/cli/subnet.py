@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from autospikformer.cli.common import RUNS_DIR, STORAGE, App, console, fail, guard, output_file
+from autospikformer.units import energy_text
 
 app = App(
     help="Subnets: export a trial's architecture as a standalone Spikformer checkpoint.",
@@ -23,13 +25,15 @@ def export(
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint file to write (.pt)."),
     storage: str = STORAGE,
     runs_dir: Path = RUNS_DIR,
-    supernet: Path = typer.Option(None, "--supernet", help="Supernet checkpoint (default: runs)."),
+    supernet: Path = typer.Option(
+        None, "--supernet", help="Supernet checkpoint (default: <runs-dir>/<study>/supernet.pt)."
+    ),
     data_root: str = typer.Option(None, "--data-root", help="Override the study's data.root."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
 ) -> None:
     """Write trial N as a standalone Spikformer checkpoint (weights and architecture).
 
-    The file loads with ``Spikformer.load`` alone, without the supernet or the study.
+    The file loads with Spikformer.load alone, without the supernet or the study.
 
     The weights are the supernet's slices after the same BN recalibration the trial used (same
     batches), so the model reproduces the trial's accuracy on the study's evaluation set; the
@@ -63,8 +67,8 @@ def export(
     result = guard(export_subnet, config, record, path, out, data_root=data_root, device=device)
     accuracy, energy = record.values
     console.print(
-        f"wrote {out}: trial {trial}, {arch} ({result['num_parameters']:,} parameters); "
+        f"wrote {escape(str(out))}: trial {trial}, {arch} ({result['num_parameters']:,} parameters); "
         f"accuracy {100 * result['accuracy']:.2f} % standalone vs {100 * accuracy:.2f} % in the "
-        f"study ({result['samples']} evaluation images), energy {energy:.4g} mJ",
+        f"study ({result['samples']} evaluation images), energy {energy_text(energy)}",
         soft_wrap=True,
     )

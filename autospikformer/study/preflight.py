@@ -15,6 +15,7 @@ from autospikformer.data.loading import check_dataset
 from autospikformer.device import resolve_device
 from autospikformer.study.config import StudyConfig
 from autospikformer.study.holdout import check_supernet_holdout
+from autospikformer.study.run_folder import check_run_folder
 from autospikformer.study.storage import StudyError
 from autospikformer.study.supernet_stage import supernet_path
 from autospikformer.training.trainer import SupernetTrainer
@@ -27,6 +28,7 @@ def check_run_inputs(
     data_root: str | None = None,
     checkpoint: str | Path | None = None,
     runs_dir: str | Path = "runs",
+    storage: str | None = None,
 ) -> None:
     """Raise the one-line error a run of ``config`` would meet at its start, or return.
 
@@ -34,10 +36,13 @@ def check_run_inputs(
     the supernet: ``checkpoint`` must be a verified supernet of the study's space and data set
     that never trained on the study's validation split; without one, a checkpoint already at
     ``<runs-dir>/<study>/supernet.pt`` must be one that stage 1 can resume (same space, data
-    set, settings and held-out split).
+    set, settings and held-out split). With ``storage``, the runs folder must not belong to a
+    study of another storage (:mod:`autospikformer.study.run_folder`).
     """
     resolve_device(device)
     check_dataset(config.dataset, data_root or config.data_root)
+    if storage is not None:  # the runs folder is not another storage's study's
+        check_run_folder(Path(runs_dir) / config.name, config.name, storage)
     if checkpoint is not None:
         path = Path(checkpoint)
         if not path.is_file():

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,8 @@ CONFIG_ATTR = "autospik:config"  # the resolved StudyConfig.to_dict()
 SPACE_ATTR = "autospik:space"  # the search space as JSON (SearchSpace.to_json())
 SUPERNET_ATTR = "autospik:supernet"  # {"sha256": ..., "host": ..., "path": ...}
 ENERGY_ATTR = "autospik:energy"  # the energy model and constants that price its trials
-HOLDOUT_ATTR = "autospik:holdout"  # eval_split "val": the validation split (HoldoutSplit.record)
+HOLDOUT_ATTR = "autospik:holdout"  # eval_split "val": the validation split (HoldoutSplit.describe)
+UID_ATTR = "autospik:uid"  # a uid set at creation: tells a study from a namesake (run folders)
 TEST_ACCURACY_PREFIX = "autospik:test_accuracy:"  # + trial number: {"accuracy", "samples"}
 # Study user attribute: what people see in those listings (StudyConfig.summary())
 SUMMARY_ATTR = "autospik"
@@ -377,6 +379,7 @@ def create_study(
     set_study_record(study, SPACE_ATTR, config.space.to_json())
     set_study_record(study, CONFIG_ATTR, config.to_dict())
     set_study_record(study, ENERGY_ATTR, config.energy.to_attr())
+    set_study_record(study, UID_ATTR, uuid.uuid4().hex)
     study.set_user_attr(SUMMARY_ATTR, config.summary())
     baseline = baseline_architecture(config)
     if config.search.baseline and baseline is not None:
