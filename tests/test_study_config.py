@@ -187,6 +187,12 @@ BAD = [
         "train.warmup_epochs: 3 is not allowed (allowed: 0 <= warmup_epochs <= epochs = 1: lower "
         "warmup_epochs, raise epochs, or leave warmup_epochs out to derive it)",
     ),
+    # random search takes no options: the message says so rather than listing nothing
+    (
+        lambda d: d["search"].update(sampler="random", options={"population_size": 4}),
+        "search.options.population_size: unknown field (sampler 'random' takes no options: "
+        "remove [search.options])",
+    ),
     # a study name names a folder: plain ASCII, no path tricks
     (lambda d: d["study"].update(name="tïny"), "study.name: 'tïny' is not allowed (allowed: "),
     (lambda d: d["study"].update(name=".."), "study.name: '..' is not allowed (allowed: "),

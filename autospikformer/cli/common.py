@@ -24,6 +24,8 @@ from autospikformer.errors import AutospikError, error_line
 from autospikformer.study.storage import DEFAULT_RUNS_DIR, DEFAULT_STORAGE
 
 console = Console()
+if not console.is_terminal:  # a log file: one line per message, not wrapped at 80 columns
+    console.soft_wrap = True
 err_console = Console(stderr=True)
 
 T = TypeVar("T")

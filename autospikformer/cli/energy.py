@@ -24,6 +24,8 @@ from autospikformer.cli.common import RUNS_DIR, STORAGE, console, fail, guard, p
 
 UPPER_BOUND = "upper bound: every input rate 1 (no checkpoint and data set to measure rates)"
 CIFAR10_SHAPES = {"num_classes": 10, "in_channels": 3, "img_size": 32}
+#: The data set a shipped space preset is searched on, when ``--dataset`` is left out.
+SPACE_DATASETS = {"digits": "digits", "dvs": "cifar10dvs"}
 ENERGY_MODEL_HELP = (
     "Energy model: sop-45nm (arithmetic, the paper's) or memory-45nm (docs/energy.md)."
 )
@@ -119,7 +121,11 @@ def energy(
         None, "--space", help="Refuse the architecture unless it is in this search space."
     ),
     dataset: str | None = typer.Option(
-        None, "--dataset", help="Data set (digits, cifar10, cifar100, cifar10dvs, dvs128)."
+        None,
+        "--dataset",
+        help="Data set whose input shape and classes the architecture is priced for (digits, "
+        "cifar10, cifar100, cifar10dvs, dvs128); default: the --space preset's (digits for "
+        "digits, cifar10dvs for dvs), else cifar10: 3x32x32 images, 10 classes.",
     ),
     data_root: Path | None = typer.Option(
         None, "--data-root", help="Folder of the data set (digits needs none)."
@@ -181,6 +187,7 @@ def energy(
     model_used = energy_model_from(energy_model, constants)
     if space is not None:
         guard(lambda: SearchSpace.load(space).check(architecture))
+    dataset = dataset or SPACE_DATASETS.get(space or "")
     shapes = dict(CIFAR10_SHAPES)
     events = False
     if dataset is not None:

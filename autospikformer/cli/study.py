@@ -9,6 +9,8 @@ non-zero exit; a command that fails leaves the storage as it was.
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,9 @@ from autospikformer.cli.common import (
     print_table,
 )
 from autospikformer.units import energy_text, energy_unit, percent
+
+#: Seconds between two progress lines of a search whose output is not a terminal.
+PLAIN_PROGRESS_SECONDS = 30.0
 
 app = App(
     help="Studies: create one from a study file, run its search, export and browse the front.",
@@ -79,9 +84,59 @@ class _Display:
         self.progress.update(self.task, completed=min(len(complete), self.target), **fields)
 
 
+class _PlainProgress:
+    """The search's progress as a plain line every ``every`` seconds, for output that is not a
+    terminal (``nohup``, a batch scheduler's log, ``> run.log``): trials done, front, best
+    values, rate and ETA. The front is read only when a line is due."""
+
+    def __init__(self, target: int, label: str, every: float = PLAIN_PROGRESS_SECONDS) -> None:
+        self.target, self.label, self.every = target, label, every
+        self.started = time.monotonic()
+        self.first: int | None = None  # complete trials when the search started (a rerun)
+        self.last_line = -math.inf
+        self.line = ""
+        self.study: Any = None
+
+    def __call__(self, study: Any, *, final: bool = False) -> None:
+        from optuna.trial import TrialState
+
+        self.study = study
+        now = time.monotonic()
+        if not final and self.first is not None and now - self.last_line < self.every:
+            return
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        if self.first is None:
+            self.first = done
+            return
+        self.last_line = now
+        rate = (done - self.first) / max(now - self.started, 1e-9)
+        eta = (self.target - done) / rate if rate > 0 else math.inf
+        front = study.best_trials
+        best = (
+            f"front {len(front)}, best {self.label} "
+            f"{percent(max(t.values[0] for t in front))} %, min energy "
+            f"{energy_text(min(t.values[1] for t in front))}"
+            if front
+            else "front -"
+        )
+        shown_eta = "-" if not math.isfinite(eta) else _clock(eta)
+        self.line = (
+            f"search: {min(done, self.target)}/{self.target} trials, {best}, {rate:.2f} trials/s, "
+            f"elapsed {_clock(now - self.started)}, ETA {shown_eta}"
+        )
+        console.print(escape(self.line), soft_wrap=True, highlight=False)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
 @contextlib.contextmanager
-def _progress_line(config: Any, target: int) -> Iterator[_Display]:
-    """Stage 2 under a rich progress line (the pipeline's ``watch``)."""
+def _progress_line(config: Any, target: int) -> Iterator[Any]:
+    """Stage 2's progress (the pipeline's ``watch``): a rich bar with its ETA on a terminal,
+    a plain line every half minute otherwise."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -89,9 +144,16 @@ def _progress_line(config: Any, target: int) -> Iterator[_Display]:
         SpinnerColumn,
         TextColumn,
         TimeElapsedColumn,
+        TimeRemainingColumn,
     )
 
     label = "val acc" if config.search.eval_split == "val" else "acc"
+    if not console.is_terminal:
+        plain = _PlainProgress(target, label)
+        yield plain
+        if plain.study is not None and plain.first is not None:
+            plain(plain.study, final=True)  # where the search ended
+        return
     columns = (
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -102,6 +164,8 @@ def _progress_line(config: Any, target: int) -> Iterator[_Display]:
             "min energy {task.fields[energy]}"
         ),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=console) as progress:
         yield _Display(progress, target, label)
@@ -393,18 +457,21 @@ def list_cmd(storage: str = STORAGE, fmt: Format = FORMAT) -> None:
 
     def table() -> Table:
         unit = energy_unit(frame["min_energy_mj"] if len(frame) else [])
-        grid = Table(title=f"studies in {describe_url(storage)}")
-        titles = ("study", "data set", "space", "sampler", "complete", "running", "best acc %")
-        for title in (*titles, f"min energy {unit.name}"):
-            grid.add_column(title, justify="left" if title[0] in "dss" else "right")
+        grid = Table(
+            title=escape(f"studies in {describe_url(storage)}"),
+            caption="best acc: the best accuracy on the split the study ranks on (val: a "
+            "held-out part of the training split; test: the paper's protocol), within budgets",
+        )
+        titles = ("study", "data set", "space", "sampler", "complete", "running")
+        for title in (*titles, "ranked on", "best acc %", f"min energy {unit.name}"):
+            left = title in ("study", "data set", "space", "sampler", "ranked on")
+            grid.add_column(title, justify="left" if left else "right")
         for row in frame.to_dict("records"):
             grid.add_row(
-                row["study"],
-                row["dataset"],
-                row["space"],
-                row["sampler"],
+                *(escape(str(row[k])) for k in ("study", "dataset", "space", "sampler")),
                 f"{row['complete']}/{row['target']}",
                 str(row["running"]),
+                row["eval_split"],
                 percent(row["best_accuracy"]),
                 unit.format(row["min_energy_mj"]),
             )
@@ -441,11 +508,15 @@ def show(
 
     def table() -> Table:
         counts = frame["state"].value_counts().to_dict()
-        states = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
+        others = ", ".join(
+            f"{n} {state.lower()}" for state, n in sorted(counts.items()) if state != "COMPLETE"
+        )
         unit = energy_unit(front["energy_mj"])
         grid = Table(
-            title=f"study {config.name}: Pareto front ({len(front)} of {len(complete)} complete;"
-            f" {states or 'no trials'})",
+            title=escape(
+                f"study {config.name}: Pareto front ({len(front)} of {len(complete)} complete "
+                f"trials{'; ' + others if others else ''})"
+            ),
         )
         accuracy = ("val acc %", "test acc %") if val else ("accuracy %",)
         for column in ("trial", *accuracy, f"energy {unit.name}", "params", "firing rate"):

@@ -197,7 +197,8 @@ def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
             value = getattr(arch, field) if arch else None
             row[field] = _block(value) if field in PER_BLOCK_FIELDS and value is not None else value
         for attr, column in ATTR_COLUMNS.items():
-            row[column] = t.user_attrs.get(attr)
+            value = t.user_attrs.get(attr)  # a dict (what an evaluation ran) as JSON text
+            row[column] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
         label = row["baseline"]
         row["baseline"] = "Spikformer" if label is True else (label or "")
         test = tested.get(t.number, {})
@@ -362,6 +363,7 @@ def studies_frame(storage: optuna.storages.BaseStorage) -> pd.DataFrame:
         rows.append(
             {
                 "study": summary.study_name,
+                "eval_split": config.get("search", {}).get("eval_split", "test"),
                 "dataset": config.get("data", {}).get("dataset", "?"),
                 "space": config.get("space", {}).get("name", "?"),
                 "sampler": config.get("search", {}).get("sampler", "?"),

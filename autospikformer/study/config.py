@@ -65,6 +65,8 @@ def _check_keys(where: str, table: Any, allowed: tuple[str, ...]) -> dict[str, A
     for key in table:
         if key not in allowed:
             name = f"{where}.{key}" if where else key
+            if not allowed:
+                raise StudyConfigError(f"{name}: unknown field ({where} takes none: remove it)")
             raise StudyConfigError(
                 f"{name}: unknown field (allowed: {_allowed(allowed)}){did_you_mean(key, allowed)}"
             )
@@ -157,6 +159,11 @@ def _sampler_options(sampler: str, given: Any) -> dict[str, Any]:
     """The sampler's ``[search.options]``: those given, checked, over its defaults (DSPS's
     ``num_parents`` derived from a small population: the paper's 20 of 50)."""
     defaults = dict(SAMPLER_OPTIONS[sampler])
+    if not defaults and given:
+        raise StudyConfigError(
+            f"search.options.{next(iter(given))}: unknown field (sampler {sampler!r} takes no "
+            "options: remove [search.options])"
+        )
     given = _check_keys("search.options", given, tuple(defaults))
     evolutionary = sampler in DSPS_SAMPLERS  # generations of parents and offspring
     if evolutionary and "num_parents" not in given:
