@@ -249,9 +249,9 @@ def _report(exported: Any, *, tables: int | None = None) -> None:
             f"{'validation' if split == 'val' else 'test'} accuracy {percent(best['accuracy'])} % "
             f"(trial {best['trial']}), lowest energy "
             f"{energy_text(low['energy_mj'])} (trial {low['trial']}); hypervolume "
-            f"{summary['hypervolume']:.4g}, Kendall tau(accuracy, energy) "
-            f"{'n/a' if tau is None else f'{tau:.3f}'}"
+            f"{summary['hypervolume']:.4g}"
         )
+        console.print(_tau_line(summary["kendall_tau"], tau))
     tested = summary["front_test_accuracy"]
     if summary["protocol"]["eval_split"] == "val" and tested["of"]:
         mean = tested["mean"]
@@ -267,6 +267,26 @@ def _report(exported: Any, *, tables: int | None = None) -> None:
         _print_tables(exported.tables, summary, tables, paths["front_and_top20.csv"])
     console.print(f"exported front: {escape(str(paths['pareto.csv']))}", soft_wrap=True)
     console.print(f"interactive plot: {escape(str(paths['pareto.html']))}", soft_wrap=True)
+
+
+def _tau_line(taus: dict[str, Any], tau_all: float | None) -> str:
+    """Kendall tau(accuracy, energy) over all trials, the top by F_AEB and the random draws,
+    each with its n and (for the samples) a 90 % bootstrap interval: a small sample moves a lot."""
+
+    def one(key: str, what: str) -> str | None:
+        entry = taus.get(key, {})
+        if not entry.get("n") or entry.get("tau") is None:
+            return None
+        interval = entry.get("interval")
+        spread = f", 90 % interval {interval[0]:.2f} .. {interval[1]:.2f}" if interval else ""
+        return f"{entry['tau']:.3f} over {what} (n = {entry['n']}{spread})"
+
+    parts = [
+        f"{tau_all:.3f} over all complete trials" if tau_all is not None else None,
+        one("top_f_aeb", "the top by F_AEB"),
+        one("random", "the random draws"),
+    ]
+    return "Kendall tau(accuracy, energy): " + ("; ".join(p for p in parts if p) or "n/a")
 
 
 def _print_tables(table: Any, summary: dict[str, Any], rows: int, csv: Path) -> None:
