@@ -419,8 +419,9 @@ def write_redundancy(
 <style>
 body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px 32px; color: #222; }}
 h1 {{ font-size: 22px; margin-bottom: 4px; }} p {{ font-size: 14px; max-width: 1300px; }}
-.row {{ display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }}
-.row > div:last-child {{ flex: 1; min-width: 560px; }}
+.row {{ display: grid; grid-template-columns: 730px minmax(0, 1fr); gap: 12px; align-items: start; }}
+.row > div {{ min-width: 0; overflow: hidden; }}
+@media (max-width: 1240px) {{ .row {{ grid-template-columns: minmax(0, 1fr); }} }}
 </style></head><body>
 <h1>Channel redundancy after SPS: {what}</h1>
 <p>{how}. Mean SSIM over all pairs {summary["mean_ssim"]:.3f}; channels 0-{max(result.channels // 2 - 1, 0)}:
@@ -428,7 +429,7 @@ h1 {{ font-size: 22px; margin-bottom: 4px; }} p {{ font-size: 14px; max-width: 1
 channels {result.channels // 2}-{result.channels - 1}:
 {summary["mean_ssim_upper_half"] if summary["mean_ssim_upper_half"] is None else f"{summary['mean_ssim_upper_half']:.3f}"}.</p>
 <div class="row"><div>{heat.to_html(full_html=False, include_plotlyjs=True)}</div>
-<div>{bars.to_html(full_html=False, include_plotlyjs=False)}</div></div>
+<div>{bars.to_html(full_html=False, include_plotlyjs=False, default_width="100%", config={"responsive": True})}</div></div>
 </body></html>
 """
     paths["redundancy.html"].write_text(page)
