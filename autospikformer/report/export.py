@@ -29,7 +29,7 @@ from autospikformer.report.tables import (
     study_settings,
     trials_frame,
 )
-from autospikformer.search.suggest import architecture_from_params
+from autospikformer.search.architecture import Architecture
 
 EXPORT_FILES = (
     "trials.csv",
@@ -44,12 +44,11 @@ EXPORT_FILES = (
 )
 
 
-def _front_points(study: optuna.Study, front: pd.DataFrame) -> list[dict[str, Any]]:
+def _front_points(front: pd.DataFrame) -> list[dict[str, Any]]:
     """The front's members as JSON-safe dicts (``pareto.json``)."""
-    trials_by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     points = []
     for _, row in front.iterrows():
-        arch = architecture_from_params(trials_by_number[int(row["number"])].params)
+        arch = Architecture.parse(row["architecture"])  # the compact form is exact
         points.append(
             {
                 "trial": int(row["number"]),
@@ -158,7 +157,7 @@ def export_study(study: optuna.Study, out_dir: str | Path) -> StudyExport:
         "protocol": protocol(settings),
         "energy": study_energy_model(study).to_attr(),
     }
-    front_json = {**meta, "front": _front_points(study, front)}
+    front_json = {**meta, "front": _front_points(front)}
     paths["pareto.json"].write_text(json.dumps(front_json, indent=2) + "\n")
     label = accuracy_label(settings)
     title = (

@@ -45,7 +45,7 @@ import pandas as pd
 import scipy.stats
 from optuna.trial import FrozenTrial, TrialState
 
-from autospikformer.optuna_api import FAILED_TRIAL_KEY, FIXED_PARAMS_KEY
+from autospikformer.optuna_api import FAILED_TRIAL_KEY, FIXED_PARAMS_KEY, read_trials
 from autospikformer.pareto import hypervolume_history as hypervolume_steps
 from autospikformer.pareto import pareto_mask
 from autospikformer.search.architecture import (
@@ -174,7 +174,7 @@ def study_settings(study: optuna.Study) -> dict[str, Any]:
 
 def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
     """Every trial as one row with exactly :data:`COLUMNS` (then any foreign user attributes)."""
-    trials = study.get_trials(deepcopy=False)
+    trials = read_trials(study)
     sampler = study_settings(study).get("search", {}).get("sampler")
     tested = test_accuracies(study)
     rows = []
