@@ -186,6 +186,9 @@ def _break(root: Path, how: str) -> None:
         (root / "test").rename(root / "holdout")
     elif how == "classes differ":
         (root / "test" / "y").rename(root / "test" / "z")
+    elif how == "tiny images":
+        for path in root.rglob("*.*"):
+            Image.new("RGB", (6, 4)).save(path, format="PNG")
 
 
 @pytest.mark.parametrize(
@@ -196,13 +199,14 @@ def _break(root: Path, how: str) -> None:
         ("no test split", r"^imagefolder: no test split beside '.*train' \(expected test/ or val/"),
         ("classes differ", r"^imagefolder: the class folders of '.*' and '.*' differ \('z' only in '.*test'\)"),
         ("mixed sizes", r"^imagefolder: images of several sizes \('.*' is 30x20, '.*' 25x33\): give "),
+        ("tiny images", r"^imagefolder: the images are 6x4 \(allowed: every side from 8 to 1024 "),
     ],
 )  # fmt: skip
 def test_a_bad_folder_is_one_line(tmp_path: Path, how: str, message: str) -> None:
     sizes = None if how == "mixed sizes" else [(20, 30)]
     write_image_folder(tmp_path, {"x": (2, 1), "y": (2, 1)}, sizes=sizes)
     _break(tmp_path, how)
-    given = {} if how == "mixed sizes" else {"img_size": 16}
+    given = {} if how in ("mixed sizes", "tiny images") else {"img_size": 16}
     with pytest.raises(DataError, match=message) as caught:
         info = folder_info(settings(**given), tmp_path)
         check_headers(list_folder("imagefolder", tmp_path))
@@ -339,6 +343,20 @@ def test_an_image_folder_study_runs_end_to_end_and_refuses_a_changed_folder(
     assert "changed since it was recorded (train/dog: 7 files now, 6 recorded; 13 in" in line
     study = optuna.load_study(study_name="img-tiny", storage="sqlite:///autospik.db")
     assert len(study.trials) == 2 and study_record(study, DATA_ATTR) == record
+
+    # the supernet of this folder is refused for a folder of other classes
+    other = tmp_path / "other"
+    write_image_folder(other, {"cat": (2, 1), "owl": (2, 1)})
+    (tmp_path / "other.toml").write_text(
+        study_text("other", dataset="imagefolder", root=other, space=TINY_SPACE,
+                   data={"img_size": [16, 24]})
+    )  # fmt: skip
+    ckpt_path = str(tmp_path / "runs" / "img-tiny" / "supernet.pt")
+    refused = CliRunner().invoke(app, ["study", "run", "other.toml", "--supernet", ckpt_path])
+    assert refused.exit_code == 1
+    assert "(classes cat, dog), the study 'other' searches 'imagefolder' (classes cat, owl)" in (
+        refused.output
+    )
 
 
 def test_a_corrupt_image_stops_the_first_run_and_registers_nothing(tmp_path, monkeypatch) -> None:
