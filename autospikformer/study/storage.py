@@ -317,14 +317,15 @@ def load_study(
         there = ", ".join(names) if names else "none"
         raise StudyError(f"no study named {name!r} in this storage (studies there: {there})")
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-    data = study_record(study, CONFIG_ATTR)
+    records = study_records(study)
+    data = records.get(CONFIG_ATTR)
     if data is None:
         raise StudyError(f"study {name!r} was not created by autospik (it has no {CONFIG_ATTR})")
     try:
         config = StudyConfig.from_dict(data)
     except StudyConfigError as exc:
         raise StudyError(f"study {name!r} holds an unusable configuration: {exc}") from None
-    return study, config.with_data_record(study_record(study, DATA_ATTR))
+    return study, config.with_data_record(records.get(DATA_ATTR))
 
 
 def baseline_architecture(config: StudyConfig) -> tuple[str, Architecture] | None:
