@@ -449,3 +449,19 @@ def test_a_non_square_model_counts_and_runs() -> None:
     assert model.img_size == (32, 64) and model.variant == "dvs"
     assert math.prod(model(torch.rand(3, 2, 2, 32, 64)).shape) == 15
     assert Spikformer(arch, num_classes=5, img_size=(32, 32)).img_size == 32
+
+
+def test_an_error_line_keeps_a_folder_name_in_brackets(tmp_path: Path, monkeypatch) -> None:
+    """Rich would read ``[unlabelled]`` as markup and drop it: the line is escaped."""
+    from autospikformer.cli.app import app
+
+    root = tmp_path / "images"
+    write_image_folder(root, {"cat": (1, 1)}, sizes=[(20, 30)])
+    (root / "train" / "[unlabelled]").mkdir()
+    (tmp_path / "s.toml").write_text(
+        study_text("s", dataset="imagefolder", root=root, data={"img_size": 16})
+    )
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["study", "run", "s.toml", "--device", "cpu"])
+    assert result.exit_code == 1
+    assert "train/[unlabelled]' holds no image file" in result.output
