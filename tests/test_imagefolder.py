@@ -93,7 +93,8 @@ def test_a_fixed_size_folder_is_read_pixel_for_pixel(tmp_path: Path) -> None:
     mean = torch.tensor(test.info.mean).view(3, 1, 1)
     std = torch.tensor(test.info.std).view(3, 1, 1)
     x, _ = test[0]
-    assert torch.equal(x, (images[0].float() / 255 - mean) / std)
+    torch.testing.assert_close(x, (images[0].float() / 255 - mean) / std, rtol=0, atol=1e-6)
+    assert torch.equal(x, images[0].float().mul(1 / (255 * std)).sub(mean / std))
     gray = build_dataset(
         folder_info(settings(channels="grayscale"), tmp_path), tmp_path, train=False
     )
@@ -117,7 +118,7 @@ def test_the_normalisation_is_the_training_pixels_mean_and_std(tmp_path: Path) -
     test = build_dataset(given, tmp_path, train=False)
     assert (test.info.mean, test.info.normalization) == ((0.5, 0.5, 0.5), "given in the study file")
     x, _ = test[0]
-    assert torch.equal(x[2], test.uint8(0)[2].float() / 255 - 0.5)
+    torch.testing.assert_close(x[2], test.uint8(0)[2].float() / 255 - 0.5, rtol=0, atol=1e-6)
 
 
 def test_evaluation_resizes_to_cover_and_crops_the_centre(tmp_path: Path) -> None:
