@@ -466,3 +466,22 @@ def test_an_error_line_keeps_a_folder_name_in_brackets(tmp_path: Path, monkeypat
     result = CliRunner().invoke(app, ["study", "run", "s.toml", "--device", "cpu"])
     assert result.exit_code == 1
     assert "train/[unlabelled]' holds no image file" in result.output
+
+
+def test_folder_settings_check_themselves() -> None:
+    """Keyword-only, validated at construction (not only through a study file)."""
+    with pytest.raises(TypeError):
+        FolderSettings("imagefolder")  # type: ignore[misc]
+    with pytest.raises(ValueError, match=r"^data\.img_size: 5 is not allowed"):
+        FolderSettings(kind="imagefolder", img_size=5)
+    with pytest.raises(ValueError, match=r"^data\.mean: not a setting of an eventfolder"):
+        FolderSettings(kind="eventfolder", sensor_size=(34, 34), mean=(0.5,), std=(0.5,))
+    with pytest.raises(ValueError, match=r"^data\.dataset: 'folder' is not allowed"):
+        FolderSettings(kind="folder")
+    made = FolderSettings(kind="eventfolder", sensor_size=[34, 34], img_size=[17, 17])
+    assert (made.sensor_size, made.img_size, made.in_channels) == ((34, 34), 17, 2)
+    assert FolderSettings(kind="imagefolder", mean=[0, 0.5, 1], std=[1, 1, 1]).mean == (
+        0.0,
+        0.5,
+        1.0,
+    )

@@ -51,37 +51,37 @@ EVENTS_DIR = "events_np"
 DECODE_THREADS = min(8, os.cpu_count() or 1)  # Pillow decodes without holding the GIL
 
 
-def _pair(where: str, value: Any, error: type[Exception]) -> tuple[int, int]:
+def _pair(where: str, value: Any) -> tuple[int, int]:
     """``[height, width]`` of integers >= 1."""
     ok = isinstance(value, (list, tuple)) and len(value) == 2
     ok = ok and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
     if not ok:
-        refuse(where, value, "[height, width], two integers >= 1", error)
+        refuse(where, value, "[height, width], two integers >= 1")
     return int(value[0]), int(value[1])
 
 
-def _size(where: str, value: Any, error: type[Exception]) -> ImageSize:
+def _size(where: str, value: Any) -> ImageSize:
     """An input size the token-grid rule serves (``model/shapes.py``)."""
     from autospikformer.model.shapes import SIZE_RULE, num_pools
 
     try:
         num_pools(value)
     except ValueError:
-        refuse(where, value, SIZE_RULE, error)
+        refuse(where, value, SIZE_RULE)
     return canonical_size(value)
 
 
-def _stats(where: str, value: Any, channels: int, error: type[Exception], std: bool) -> tuple:
+def _stats(where: str, value: Any, channels: int, std: bool) -> tuple:
     """A per-channel mean or std of pixels scaled to [0, 1]."""
     what = "numbers in (0, 1]" if std else "numbers in [0, 1]"
     if not isinstance(value, (list, tuple)) or len(value) != channels:
-        refuse(where, value, f"a list of {channels} {what}, one per channel", error)
+        refuse(where, value, f"a list of {channels} {what}, one per channel")
     for v in value:
-        check_number(where, v, lo=0.0, hi=1.0, lo_open=std, error=error)
+        check_number(where, v, lo=0.0, hi=1.0, lo_open=std)
     return tuple(float(v) for v in value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FolderSettings:
     """The ``[data]`` settings of a folder study (``docs/data.md``), validated.
 
@@ -100,12 +100,64 @@ class FolderSettings:
     std: tuple[float, ...] | None = None
     norm_samples: int = DEFAULT_NORM_SAMPLES
 
+    def __post_init__(self) -> None:
+        """Check every setting (``data.<key>: <value> is not allowed (allowed: ...)``, a
+        ValueError) and keep sizes and statistics in one form (tuples, a square size an int)."""
+        check_choice("data.dataset", self.kind, FOLDER_KEYS)
+        if self.kind == EVENT_FOLDER:
+            self._check_events()
+        else:
+            self._check_images()
+
+    def _set(self, **values: Any) -> None:
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    def _check_images(self) -> None:
+        if self.sensor_size is not None:
+            raise ValueError(
+                f"data.sensor_size: not a setting of an {IMAGE_FOLDER} (allowed: "
+                f"{', '.join(FOLDER_KEYS[IMAGE_FOLDER])})"
+            )
+        check_choice("data.channels", self.channels, CHANNELS)
+        if (self.mean is None) != (self.std is None):
+            given = "mean" if self.std is None else "std"
+            raise ValueError(f"data.{given}: give mean and std together, or neither (computed)")
+        count = CHANNELS[self.channels]
+        self._set(
+            img_size=None if self.img_size is None else _size("data.img_size", self.img_size),
+            mean=None if self.mean is None else _stats("data.mean", self.mean, count, False),
+            std=None if self.std is None else _stats("data.std", self.std, count, True),
+        )
+        check_int("data.norm_samples", self.norm_samples, minimum=1)
+
+    def _check_events(self) -> None:
+        images_only = {"channels": self.channels != "rgb", "mean": self.mean is not None,
+                       "std": self.std is not None,
+                       "norm_samples": self.norm_samples != DEFAULT_NORM_SAMPLES}  # fmt: skip
+        for key, given in images_only.items():
+            if given:
+                raise ValueError(
+                    f"data.{key}: not a setting of an {EVENT_FOLDER} (allowed: "
+                    f"{', '.join(FOLDER_KEYS[EVENT_FOLDER])})"
+                )
+        if self.sensor_size is None:
+            raise ValueError(
+                "data.sensor_size: missing (allowed: [height, width] of the event camera)"
+            )
+        sensor = _pair("data.sensor_size", self.sensor_size)
+        size = sensor if self.img_size is None else _size("data.img_size", self.img_size)
+        height, width = image_hw(size)
+        if height > sensor[0] or width > sensor[1]:
+            refuse("data.img_size", size, f"at most the sensor's {sensor[0]}x{sensor[1]}")
+        self._set(sensor_size=sensor, img_size=canonical_size(size))
+
     @classmethod
     def from_table(
         cls, kind: str, table: dict[str, Any], *, error: type[Exception] = ValueError
     ) -> FolderSettings:
         """The settings of a ``[data]`` table (its folder keys only), each checked and named
-        ``data.<key>`` in the message."""
+        ``data.<key>`` in the message (raised as ``error``)."""
         check_choice("data.dataset", kind, FOLDER_KEYS, error=error)
         allowed = FOLDER_KEYS[kind]
         for key in table:
@@ -113,40 +165,10 @@ class FolderSettings:
                 raise error(
                     f"data.{key}: not a setting of an {kind} (allowed: {', '.join(allowed)})"
                 )
-        if kind == EVENT_FOLDER:
-            return cls._events(table, error)
-        channels = check_choice("data.channels", table.get("channels", "rgb"), CHANNELS, error)
-        size = table.get("img_size")
-        mean, std = table.get("mean"), table.get("std")
-        if (mean is None) != (std is None):
-            given = "mean" if std is None else "std"
-            raise error(f"data.{given}: give mean and std together, or neither (computed)")
-        count = CHANNELS[channels]
-        return cls(
-            kind=kind,
-            img_size=None if size is None else _size("data.img_size", size, error),
-            channels=channels,
-            mean=None if mean is None else _stats("data.mean", mean, count, error, False),
-            std=None if std is None else _stats("data.std", std, count, error, True),
-            norm_samples=check_int(
-                "data.norm_samples", table.get("norm_samples", DEFAULT_NORM_SAMPLES),
-                minimum=1, error=error,
-            ),
-        )  # fmt: skip
-
-    @classmethod
-    def _events(cls, table: dict[str, Any], error: type[Exception]) -> FolderSettings:
-        if "sensor_size" not in table:
-            raise error("data.sensor_size: missing (allowed: [height, width] of the event camera)")
-        sensor = _pair("data.sensor_size", table["sensor_size"], error)
-        size = table.get("img_size")
-        if size is None:
-            return cls(kind=EVENT_FOLDER, sensor_size=sensor, img_size=canonical_size(sensor))
-        size = _size("data.img_size", size, error)
-        height, width = image_hw(size)
-        if height > sensor[0] or width > sensor[1]:
-            refuse("data.img_size", size, f"at most the sensor's {sensor[0]}x{sensor[1]}", error)
-        return cls(kind=EVENT_FOLDER, sensor_size=sensor, img_size=size)
+        try:
+            return cls(kind=kind, **table)
+        except ValueError as exc:
+            raise error(str(exc)) from None
 
     @property
     def in_channels(self) -> int:
