@@ -27,6 +27,7 @@ import optuna
 from autospikformer.errors import AutospikError
 from autospikformer.report.export import StudyExport, export_study
 from autospikformer.study.config import StudyConfig
+from autospikformer.study.data_record import record_study_data
 from autospikformer.study.holdout import measure_front_on_test
 from autospikformer.study.preflight import check_run_inputs
 from autospikformer.study.run_folder import claim_run_folder
@@ -115,6 +116,7 @@ def run_study(
     say(f"stage 1: supernet of study {config.name} ({config.space.name}, {config.dataset})")
     try:
         claim_run_folder(runs_dir / config.name, study, storage)
+        config = record_study_data(study, config, data_root=data_root, progress=True)
         checkpoint = prepare_supernet(
             study,
             config,

@@ -22,6 +22,8 @@ PRESETS = [
     "cifar10dvs",
     "dvs128",
     "digits",
+    "imagenet",
+    "eventfolder",
 ]
 
 
@@ -106,7 +108,7 @@ BAD = [
     (
         lambda d: d["data"].update(dataset="mnist"),
         "data.dataset: 'mnist' is not a data set (allowed: digits, cifar10, cifar100, cifar10dvs, "
-        "dvs128)",
+        "dvs128, nmnist, ncaltech101, or a folder of your own: imagefolder, eventfolder)",
     ),
     (lambda d: d["space"].update(preset="S_T3"), "space.preset: 'S_T3' is not a preset (allowed: "),
     (lambda d: d["space"].update(file="x.toml"), "space: give exactly one of preset, file"),

@@ -438,15 +438,15 @@ channels {result.channels // 2}-{result.channels - 1}:
 
 # --- the models and images ---------------------------------------------------------------------
 def analysis_images(
-    dataset: str,
+    dataset: Any,
     data_root: str | Path | None,
     *,
     count: int,
     seed: int,
     time_steps: int | None = None,
 ) -> torch.Tensor:
-    """``count`` test images of ``dataset`` (a fixed subset drawn with ``seed``), unaugmented;
-    for event data, frames at ``time_steps``."""
+    """``count`` test images of ``dataset`` (a name or a DatasetInfo; a fixed subset drawn with
+    ``seed``), unaugmented; for event data, frames at ``time_steps``."""
     from autospikformer.data.base import dataset_info
     from autospikformer.data.loading import build_dataset, subset
 

@@ -17,8 +17,9 @@ app = App(
 
 def _trial_source(
     study: str, trial: int, storage: str, runs_dir: Path, supernet: Path | None, **kwargs: Any
-) -> tuple[Any, dict[str, Any]]:
-    """The subnet of a study's complete trial, and what to say about it."""
+) -> tuple[Any, dict[str, Any], Any]:
+    """The subnet of a study's complete trial, what to say about it, and its data set (a name, or
+    a folder study's recorded folder)."""
     from optuna.trial import TrialState
 
     from autospikformer.analysis.redundancy import trial_model
@@ -45,7 +46,7 @@ def _trial_source(
         "data_root": kwargs.get("data_root") or config.data_root,
         "seed": config.seed,
     }
-    return model, meta
+    return model, meta, config.data_info_at(kwargs.get("data_root"))
 
 
 def _file_source(
@@ -123,12 +124,13 @@ def redundancy(
     if study is not None:
         if trial is None:
             fail(f"which trial of study {study!r}? pass --trial N (see 'autospik study show')")
-        model, meta = _trial_source(
+        model, meta, data = _trial_source(
             study, trial, storage, runs_dir, supernet, data_root=data_root, device=device
         )
         meta["seed"] = meta["seed"] if seed is None else seed
     else:
         model, meta = _file_source(model_file, dataset, data_root, seed)
+        data = meta["dataset"]
     arch = model.arch
     meta.update(
         architecture=str(arch),
@@ -139,7 +141,7 @@ def redundancy(
     )
     batch = guard(
         analysis_images,
-        meta["dataset"],
+        data,
         meta["data_root"],
         count=images,
         seed=meta["seed"],

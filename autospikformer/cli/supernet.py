@@ -29,7 +29,9 @@ _RECIPE = "Recipe (default: the reference one; for --dataset digits the CPU-size
 def train(
     space: str = typer.Option(..., "--space", help="Search space: a preset name or a .toml file."),
     dataset: str = typer.Option(
-        ..., "--dataset", help="digits, cifar10, cifar100, cifar10dvs or dvs128."
+        ...,
+        "--dataset",
+        help="digits, cifar10, cifar100, cifar10dvs, dvs128, nmnist or ncaltech101 (a folder of your own: through a study file).",
     ),
     out: Path = typer.Option(..., "--out", help="Output folder (supernet.pt, metrics.csv)."),
     data_root: Path | None = typer.Option(

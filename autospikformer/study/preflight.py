@@ -21,6 +21,13 @@ from autospikformer.study.supernet_stage import supernet_path
 from autospikformer.training.trainer import SupernetTrainer
 
 
+def _few(classes: list[str] | None) -> str:
+    """A class list for a message: the set's own, or the first few names of a folder's."""
+    if not classes:
+        return "its own"
+    return ", ".join(classes[:3]) + (f" ... ({len(classes)})" if len(classes) > 3 else "")
+
+
 def check_run_inputs(
     config: StudyConfig,
     *,
@@ -40,7 +47,8 @@ def check_run_inputs(
     study of another storage (:mod:`autospikformer.study.run_folder`).
     """
     resolve_device(device)
-    check_dataset(config.dataset, data_root or config.data_root)
+    info = config.data_info_at(data_root)  # a folder not yet recorded: looked at here
+    check_dataset(info, data_root or config.data_root)
     if storage is not None:  # the runs folder is not another storage's study's
         check_run_folder(Path(runs_dir) / config.name, config.name, storage)
     if checkpoint is not None:
@@ -48,10 +56,12 @@ def check_run_inputs(
         if not path.is_file():
             raise StudyError(f"--supernet {path}: no such file")
         _, meta = load_supernet_checkpoint(path, space=config.space)
-        if meta.get("dataset") != config.dataset:
+        classes = list(getattr(info, "classes", ())) or None
+        if meta.get("dataset") != config.dataset or meta.get("classes") != classes:
             raise StudyError(
-                f"--supernet {path} was trained on data set {meta.get('dataset')!r}, the study "
-                f"{config.name!r} searches {config.dataset!r}: pass a supernet of {config.dataset}"
+                f"--supernet {path} was trained on data set {meta.get('dataset')!r} (classes "
+                f"{_few(meta.get('classes'))}), the study {config.name!r} searches "
+                f"{config.dataset!r} (classes {_few(classes)}): pass a supernet of its data"
             )
         check_supernet_holdout(meta, config, path)
         return
@@ -59,7 +69,7 @@ def check_run_inputs(
     if path.exists():
         SupernetTrainer(  # refuses a checkpoint it could not resume; writes nothing
             space=config.space,
-            dataset=config.dataset,
+            dataset=info,
             data_root=data_root or config.data_root,
             out_dir=path.parent,
             config=config.train,

@@ -53,7 +53,8 @@ from autospikformer.checkpoint_file import (
     load_checkpoint,
     save_checkpoint,
 )
-from autospikformer.data.base import dataset_info
+from autospikformer.data.base import DatasetInfo, dataset_info
+from autospikformer.data.folders import FolderInfo
 from autospikformer.data.split import HoldoutSplit
 from autospikformer.device import resolve_device
 from autospikformer.model.supernet import SuperSpikformer
@@ -105,7 +106,7 @@ class SupernetTrainer:
         self,
         *,
         space: SearchSpace,
-        dataset: str,
+        dataset: str | DatasetInfo,
         data_root: str | Path | None,
         out_dir: str | Path,
         config: TrainConfig,
@@ -117,11 +118,11 @@ class SupernetTrainer:
     ):
         self.space = space
         self.holdout = holdout
-        self.dataset_name = dataset
+        self.info = dataset_info(dataset)  # a folder of your own: its FolderInfo
+        self.dataset_name = self.info.name
         self.data_root = data_root
         self.out_dir = Path(out_dir)
         self.config = config
-        self.info = dataset_info(dataset)
         self.dist = dist_from_env()
         self.device = self._device(device)
         self.progress = progress and self.dist.is_main
@@ -148,10 +149,11 @@ class SupernetTrainer:
     def _check_resumable(self, ckpt: dict[str, Any]) -> dict[str, Any]:
         """Refuse a checkpoint of another space, data set or recipe (one clear line each)."""
         check_space(ckpt, self.space, self.path)
-        if ckpt.get("dataset") != self.dataset_name:
+        if ckpt.get("dataset") != self.dataset_name or ckpt.get("classes") != self._classes():
             raise CheckpointError(
                 f"'{self.path}' was trained on data set {ckpt.get('dataset')!r}, not "
-                f"{self.dataset_name!r}; use another output folder or --no-resume"
+                f"{self.dataset_name!r} (or on other classes); use another output folder or "
+                "--no-resume"
             )
         saved = {k: v for k, v in ckpt.get("config", {}).items() if k not in RESUME_FREE}
         mine = {k: v for k, v in self.config.to_dict().items() if k not in RESUME_FREE}
@@ -195,7 +197,7 @@ class SupernetTrainer:
         torch.manual_seed(cfg.seed)
         self.model = SuperSpikformer.for_data(self.space, self.info).to(self.device)
         self.data = TrainBatches(
-            self.dataset_name,
+            self.info,
             self.data_root,
             cfg,
             self.dist,
@@ -368,7 +370,7 @@ class SupernetTrainer:
         extremes = (self.space.largest(), self.space.smallest())
         return SubnetEvaluator(
             self.model,
-            dataset=self.dataset_name,
+            dataset=self.info,
             data_root=self.data_root,
             calib_batches=4,
             batch_size=min(self.config.batch_size, 128),
@@ -408,6 +410,7 @@ class SupernetTrainer:
             "img_size": self.info.img_size,
             "variant": self.model.variant,
             "dataset": self.dataset_name,
+            "classes": self._classes(),
             "epoch": epoch,
             "epochs": self.config.epochs,
             "config": self.config.to_dict(),
@@ -422,6 +425,10 @@ class SupernetTrainer:
             "holdout": self._holdout_record(),
         }
         save_checkpoint(payload, self.path)
+
+    def _classes(self) -> list[str] | None:
+        """A folder's class names, which its checkpoint records (None: a named data set)."""
+        return list(self.info.classes) if isinstance(self.info, FolderInfo) else None
 
     def _holdout_record(self) -> dict[str, Any] | None:
         """The validation split kept out of training (None: trained on the whole split)."""
@@ -453,7 +460,7 @@ def _as_state(state: Any) -> Any:
 def train_supernet(
     *,
     space: SearchSpace,
-    dataset: str,
+    dataset: str | DatasetInfo,
     data_root: str | Path | None,
     out_dir: str | Path,
     config: TrainConfig,
