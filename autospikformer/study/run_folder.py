@@ -10,6 +10,7 @@ the study recorded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from pathlib import Path
@@ -71,16 +72,18 @@ def check_run_folder(folder: Path, name: str, url: str) -> None:
         raise _refuse(folder, owner, name, url)
 
 
-def claim_run_folder(folder: Path, study: optuna.Study, url: str) -> None:
+def claim_run_folder(folder: Path, study: optuna.Study, url: str) -> list[Path]:
     """Make ``folder`` the study's (recording its owner), or refuse with one line when another
-    study owns it or left a supernet there that this study did not record."""
+    study owns it or left a supernet there that this study did not record. Returns what it
+    created (the owner file, then the folders it made, deepest first), for
+    :func:`release_run_folder`."""
     name = study.study_name
     mine = {"study": name, "storage": storage_identity(url), "uid": study_uid(study)}
     owner = _owner(folder)
     if owner is not None:
         if owner != mine:
             raise _refuse(folder, owner, name, url)
-        return
+        return []
     supernet = folder / "supernet.pt"
     recorded = study_record(study, SUPERNET_ATTR) or {}
     if supernet.is_file() and not _same_file(supernet, recorded.get("sha256")):
@@ -89,8 +92,26 @@ def claim_run_folder(folder: Path, study: optuna.Study, url: str) -> None:
             "(another study's): give this study its own folder with --runs-dir, or move that "
             "folder away"
         )
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     folder.mkdir(parents=True, exist_ok=True)
     (folder / OWNER_FILE).write_text(json.dumps(mine, indent=2) + "\n")
+    return [folder / OWNER_FILE, *made]
+
+
+def release_run_folder(created: list[Path]) -> None:
+    """Undo :func:`claim_run_folder` for a study withdrawn after a failed start: its owner
+    file, and the folders the claim made when they hold nothing else (a failed command leaves
+    no trace in the runs folder)."""
+    if not created:
+        return
+    created[0].unlink(missing_ok=True)
+    if len(created) > 1:  # the folder is new: stage 1's lock file goes too when it is alone
+        lock = created[1] / "supernet.lock"
+        if lock.exists() and [p.name for p in created[1].iterdir()] == [lock.name]:
+            lock.unlink(missing_ok=True)
+    for folder in created[1:]:
+        with contextlib.suppress(OSError):  # not empty: something else is there now
+            folder.rmdir()
 
 
 def _same_file(path: Path, sha256: str | None) -> bool:
