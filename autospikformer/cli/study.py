@@ -545,7 +545,7 @@ def validate(
     from autospikformer.report.validation import write_validation
     from autospikformer.study.candidates import CandidateJob, run_candidates, validation_candidates
     from autospikformer.study.storage import resolve_study
-    from autospikformer.study.subnets import subnet_start
+    from autospikformer.study.subnets import check_training_inputs, subnet_start
 
     optuna_study, config, _ = resolve_study(study, storage, create=False, write=True)
     schedule = subnet_cli.schedule_from(
@@ -554,6 +554,7 @@ def validate(
         seed=seed, workers=loader_workers, train_samples=train_samples,
     )  # fmt: skip
     trials = validation_candidates(optuna_study, top)
+    check_training_inputs(config, device=device, data_root=data_root)
     for number in trials:  # every candidate's inputs, before anything is written
         subnet_start(optuna_study, config, schedule, trial=number, runs_dir=runs_dir,
                      supernet=supernet)  # fmt: skip

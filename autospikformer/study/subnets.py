@@ -303,6 +303,17 @@ def _record(
     }
 
 
+def check_training_inputs(
+    config: StudyConfig, *, device: str = "auto", data_root: str | None = None
+) -> str:
+    """Refuse a device or a data folder that training would fail on (one line, before anything
+    is written); returns the data root to read."""
+    resolve_device(device)
+    root = data_root or config.data_root
+    check_dataset(config.dataset, root)
+    return root
+
+
 @dataclass(frozen=True)
 class SubnetTraining:
     """What :func:`train_subnet` did: the stored record (None on a DDP rank other than 0), the
@@ -333,9 +344,7 @@ def train_subnet(
     store its record; see the module docstring. Without ``wait`` a subnet that another process
     is training now raises :class:`SubnetBusy`. ``evaluator`` (:func:`subnet_evaluator`, built
     when needed otherwise) can serve many subnets."""
-    resolve_device(device)
-    root = data_root or config.data_root
-    check_dataset(config.dataset, root)
+    root = check_training_inputs(config, device=device, data_root=data_root)
     number = start.trial.number
     folder = (
         Path(out_dir) if out_dir is not None else subnet_folder(config, runs_dir, number, schedule)
