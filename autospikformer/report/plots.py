@@ -401,8 +401,7 @@ def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accurac
                 ),
             )
         )
-    for trace in trained_traces(everything, accuracy, unit):
-        fig.add_trace(trace)
+    fig.add_traces(trained_traces(everything, accuracy, unit))
     base = everything[everything["baseline"].astype(bool)]
     if len(base):
         fig.add_trace(
