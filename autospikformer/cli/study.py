@@ -28,6 +28,7 @@ from autospikformer.cli.common import (
     guard,
     output_folder,
     print_table,
+    set_threads,
 )
 from autospikformer.units import energy_text, energy_unit, percent
 
@@ -533,6 +534,9 @@ def validate(
         help="Report folder (default <runs-dir>/<study>/validation-<schedule>).",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    threads: int = typer.Option(
+        None, "--threads", help="CPU threads for torch (1 is faster on a busy CPU)."
+    ),
 ) -> None:
     """Check that the one-shot ranking holds: train K candidates (spread along the Pareto front
     and below it) with one schedule, then report Kendall tau and Spearman rho between their
@@ -542,6 +546,7 @@ def validate(
     (validation.html, validation.png). Each result is stored with its trial (study show, study
     export); a rerun goes on with the candidates not trained yet.
     """
+    set_threads(threads)
     from autospikformer.report.validation import write_validation
     from autospikformer.study.candidates import CandidateJob, run_candidates, validation_candidates
     from autospikformer.study.storage import resolve_study
@@ -567,9 +572,13 @@ def validate(
     )
     job = CandidateJob(
         storage, config.name, tuple(trials), schedule, str(runs_dir),
-        None if supernet is None else str(supernet), data_root, device, progress,
+        None if supernet is None else str(supernet), data_root, device, progress, threads,
     )  # fmt: skip
-    run_candidates(job, workers, say=_say)
+    try:
+        run_candidates(job, workers, say=_say)
+    except KeyboardInterrupt:
+        console.print("stopped: run the same command again to go on with the candidates left")
+        raise typer.Exit(130) from None
     report = write_validation(optuna_study, trials, schedule, folder)
     _print_validation(report)
 
@@ -604,6 +613,8 @@ def _print_validation(report: Any) -> None:
             f"Kendall tau {tau:.3f} (p {corr['kendall_p']:.2g}), Spearman rho {rho:.3f} "
             f"(p {corr['spearman_p']:.2g})"
         )  # fmt: skip
-        console.print(f"{name}, inherited vs trained, {corr['n']} candidates: {shown}")
+        console.print(
+            f"{name}, inherited vs trained, {corr['n']} candidates: {shown}", soft_wrap=True
+        )
     console.print(f"scatter: {escape(str(report.paths['validation.html']))}", soft_wrap=True)
     console.print(f"table: {escape(str(report.paths['validation.csv']))}", soft_wrap=True)

@@ -92,7 +92,9 @@ FROM_SCRATCH = typer.Option(
     "fine-tuning the inherited weights.",
 )
 EPOCHS = typer.Option(
-    None, "--epochs", help="Epochs (fine-tune: a tenth of the study's, at least 1; scratch: its)."
+    None,
+    "--epochs",
+    help="Epochs (fine-tune: a tenth of the study's, at least 1; from scratch: the study's).",
 )
 LR = typer.Option(None, "--lr", help="Peak learning rate (fine-tune: the study's lr x 0.1).")
 MIN_LR = typer.Option(None, "--min-lr", help="Final learning rate of the cosine schedule.")
@@ -101,7 +103,7 @@ BATCH_SIZE = typer.Option(None, "--batch-size", help="Global batch size (the stu
 WEIGHT_DECAY = typer.Option(None, "--weight-decay", help="AdamW weight decay (the study's).")
 MIXUP = typer.Option(None, "--mixup", help="Mixup Beta alpha, 0 = off (the study's).")
 AUGMENT = typer.Option(None, "--augment/--no-augment", help="Augmentation (the study's).")
-SEED = typer.Option(None, "--seed", help="Seed of the data order and initialisation.")
+SEED = typer.Option(None, "--seed", help="Seed of the data order and initialisation (the study's).")
 LOADER_WORKERS = typer.Option(None, "--loader-workers", help="Data loader worker processes.")
 TRAIN_SAMPLES = typer.Option(
     None, "--train-samples", help="Train on a fixed random subset of this many training images."
@@ -200,6 +202,9 @@ def train(
             optuna_study, config, start, schedule, runs_dir=runs_dir, out_dir=out,
             data_root=data_root, device=device, resume=resume, progress=progress,
         )  # fmt: skip
+    except KeyboardInterrupt:
+        console.print("stopped: run the same command again to resume from the last epoch")
+        raise typer.Exit(130) from None
     finally:
         shutdown()
     if done.record is not None:
@@ -240,7 +245,7 @@ def _say_result(config: Any, start: Any, done: Any) -> None:
         highlight=False,
     )
     console.print(
-        f"model: {escape(record['checkpoint'])} (sha256 {record['sha256'][:12]}...; "
+        f"model: {escape(str(done.folder / 'model.pt'))} (sha256 {record['sha256'][:12]}...; "
         f"metrics.csv beside it), stored with trial {record['trial']} of {escape(config.name)}",
         soft_wrap=True,
         highlight=False,

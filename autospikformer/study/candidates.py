@@ -27,7 +27,6 @@ import optuna
 from optuna.trial import TrialState
 
 from autospikformer.errors import error_line
-from autospikformer.study.config import StudyConfig
 from autospikformer.study.storage import DEFAULT_RUNS_DIR, StudyError, load_study, open_storage
 from autospikformer.study.subnets import (
     SubnetBusy,
@@ -36,6 +35,7 @@ from autospikformer.study.subnets import (
     train_subnet,
 )
 from autospikformer.study.trained_subnets import SubnetSchedule, records_of
+from autospikformer.units import energy_text
 
 #: The fewest candidates a rank correlation is reported on.
 MIN_CANDIDATES = 3
@@ -125,17 +125,18 @@ def train_candidates(
             continue
         if done.record is not None:
             trained.append(done.record)
-            say(_result_line(config, done.record))
+            say(_result_line(done.record))
     return trained
 
 
-def _result_line(config: StudyConfig, record: dict[str, Any]) -> str:
+def _result_line(record: dict[str, Any]) -> str:
+    """A trained candidate in one line: its accuracy before and after, energy, time."""
     split = "validation" if record["eval_split"] == "val" else "test"
     start = record.get("start_accuracy")
-    began = "" if start is None else f" (from {100 * start:.2f} %)"
+    began = "" if start is None else f" (before training {100 * start:.2f} %)"
     return (
         f"  trial {record['trial']}: {split} accuracy {100 * record['accuracy']:.2f} %{began}, "
-        f"energy {record['energy_mj']:.4g} mJ, {record['train_seconds']:.0f} s"
+        f"energy {energy_text(record['energy_mj'])}, trained in {record['train_seconds']:.0f} s"
     )
 
 
@@ -171,7 +172,7 @@ def run_candidates(
 
     resolve_device(job.device)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = job.threads or max(1, (os.cpu_count() or 1) // workers)
     ctx = multiprocessing.get_context("spawn")
     procs = []
     for index, device in enumerate(worker_devices(job.device, workers, gpus)):
