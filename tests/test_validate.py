@@ -156,8 +156,10 @@ def test_a_candidate_another_process_trains_is_left_to_it(searched) -> None:  # 
     schedule = schedule_for(config.train, epochs=1)
     chosen = validation_candidates(study, 3)
     held = subnet_folder(config, searched["runs"], chosen[1], schedule)
-    job = CandidateJob(searched["url"], "s", tuple(chosen), schedule, searched["runs"],
-                       searched["supernet"], device="cpu", progress=False)  # fmt: skip
+    job = CandidateJob(
+        storage_url=searched["url"], study_name="s", trials=tuple(chosen), schedule=schedule,
+        runs_dir=searched["runs"], supernet=searched["supernet"], device="cpu", progress=False,
+    )  # fmt: skip
     lines: list[str] = []
     with claimed(held) as mine:  # as a worker training that candidate holds it
         assert mine

@@ -571,8 +571,9 @@ def validate(
         + ("s" if workers > 1 else "")
     )
     job = CandidateJob(
-        storage, config.name, tuple(trials), schedule, str(runs_dir),
-        None if supernet is None else str(supernet), data_root, device, progress, threads,
+        storage_url=storage, study_name=config.name, trials=tuple(trials), schedule=schedule,
+        runs_dir=str(runs_dir), supernet=None if supernet is None else str(supernet),
+        data_root=data_root, device=device, progress=progress, threads=threads,
     )  # fmt: skip
     try:
         run_candidates(job, workers, say=_say)

@@ -121,7 +121,7 @@ def _text(value: float | None) -> str:
 GROUPS = ((True, "on the front", FRONT_COLOUR), (False, "below it", OTHER_COLOUR))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Panel:
     """One scatter: correlation ``name``, its columns, how values are scaled, the axis name."""
 
@@ -154,8 +154,16 @@ def panels(frame: pd.DataFrame, label: str) -> tuple[Panel, Panel]:
     unit = energy_unit(frame["inherited_energy_mj"])
     (acc, acc_x, acc_y), (energy, en_x, en_y) = PAIRS
     return (
-        Panel(acc, acc_x, acc_y, lambda s: 100 * s, f"{label} (%)"),
-        Panel(energy, en_x, en_y, unit.scale, f"energy per image ({unit.name})"),
+        Panel(
+            name=acc, inherited=acc_x, trained=acc_y, scale=lambda s: 100 * s, axis=f"{label} (%)"
+        ),
+        Panel(
+            name=energy,
+            inherited=en_x,
+            trained=en_y,
+            scale=unit.scale,
+            axis=f"energy per image ({unit.name})",
+        ),
     )
 
 
@@ -223,7 +231,7 @@ def write_static(frame: pd.DataFrame, summary: dict[str, Any], label: str, png: 
     plt.close(fig)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ValidationReport:
     """What :func:`write_validation` wrote: the candidates' table, the summary, the paths."""
 
@@ -263,4 +271,4 @@ def write_validation(
         paths["validation.html"], include_plotlyjs=True
     )
     write_static(frame, summary, label, paths["validation.png"])
-    return ValidationReport(frame, summary, paths)
+    return ValidationReport(frame=frame, summary=summary, paths=paths)

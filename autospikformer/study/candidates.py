@@ -75,7 +75,7 @@ def validation_candidates(study: optuna.Study, k: int) -> list[int]:
     return sorted(t.number for t in chosen)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CandidateJob:
     """What every worker needs to train the candidates (picklable for spawned processes)."""
 

@@ -92,7 +92,7 @@ def subnet_folder(
     return Path(runs_dir) / config.name / "subnets" / f"trial-{trial}-{schedule.id}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SubnetStart:
     """What a trial's training starts from: the trial, its architecture, where the weights come
     from (``origin``, recorded in the checkpoint) and what gives them (a supernet file or an
@@ -172,12 +172,13 @@ def subnet_start(
     if model is not None:
         if model.arch != arch:
             raise StudyError(f"--model holds {model.arch}, but trial {trial} is {arch}")
-        return SubnetStart(frozen, arch, {"start": "exported", "sha256": digest}, model=model)
+        origin = {"start": "exported", "sha256": digest}
+        return SubnetStart(trial=frozen, arch=arch, origin=origin, model=model)
     if not schedule.inherited:
-        return SubnetStart(frozen, arch, {"start": "scratch"})
+        return SubnetStart(trial=frozen, arch=arch, origin={"start": "scratch"})
     path = searched_supernet(study, config, runs_dir=runs_dir, checkpoint=supernet)
     origin = {"start": "inherited", "supernet_sha256": file_sha256(path)}
-    return SubnetStart(frozen, arch, origin, supernet=path)
+    return SubnetStart(trial=frozen, arch=arch, origin=origin, supernet=path)
 
 
 def subnet_evaluator(
@@ -314,7 +315,7 @@ def check_training_inputs(
     return root
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SubnetTraining:
     """What :func:`train_subnet` did: the stored record (None on a DDP rank other than 0), the
     folder, and whether it trained now (False: the finished record was there)."""
@@ -373,10 +374,10 @@ def train_subnet(
         )  # fmt: skip
         stored = records_of(study, schedule.id).get(number)
         if trainer.complete and stored and stored.get("sha256") == file_sha256(trainer.path):
-            return SubnetTraining(stored, folder, False)
+            return SubnetTraining(record=stored, folder=folder, trained_now=False)
         path = trainer.run()
         if not main:
-            return SubnetTraining(None, folder, True)
+            return SubnetTraining(record=None, folder=folder, trained_now=True)
         record = _record(config, number, schedule, path, evaluator_once(), root)
         set_study_record(study, trained_key(number, schedule.id), record)
-    return SubnetTraining(record, folder, True)
+    return SubnetTraining(record=record, folder=folder, trained_now=True)

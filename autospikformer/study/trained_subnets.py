@@ -67,7 +67,7 @@ RECORD_FIELDS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SubnetSchedule:
     """How a trial's subnet is trained: ``kind`` (``fine-tune`` or ``scratch``) and ``recipe``."""
 
@@ -92,13 +92,13 @@ class SubnetSchedule:
             "sandwich": False,
         }
         given = {k: v for k, v in changes.items() if v is not None}
-        return cls("fine-tune", train.replace(**{**derived, **given}))
+        return cls(kind="fine-tune", recipe=train.replace(**{**derived, **given}))
 
     @classmethod
     def scratch(cls, train: TrainConfig, **changes: Any) -> SubnetSchedule:
         """Training from scratch with the study's recipe ``train`` and ``changes``."""
         given = {k: v for k, v in changes.items() if v is not None}
-        return cls("scratch", train.replace(**{"sandwich": False, **given}))
+        return cls(kind="scratch", recipe=train.replace(**{"sandwich": False, **given}))
 
     @property
     def inherited(self) -> bool:
