@@ -123,7 +123,7 @@ def train_candidates(
                 f"candidate {index}/{len(job.trials)}: trial {number} is trained by another process"
             )
             continue
-        if done.record is not None:
+        if done.record is not None and done.trained_now:  # not: another worker just finished it
             trained.append(done.record)
             say(_result_line(done.record))
     return trained
