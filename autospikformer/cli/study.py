@@ -1,5 +1,5 @@
 """`autospik study ...`: create a study, run its search workers, export, compare, list, show,
-dashboard.
+dashboard, validate (does the one-shot ranking hold once candidates are trained).
 
 Every command takes ``--storage URL`` (default ``sqlite:///autospik.db`` in the working folder;
 any SQLAlchemy URL, e.g. PostgreSQL, for many machines). Errors are one line on stderr and a
@@ -18,6 +18,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from autospikformer.cli import subnet as subnet_cli
 from autospikformer.cli.common import (
     FORMAT,
     RUNS_DIR,
@@ -29,6 +30,7 @@ from autospikformer.cli.common import (
     guard,
     output_folder,
     print_table,
+    set_threads,
 )
 from autospikformer.units import energy_text, energy_unit, percent
 
@@ -500,10 +502,11 @@ def list_cmd(storage: str = STORAGE, fmt: Format = FORMAT) -> None:
     emit(frame, fmt, table)
 
 
-#: The columns of ``study show``'s listing (raw values, as in pareto.csv).
+#: The columns of ``study show``'s listing (raw values, as in pareto.csv); ``test_accuracy``
+#: under the validation protocol, ``trained_accuracy`` once a front member's subnet is trained.
 SHOW_COLUMNS = (
-    "number", "accuracy", "test_accuracy", "energy_mj", "num_parameters", "mean_firing_rate",
-    "f_aeb", "architecture", "baseline",
+    "number", "accuracy", "test_accuracy", "trained_accuracy", "energy_mj", "num_parameters",
+    "mean_firing_rate", "f_aeb", "architecture", "baseline",
 )  # fmt: skip
 
 
@@ -524,7 +527,9 @@ def show(
     frame = trials_frame(optuna_study, config.search.alpha)
     complete, front = complete_and_front(frame)
     val = config.search.eval_split == "val"
-    listing = front[[c for c in SHOW_COLUMNS if val or c != "test_accuracy"]]
+    trained = bool(front["trained_accuracy"].notna().any())
+    shown = {"test_accuracy": val, "trained_accuracy": trained}
+    listing = front[[c for c in SHOW_COLUMNS if shown.get(c, True)]]
 
     def table() -> Table:
         counts = frame["state"].value_counts().to_dict()
@@ -539,6 +544,7 @@ def show(
             ),
         )
         accuracy = ("val acc %", "test acc %") if val else ("accuracy %",)
+        accuracy += (("trained val %" if val else "trained %"),) if trained else ()
         for column in ("trial", *accuracy, f"energy {unit.name}", "params", "firing rate"):
             grid.add_column(column, justify="right")
         grid.add_column("F_AEB", justify="right")
@@ -549,6 +555,7 @@ def show(
                 f"{row['number']}{' *' if row['baseline'] else ''}",
                 percent(row["accuracy"]),
                 *((percent(row["test_accuracy"]),) if val else ()),
+                *((percent(row["trained_accuracy"]),) if trained else ()),
                 unit.format(row["energy_mj"]),
                 "-" if params is None or str(params) == "<NA>" else f"{int(params):,}",
                 "-" if rate is None or rate != rate else f"{rate:.3f}",
@@ -587,3 +594,123 @@ def dashboard(
         f"optuna-dashboard: http://{host}:{port}/dashboard/studies/{study_id} (Ctrl-C to stop)"
     )
     serve_dashboard(store, host=host, port=port)
+
+
+@app.command()
+def validate(
+    study: str = typer.Argument(..., help="Study name in the storage."),
+    top: int = typer.Option(
+        10, "--top", "-k", help="Candidates to train: half along the front, half below it."
+    ),
+    from_scratch: bool = subnet_cli.FROM_SCRATCH,
+    epochs: int = subnet_cli.EPOCHS,
+    lr: float = subnet_cli.LR,
+    min_lr: float = subnet_cli.MIN_LR,
+    warmup_epochs: int = subnet_cli.WARMUP_EPOCHS,
+    batch_size: int = subnet_cli.BATCH_SIZE,
+    weight_decay: float = subnet_cli.WEIGHT_DECAY,
+    mixup: float = subnet_cli.MIXUP,
+    augment: bool = subnet_cli.AUGMENT,
+    seed: int = subnet_cli.SEED,
+    loader_workers: int = subnet_cli.LOADER_WORKERS,
+    train_samples: int = subnet_cli.TRAIN_SAMPLES,
+    workers: int = typer.Option(
+        1, "--workers", "-w", min=1, help="Processes sharing the candidates (spread over GPUs)."
+    ),
+    storage: str = STORAGE,
+    runs_dir: Path = RUNS_DIR,
+    supernet: Path = typer.Option(None, "--supernet", help="Supernet checkpoint (default: runs)."),
+    data_root: str = typer.Option(None, "--data-root", help="Override the study's data.root."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Report folder (default <runs-dir>/<study>/validation-<schedule>).",
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    threads: int = typer.Option(
+        None, "--threads", help="CPU threads for torch (1 is faster on a busy CPU)."
+    ),
+) -> None:
+    """Check that the one-shot ranking holds: train K candidates (spread along the Pareto front
+    and below it) with one schedule, then report Kendall tau and Spearman rho between their
+    inherited and trained accuracy, and energy.
+
+    Writes validation.csv, validation.json and the scatter of inherited against trained values
+    (validation.html, validation.png). Each result is stored with its trial (study show, study
+    export); a rerun goes on with the candidates not trained yet.
+    """
+    set_threads(threads)
+    from autospikformer.report.validation import write_validation
+    from autospikformer.study.candidates import CandidateJob, run_candidates, validation_candidates
+    from autospikformer.study.storage import resolve_study
+    from autospikformer.study.subnets import check_training_inputs, subnet_start
+
+    optuna_study, config, _ = resolve_study(study, storage, create=False, write=True)
+    schedule = subnet_cli.schedule_from(
+        config, from_scratch, epochs=epochs, lr=lr, min_lr=min_lr, warmup_epochs=warmup_epochs,
+        batch_size=batch_size, weight_decay=weight_decay, mixup=mixup, augment=augment,
+        seed=seed, workers=loader_workers, train_samples=train_samples,
+    )  # fmt: skip
+    trials = validation_candidates(optuna_study, top)
+    check_training_inputs(config, device=device, data_root=data_root)
+    for number in trials:  # every candidate's inputs, before anything is written
+        subnet_start(optuna_study, config, schedule, trial=number, runs_dir=runs_dir,
+                     supernet=supernet)  # fmt: skip
+    folder = output_folder(out or runs_dir / config.name / f"validation-{schedule.id}")
+    front = sum(t.number in trials for t in optuna_study.best_trials)
+    _say(
+        f"validating study {config.name}: {len(trials)} candidates ({front} on the front), "
+        f"{schedule.describe()} (schedule {schedule.id}), {workers} worker"
+        + ("s" if workers > 1 else "")
+    )
+    job = CandidateJob(
+        storage_url=storage, study_name=config.name, trials=tuple(trials), schedule=schedule,
+        runs_dir=str(runs_dir), supernet=None if supernet is None else str(supernet),
+        data_root=data_root, device=device, progress=progress, threads=threads,
+    )  # fmt: skip
+    try:
+        run_candidates(job, workers, say=_say)
+    except KeyboardInterrupt:
+        console.print("stopped: run the same command again to go on with the candidates left")
+        raise typer.Exit(130) from None
+    report = write_validation(optuna_study, trials, schedule, folder)
+    _print_validation(report)
+
+
+def _print_validation(report: Any) -> None:
+    """The candidates as a table, the rank correlations and where the files are."""
+    from rich.table import Table
+
+    frame, summary = report.frame, report.summary
+    unit = energy_unit(frame["inherited_energy_mj"])
+    split = "val" if summary["accuracy"].startswith("validation") else "test"
+    grid = Table(title=escape(summary["title"]), title_justify="left")
+    columns = ("trial", f"inherited {split} %", f"trained {split} %", "trained test %",
+               f"inherited {unit.name}", f"trained {unit.name}", "architecture")  # fmt: skip
+    for column in columns:
+        grid.add_column(column, justify="left" if column == "architecture" else "right")
+    for row in frame.to_dict("records"):
+        grid.add_row(
+            f"{row['trial']}{' *' if row['on_front'] else ''}",
+            percent(row["inherited_accuracy"]),
+            percent(row["trained_accuracy"]),
+            percent(row["trained_test_accuracy"]),
+            unit.format(row["inherited_energy_mj"]),
+            unit.format(row["trained_energy_mj"]),
+            row["architecture"],
+        )
+    grid.caption = "* on the Pareto front"
+    print_table(grid)
+    for name, corr in summary["correlations"].items():
+        tau, rho = corr["kendall_tau"], corr["spearman_rho"]
+        shown = "n/a (fewer than two distinct values)" if tau is None else (
+            f"Kendall tau {tau:.3f} (p {corr['kendall_p']:.2g}), Spearman rho {rho:.3f} "
+            f"(p {corr['spearman_p']:.2g})"
+        )  # fmt: skip
+        console.print(
+            f"{name}, inherited vs trained, {corr['n']} candidates: {shown}", soft_wrap=True
+        )
+    console.print(f"scatter: {escape(str(report.paths['validation.html']))}", soft_wrap=True)
+    console.print(f"table: {escape(str(report.paths['validation.csv']))}", soft_wrap=True)

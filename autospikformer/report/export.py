@@ -60,6 +60,7 @@ def _front_points(front: pd.DataFrame) -> list[dict[str, Any]]:
                 "num_parameters": jsonable(row["num_parameters"]),
                 "mean_firing_rate": jsonable(row["mean_firing_rate"]),
                 "test_accuracy": jsonable(row["test_accuracy"]),
+                "trained_accuracy": jsonable(row["trained_accuracy"]),
                 "baseline": row["baseline"] or None,
             }
         )
@@ -72,6 +73,31 @@ def _trial_summary(row: pd.Series) -> dict[str, Any]:
         "accuracy": float(row["accuracy"]),
         "energy_mj": float(row["energy_mj"]),
         "architecture": row["architecture"],
+        "trained_accuracy": jsonable(row["trained_accuracy"]),
+    }
+
+
+def _trained_summary(complete: pd.DataFrame) -> dict[str, Any]:
+    """The trials whose subnet was trained (``autospik subnet train``, ``study validate``):
+    inherited beside trained values, the schedule of each."""
+    part = complete.loc[complete["trained_accuracy"].notna()].sort_values("number")
+    return {
+        "trials": len(part),
+        "on_front": int(part["pareto"].astype(bool).sum()),
+        "schedules": sorted(set(part["trained_schedule"])),
+        "members": [
+            {
+                "trial": int(row["number"]),
+                "on_front": bool(row["pareto"]),
+                "accuracy": float(row["accuracy"]),
+                "trained_accuracy": float(row["trained_accuracy"]),
+                "trained_test_accuracy": jsonable(row["trained_test_accuracy"]),
+                "energy_mj": float(row["energy_mj"]),
+                "trained_energy_mj": jsonable(row["trained_energy_mj"]),
+                "schedule": row["trained_schedule"],
+            }
+            for _, row in part.iterrows()
+        ],
     }
 
 
@@ -117,6 +143,7 @@ def _summary(frame: pd.DataFrame, history: pd.DataFrame) -> dict[str, Any]:
             if len(base)
             else None
         ),
+        "trained": _trained_summary(complete),
     }
 
 

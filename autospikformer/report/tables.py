@@ -31,6 +31,11 @@ Conventions (stated again in ``summary.json`` and ``docs/studies.md``):
   or ``"val"``, a held-out part of the training split); every accuracy column, axis and summary
   says which it is, and under ``"val"`` the front's ``test_accuracy`` is measured once after
   the search.
+- Trained subnets (``autospik subnet train``, ``study validate``; SPEC section 9):
+  ``trained_accuracy`` is the trial's subnet trained as a standalone model, measured as the
+  trial was (same split and images, so it sits beside ``accuracy``), ``trained_test_accuracy``
+  on the whole test split, ``trained_energy_mj`` the same pass's energy, ``trained_schedule``
+  the schedule's id; a trial trained with several schedules shows the one that finished last.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ from autospikformer.study.storage import (
     WORKER_ATTR,
     study_record,
 )
+from autospikformer.study.trained_subnets import latest_trained
 
 REFERENCE_ENERGY_FACTOR = 1.1
 #: Tables 2 / 3: the front plus this fraction of the complete trials by accuracy.
@@ -97,6 +103,13 @@ ATTR_COLUMNS = {
     WORKER_ATTR: "worker",
     SKIPPED_ATTR: "skipped",
 }
+#: A trained subnet's record entry -> its column (the schedule that finished last).
+TRAINED_COLUMNS = {
+    "accuracy": "trained_accuracy",
+    "test_accuracy": "trained_test_accuracy",
+    "energy_mj": "trained_energy_mj",
+    "schedule_id": "trained_schedule",
+}
 #: The exact columns of ``trials.csv`` and ``pareto.csv`` (plus any foreign user attributes).
 COLUMNS = (
     "number",
@@ -114,6 +127,7 @@ COLUMNS = (
     *ATTR_COLUMNS.values(),
     "test_accuracy",
     "test_samples",
+    *TRAINED_COLUMNS.values(),
     "datetime_start",
     "datetime_complete",
 )
@@ -172,11 +186,21 @@ def study_settings(study: optuna.Study) -> dict[str, Any]:
     return study_record(study, CONFIG_ATTR) or {}
 
 
+def _measured_after(test: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+    """A trial's columns measured after the search: its front test pass (``test``, under the
+    validation protocol) and its trained subnet's record (``trained``); ``{}``: none."""
+    row = {"test_accuracy": test.get("accuracy", np.nan), "test_samples": test.get("samples")}
+    for key, column in TRAINED_COLUMNS.items():
+        row[column] = trained.get(key, "" if key == "schedule_id" else np.nan)
+    return row
+
+
 def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
     """Every trial as one row with exactly :data:`COLUMNS` (then any foreign user attributes)."""
     trials = read_trials(study)
     sampler = study_settings(study).get("search", {}).get("sampler")
     tested = test_accuracies(study)
+    trained = latest_trained(study)
     rows = []
     for t in trials:
         arch = _architecture(t)
@@ -203,9 +227,7 @@ def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
             row[column] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
         label = row["baseline"]
         row["baseline"] = "Spikformer" if label is True else (label or "")
-        test = tested.get(t.number, {})
-        row["test_accuracy"] = test.get("accuracy", np.nan)
-        row["test_samples"] = test.get("samples")
+        row.update(_measured_after(tested.get(t.number, {}), trained.get(t.number, {})))
         row["datetime_start"] = t.datetime_start
         row["datetime_complete"] = t.datetime_complete
         for key, value in t.user_attrs.items():

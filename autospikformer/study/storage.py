@@ -3,10 +3,10 @@
 - **The study holds its whole configuration** (record :data:`CONFIG_ATTR`, the resolved
   :meth:`StudyConfig.to_dict`), so a worker needs only the study name and the storage URL.
 - **Records are system attributes** (:func:`study_records`): the configuration, the space, the
-  energy model, the supernet's digest, the validation split, test accuracies, a folder study's
-  classes, counts and normalisation (:func:`load_study` returns the configuration with them). Optuna's own
-  listings (``optuna studies``, the dashboard) show only the one-line user attribute
-  :data:`SUMMARY_ATTR`, so they stay readable.
+  energy model, the supernet's digest, the validation split, test accuracies, trained subnets,
+  a folder study's classes, counts and normalisation (:func:`load_study` returns the
+  configuration with them). Optuna's own listings (``optuna studies``, the dashboard) show only
+  the one-line user attribute :data:`SUMMARY_ATTR`, so they stay readable.
 - A SQLite file is created only by the commands that register a study, so a mistyped study name
   or path never leaves an empty database behind.
 - The keys of every study and trial attribute the project writes live here, and only here.
@@ -48,6 +48,8 @@ UID_ATTR = "autospik:uid"  # a uid set at creation: tells a study from a namesak
 # a folder study: its classes, per-class counts, size and normalisation (FolderInfo.to_record())
 DATA_ATTR = "autospik:data"
 TEST_ACCURACY_PREFIX = "autospik:test_accuracy:"  # + trial number: {"accuracy", "samples"}
+# + "<trial number>:<schedule id>": a trained subnet's result (study/trained_subnets.py)
+TRAINED_PREFIX = "autospik:trained:"
 # Study user attribute: what people see in those listings (StudyConfig.summary())
 SUMMARY_ATTR = "autospik"
 # Trial system attributes (kept out of the dashboard's and `optuna trials`' tables)
