@@ -93,7 +93,7 @@ def measure(
             with EnergyMeter(model, arch, event_data=event_data) as meter:
                 _evaluate(run, batches)
             report = meter.report(model=pricing)  # the one host transfer, the pricing
-            report.record().to_json()  # what the trial stores
+            report.measurement().to_json()  # what the trial stores
             return report
 
         return work
@@ -170,7 +170,7 @@ def profile_share(
             pass
 
     def report() -> None:
-        meter.report(model=pricing).record().to_json()
+        meter.report(model=pricing).measurement().to_json()
 
     timed = {}
     for name, work in (("setup_ms", setup), ("report_ms", report)):

@@ -26,11 +26,11 @@ import numpy as np
 import optuna
 
 from autospikformer.pareto import hypervolume_2d, hypervolume_history
+from autospikformer.report.compare import compare_studies
+from autospikformer.report.export import export_study
 from autospikformer.search.space import SearchSpace
 from autospikformer.search.suggest import architecture_params, distributions
-from autospikformer.study.compare import compare_studies
 from autospikformer.study.config import StudyConfig
-from autospikformer.study.export import export_study
 from autospikformer.study.storage import create_study, open_storage
 
 BUDGET_MJ = 0.9

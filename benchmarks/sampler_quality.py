@@ -58,12 +58,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import surrogate
 
 from autospikformer.pareto import hypervolume_2d, pareto_mask
+from autospikformer.report.tables import kendall_tau
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.fitness import balanced_fitness
 from autospikformer.search.samplers import SAMPLER_OPTIONS, make_sampler
 from autospikformer.search.space import SearchSpace
 from autospikformer.search.suggest import suggest_architecture
-from autospikformer.study.export import kendall_tau
 
 Points = list[tuple[float, float]]  # (accuracy %, energy mJ) of every trial of one run
 
@@ -113,9 +113,9 @@ class DigitsObjective:
 
         from autospikformer.checkpoint import load_supernet_checkpoint
         from autospikformer.study.config import StudyConfig
+        from autospikformer.study.evaluator import study_evaluator
         from autospikformer.study.holdout import check_supernet_holdout
-        from autospikformer.study.stage1 import file_sha256
-        from autospikformer.study.subnet import study_evaluator
+        from autospikformer.study.supernet_stage import file_sha256
 
         torch.set_num_threads(1)
         config = StudyConfig.load("digits")

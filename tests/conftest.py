@@ -15,7 +15,7 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_supernet(tmp_path_factory) -> Path:
     """One trained digits supernet for every test that runs a study (1 epoch on 128 digits,
-    the space of :data:`helpers.TINY_STUDY`), passed to studies with ``--supernet``."""
+    the space of :func:`helpers.tiny_study`), passed to studies with ``--supernet``."""
     import tomllib
 
     from helpers import tiny_study
@@ -34,3 +34,20 @@ def tiny_supernet(tmp_path_factory) -> Path:
         device="cpu",
         progress=False,
     )
+
+
+@pytest.fixture
+def events_reads(monkeypatch) -> list[str]:
+    """Every ``events_np`` file read (through numpy, which every events reader uses)."""
+    import numpy as np
+
+    reads: list[str] = []
+    real_load = np.load
+
+    def counting_load(file, *args, **kwargs):
+        if "events_np" in str(file):
+            reads.append(str(file))
+        return real_load(file, *args, **kwargs)
+
+    monkeypatch.setattr(np, "load", counting_load)
+    return reads

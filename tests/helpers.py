@@ -1,8 +1,9 @@
-"""Small shared test fixtures-as-data."""
+"""Small shared test fixtures-as-data: a tiny search space and tiny study files."""
 
 from __future__ import annotations
 
-import re
+from pathlib import Path
+from typing import Any
 
 # A space small enough for real training and evaluation in a test (8x8 inputs, 1-2 blocks).
 TINY_SPACE = {
@@ -16,53 +17,99 @@ TINY_SPACE = {
     "neuron": {"threshold": [0.8, 1.0], "tau": [1.5, 2.0], "time_steps": [1, 2]},
 }
 
-# A digits study file that trains and searches in seconds (1 epoch on 128 digits, 128
-# evaluation images); DSPS with a population of 4, so that generations turn over quickly.
-TINY_STUDY = """
-[study]
-name = "{name}"
-seed = 0
-[data]
-dataset = "digits"
-[space]
-preset = "digits"
-[train]
-epochs = 1
-batch_size = 64
-lr = 2e-3
-warmup_epochs = 0
-mixup = 0.0
-amp = false
-workers = 0
-augment = false
-train_samples = 128
-[search]
-sampler = "{sampler}"
-trials = 5
-calib_batches = 1
-batch_size = 128
-eval_samples = 128
-heartbeat_interval = 1
-grace_period = 3
-{options}
-"""
-DSPS_OPTIONS = "[search.options]\npopulation_size = 4\nnum_parents = 2\n"
+# What trains and searches in seconds: 1 epoch on 128 digits, 128 evaluation images.
+TINY_TRAIN = {
+    "epochs": 1,
+    "batch_size": 64,
+    "lr": 2e-3,
+    "warmup_epochs": 0,
+    "mixup": 0.0,
+    "amp": False,
+    "workers": 0,
+    "augment": False,
+    "train_samples": 128,
+}
+TINY_SEARCH = {
+    "trials": 5,
+    "calib_batches": 1,
+    "batch_size": 128,
+    "eval_samples": 128,
+    "heartbeat_interval": 1,
+    "grace_period": 3,
+}
+# DSPS with a population of 4, so that generations turn over quickly.
+DSPS_OPTIONS = {"population_size": 4, "num_parents": 2}
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, Path)):
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    return repr(value)
+
+
+def toml_text(tables: dict[str, dict[str, Any]]) -> str:
+    """A TOML file of ``{"section": {key: value}}`` (nested dicts become sub-tables)."""
+    lines: list[str] = []
+
+    def table(name: str, body: dict[str, Any]) -> None:
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {_value(v)}" for k, v in body.items() if not isinstance(v, dict))
+        for key, sub in body.items():
+            if isinstance(sub, dict):
+                table(f"{name}.{key}", sub)
+
+    for name, body in tables.items():
+        table(name, body)
+    return "\n".join(lines) + "\n"
+
+
+def study_text(
+    name: str,
+    *,
+    sampler: str = "dsps",
+    dataset: str = "digits",
+    root: str | Path | None = None,
+    space: str | dict[str, Any] = "digits",
+    train: dict[str, Any] | None = None,
+    search: dict[str, Any] | None = None,
+    options: dict[str, Any] | None = None,
+    energy: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> str:
+    """A study file: a preset ``space`` name or a space dict, the tiny recipe and search with
+    ``train`` / ``search`` updates (None leaves a key out: the study's default), sampler
+    ``options`` (``[search.options]``), ``energy``, and more ``[data]`` settings (``data``: a
+    folder's img_size, sensor_size...)."""
+
+    def updated(base: dict[str, Any], changes: dict[str, Any] | None) -> dict[str, Any]:
+        merged = {**base, **(changes or {})}
+        return {k: v for k, v in merged.items() if v is not None}
+
+    data = {"dataset": dataset, **({"root": root} if root is not None else {}), **(data or {})}
+    tables: dict[str, dict[str, Any]] = {
+        "study": {"name": name, "seed": 0},
+        "data": data,
+        "space": {"preset": space} if isinstance(space, str) else dict(space),
+        "train": updated(TINY_TRAIN, train),
+        "search": updated({"sampler": sampler, **TINY_SEARCH}, search),
+    }
+    if options:
+        tables["search"]["options"] = dict(options)
+    if energy:
+        tables["energy"] = dict(energy)
+    return toml_text(tables)
 
 
 def tiny_study(
     name: str, sampler: str = "dsps", *, options: dict | None = None, **search: object
 ) -> str:
-    """The text of :data:`TINY_STUDY` for study ``name`` searched by ``sampler``; ``options``
-    replace the sampler's ``[search.options]`` (default: DSPS with a population of 4), and
-    ``search`` adds keys to ``[search]`` (e.g. ``max_energy_mj=0.001``)."""
+    """The tiny digits study ``name`` searched by ``sampler``; ``options`` replace the sampler's
+    ``[search.options]`` (default: DSPS with a population of 4), and ``search`` updates
+    ``[search]`` (e.g. ``max_energy_mj=0.001``)."""
     if options is None:
-        text = DSPS_OPTIONS if sampler == "dsps" else ""
-    else:
-        text = "[search.options]\n" + "".join(f"{k} = {v!r}\n" for k, v in options.items())
-    study = TINY_STUDY.format(name=name, sampler=sampler, options=text)
-    for key, value in search.items():
-        line = f"{key} = {value!r}\n"
-        study, found = re.subn(rf"^{key} = .*\n", line, study, count=1, flags=re.M)
-        if not found:
-            study = study.replace("[search]\n", f"[search]\n{line}", 1)
-    return study
+        options = DSPS_OPTIONS if sampler == "dsps" else {}
+    return study_text(name, sampler=sampler, search=search, options=options)

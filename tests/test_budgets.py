@@ -18,17 +18,18 @@ from typer.testing import CliRunner
 from werkzeug.test import Client
 
 from autospikformer.cli.app import app
+from autospikformer.report.compare import compare_studies
+from autospikformer.report.dashboard import dashboard_app
+from autospikformer.report.export import export_study
+from autospikformer.report.tables import trials_frame
 from autospikformer.search.dsps import PARENTS_KEY_PREFIX, DSPSSampler
 from autospikformer.search.fitness import balanced_fitness
 from autospikformer.search.mirror import TrialSummary
 from autospikformer.search.space import SearchSpace
 from autospikformer.search.strategies import FitnessParents
 from autospikformer.search.suggest import suggest_architecture
-from autospikformer.study.compare import compare_studies
-from autospikformer.study.dashboard import dashboard_app
-from autospikformer.study.export import export_study, trials_frame
 from autospikformer.study.storage import resolve_study
-from autospikformer.study.worker import WorkerOptions, run_workers
+from autospikformer.study.workers import WorkerOptions, run_workers
 
 N = 10
 
@@ -73,7 +74,9 @@ def test_every_view_shows_the_same_front(studies) -> None:
     front = sorted(t.number for t in study.best_trials)
     assert front
     # the export: pareto.csv, and the feasible column of trials.csv
-    paths = export_study(study, folder / "export")
+    exported = export_study(study, folder / "export")
+    paths = exported.paths
+    assert sorted(exported.front["number"]) == front
     assert sorted(pd.read_csv(paths["pareto.csv"])["number"]) == front
     trials = pd.read_csv(paths["trials.csv"])
     done = trials[trials["state"] == "COMPLETE"]

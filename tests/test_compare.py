@@ -19,17 +19,17 @@ from typer.testing import CliRunner
 from autospikformer import SearchSpace
 from autospikformer.cli.app import app
 from autospikformer.pareto import pareto_mask
-from autospikformer.search.fitness import balanced_fitness
-from autospikformer.search.suggest import architecture_params, distributions
-from autospikformer.study.compare import (
+from autospikformer.report.compare import (
     CompareError,
     StudyRef,
     load_comparison,
     shared_reference,
     study_refs,
 )
+from autospikformer.report.tables import kendall_tau
+from autospikformer.search.fitness import balanced_fitness
+from autospikformer.search.suggest import architecture_params, distributions
 from autospikformer.study.config import StudyConfig
-from autospikformer.study.export import kendall_tau
 from autospikformer.study.storage import ENERGY_ATTR, create_study, open_storage, set_study_record
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

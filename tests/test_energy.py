@@ -15,14 +15,15 @@ from helpers import TINY_SPACE
 from typer.testing import CliRunner
 
 from autospikformer.checkpoint_file import save_checkpoint
+from autospikformer.data.base import DatasetInfo, dataset_info
 from autospikformer.energy import (
     E_AC_PJ,
     E_MAC_PJ,
     EnergyConstants,
     EnergyError,
+    EnergyMeasurement,
     EnergyMeter,
     EnergyModel,
-    EnergyRecord,
     analytic_report,
     count_parameters,
     dense_macs,
@@ -116,9 +117,9 @@ def test_dense_macs_and_closed_forms_spikformer_4_384() -> None:
     assert report.energy_mj == pytest.approx(upper, rel=1e-12)
     assert report.total_sops == 4 * others
     assert report.num_parameters == 9_324_730  # SPEC section 1
-    assert count_parameters(arch, num_classes=100) == 9_359_380
+    assert count_parameters(arch, dataset_info("cifar100")) == 9_359_380
     # SPEC's scale check: about 0.95 mJ at a mean rate of 0.35 (CIFAR-100 head)
-    assert 0.8 < estimate_energy_mj(arch, rate=0.35, num_classes=100) < 1.3
+    assert 0.8 < estimate_energy_mj(arch, rate=0.35, data=dataset_info("cifar100")) < 1.3
 
 
 def test_meter_closed_forms_on_a_4_384_forward() -> None:
@@ -257,9 +258,9 @@ def test_ann_equivalent_by_hand_for_a_tiny_model() -> None:
     neurons = (4 + 8 + 16 + 32) * 64 + 32 * 16 + 6 * 16 * 32 + 16 * 64  # SPS, rpe, 6 LIFs, fc1
     assert (macs, neurons) == (684_608, 8_448)
     shape = {"in_channels": 1, "img_size": 8, "num_classes": 10}
-    sop = analytic_report(arch, rate=0.5, **shape)
+    sop = analytic_report(arch, rate=0.5, data=DatasetInfo("digits-shaped", **shape))
     assert sop.ann_energy_mj == pytest.approx(3_149_196.8 * PJ, rel=1e-12)  # 4.6 x 684,608
-    mem = analytic_report(arch, rate=0.5, model=MEMORY, **shape)
+    mem = analytic_report(arch, rate=0.5, model=MEMORY, data=DatasetInfo("digits-shaped", **shape))
     # 4.6 x 684,608 + 0.9 x 8,448 + 10 x (684,608 + 2 x 8,448) = 10,171,840 pJ
     assert mem.ann_compute_mj == pytest.approx((3_149_196.8 + 7_603.2) * PJ, rel=1e-12)
     assert mem.ann_memory_mj == pytest.approx(7_015_040 * PJ, rel=1e-12)
@@ -277,24 +278,25 @@ def test_event_data_closed_forms_every_layer_at_e_ac() -> None:
     other layer; with every rate 1 the whole network costs E_AC * T * MACs."""
     arch = Architecture.uniform(depth=2, embed_dim=32, mlp_ratio=2.0, num_heads=2, time_steps=3)
     shape = {"in_channels": 2, "img_size": 128, "num_classes": 10}
-    counts = layer_counts(arch, event_data=True, **shape)
+    events = DatasetInfo("frames", **shape, event_based=True)
+    counts = layer_counts(arch, events)
     m0 = 4 * 2 * 9 * 128 * 128  # 128x128 is pooled after every stage (128 -> 8)
     assert counts["dense_macs"].iloc[0] == m0 and counts["counted"].iloc[0] == "event-frames"
     total = int(counts["dense_macs"].sum())
     cells = int(counts["neurons"].sum())
-    upper = analytic_report(arch, rate=1.0, event_data=True, **shape)
+    upper = analytic_report(arch, rate=1.0, data=events)
     assert upper.energy_mj == pytest.approx(0.9 * 3 * total * PJ, rel=1e-12)
     assert upper.table["op"].eq("AC").all() and upper.first_conv_rule == "event-frames"
     assert upper.total_sops == 3 * total
-    assert analytic_report(arch, rate=0.0, event_data=True, **shape).energy_mj == 0.0
-    assert estimate_energy_mj(arch, rate=1.0, event_data=True, **shape) == pytest.approx(
+    assert analytic_report(arch, rate=0.0, data=events).energy_mj == 0.0
+    assert estimate_energy_mj(arch, rate=1.0, data=events) == pytest.approx(
         upper.energy_mj, rel=1e-12
     )
-    mem = analytic_report(arch, rate=1.0, event_data=True, model=MEMORY, **shape)
+    mem = analytic_report(arch, rate=1.0, data=events, model=MEMORY)
     memory_pj = 0.9 * 3 * total + 5.5 * 3 * cells + WORD_PJ * (3 * total + 2 * 3 * cells)
     assert mem.energy_mj == pytest.approx(memory_pj * PJ, rel=1e-12)
     # a static image of the same shape: the first conv once, as MACs
-    static = analytic_report(arch, rate=1.0, **shape)
+    static = analytic_report(arch, rate=1.0, data=DatasetInfo("images", **shape))
     assert static.first_conv_rule == "image-once"
     assert static.energy_mj == pytest.approx((4.6 * m0 + 0.9 * 3 * (total - m0)) * PJ, rel=1e-12)
     # measured on spike-count frames [B, T, C, H, W]: the first conv's rate is the frames' mean
@@ -358,9 +360,9 @@ def test_constants_are_data_with_units() -> None:
     assert SOP.differences(MEMORY) == ["model"]
     # a lower memory price lowers the memory part in proportion
     arch = tiny()
-    base = analytic_report(arch, rate=0.3, in_channels=1, img_size=8, model=MEMORY)
+    base = analytic_report(arch, rate=0.3, data=dataset_info("digits"), model=MEMORY)
     small = EnergyModel.from_table({"model": "memory-45nm", "sram_kb": 8})  # 5 pJ a word
-    half = analytic_report(arch, rate=0.3, in_channels=1, img_size=8, model=small)
+    half = analytic_report(arch, rate=0.3, data=dataset_info("digits"), model=small)
     assert half.memory_mj == pytest.approx(base.memory_mj / 2, rel=1e-12)
     assert half.compute_mj == base.compute_mj
 
@@ -401,8 +403,8 @@ def test_a_record_reprices_exactly_as_the_report() -> None:
     custom = EnergyModel.from_table({"model": "memory-45nm", "sram": "8 KB", "word_bits": 8})
     for pricing, other in ((SOP, MEMORY), (MEMORY, SOP), (custom, SOP)):
         report = meter.report(model=pricing)
-        stored = json.loads(json.dumps(report.record().to_json()))  # what a trial keeps
-        record = EnergyRecord.from_json(stored)
+        stored = json.loads(json.dumps(report.measurement().to_json()))  # what a trial keeps
+        record = EnergyMeasurement.from_json(stored)
         assert record.to_json() == stored and record.time_steps == 3 and record.images == 4
         totals = record.totals(pricing)
         assert totals.energy_mj == report.energy_mj
@@ -413,9 +415,9 @@ def test_a_record_reprices_exactly_as_the_report() -> None:
         assert record.totals(other).energy_mj == fresh.energy_mj
     assert len(json.dumps(stored)) < 1500  # a few numbers per layer
     with pytest.raises(EnergyError, match="not a version-1 record"):
-        EnergyRecord.from_json({"v": 0})
+        EnergyMeasurement.from_json({"v": 0})
     with pytest.raises(EnergyError, match="one of each per layer"):
-        EnergyRecord.from_json({**stored, "rates": stored["rates"][:-1]})
+        EnergyMeasurement.from_json({**stored, "rates": stored["rates"][:-1]})
 
 
 def test_dvs_variant_parameter_count() -> None:
@@ -423,11 +425,11 @@ def test_dvs_variant_parameter_count() -> None:
     parameters; the CIFAR-style block 2,568,202 at the same size."""
     arch = Architecture.uniform(depth=2, embed_dim=256, mlp_ratio=4.0, num_heads=16, time_steps=16)
     shape = {"in_channels": 2, "img_size": 128, "num_classes": 10}
-    assert count_parameters(arch, variant="dvs", **shape) == 2_566_666
-    assert count_parameters(arch, **shape) == 2_568_202
+    assert count_parameters(arch, DatasetInfo("dvs", **shape, event_based=True)) == 2_566_666
+    assert count_parameters(arch, DatasetInfo("images", **shape)) == 2_568_202
     assert Spikformer(arch, **shape).num_parameters() == 2_568_202
     with pytest.raises(ValueError, match="variant"):
-        count_parameters(arch, variant="gesture", **shape)
+        Spikformer(arch, **shape, variant="gesture")
 
 
 # --------------------------------------------------------------------------- exact rates
@@ -558,13 +560,14 @@ def test_hook_macs_equal_dense_macs_for_random_architectures(
     for _ in range(3):
         arch = space.sample(rng)
         report = measure(net, x, arch).report()
-        expected = dense_macs(arch, in_channels=in_channels, img_size=img_size, num_classes=7)
+        data = DatasetInfo("shaped", num_classes=7, in_channels=in_channels, img_size=img_size)
+        expected = dense_macs(arch, data)
         assert report.table["layer"].tolist() == expected["layer"].tolist()
         assert report.table["dense_macs"].tolist() == expected["dense_macs"].tolist()
         # the neurons each layer drives, seen by the LIF hooks, equal the counts from the shapes
-        shaped = layer_counts(arch, in_channels=in_channels, img_size=img_size, num_classes=7)
+        shaped = layer_counts(arch, data)
         assert report.table["neurons"].tolist() == shaped["neurons"].tolist()
-        n_params = count_parameters(arch, in_channels=in_channels, img_size=img_size, num_classes=7)
+        n_params = count_parameters(arch, data)
         assert report.num_parameters == n_params == net.num_parameters(arch)
 
 
@@ -848,8 +851,7 @@ def test_cli_event_data_counts_the_first_conv_as_sops() -> None:
     macs = sum(layer["dense_macs"] for layer in data["layers"])
     assert data["energy_mj"] == pytest.approx(0.9 * 8 * macs * PJ, rel=1e-12)
     assert all(layer["op"] == "AC" for layer in data["layers"])
-    shape = {"in_channels": 2, "img_size": 128, "num_classes": 10}
-    assert data["num_parameters"] == count_parameters(arch, variant="dvs", **shape)
+    assert data["num_parameters"] == count_parameters(arch, dataset_info("cifar10dvs"))
     text = _cli(str(arch), "--dataset", "dvs128")
     assert "first conv: sps.convs.0 counted as SOPs of the event frames at 0.9 pJ" in text.stdout
     image = _cli(str(arch), "--dataset", "cifar10")
@@ -899,3 +901,19 @@ def test_rates_over_many_batches_are_exact_and_kept_in_bounded_memory() -> None:
     rates = dict(zip(*(meter.report().table[c] for c in ("layer", "input_rate")), strict=True))
     assert rates["blocks.0.mlp.fc2.linear"] == 0.375 and rates["sps.convs.1"] == 0.375
     assert rates["head"] == 1.5 and meter.report().images == 300
+
+
+def test_cli_takes_the_shape_from_the_space_preset() -> None:
+    """A digits architecture priced with --space digits is priced for 1x8x8 digits (the trial's
+    parameter count), not for the 3x32x32 default; --help names that default."""
+    arch = Architecture.parse("d1-e32-t2:r2:h2:th1.2:tau2")
+    data = json.loads(_cli(str(arch), "--space", "digits", "--json").stdout)
+    assert (data["in_channels"], data["img_size"], data["num_classes"]) == (1, 8, 10)
+    assert data["num_parameters"] == count_parameters(arch, dataset_info("digits")) == 24_678
+    default = json.loads(_cli(str(arch), "--json").stdout)
+    assert (default["in_channels"], default["img_size"]) == (3, 32)
+    assert default["num_parameters"] == count_parameters(arch) != data["num_parameters"]
+    from autospikformer.cli.app import app
+
+    wide = runner.invoke(app, ["energy", "--help"], env={"COLUMNS": "400"}).output
+    assert "else cifar10: 3x32x32 images, 10 classes." in wide

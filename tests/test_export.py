@@ -14,17 +14,18 @@ from optuna.trial import TrialState
 
 from autospikformer import SearchSpace
 from autospikformer.pareto import hypervolume_2d, pareto_mask
+from autospikformer.report.export import export_study
+from autospikformer.report.plots import SIZE_RANGE, marker_sizes
+from autospikformer.report.tables import (
+    COLUMNS,
+    front_and_top,
+    kendall_tau,
+    tau_interval,
+    trials_frame,
+)
 from autospikformer.search.dsps import CANDIDATE_KEY
 from autospikformer.search.fitness import balanced_fitness
 from autospikformer.search.suggest import architecture_params, distributions
-from autospikformer.study.export import (
-    COLUMNS,
-    export_study,
-    front_and_top,
-    kendall_tau,
-    trials_frame,
-)
-from autospikformer.study.static_figure import SIZE_RANGE, marker_sizes
 from autospikformer.study.storage import set_study_record
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -75,6 +76,24 @@ def test_hypervolume_small_cases() -> None:
     assert hypervolume_2d([0.4, 0.9, 0.3], [1.0, 2.0, 2.5], 3.0) == pytest.approx(0.8 + 0.5)
     assert hypervolume_2d([0.9], [3.5], 3.0) == 0.0  # beyond the reference point
     assert hypervolume_2d([], [], 1.0) == 0.0
+
+
+def test_kendall_tau_intervals_say_how_far_a_sample_can_move() -> None:
+    """Monotone data: every resample gives tau 1. Noisy data: the interval holds the sample's
+    tau and narrows as the sample grows (20 draws vs 100)."""
+    x = list(range(20))
+    assert tau_interval(x, [2 * v for v in x]) == pytest.approx((1.0, 1.0), abs=1e-12)
+    assert tau_interval([1.0, 2.0], [1.0, 2.0]) is None
+    rng = np.random.default_rng(3)
+    widths = []
+    for n in (20, 100):
+        a = rng.normal(size=n)
+        b = a + rng.normal(scale=1.5, size=n)
+        lo, hi = tau_interval(a, b)
+        assert lo <= kendall_tau(a, b) <= hi
+        widths.append(hi - lo)
+    assert widths[1] < 0.7 * widths[0]
+    assert tau_interval(a, b) == tau_interval(a, b)  # seeded: an export repeats
 
 
 def test_kendall_tau_matches_definition() -> None:
@@ -147,7 +166,7 @@ def filled_study(n_complete: int = 30, seed: int = 0) -> optuna.Study:
 
 def test_export_files_columns_and_values(tmp_path) -> None:
     study = filled_study()
-    paths = export_study(study, tmp_path)
+    paths = export_study(study, tmp_path).paths
     assert sorted(p.name for p in paths.values()) == sorted(
         [
             "trials.csv",
@@ -221,9 +240,21 @@ def test_export_files_columns_and_values(tmp_path) -> None:
     assert (pdf[:5] == b"%PDF-" and b"Spikformer-4-384" in pdf) or b"/Type /Page" in pdf
 
 
+def test_export_returns_what_it_wrote(tmp_path) -> None:
+    """A caller gets the summary, front and tables without reading the files back."""
+    exported = export_study(filled_study(), tmp_path)
+    assert exported.summary == json.loads(exported.paths["summary.json"].read_text())
+    on_disk = pd.read_csv(exported.paths["pareto.csv"])
+    assert on_disk["number"].tolist() == exported.front["number"].tolist()
+    assert on_disk["energy_mj"].tolist() == exported.front["energy_mj"].tolist()
+    tables = pd.read_csv(exported.paths["front_and_top20.csv"])
+    assert tables["number"].tolist() == exported.tables["number"].tolist()
+    assert len(pd.read_csv(exported.paths["trials.csv"])) == len(exported.trials)
+
+
 def test_empty_study_exports(tmp_path) -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
-    paths = export_study(study, tmp_path)
+    paths = export_study(study, tmp_path).paths
     assert list(pd.read_csv(paths["trials.csv"]).columns) == list(COLUMNS)
     summary = json.loads(paths["summary.json"].read_text())
     assert summary["complete"] == 0 and summary["front_size"] == 0
@@ -232,7 +263,7 @@ def test_empty_study_exports(tmp_path) -> None:
 
 def test_front_and_top20_is_the_papers_tables_2_and_3(tmp_path) -> None:
     study = filled_study()
-    paths = export_study(study, tmp_path)
+    paths = export_study(study, tmp_path).paths
     table = pd.read_csv(paths["front_and_top20.csv"])
     done = pd.read_csv(paths["trials.csv"]).query("state == 'COMPLETE'")
     # 30 trials: the ceil(0.2 x 30) = 6 most accurate, plus any tied with the sixth
@@ -287,9 +318,13 @@ def test_generations_random_draws_and_taus(tmp_path) -> None:
     frame = trials_frame(study)
     assert frame["generation"].tolist() == [i // 4 for i in range(12)]
     assert frame["random_draw"].tolist() == [i < 4 for i in range(12)]
-    summary = json.loads(export_study(study, tmp_path)["summary.json"].read_text())
+    summary = json.loads(export_study(study, tmp_path).paths["summary.json"].read_text())
     acc, en = zip(*points, strict=True)
     assert summary["kendall_tau"]["random"]["n"] == 4
+    assert summary["kendall_tau"]["random"]["interval"] == [
+        round(v, 4) for v in tau_interval(acc[:4], en[:4])
+    ]
+    assert summary["kendall_tau"]["random"]["over"].startswith("the first 100 candidates drawn")
     assert summary["kendall_tau"]["random"]["tau"] == pytest.approx(kendall_tau(acc[:4], en[:4]))
     assert summary["kendall_tau"]["top_f_aeb"]["n"] == 12
     assert summary["protocol"]["eval_split"] == "test"

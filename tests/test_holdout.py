@@ -52,7 +52,7 @@ def test_split_is_disjoint_complete_and_fixed() -> None:
     again_train, again_val = HoldoutSplit(fraction=0.2, seed=3).indices(DIGITS_TRAIN)
     assert np.array_equal(val, again_val) and np.array_equal(train, again_train)
     assert not np.array_equal(val, HoldoutSplit(fraction=0.2, seed=4).indices(DIGITS_TRAIN)[1])
-    assert split.record(DIGITS_TRAIN)["val_size"] == 287
+    assert split.describe(DIGITS_TRAIN)["val_size"] == 287
     assert len(HoldoutSplit(fraction=0.001, seed=0).indices(10)[1]) == 1  # never empty
     with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\)"):
         HoldoutSplit(fraction=1.0, seed=0)
@@ -99,7 +99,7 @@ def test_training_and_recalibration_never_see_the_validation_part() -> None:
             assert set(evaluated_on) <= val
         else:  # the test split: whole, never the training split
             assert evaluation.source.dataset is not calib.source.dataset
-        assert evaluator.holdout_record(2)["fingerprint"] == holdout.fingerprint(DIGITS_TRAIN)
+        assert evaluator.holdout_description(2)["fingerprint"] == holdout.fingerprint(DIGITS_TRAIN)
     with pytest.raises(ValueError, match="'val' with a holdout"):
         SubnetEvaluator(supernet, dataset="digits", data_root=None, eval_split="val")
 
@@ -113,7 +113,7 @@ def test_the_checkpoint_records_the_split_and_a_resume_must_keep_it(tmp_path) ->
         device="cpu", progress=False, holdout=holdout,
     )  # fmt: skip
     _, meta = load_supernet_checkpoint(path)
-    assert meta["holdout"] == holdout.record(DIGITS_TRAIN)
+    assert meta["holdout"] == holdout.describe(DIGITS_TRAIN)
     # the same split resumes (finished: nothing to do); another split, or none, is refused
     SupernetTrainer(space=space, dataset="digits", data_root=None, out_dir=tmp_path,
                     config=config, device="cpu", holdout=holdout)  # fmt: skip
@@ -170,7 +170,7 @@ def test_a_search_ranked_on_validation_reports_test_accuracy_once(searched_val) 
     folder, storage, out = searched_val
     study = optuna.load_study(study_name="vtiny", storage=storage)
     record = study_records(study)["autospik:holdout"]
-    assert record == HoldoutSplit(fraction=0.2, seed=0).record(DIGITS_TRAIN)
+    assert record == HoldoutSplit(fraction=0.2, seed=0).describe(DIGITS_TRAIN)
     _, meta = load_supernet_checkpoint(folder / "runs" / "vtiny" / "supernet.pt")
     assert meta["holdout"] == record  # the supernet trained without the validation part
     complete = study.get_trials(states=(TrialState.COMPLETE,))
@@ -247,7 +247,7 @@ def test_supernet_train_holds_out_by_hand(tmp_path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     _, meta = load_supernet_checkpoint(tmp_path / "supernet.pt")
-    assert meta["holdout"] == HoldoutSplit(fraction=0.2, seed=7).record(DIGITS_TRAIN)
+    assert meta["holdout"] == HoldoutSplit(fraction=0.2, seed=7).describe(DIGITS_TRAIN)
     bad = runner.invoke(
         app, ["supernet", "train", "--space", "digits", "--dataset", "digits", "--out",
               str(tmp_path / "b"), "--val-fraction", "1.5", "--device", "cpu"],
@@ -263,11 +263,11 @@ def test_a_supernet_must_hold_out_this_machines_split() -> None:
         {"study": {"name": "x"}, "data": {"dataset": "digits", "val_fraction": 0.2},
          "space": {"preset": "digits"}, "search": {"eval_split": "val"}}
     )  # fmt: skip
-    here = HoldoutSplit(fraction=0.2, seed=0).record(DIGITS_TRAIN)
+    here = HoldoutSplit(fraction=0.2, seed=0).describe(DIGITS_TRAIN)
     check_supernet_holdout({"holdout": here}, config, "s.pt", here)  # the same split: fine
-    elsewhere = HoldoutSplit(fraction=0.2, seed=0).record(DIGITS_TRAIN + 10)
+    elsewhere = HoldoutSplit(fraction=0.2, seed=0).describe(DIGITS_TRAIN + 10)
     with pytest.raises(StudyError, match="held out a validation split of other training files"):
         check_supernet_holdout({"holdout": elsewhere}, config, "s.pt", here)
-    for meta in ({}, {"holdout": HoldoutSplit(fraction=0.1, seed=0).record(DIGITS_TRAIN)}):
+    for meta in ({}, {"holdout": HoldoutSplit(fraction=0.1, seed=0).describe(DIGITS_TRAIN)}):
         with pytest.raises(StudyError, match="its supernet must never have seen those images"):
             check_supernet_holdout(meta, config, "s.pt", here)

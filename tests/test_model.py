@@ -11,6 +11,7 @@ import torch
 from spikingjelly.activation_based import neuron
 
 from autospikformer import Architecture, SearchSpace, Spikformer, SuperSpikformer
+from autospikformer.data.base import DatasetInfo
 from autospikformer.energy import count_parameters
 from autospikformer.model.supernet import ElasticConv2d, ElasticLinear
 from autospikformer.search.architecture import spikformer_2_256, spikformer_4_384
@@ -48,8 +49,8 @@ def test_dvs_variant_parameter_count() -> None:
         supernet = SuperSpikformer(SearchSpace.load("dvs"), **shape, variant="dvs")
         assert dvs.num_parameters() == 2_566_666 == supernet.num_parameters(arch)
         assert cifar.num_parameters() == 2_568_202
-    assert count_parameters(arch, **shape, variant="dvs") == 2_566_666
-    assert count_parameters(arch, **shape) == 2_568_202
+    assert count_parameters(arch, DatasetInfo("dvs", **shape, event_based=True)) == 2_566_666
+    assert count_parameters(arch, DatasetInfo("images", **shape)) == 2_568_202
     for block in dvs.blocks:
         assert block.attn.scale == 0.25
         assert all(getattr(block.attn, u).linear.bias is None for u in "qkv")
@@ -101,7 +102,8 @@ def test_subnet_parameter_count_equals_standalone(name: str) -> None:
         for arch in archs:
             model = Spikformer(arch, **shape, variant=variant)
             assert supernet.num_parameters(arch) == model.num_parameters(), str(arch)
-            assert count_parameters(arch, **shape, variant=variant) == model.num_parameters()
+            events = DatasetInfo(name, **shape, event_based=variant == "dvs")
+            assert count_parameters(arch, events) == model.num_parameters()
     # The supernet itself holds exactly the largest subnet's weights.
     largest = space.largest()
     assert sum(p.numel() for p in supernet.parameters()) == supernet.num_parameters(largest)

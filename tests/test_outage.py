@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from private_postgres import PrivatePostgres, unavailable
 
 from autospikformer.study.config import StudyConfig
-from autospikformer.study.outage import RetryingStorage, StorageOutage, outage_reason
+from autospikformer.study.retrying_storage import RetryingStorage, StorageOutage, outage_reason
 
 pytestmark = pytest.mark.skipif(
     unavailable() is not None, reason=f"no private PostgreSQL server: {unavailable()}"

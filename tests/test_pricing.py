@@ -18,38 +18,40 @@ import pandas as pd
 import pytest
 import torch
 from event_files import sample_events, write_cifar10dvs_aedat
-from helpers import tiny_study
+from helpers import study_text, tiny_study
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from autospikformer.checkpoint import load_supernet
 from autospikformer.checkpoint_file import save_checkpoint
 from autospikformer.cli.app import app
+from autospikformer.data.base import DatasetInfo
 from autospikformer.data.loading import build_dataset
 from autospikformer.energy import EnergyModel, estimate_energy_mj
 from autospikformer.model.spikformer import Spikformer
 from autospikformer.model.supernet import SuperSpikformer
+from autospikformer.report.pricing import (
+    repriced_study,
+    require_same_energy_model,
+    study_energy_model,
+    trial_measurement,
+)
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.space import SearchSpace
 from autospikformer.search.suggest import architecture_from_params
 from autospikformer.study.config import StudyConfig
-from autospikformer.study.pricing import (
-    repriced_study,
-    require_same_energy_model,
-    study_energy_model,
-    trial_record,
-)
+from autospikformer.study.evaluator import study_evaluator
 from autospikformer.study.storage import (
     ANN_ENERGY_ATTR,
     CONFIG_ATTR,
     ENERGY_ATTR,
-    ENERGY_RECORD_ATTR,
+    ENERGY_MEASUREMENT_ATTR,
     StudyError,
     resolve_study,
     study_records,
 )
-from autospikformer.study.subnet import study_evaluator
-from autospikformer.study.worker import Worker, WorkerOptions, run_workers
+from autospikformer.study.worker import Worker, WorkerOptions
+from autospikformer.study.workers import run_workers
 
 MEMORY = EnergyModel(name="memory-45nm")
 SOP = EnergyModel()
@@ -206,11 +208,11 @@ def test_repricing_equals_a_fresh_evaluation_under_the_other_model(digits_study)
     assert len(complete) == 4
     for trial in complete:  # what a trial stores: a few numbers in user attributes, the record
         assert isinstance(trial.user_attrs[ANN_ENERGY_ATTR], float)
-        record = trial_record(trial)
+        record = trial_measurement(trial)
         assert record is not None and not record.event_data and record.images == 128
         assert record.totals(SOP).energy_mj == trial.values[1]
         assert record.totals(SOP).ann_energy_mj == trial.user_attrs[ANN_ENERGY_ATTR]
-        assert len(json.dumps(trial.system_attrs[ENERGY_RECORD_ATTR])) < 1500
+        assert len(json.dumps(trial.system_attrs[ENERGY_MEASUREMENT_ATTR])) < 1500
     repriced = repriced_study(study, MEMORY)
     assert study_energy_model(repriced) == MEMORY
     assert repriced.study_name == "tiny" and repriced.metric_names == study.metric_names
@@ -295,19 +297,13 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 
 
 def dvs_study(name: str, root: Path, *, model: str, budget: float | None = None) -> str:
-    space = DVS_SPACE["transformer"]
-    neuron = DVS_SPACE["neuron"]
-    lines = [
-        f'[study]\nname = "{name}"\n[data]\ndataset = "cifar10dvs"\nroot = "{root}"',
-        '[space]\nname = "tiny-dvs"\n[space.transformer]\n'
-        + "\n".join(f"{k} = {v}" for k, v in space.items()),
-        "[space.neuron]\n" + "\n".join(f"{k} = {v}" for k, v in neuron.items()),
-        '[search]\nsampler = "random"\ntrials = 2\ncalib_batches = 1\nbatch_size = 4\n'
-        "heartbeat_interval = 1\ngrace_period = 3"
-        + ("" if budget is None else f"\nmax_energy_mj = {budget!r}\nenergy_rate = 0.35"),
-        f'[energy]\nmodel = "{model}"',
-    ]
-    return "\n".join(lines) + "\n"
+    search = {"trials": 2, "batch_size": 4, "eval_samples": None}
+    if budget is not None:
+        search.update(max_energy_mj=budget, energy_rate=0.35)
+    return study_text(
+        name, sampler="random", dataset="cifar10dvs", root=root, space=DVS_SPACE, search=search,
+        energy={"model": model},
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -337,7 +333,7 @@ def test_event_data_trials_count_the_first_conv_as_sops(dvs_root, tmp_path) -> N
     evaluator = study_evaluator(config, load_supernet(ckpt, space=space), device="cpu")
     for trial in study.get_trials(states=(TrialState.COMPLETE,)):
         arch = architecture_from_params(trial.params)
-        record = trial_record(trial)
+        record = trial_measurement(trial)
         assert record.event_data and record.time_steps == arch.time_steps
         result = evaluator.evaluate(arch)
         assert result.energy_mj == trial.values[1] == record.totals(MEMORY).energy_mj
@@ -371,7 +367,8 @@ def test_the_energy_budget_uses_the_event_convention_and_the_study_model(dvs_roo
     shape = {"in_channels": 2, "img_size": 128, "num_classes": 10}
 
     def estimate(model: EnergyModel, events: bool) -> float:
-        return estimate_energy_mj(arch, rate=0.35, event_data=events, model=model, **shape)
+        data = DatasetInfo("frames", **shape, event_based=events)
+        return estimate_energy_mj(arch, rate=0.35, data=data, model=model)
 
     # at T = 2 the event convention is cheaper than a first conv counted as dense MACs
     assert estimate(MEMORY, True) < estimate(MEMORY, False)
@@ -388,10 +385,10 @@ def test_the_energy_budget_uses_the_event_convention_and_the_study_model(dvs_roo
         resolve_study(str(tmp_path / f"{name}.toml"), url, create=True)
         worker = Worker(WorkerOptions(storage_url=url, study_name=name, trials=1,
                                       checkpoint=str(ckpt), device="cpu"))  # fmt: skip
-        why = worker.reject(arch)
+        why = worker.budgets.reject(arch)
         assert (why is None) == passes, (model.name, budget, why)
         # the same figure is the trial's Optuna constraint value (> 0: over budget)
-        value, _ = worker.budgets(arch)["max_energy_mj"]
+        value, _ = worker.budgets.before_evaluation(arch)["max_energy_mj"]
         assert value == estimate(model, True) - budget and (value <= 0) == passes
         if not passes:
             assert f"estimated {estimate(MEMORY, True):.4g} mJ at rate 0.35" in why

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from autospikformer.search.suggest import ARCH_ATTR
 from autospikformer.study.storage import resolve_study
-from autospikformer.study.worker import WorkerOptions, run_workers
+from autospikformer.study.workers import WorkerOptions, run_workers
 
 OPTIONS = {
     "dsps": {"population_size": 4, "num_parents": 2},

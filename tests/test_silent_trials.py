@@ -2,7 +2,7 @@
 
 Optuna counts a trial as stale only from its last heartbeat; a trial whose worker lost the
 database between creating it and its first beat has none and would stay RUNNING forever,
-holding back the study's last trials (``study/outage.py``).
+holding back the study's last trials (``study/retrying_storage.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from autospikformer.study.outage import start_silent_trials_clocks
+from autospikformer.study.retrying_storage import start_silent_trials_clocks
 
 
 def test_a_trial_without_heartbeat_goes_stale_after_its_clock_starts(tmp_path: Path) -> None:

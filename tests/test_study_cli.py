@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 
 from autospikformer import SearchSpace, Spikformer
 from autospikformer.cli.app import app
+from autospikformer.report.tables import COLUMNS
 from autospikformer.search.suggest import architecture_from_params
 from autospikformer.study.config import StudyConfig
-from autospikformer.study.export import COLUMNS
 from autospikformer.study.storage import study_records
 
 runner = CliRunner()
@@ -169,6 +169,15 @@ def test_create_list_show_export(searched, tmp_path, monkeypatch) -> None:
     )
     front = json.loads((out / "pareto.json").read_text())["front"]
     assert sorted(p["trial"] for p in front) == sorted(t.number for t in study.best_trials)
+    # what each trial's evaluation ran, as JSON that a script reads back
+    trials = pd.read_csv(out / "trials.csv")
+    done = trials[trials["state"] == "COMPLETE"]
+    assert [json.loads(cell)["eval_images"] for cell in done["evaluation"]] == [128] * len(done)
+    # the titles say what the numbers are
+    n_front = len(study.best_trials)
+    assert f"Pareto front ({n_front} of 5 complete trials)" in " ".join(shown.stdout.split())
+    assert "ranked on" in listed.stdout and "test" in listed.stdout
+    assert "best accuracy on the split the study ranks on" in " ".join(listed.stdout.split())
 
 
 def test_subnet_export_reproduces_the_trial(searched, tmp_path, monkeypatch) -> None:

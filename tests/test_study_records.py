@@ -10,9 +10,9 @@ from pathlib import Path
 
 import optuna
 
+from autospikformer.report.pricing import study_energy_model
+from autospikformer.report.tables import study_settings
 from autospikformer.study.config import StudyConfig
-from autospikformer.study.export import study_settings
-from autospikformer.study.pricing import study_energy_model
 from autospikformer.study.storage import (
     CONFIG_ATTR,
     ENERGY_ATTR,

@@ -233,19 +233,9 @@ def dvs_root(tmp_path_factory) -> Path:
 
 
 def test_event_data_trains_the_dvs_model_from_loaders_built_before_the_first_step(
-    tiny_space, dvs_root, tmp_path, monkeypatch
+    tiny_space, dvs_root, tmp_path, events_reads
 ):
-    import numpy as np
-
-    reads: list[str] = []
-    real_load = np.load
-
-    def counting_load(file, *args, **kwargs):
-        if "events_np" in str(file):
-            reads.append(str(file))
-        return real_load(file, *args, **kwargs)
-
-    monkeypatch.setattr(np, "load", counting_load)
+    reads = events_reads
     cfg = tiny_config(epochs=2, batch_size=8, train_samples=None, mixup=0.0, augment=True)
     before_first_step: list[int] = []
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pytest
 import torch
 from event_files import write_cifar10dvs_extract
-from helpers import TINY_SPACE, tiny_study
+from helpers import TINY_SPACE, study_text, tiny_study
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -20,9 +19,9 @@ from autospikformer.data.loading import build_dataset, build_frames, make_loader
 from autospikformer.model.supernet import SuperSpikformer
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.space import SearchSpace
-from autospikformer.study import worker as worker_module
+from autospikformer.study import workers as worker_module
 from autospikformer.study.config import StudyConfig, StudyConfigError
-from autospikformer.study.worker import WorkerOptions, spawned_options, worker_devices
+from autospikformer.study.workers import WorkerOptions, spawned_options, worker_devices
 from autospikformer.training.evaluate import SubnetEvaluator, _load_frames
 
 
@@ -32,21 +31,6 @@ def dvs_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cifar10dvs")
     write_cifar10dvs_extract(root, [10] * 10, events_per_sample=64)
     return root
-
-
-@pytest.fixture
-def events_reads(monkeypatch) -> list[str]:
-    """Every ``events_np`` file read (through numpy, which every reader uses)."""
-    reads: list[str] = []
-    real_load = np.load
-
-    def counting_load(file, *args, **kwargs):
-        if "events_np" in str(file):
-            reads.append(str(file))
-        return real_load(file, *args, **kwargs)
-
-    monkeypatch.setattr(np, "load", counting_load)
-    return reads
 
 
 def dvs_supernet(variant: str = "dvs") -> SuperSpikformer:
@@ -100,43 +84,6 @@ def test_event_data_is_prepared_at_every_t_before_the_first_trial(dvs_root, even
         SubnetEvaluator(dvs_supernet("cifar"), dataset="cifar10dvs", data_root=dvs_root)
 
 
-STUDY = """
-[study]
-name = "dvs-tiny"
-seed = 0
-[data]
-dataset = "cifar10dvs"
-root = "{root}"
-[space]
-name = "tiny"
-[space.transformer]
-embed_dim = [16, 32]
-mlp_ratio = [1.0, 2.0]
-num_heads = [2, 4]
-depth = [1, 2]
-[space.neuron]
-threshold = [0.8, 1.0]
-tau = [1.5, 2.0]
-time_steps = [1, 2]
-[train]
-epochs = 1
-batch_size = 8
-lr = 2e-3
-warmup_epochs = 0
-mixup = 0.0
-amp = false
-workers = 0
-[search]
-sampler = "random"
-trials = 3
-calib_batches = 1
-calib_batch_size = 8
-batch_size = 4
-heartbeat_interval = 1
-grace_period = 3
-"""
-
-
 def test_an_event_study_reads_each_events_file_once(dvs_root, tmp_path, monkeypatch, events_reads):
     """Stage 1 (training) and stage 2 (a search of 3 trials) of a CIFAR10-DVS study: every
     events file is read once in all, and the trials record what ran."""
@@ -144,7 +91,13 @@ def test_an_event_study_reads_each_events_file_once(dvs_root, tmp_path, monkeypa
 
     root = tmp_path / "data"
     shutil.copytree(dvs_root / "extract", root / "extract")  # fresh: no cache yet
-    (tmp_path / "dvs.toml").write_text(STUDY.format(root=root))
+    (tmp_path / "dvs.toml").write_text(
+        study_text(
+            "dvs-tiny", sampler="random", dataset="cifar10dvs", root=root, space=TINY_SPACE,
+            train={"batch_size": 8, "augment": None, "train_samples": None},
+            search={"trials": 3, "calib_batch_size": 8, "batch_size": 4, "eval_samples": None},
+        )
+    )  # fmt: skip
     monkeypatch.chdir(tmp_path)
     from autospikformer.cli.app import app
 

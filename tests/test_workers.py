@@ -136,10 +136,10 @@ def evaluating(storage: str, name: str):
         study = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         return None
-    running = [  # the worker attribute is set once every parameter is
+    running = [  # the architecture attribute is set once every parameter is
         t
         for t in study.get_trials(states=(TrialState.RUNNING,))
-        if "autospik:worker" in t.user_attrs
+        if "autospik:architecture_json" in t.user_attrs
     ]
     return running[0] if running else None
 

@@ -1,5 +1,5 @@
 """`autospik study ...`: create a study, run its search workers, export, compare, list, show,
-dashboard.
+dashboard, validate (does the one-shot ranking hold once candidates are trained).
 
 Every command takes ``--storage URL`` (default ``sqlite:///autospik.db`` in the working folder;
 any SQLAlchemy URL, e.g. PostgreSQL, for many machines). Errors are one line on stderr and a
@@ -8,13 +8,17 @@ non-zero exit; a command that fails leaves the storage as it was.
 
 from __future__ import annotations
 
-import functools
+import contextlib
+import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
+from autospikformer.cli import subnet as subnet_cli
 from autospikformer.cli.common import (
     FORMAT,
     RUNS_DIR,
@@ -26,8 +30,12 @@ from autospikformer.cli.common import (
     guard,
     output_folder,
     print_table,
+    set_threads,
 )
 from autospikformer.units import energy_text, energy_unit, percent
+
+#: Seconds between two progress lines of a search whose output is not a terminal.
+PLAIN_PROGRESS_SECONDS = 30.0
 
 app = App(
     help="Studies: create one from a study file, run its search, export and browse the front.",
@@ -51,11 +59,6 @@ def create(
         f"study [bold]{config.name}[/] {verb} in {describe_url(storage)}: "
         f"{config.summary()}, {len(study.trials)} trials so far"
     )
-
-
-def _fmt_seconds(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 class _Display:
@@ -83,8 +86,59 @@ class _Display:
         self.progress.update(self.task, completed=min(len(complete), self.target), **fields)
 
 
-def _search(options: Any, workers: int, target: int, label: str = "acc") -> Any:
-    """Stage 2 under a rich progress line; returns the workers' outcome."""
+class _PlainProgress:
+    """The search's progress as a plain line every ``every`` seconds, for output that is not a
+    terminal (``nohup``, a batch scheduler's log, ``> run.log``): trials done, front, best
+    values, rate and ETA. The front is read only when a line is due."""
+
+    def __init__(self, target: int, label: str, every: float = PLAIN_PROGRESS_SECONDS) -> None:
+        self.target, self.label, self.every = target, label, every
+        self.started = time.monotonic()
+        self.first: int | None = None  # complete trials when the search started (a rerun)
+        self.last_line = -math.inf
+        self.line = ""
+        self.study: Any = None
+
+    def __call__(self, study: Any, *, final: bool = False) -> None:
+        from optuna.trial import TrialState
+
+        self.study = study
+        now = time.monotonic()
+        if not final and self.first is not None and now - self.last_line < self.every:
+            return
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        if self.first is None:
+            self.first = done
+            return
+        self.last_line = now
+        rate = (done - self.first) / max(now - self.started, 1e-9)
+        eta = (self.target - done) / rate if rate > 0 else math.inf
+        front = study.best_trials
+        best = (
+            f"front {len(front)}, best {self.label} "
+            f"{percent(max(t.values[0] for t in front))} %, min energy "
+            f"{energy_text(min(t.values[1] for t in front))}"
+            if front
+            else "front -"
+        )
+        shown_eta = "-" if not math.isfinite(eta) else _clock(eta)
+        self.line = (
+            f"search: {min(done, self.target)}/{self.target} trials, {best}, {rate:.2f} trials/s, "
+            f"elapsed {_clock(now - self.started)}, ETA {shown_eta}"
+        )
+        console.print(escape(self.line), soft_wrap=True, highlight=False)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+@contextlib.contextmanager
+def _progress_line(config: Any, target: int) -> Iterator[Any]:
+    """Stage 2's progress (the pipeline's ``watch``): a rich bar with its ETA on a terminal,
+    a plain line every half minute otherwise."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -92,10 +146,16 @@ def _search(options: Any, workers: int, target: int, label: str = "acc") -> Any:
         SpinnerColumn,
         TextColumn,
         TimeElapsedColumn,
+        TimeRemainingColumn,
     )
 
-    from autospikformer.study.worker import run_workers
-
+    label = "val acc" if config.search.eval_split == "val" else "acc"
+    if not console.is_terminal:
+        plain = _PlainProgress(target, label)
+        yield plain
+        if plain.study is not None and plain.first is not None:
+            plain(plain.study, final=True)  # where the search ended
+        return
     columns = (
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -106,10 +166,20 @@ def _search(options: Any, workers: int, target: int, label: str = "acc") -> Any:
             "min energy {task.fields[energy]}"
         ),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=console) as progress:
-        display = _Display(progress, target, label)
-        return guard(run_workers, options, workers, on_poll=display)
+        yield _Display(progress, target, label)
+
+
+def _say(line: str) -> None:
+    """A pipeline's progress line, as the user reads it (stage names in bold)."""
+    for stage in ("stage 1", "stage 2"):
+        if line.startswith(f"{stage}:"):
+            console.print(f"[bold]{stage}[/]{escape(line[len(stage) :])}", soft_wrap=True)
+            return
+    console.print(escape(line), soft_wrap=True)
 
 
 @app.command()
@@ -143,98 +213,35 @@ def run(
     cooperate on one study. Ctrl-C stops after the current trial (twice: at once, re-queuing
     it); run the same command again to resume.
     """
-    from autospikformer.errors import AutospikError
-    from autospikformer.study.preflight import check_run_inputs
-    from autospikformer.study.stage1 import prepare_supernet
-    from autospikformer.study.storage import resolve_study, sqlite_path, withdraw_study
-    from autospikformer.study.worker import WorkerOptions
+    from autospikformer.pipeline import run_study
 
-    started = time.monotonic()
-    check = functools.partial(
-        check_run_inputs, device=device, data_root=data_root, checkpoint=supernet, runs_dir=runs_dir
-    )
-    db_file = sqlite_path(storage)
-    new_file = db_file if db_file is not None and not db_file.is_file() else None
-    optuna_study, config, created = resolve_study(study, storage, create=True, check=check)
-    name = config.name
-    target = trials or config.search.trials
-    if created:
-        console.print(f"registered study [bold]{name}[/] in the storage")
-    console.print(
-        f"[bold]stage 1[/]: supernet of study {name} ({config.space.name}, {config.dataset})"
-    )
-    try:
-        checkpoint = prepare_supernet(
-            optuna_study,
-            config,
-            runs_dir=runs_dir,
-            checkpoint=supernet,
-            data_root=data_root,
-            device=device,
-        )
-    except AutospikError:  # a study registered just now and never used goes again
-        if created:
-            withdraw_study(optuna_study, created_file=new_file)
-        raise
-    console.print(f"supernet: {checkpoint} ({_fmt_seconds(time.monotonic() - started)} so far)")
-    console.print(
-        f"[bold]stage 2[/]: {config.search.sampler} search to {target} complete trials, "
-        f"{workers} worker{'s' if workers > 1 else ''}"
-    )
-    options = WorkerOptions(
-        storage_url=storage,
-        study_name=name,
-        trials=target,
-        checkpoint=str(checkpoint),
-        device=device,
-        data_root=data_root,
-    )
-    search_started = time.monotonic()
-    outcome = _search(
-        options, workers, target, "val acc" if config.search.eval_split == "val" else "acc"
-    )
-    elapsed = time.monotonic() - search_started
-    if outcome.interrupted:
+    result = run_study(
+        study, trials=trials, storage=storage, workers=workers, device=device,
+        runs_dir=runs_dir, supernet=supernet, data_root=data_root, export=export,
+        say=_say, watch=_progress_line,
+    )  # fmt: skip
+    if result.interrupted:
+        outcome = result.outcome
         console.print(
-            f"stopped: {outcome.complete} of {target} trials complete; "
-            f"run 'autospik study run {name}' again to resume"
+            f"stopped: {outcome.complete} of {outcome.target} trials complete; "
+            f"run 'autospik study run {result.config.name}' again to resume",
+            soft_wrap=True,
         )
         raise typer.Exit(130)
-    console.print(
-        f"study {name}: {outcome.complete} complete trials ({outcome.completed_here} in this run, "
-        f"search {_fmt_seconds(elapsed)}, total {_fmt_seconds(time.monotonic() - started)})"
-    )
-    if config.search.eval_split == "val":
-        from autospikformer.study.holdout import measure_front_on_test
-
-        measured = guard(
-            measure_front_on_test,
-            optuna_study,
-            config,
-            checkpoint,
-            data_root=data_root,
-            device=device,
-        )
-        if measured:
-            console.print(
-                f"test split: {len(measured)} new front member"
-                f"{'s' if len(measured) > 1 else ''} measured once on "
-                f"{measured[0]['samples']} test images (candidates were ranked on the validation "
-                f"split, {config.val_fraction:g} of the training split)",
-                soft_wrap=True,
-            )
-    if export:
-        _export_and_report(optuna_study, runs_dir / name / "export")
+    if result.export is not None:
+        _report(result.export)
 
 
 def _export_and_report(optuna_study: Any, out: Path, *, tables: int | None = None) -> None:
     """Export the study, print its figures (and, with ``tables``, the paper's Tables 2 / 3)."""
-    import json
+    from autospikformer.report.export import export_study
 
-    from autospikformer.study.export import export_study
+    _report(export_study(optuna_study, out), tables=tables)
 
-    paths = export_study(optuna_study, out)
-    summary = json.loads(paths["summary.json"].read_text())
+
+def _report(exported: Any, *, tables: int | None = None) -> None:
+    """Print an export's figures (and, with ``tables``, the paper's Tables 2 / 3)."""
+    summary, paths = exported.summary, exported.paths
     best, low = summary["best_accuracy"], summary["lowest_energy"]
     if best:
         tau = summary["kendall_tau_accuracy_energy"]
@@ -244,9 +251,9 @@ def _export_and_report(optuna_study: Any, out: Path, *, tables: int | None = Non
             f"{'validation' if split == 'val' else 'test'} accuracy {percent(best['accuracy'])} % "
             f"(trial {best['trial']}), lowest energy "
             f"{energy_text(low['energy_mj'])} (trial {low['trial']}); hypervolume "
-            f"{summary['hypervolume']:.4g}, Kendall tau(accuracy, energy) "
-            f"{'n/a' if tau is None else f'{tau:.3f}'}"
+            f"{summary['hypervolume']:.4g}"
         )
+        console.print(_tau_line(summary["kendall_tau"], tau))
     tested = summary["front_test_accuracy"]
     if summary["protocol"]["eval_split"] == "val" and tested["of"]:
         mean = tested["mean"]
@@ -259,17 +266,37 @@ def _export_and_report(optuna_study: Any, out: Path, *, tables: int | None = Non
             soft_wrap=True,
         )  # fmt: skip
     if tables is not None:
-        _print_tables(paths["front_and_top20.csv"], summary, tables)
-    console.print(f"exported front: {paths['pareto.csv']}", soft_wrap=True)
-    console.print(f"interactive plot: {paths['pareto.html']}", soft_wrap=True)
+        _print_tables(exported.tables, summary, tables, paths["front_and_top20.csv"])
+    console.print(f"exported front: {escape(str(paths['pareto.csv']))}", soft_wrap=True)
+    console.print(f"interactive plot: {escape(str(paths['pareto.html']))}", soft_wrap=True)
 
 
-def _print_tables(csv: Path, summary: dict[str, Any], rows: int) -> None:
-    """The paper's Table 2 (the front) and Table 3 (top 20 % accuracy) from front_and_top20.csv."""
+def _tau_line(taus: dict[str, Any], tau_all: float | None) -> str:
+    """Kendall tau(accuracy, energy) over all trials, the top by F_AEB and the random draws,
+    each with its n and (for the samples) a 90 % bootstrap interval: a small sample moves a lot."""
+
+    def one(key: str, what: str) -> str | None:
+        entry = taus.get(key, {})
+        if not entry.get("n") or entry.get("tau") is None:
+            return None
+        interval = entry.get("interval")
+        spread = f", 90 % interval {interval[0]:.2f} .. {interval[1]:.2f}" if interval else ""
+        return f"{entry['tau']:.3f} over {what} (n = {entry['n']}{spread})"
+
+    parts = [
+        f"{tau_all:.3f} over all complete trials" if tau_all is not None else None,
+        one("top_f_aeb", "the top by F_AEB"),
+        one("random", "the random draws"),
+    ]
+    return "Kendall tau(accuracy, energy): " + ("; ".join(p for p in parts if p) or "n/a")
+
+
+def _print_tables(table: Any, summary: dict[str, Any], rows: int, csv: Path) -> None:
+    """The paper's Table 2 (the front) and Table 3 (top 20 % accuracy), as front_and_top20.csv
+    (``csv``) holds them."""
     import pandas as pd
     from rich.table import Table
 
-    table = pd.read_csv(csv, keep_default_na=True)
     if table.empty:
         return
     val = summary["protocol"]["eval_split"] == "val"
@@ -298,7 +325,7 @@ def _print_tables(csv: Path, summary: dict[str, Any], rows: int) -> None:
             )
         for _, row in shown.iterrows():
             cells = [
-                f"{int(row['number'])}{' *' if isinstance(row['baseline'], str) else ''}",
+                f"{int(row['number'])}{' *' if isinstance(row['baseline'], str) and row['baseline'] else ''}",
                 percent(row["accuracy"]),
             ]
             if val:
@@ -353,7 +380,7 @@ def export_cmd(
     folder = "export"
     if energy_model is not None or constants is not None:
         from autospikformer.cli.energy import energy_model_from
-        from autospikformer.study.pricing import repriced_study, study_energy_model
+        from autospikformer.report.pricing import repriced_study, study_energy_model
 
         priced_by = guard(study_energy_model, optuna_study)
         model = energy_model_from(energy_model, constants, default=priced_by)
@@ -367,6 +394,10 @@ def export_cmd(
             )
         else:
             console.print(f"{config.name} is already priced by {model.describe()}", soft_wrap=True)
+    if out is None:  # the study's runs folder: refused when another storage's study owns it
+        from autospikformer.study.run_folder import claim_run_folder
+
+        guard(claim_run_folder, runs_dir / config.name, optuna_study, storage)
     _export_and_report(
         optuna_study, output_folder(out or runs_dir / config.name / folder), tables=rows
     )
@@ -394,7 +425,7 @@ def compare_cmd(
     """
     from rich.table import Table
 
-    from autospikformer.study.compare import compare_studies
+    from autospikformer.report.compare import compare_studies
 
     comparison, paths = guard(compare_studies, list(studies), out, list(storage or []))
     for warning in comparison.warnings:
@@ -440,7 +471,7 @@ def list_cmd(storage: str = STORAGE, fmt: Format = FORMAT) -> None:
     """All studies in the storage with their progress and best values."""
     from rich.table import Table
 
-    from autospikformer.study.export import studies_frame
+    from autospikformer.report.tables import studies_frame
     from autospikformer.study.storage import describe_url, open_storage
     from autospikformer.units import percent
 
@@ -448,18 +479,21 @@ def list_cmd(storage: str = STORAGE, fmt: Format = FORMAT) -> None:
 
     def table() -> Table:
         unit = energy_unit(frame["min_energy_mj"] if len(frame) else [])
-        grid = Table(title=f"studies in {describe_url(storage)}")
-        titles = ("study", "data set", "space", "sampler", "complete", "running", "best acc %")
-        for title in (*titles, f"min energy {unit.name}"):
-            grid.add_column(title, justify="left" if title[0] in "dss" else "right")
+        grid = Table(
+            title=escape(f"studies in {describe_url(storage)}"),
+            caption="best acc: the best accuracy on the split the study ranks on (val: a "
+            "held-out part of the training split; test: the paper's protocol), within budgets",
+        )
+        titles = ("study", "data set", "space", "sampler", "complete", "running")
+        for title in (*titles, "ranked on", "best acc %", f"min energy {unit.name}"):
+            left = title in ("study", "data set", "space", "sampler", "ranked on")
+            grid.add_column(title, justify="left" if left else "right")
         for row in frame.to_dict("records"):
             grid.add_row(
-                row["study"],
-                row["dataset"],
-                row["space"],
-                row["sampler"],
+                *(escape(str(row[k])) for k in ("study", "dataset", "space", "sampler")),
                 f"{row['complete']}/{row['target']}",
                 str(row["running"]),
+                row["eval_split"],
                 percent(row["best_accuracy"]),
                 unit.format(row["min_energy_mj"]),
             )
@@ -468,10 +502,11 @@ def list_cmd(storage: str = STORAGE, fmt: Format = FORMAT) -> None:
     emit(frame, fmt, table)
 
 
-#: The columns of ``study show``'s listing (raw values, as in pareto.csv).
+#: The columns of ``study show``'s listing (raw values, as in pareto.csv); ``test_accuracy``
+#: under the validation protocol, ``trained_accuracy`` once a front member's subnet is trained.
 SHOW_COLUMNS = (
-    "number", "accuracy", "test_accuracy", "energy_mj", "num_parameters", "mean_firing_rate",
-    "f_aeb", "architecture", "baseline",
+    "number", "accuracy", "test_accuracy", "trained_accuracy", "energy_mj", "num_parameters",
+    "mean_firing_rate", "f_aeb", "architecture", "baseline",
 )  # fmt: skip
 
 
@@ -484,7 +519,7 @@ def show(
     """The study's Pareto front (lowest energy first): a table, or CSV / JSON for scripts."""
     from rich.table import Table
 
-    from autospikformer.study.export import complete_and_front, trials_frame
+    from autospikformer.report.tables import complete_and_front, trials_frame
     from autospikformer.study.storage import resolve_study
     from autospikformer.units import percent
 
@@ -492,17 +527,24 @@ def show(
     frame = trials_frame(optuna_study, config.search.alpha)
     complete, front = complete_and_front(frame)
     val = config.search.eval_split == "val"
-    listing = front[[c for c in SHOW_COLUMNS if val or c != "test_accuracy"]]
+    trained = bool(front["trained_accuracy"].notna().any())
+    shown = {"test_accuracy": val, "trained_accuracy": trained}
+    listing = front[[c for c in SHOW_COLUMNS if shown.get(c, True)]]
 
     def table() -> Table:
         counts = frame["state"].value_counts().to_dict()
-        states = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
+        others = ", ".join(
+            f"{n} {state.lower()}" for state, n in sorted(counts.items()) if state != "COMPLETE"
+        )
         unit = energy_unit(front["energy_mj"])
         grid = Table(
-            title=f"study {config.name}: Pareto front ({len(front)} of {len(complete)} complete;"
-            f" {states or 'no trials'})",
+            title=escape(
+                f"study {config.name}: Pareto front ({len(front)} of {len(complete)} complete "
+                f"trials{'; ' + others if others else ''})"
+            ),
         )
         accuracy = ("val acc %", "test acc %") if val else ("accuracy %",)
+        accuracy += (("trained val %" if val else "trained %"),) if trained else ()
         for column in ("trial", *accuracy, f"energy {unit.name}", "params", "firing rate"):
             grid.add_column(column, justify="right")
         grid.add_column("F_AEB", justify="right")
@@ -513,6 +555,7 @@ def show(
                 f"{row['number']}{' *' if row['baseline'] else ''}",
                 percent(row["accuracy"]),
                 *((percent(row["test_accuracy"]),) if val else ()),
+                *((percent(row["trained_accuracy"]),) if trained else ()),
                 unit.format(row["energy_mj"]),
                 "-" if params is None or str(params) == "<NA>" else f"{int(params):,}",
                 "-" if rate is None or rate != rate else f"{rate:.3f}",
@@ -543,7 +586,7 @@ def dashboard(
     optuna_study, _, _ = guard(resolve_study, study, storage, create=False)
     if optuna_study.metric_names != list(METRIC_NAMES):
         optuna_study.set_metric_names(list(METRIC_NAMES))
-    from autospikformer.study.dashboard import serve_dashboard
+    from autospikformer.report.dashboard import serve_dashboard
 
     store = open_storage(storage)
     study_id = store.get_study_id_from_name(optuna_study.study_name)
@@ -551,3 +594,123 @@ def dashboard(
         f"optuna-dashboard: http://{host}:{port}/dashboard/studies/{study_id} (Ctrl-C to stop)"
     )
     serve_dashboard(store, host=host, port=port)
+
+
+@app.command()
+def validate(
+    study: str = typer.Argument(..., help="Study name in the storage."),
+    top: int = typer.Option(
+        10, "--top", "-k", help="Candidates to train: half along the front, half below it."
+    ),
+    from_scratch: bool = subnet_cli.FROM_SCRATCH,
+    epochs: int = subnet_cli.EPOCHS,
+    lr: float = subnet_cli.LR,
+    min_lr: float = subnet_cli.MIN_LR,
+    warmup_epochs: int = subnet_cli.WARMUP_EPOCHS,
+    batch_size: int = subnet_cli.BATCH_SIZE,
+    weight_decay: float = subnet_cli.WEIGHT_DECAY,
+    mixup: float = subnet_cli.MIXUP,
+    augment: bool = subnet_cli.AUGMENT,
+    seed: int = subnet_cli.SEED,
+    loader_workers: int = subnet_cli.LOADER_WORKERS,
+    train_samples: int = subnet_cli.TRAIN_SAMPLES,
+    workers: int = typer.Option(
+        1, "--workers", "-w", min=1, help="Processes sharing the candidates (spread over GPUs)."
+    ),
+    storage: str = STORAGE,
+    runs_dir: Path = RUNS_DIR,
+    supernet: Path = typer.Option(None, "--supernet", help="Supernet checkpoint (default: runs)."),
+    data_root: str = typer.Option(None, "--data-root", help="Override the study's data.root."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Report folder (default <runs-dir>/<study>/validation-<schedule>).",
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    threads: int = typer.Option(
+        None, "--threads", help="CPU threads for torch (1 is faster on a busy CPU)."
+    ),
+) -> None:
+    """Check that the one-shot ranking holds: train K candidates (spread along the Pareto front
+    and below it) with one schedule, then report Kendall tau and Spearman rho between their
+    inherited and trained accuracy, and energy.
+
+    Writes validation.csv, validation.json and the scatter of inherited against trained values
+    (validation.html, validation.png). Each result is stored with its trial (study show, study
+    export); a rerun goes on with the candidates not trained yet.
+    """
+    set_threads(threads)
+    from autospikformer.report.validation import write_validation
+    from autospikformer.study.candidates import CandidateJob, run_candidates, validation_candidates
+    from autospikformer.study.storage import resolve_study
+    from autospikformer.study.subnets import check_training_inputs, subnet_start
+
+    optuna_study, config, _ = resolve_study(study, storage, create=False, write=True)
+    schedule = subnet_cli.schedule_from(
+        config, from_scratch, epochs=epochs, lr=lr, min_lr=min_lr, warmup_epochs=warmup_epochs,
+        batch_size=batch_size, weight_decay=weight_decay, mixup=mixup, augment=augment,
+        seed=seed, workers=loader_workers, train_samples=train_samples,
+    )  # fmt: skip
+    trials = validation_candidates(optuna_study, top)
+    check_training_inputs(config, device=device, data_root=data_root)
+    for number in trials:  # every candidate's inputs, before anything is written
+        subnet_start(optuna_study, config, schedule, trial=number, runs_dir=runs_dir,
+                     supernet=supernet)  # fmt: skip
+    folder = output_folder(out or runs_dir / config.name / f"validation-{schedule.id}")
+    front = sum(t.number in trials for t in optuna_study.best_trials)
+    _say(
+        f"validating study {config.name}: {len(trials)} candidates ({front} on the front), "
+        f"{schedule.describe()} (schedule {schedule.id}), {workers} worker"
+        + ("s" if workers > 1 else "")
+    )
+    job = CandidateJob(
+        storage_url=storage, study_name=config.name, trials=tuple(trials), schedule=schedule,
+        runs_dir=str(runs_dir), supernet=None if supernet is None else str(supernet),
+        data_root=data_root, device=device, progress=progress, threads=threads,
+    )  # fmt: skip
+    try:
+        run_candidates(job, workers, say=_say)
+    except KeyboardInterrupt:
+        console.print("stopped: run the same command again to go on with the candidates left")
+        raise typer.Exit(130) from None
+    report = write_validation(optuna_study, trials, schedule, folder)
+    _print_validation(report)
+
+
+def _print_validation(report: Any) -> None:
+    """The candidates as a table, the rank correlations and where the files are."""
+    from rich.table import Table
+
+    frame, summary = report.frame, report.summary
+    unit = energy_unit(frame["inherited_energy_mj"])
+    split = "val" if summary["accuracy"].startswith("validation") else "test"
+    grid = Table(title=escape(summary["title"]), title_justify="left")
+    columns = ("trial", f"inherited {split} %", f"trained {split} %", "trained test %",
+               f"inherited {unit.name}", f"trained {unit.name}", "architecture")  # fmt: skip
+    for column in columns:
+        grid.add_column(column, justify="left" if column == "architecture" else "right")
+    for row in frame.to_dict("records"):
+        grid.add_row(
+            f"{row['trial']}{' *' if row['on_front'] else ''}",
+            percent(row["inherited_accuracy"]),
+            percent(row["trained_accuracy"]),
+            percent(row["trained_test_accuracy"]),
+            unit.format(row["inherited_energy_mj"]),
+            unit.format(row["trained_energy_mj"]),
+            row["architecture"],
+        )
+    grid.caption = "* on the Pareto front"
+    print_table(grid)
+    for name, corr in summary["correlations"].items():
+        tau, rho = corr["kendall_tau"], corr["spearman_rho"]
+        shown = "n/a (fewer than two distinct values)" if tau is None else (
+            f"Kendall tau {tau:.3f} (p {corr['kendall_p']:.2g}), Spearman rho {rho:.3f} "
+            f"(p {corr['spearman_p']:.2g})"
+        )  # fmt: skip
+        console.print(
+            f"{name}, inherited vs trained, {corr['n']} candidates: {shown}", soft_wrap=True
+        )
+    console.print(f"scatter: {escape(str(report.paths['validation.html']))}", soft_wrap=True)
+    console.print(f"table: {escape(str(report.paths['validation.csv']))}", soft_wrap=True)

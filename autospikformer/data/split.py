@@ -49,7 +49,7 @@ class HoldoutSplit:
         _, val = self.indices(size)
         return hashlib.sha256(val.astype("<i8").tobytes()).hexdigest()[:16]
 
-    def record(self, size: int) -> dict[str, Any]:
+    def describe(self, size: int) -> dict[str, Any]:
         """What a study and a checkpoint store about the split (JSON-safe)."""
         _, val = self.indices(size)
         return {
@@ -61,7 +61,7 @@ class HoldoutSplit:
         }
 
     @classmethod
-    def from_record(cls, record: dict[str, Any] | None) -> HoldoutSplit | None:
-        if not record:
+    def from_description(cls, described: dict[str, Any] | None) -> HoldoutSplit | None:
+        if not described:
             return None
-        return cls(fraction=float(record["fraction"]), seed=int(record["seed"]))
+        return cls(fraction=float(described["fraction"]), seed=int(described["seed"]))

@@ -1,13 +1,14 @@
 """Energy accounting (SPEC sections 4 and 4b): what one image's inference costs, per layer.
 
-- ``layers``: the counted layers of an architecture, their dense MACs and neurons from the shapes
+- ``counts``: the counted layers of an architecture, their dense MACs and neurons from the shapes
   (``dense_macs``, ``layer_counts``, ``count_parameters``);
 - ``models``: the energy models (``"sop-45nm"``, ``"memory-45nm"``), their constants as data
   (``EnergyModel``, ``EnergyConstants``) and their formulas;
 - ``meter``: ``EnergyMeter``, the rates measured by forward hooks during an evaluation pass;
 - ``report``: ``EnergyReport`` (the per-layer table, the totals, the dense ANN equivalent),
   ``analytic_report`` and ``estimate_energy_mj`` (every rate assumed);
-- ``record``: ``EnergyRecord``, the compact per-trial form that re-pricing needs.
+- ``measurement``: ``EnergyMeasurement``, what one evaluation measured per layer, in the compact
+  form a trial stores so that re-pricing needs no evaluation.
 
 Names are imported lazily, so that the search side (study files, samplers) can use the models
 without importing torch. See ``docs/energy.md``.
@@ -19,13 +20,13 @@ import importlib
 from typing import Any
 
 _PUBLIC = {
-    "FIRST_CONV": "layers",
-    "KERNEL": "layers",
-    "Layer": "layers",
-    "counted_layers": "layers",
-    "count_parameters": "layers",
-    "dense_macs": "layers",
-    "layer_counts": "layers",
+    "FIRST_CONV": "counts",
+    "KERNEL": "counts",
+    "Layer": "counts",
+    "counted_layers": "counts",
+    "count_parameters": "counts",
+    "dense_macs": "counts",
+    "layer_counts": "counts",
     "DEFAULT_MODEL": "models",
     "E_AC_PJ": "models",
     "E_MAC_PJ": "models",
@@ -40,7 +41,7 @@ _PUBLIC = {
     "EnergyReport": "report",
     "analytic_report": "report",
     "estimate_energy_mj": "report",
-    "EnergyRecord": "record",
+    "EnergyMeasurement": "measurement",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from autospikformer.energy.layers import (
+from autospikformer.energy.counts import (
     FIRST_CONV,
     KERNEL,
     SPIKES,
@@ -32,7 +32,7 @@ _HALF = (torch.float16, torch.bfloat16)
 _FOLD_EVERY = 256  # per-call sums kept before they are folded into one float64 partial sum
 
 
-class _Acc:
+class _InputSums:
     """A layer's input sums (one device scalar per call), its element count and dense MACs."""
 
     __slots__ = ("elements", "macs", "sums")
@@ -121,8 +121,8 @@ class EnergyMeter:
         self._handles.clear()
 
     def _accumulators(self) -> None:
-        self._acc = {lay.name: _Acc() for lay in self._layers}
-        self._lif_acc = {name: _Acc() for name in self._lifs}
+        self._acc = {lay.name: _InputSums() for lay in self._layers}
+        self._lif_acc = {name: _InputSums() for name in self._lifs}
         self._matmul_of = {
             lay.module: self._acc[lay.name] for lay in self._layers if lay.kind == "matmul"
         }

@@ -3,7 +3,7 @@
 A report is one energy model applied to per-layer counts and input rates, either measured
 (:class:`~autospikformer.energy.EnergyMeter`) or assumed (:func:`analytic_report`: every rate
 the same). ``report.reprice(model)`` applies another model to the same rates, and
-``report.record()`` is the compact form a trial stores so that this can happen later.
+``report.measurement()`` is the compact form a trial stores so that this can happen later.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from autospikformer.energy.layers import FIRST_CONV, count_parameters, layer_counts
+from autospikformer.data.base import CIFAR10, DatasetInfo
+from autospikformer.energy.counts import FIRST_CONV, count_parameters, layer_counts
+from autospikformer.energy.measurement import EnergyMeasurement
 from autospikformer.energy.models import EnergyModel
-from autospikformer.energy.record import EnergyRecord
 from autospikformer.search.architecture import Architecture
 
 COUNT_COLUMNS = ("layer", "kind", "op", "counted", "dense_macs", "neurons")
@@ -91,9 +92,9 @@ class EnergyReport:
         """How the first row was counted: ``image-once`` or ``event-frames``."""
         return str(self.table["counted"].iloc[0])
 
-    def record(self) -> EnergyRecord:
+    def measurement(self) -> EnergyMeasurement:
         """The counts and rates any model needs to price this measurement again."""
-        return EnergyRecord.from_columns(
+        return EnergyMeasurement.from_columns(
             time_steps=self.time_steps,
             event_data=self.event_data,
             images=self.images,
@@ -210,29 +211,25 @@ def analytic_report(
     arch: Architecture,
     *,
     rate: float,
-    in_channels: int = 3,
-    img_size: int = 32,
-    num_classes: int = 10,
-    event_data: bool = False,
+    data: DatasetInfo = CIFAR10,
     model: EnergyModel | None = None,
-    variant: str = "cifar",
 ) -> EnergyReport:
-    """The report with every input rate set to ``rate`` (no model, no data).
+    """The report with every input rate set to ``rate`` (no model, no data), for inputs of
+    ``data``'s shape (default: 3x32x32 images, 10 classes).
 
     For a static image the first conv is counted once as MACs and has no rate; for event data
-    (``event_data=True``) its input rate is ``rate`` too. ``rate=1`` is the upper bound for
-    binary inputs (residual-stream and event counts can exceed 1).
+    its input rate is ``rate`` too. ``rate=1`` is the upper bound for binary inputs
+    (residual-stream and event counts can exceed 1).
     """
-    shape = {"in_channels": in_channels, "img_size": img_size, "num_classes": num_classes}
-    counts = layer_counts(arch, event_data=event_data, **shape)
+    counts = layer_counts(arch, data)
     return build_report(
         counts,
         [float(rate)] * len(counts),
         time_steps=arch.time_steps,
         model=model,
-        event_data=event_data,
+        event_data=data.event_based,
         mean_firing_rate=math.nan,
-        num_parameters=count_parameters(arch, variant=variant, **shape),
+        num_parameters=count_parameters(arch, data),
         images=0,
         rate_override=float(rate),
     )
@@ -242,21 +239,12 @@ def estimate_energy_mj(
     arch: Architecture,
     *,
     rate: float,
-    in_channels: int = 3,
-    img_size: int = 32,
-    num_classes: int = 10,
-    event_data: bool = False,
+    data: DatasetInfo = CIFAR10,
     model: EnergyModel | None = None,
 ) -> float:
     """Analytic energy per image (mJ) with every input rate = ``rate`` (budgets checked before
     evaluation): the same convention and model as the measured energy."""
-    counts = layer_counts(
-        arch,
-        in_channels=in_channels,
-        img_size=img_size,
-        num_classes=num_classes,
-        event_data=event_data,
-    )
+    counts = layer_counts(arch, data)
     priced = (model or EnergyModel()).price(
         dense_macs=counts["dense_macs"],
         neurons=counts["neurons"],

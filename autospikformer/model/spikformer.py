@@ -22,7 +22,6 @@ the input size in both (a 128x128 DVS input pools after every SPS stage).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,12 +37,12 @@ from autospikformer.checkpoint_file import (
     save_checkpoint,
     verify_checkpoint,
 )
+from autospikformer.data.base import DatasetInfo, ImageSize, canonical_size
+from autospikformer.model.shapes import VariantName, model_variant, num_pools, sps_widths
 from autospikformer.search.architecture import Architecture
 
-TOKEN_GRID = 8  # SPS pools inputs of 16 pixels and more down to an 8x8 grid: N = 64 tokens
 SPS_THRESHOLD = 1.0
 SPS_TAU = 2.0
-SUPPORTED_IMG_SIZES = (8, 16, 32, 64, 128)
 CHECKPOINT_KIND = "spikformer"  # the "kind" entry of a file written by Spikformer.save
 
 
@@ -74,54 +73,16 @@ def make_lif(threshold: float = 1.0, tau: float = 2.0) -> neuron.LIFNode:
     )
 
 
-def sps_widths(embed_dim: int) -> tuple[int, int, int, int]:
-    """Channel widths of the four SPS stages: E//8, E//4, E//2, E (integer division for E=348)."""
-    return embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim
-
-
-def num_pools(img_size: int) -> int:
-    """How many stride-2 max pools SPS applies (on its last stages).
-
-    Inputs of 16 pixels and more are pooled down to the 8x8 token grid (CIFAR: 2 pools, DVS
-    128x128: 4 pools). An 8x8 input (the digits) gets one pool, a 4x4 grid of 16 tokens: attention
-    over one token per pixel would cost 16x more and see no more of the image.
-    """
-    if img_size not in SUPPORTED_IMG_SIZES:
-        raise ValueError(f"img_size must be one of {SUPPORTED_IMG_SIZES}, got {img_size}")
-    return max(1, int(math.log2(img_size // TOKEN_GRID)))
-
-
-@dataclass(frozen=True)
-class Variant:
-    """What differs between the reference's image model and its event-data model."""
-
-    name: str
-    qkv_bias: bool  # q, k and v Linear layers carry a bias
-    attn_scale: float  # multiplies q @ k^T (equivalently (q @ k^T) @ v: there is no softmax)
-
-
-VARIANTS: dict[str, Variant] = {
-    "cifar": Variant("cifar", qkv_bias=True, attn_scale=0.125),
-    "dvs": Variant("dvs", qkv_bias=False, attn_scale=0.25),
-}
-
-
-def model_variant(name: str) -> Variant:
-    """The :class:`Variant` called ``name``; an unknown name lists the known ones."""
-    try:
-        return VARIANTS[name]
-    except KeyError:
-        raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {name!r}") from None
-
-
 @dataclass(frozen=True)
 class LayerKit:
-    """Constructors of the four weight layers; plain torch layers for the standalone model."""
+    """Constructors of the four weight layers: plain torch layers for the standalone model,
+    weight-entangled ones for the supernet (``model/supernet.py``); each is called as its torch
+    counterpart is."""
 
-    conv: Any = nn.Conv2d
-    bn2d: Any = nn.BatchNorm2d
-    linear: Any = nn.Linear
-    bn1d: Any = nn.BatchNorm1d
+    conv: type[nn.Conv2d] = nn.Conv2d
+    bn2d: type[nn.BatchNorm2d] = nn.BatchNorm2d
+    linear: type[nn.Linear] = nn.Linear
+    bn1d: type[nn.BatchNorm1d] = nn.BatchNorm1d
 
 
 PLAIN = LayerKit()
@@ -131,7 +92,9 @@ class SPS(nn.Module):
     """Spiking Patch Splitting: four Conv3x3-BN-LIF stages, pools on the last stages, a relative
     position branch added to the stage-4 output; returns tokens ``[T, B, N, E]``."""
 
-    def __init__(self, in_channels: int, embed_dim: int, img_size: int, kit: LayerKit = PLAIN):
+    def __init__(
+        self, in_channels: int, embed_dim: int, img_size: ImageSize, kit: LayerKit = PLAIN
+    ):
         super().__init__()
         widths = sps_widths(embed_dim)
         pools = num_pools(img_size)
@@ -165,7 +128,14 @@ class SPS(nn.Module):
 
 
 class LinearBNLIF(nn.Module):
-    """Token-wise ``Linear -> BN1d -> LIF`` on ``[T, B, N, C_in]`` -> ``[T, B, N, C_out]``."""
+    """Token-wise ``Linear -> BN1d -> LIF`` on ``[T, B, N, C_in]`` -> ``[T, B, N, C_out]``.
+
+    Args:
+        in_features: channels in.
+        out_features: channels out.
+        kit: the layer constructors (plain, or the supernet's elastic ones).
+        bias: the linear layer's bias (the DVS variant's q, k and v have none).
+    """
 
     def __init__(
         self, in_features: int, out_features: int, kit: LayerKit = PLAIN, bias: bool = True
@@ -183,10 +153,17 @@ class LinearBNLIF(nn.Module):
 
 class SSA(nn.Module):
     """Spiking Self-Attention: spike q, k, v; ``attn = q k^T * scale`` without softmax
-    (scale 0.125, or 0.25 in the DVS variant, whose q, k, v have no bias)."""
+    (scale 0.125, or 0.25 in the DVS variant, whose q, k, v have no bias).
+
+    Args:
+        embed_dim: token channels E (split evenly over the heads).
+        num_heads: attention heads.
+        kit: the layer constructors (plain, or the supernet's elastic ones).
+        variant: ``"cifar"`` or ``"dvs"`` (:data:`~autospikformer.model.shapes.VARIANTS`).
+    """
 
     def __init__(
-        self, embed_dim: int, num_heads: int, kit: LayerKit = PLAIN, variant: str = "cifar"
+        self, embed_dim: int, num_heads: int, kit: LayerKit = PLAIN, variant: VariantName = "cifar"
     ):
         super().__init__()
         spec = model_variant(variant)
@@ -212,6 +189,14 @@ class SSA(nn.Module):
 
 
 class MLP(nn.Module):
+    """``Linear -> BN -> LIF -> Linear -> BN -> LIF`` over tokens, E -> hidden -> E.
+
+    Args:
+        embed_dim: token channels E.
+        hidden: the hidden width, ``round(mlp_ratio * E)``.
+        kit: the layer constructors (plain, or the supernet's elastic ones).
+    """
+
     def __init__(self, embed_dim: int, hidden: int, kit: LayerKit = PLAIN):
         super().__init__()
         self.fc1 = LinearBNLIF(embed_dim, hidden, kit)
@@ -230,7 +215,7 @@ class Block(nn.Module):
         num_heads: int,
         hidden: int,
         kit: LayerKit = PLAIN,
-        variant: str = "cifar",
+        variant: VariantName = "cifar",
     ):
         super().__init__()
         self.attn = SSA(embed_dim, num_heads, kit, variant)
@@ -280,20 +265,55 @@ def time_major(x: torch.Tensor, time_steps: int) -> torch.Tensor:
     )
 
 
-def run_trunk(model: nn.Module, x: torch.Tensor, time_steps: int, depth: int) -> torch.Tensor:
-    """Shared forward of the standalone model and the supernet: SPS, ``depth`` blocks, head."""
-    functional.reset_net(model)  # no neuron state leaks from the previous batch
-    x = model.sps(time_major(x, time_steps))
-    for block in model.blocks[:depth]:
-        x = block(x)
-    return model.head(x.mean(dim=2).mean(dim=0))
+class SpikformerBase(nn.Module):
+    """What :class:`Spikformer` and the supernet share: the input shape (checked in one place)
+    and the forward pass in timm's parts: SPS, the blocks, the head."""
+
+    sps: SPS
+    blocks: nn.ModuleList
+    head: nn.Module
+
+    def _set_shape(
+        self, num_classes: int, in_channels: int, img_size: ImageSize, variant: VariantName
+    ) -> None:
+        for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: {value!r} is not allowed (allowed: an integer >= 1)")
+        num_pools(img_size)  # refuses a size the token-grid rule cannot serve
+        self.variant = model_variant(variant).name
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.img_size = canonical_size(img_size)
+
+    def _embed(self, x: torch.Tensor, time_steps: int) -> torch.Tensor:
+        functional.reset_net(self)  # no neuron state leaks from the previous batch
+        return self.sps(time_major(x, time_steps))
+
+    def _blocks(self, tokens: torch.Tensor, depth: int) -> torch.Tensor:
+        for block in self.blocks[:depth]:
+            tokens = block(tokens)
+        return tokens
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits from the blocks' tokens ``[T, B, N, E]``: mean over tokens and T, then
+        the linear head."""
+        return self.head(features.mean(dim=2).mean(dim=0))
 
 
-class Spikformer(nn.Module):
+class Spikformer(SpikformerBase):
     """One Spikformer of a given :class:`Architecture`; ``forward(x)`` returns class logits.
 
-    ``variant="dvs"`` is the reference's event-data model (q, k, v without bias, attention
-    scale 0.25); the default ``"cifar"`` is its image model.
+    ``x`` is ``[B, C, H, W]`` images (repeated over T) or ``[B, T, C, H, W]`` event frames.
+    ``forward_features(x)`` gives the tokens after the blocks (``[T, B, N, E]``),
+    ``forward_head(features)`` the logits from them, ``embed(x)`` the SPS tokens alone.
+
+    Args:
+        arch: the architecture (depth, width, per-block MLP ratio, heads and neurons, T).
+        num_classes: classes of the head.
+        in_channels: input channels (3 for images, 2 for event polarities).
+        img_size: input height and width: an integer, or ``(height, width)``.
+        variant: ``"cifar"`` (the reference's image model) or ``"dvs"`` (its event-data model:
+            q, k, v without bias, attention scale 0.25).
     """
 
     def __init__(
@@ -302,17 +322,12 @@ class Spikformer(nn.Module):
         *,
         num_classes: int,
         in_channels: int = 3,
-        img_size: int = 32,
-        variant: str = "cifar",
+        img_size: ImageSize = 32,
+        variant: VariantName = "cifar",
     ):
         super().__init__()
-        if num_classes < 1 or in_channels < 1:
-            raise ValueError("num_classes and in_channels must be positive")
-        self.variant = model_variant(variant).name
+        self._set_shape(num_classes, in_channels, img_size, variant)
         self.arch = arch
-        self.num_classes = num_classes
-        self.in_channels = in_channels
-        self.img_size = img_size
         dim = arch.embed_dim
         self.sps = SPS(in_channels, dim, img_size)
         self.blocks = nn.ModuleList(
@@ -324,8 +339,27 @@ class Spikformer(nn.Module):
         self.head = nn.Linear(dim, num_classes)
         init_weights(self)
 
+    @classmethod
+    def for_data(cls, arch: Architecture, data: DatasetInfo) -> Spikformer:
+        """The model of ``arch`` for the shape and variant of data set ``data``."""
+        return cls(
+            arch,
+            num_classes=data.num_classes,
+            in_channels=data.in_channels,
+            img_size=data.img_size,
+            variant=data.variant,  # type: ignore[arg-type]
+        )
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The SPS tokens ``[T, B, N, E]`` of the input (neurons reset first)."""
+        return self._embed(x, self.arch.time_steps)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The tokens after the blocks, ``[T, B, N, E]``."""
+        return self._blocks(self.embed(x), self.arch.depth)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return run_trunk(self, x, self.arch.time_steps, self.arch.depth)
+        return self.forward_head(self.forward_features(x))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -367,7 +401,7 @@ class Spikformer(nn.Module):
             Architecture.from_dict(data["architecture"]),
             num_classes=data["num_classes"],
             in_channels=data["in_channels"],
-            img_size=data["img_size"],
+            img_size=canonical_size(data["img_size"]),
             variant=data.get("variant", "cifar"),
         )
         model.load_state_dict(data["state_dict"])

@@ -16,16 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from autospikformer.data.base import DatasetInfo, ImageSize
+from autospikformer.model.shapes import VariantName, sps_widths
 from autospikformer.model.spikformer import (
     SPS,
     Block,
     LayerKit,
     Spikformer,
+    SpikformerBase,
     init_weights,
-    model_variant,
-    num_pools,
-    run_trunk,
-    sps_widths,
 )
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.space import SearchSpace
@@ -127,11 +126,18 @@ ELASTIC = LayerKit(
 )
 
 
-class SuperSpikformer(nn.Module):
+class SuperSpikformer(SpikformerBase):
     """The supernet of a :class:`SearchSpace`; ``forward(x, arch)`` runs one subnet.
 
-    ``variant`` is the standalone model's (``"dvs"``: q, k, v without bias, attention scale 0.25);
-    every subnet and every extracted model is of that variant.
+    ``forward_features(x, arch)``, ``forward_head(features)`` and ``embed(x, arch)`` are the
+    standalone model's parts (:class:`~autospikformer.model.spikformer.Spikformer`) for subnet
+    ``arch``.
+
+    Args:
+        space: the search space; every layer holds its largest shape.
+        num_classes, in_channels, img_size: the input and output shape, as a Spikformer's.
+        variant: the standalone model's (``"dvs"``: q, k, v without bias, attention scale
+            0.25); every subnet and every extracted model is of that variant.
     """
 
     def __init__(
@@ -140,18 +146,12 @@ class SuperSpikformer(nn.Module):
         *,
         num_classes: int,
         in_channels: int = 3,
-        img_size: int = 32,
-        variant: str = "cifar",
+        img_size: ImageSize = 32,
+        variant: VariantName = "cifar",
     ):
         super().__init__()
-        if num_classes < 1 or in_channels < 1:
-            raise ValueError("num_classes and in_channels must be positive")
-        num_pools(img_size)  # validates img_size
-        self.variant = model_variant(variant).name
+        self._set_shape(num_classes, in_channels, img_size, variant)
         self.space = space
-        self.num_classes = num_classes
-        self.in_channels = in_channels
-        self.img_size = img_size
         dim, depth = space.max_embed_dim, space.max_depth
         heads = int(max(space.choices["num_heads"]))
         self.sps = SPS(in_channels, dim, img_size, ELASTIC)
@@ -189,9 +189,28 @@ class SuperSpikformer(nn.Module):
         self.head.set_active(self.num_classes, dim)
         self._configured = arch
 
-    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+    @classmethod
+    def for_data(cls, space: SearchSpace, data: DatasetInfo) -> SuperSpikformer:
+        """The supernet of ``space`` for the shape and variant of data set ``data``."""
+        return cls(
+            space,
+            num_classes=data.num_classes,
+            in_channels=data.in_channels,
+            img_size=data.img_size,
+            variant=data.variant,  # type: ignore[arg-type]
+        )
+
+    def embed(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+        """Subnet ``arch``'s SPS tokens ``[T, B, N, E]`` (neurons reset first)."""
         self.configure(arch)
-        return run_trunk(self, x, arch.time_steps, arch.depth)
+        return self._embed(x, arch.time_steps)
+
+    def forward_features(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+        """Subnet ``arch``'s tokens after its blocks, ``[T, B, N, E]``."""
+        return self._blocks(self.embed(x, arch), arch.depth)
+
+    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x, arch))
 
     def active_modules(self, arch: Architecture) -> list[nn.Module]:
         """The modules a subnet of ``arch`` uses (SPS, its first ``depth`` blocks, the head)."""

@@ -13,22 +13,26 @@ nsga2, tpe, gp, random)``.
 
 from __future__ import annotations
 
+import copy
 import json
-import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from autospikformer.data.base import DATASETS
+from autospikformer.checks import check_bool, check_choice, check_int, check_number, check_text
+from autospikformer.data.base import DATASETS, FOLDER_KINDS, DatasetInfo, dataset_info
+from autospikformer.data.folders import ALL_FOLDER_KEYS, FolderInfo, FolderSettings, folder_info
 from autospikformer.data.split import HoldoutSplit
 from autospikformer.energy.models import EnergyError, EnergyModel
 from autospikformer.errors import AutospikError, did_you_mean
+from autospikformer.pareto import TIE_BREAKS
 from autospikformer.resources import preset_names, read_toml, studies_dir
-from autospikformer.search.dsps_plus import ACQUISITIONS, TIE_BREAKS
-from autospikformer.search.samplers import SAMPLER_NAMES, SAMPLER_OPTIONS
+from autospikformer.search.dsps_plus import ACQUISITIONS
+from autospikformer.search.samplers import DSPS_SAMPLERS, SAMPLER_NAMES, SAMPLER_OPTIONS
 from autospikformer.search.space import SearchSpace, SearchSpaceError
-from autospikformer.training.config import TrainConfig
+from autospikformer.study.budgets import Budgets
+from autospikformer.training.config import CALIB_BATCHES, EVAL_BATCH_SIZE, TrainConfig
 
 #: ``search.eval_split``: rank candidates on the test split (the paper's protocol) or on a held-out
 #: part of the training split (``data.val_fraction``; SPEC section 5).
@@ -45,26 +49,7 @@ STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "study": ("name", "description", "seed"),
-    "data": ("dataset", "root", "val_fraction"),
-    "search": (
-        "sampler",
-        "options",
-        "trials",
-        "alpha",
-        "eval_split",
-        "calib_batches",
-        "eval_samples",
-        "batch_size",
-        "calib_batch_size",
-        "amp",
-        "baseline",
-        "max_params",
-        "max_energy_mj",
-        "energy_rate",
-        "heartbeat_interval",
-        "grace_period",
-        "max_outage",
-    ),
+    "data": ("dataset", "root", "val_fraction", *ALL_FOLDER_KEYS),
 }
 
 
@@ -82,56 +67,28 @@ def _check_keys(where: str, table: Any, allowed: tuple[str, ...]) -> dict[str, A
     for key in table:
         if key not in allowed:
             name = f"{where}.{key}" if where else key
+            if not allowed:
+                raise StudyConfigError(f"{name}: unknown field ({where} takes none: remove it)")
             raise StudyConfigError(
                 f"{name}: unknown field (allowed: {_allowed(allowed)}){did_you_mean(key, allowed)}"
             )
     return table
 
 
-def _int(where: str, value: Any, *, minimum: int, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        extra = " or leave it out" if allow_none else ""
-        raise StudyConfigError(
-            f"{where}: {value!r} is not allowed (allowed: an integer >= {minimum}{extra})"
-        )
-    return value
+def _int(where: str, value: Any, *, minimum: int, allow_none: bool = False) -> Any:
+    return check_int(where, value, minimum=minimum, allow_none=allow_none, error=StudyConfigError)
 
 
-def _float(
-    where: str,
-    value: Any,
-    *,
-    lo: float,
-    hi: float = math.inf,
-    allow_none: bool = False,
-    lo_open: bool = False,
-) -> float | None:
-    if value is None and allow_none:
-        return None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = (value > lo if lo_open else value >= lo) and value <= hi
-    if not ok:
-        bound = f"{'>' if lo_open else '>='} {lo}" + ("" if hi == math.inf else f" and <= {hi}")
-        extra = " or leave it out" if allow_none else ""
-        raise StudyConfigError(
-            f"{where}: {value!r} is not allowed (allowed: a number {bound}{extra})"
-        )
-    return float(value)
+def _float(where: str, value: Any, **bounds: Any) -> Any:
+    return check_number(where, value, error=StudyConfigError, **bounds)
 
 
 def _bool(where: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise StudyConfigError(f"{where}: {value!r} is not allowed (allowed: true, false)")
-    return value
+    return check_bool(where, value, error=StudyConfigError)
 
 
 def _str(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise StudyConfigError(f"{where}: {value!r} is not allowed (allowed: a non-empty string)")
-    return value
+    return check_text(where, value, error=StudyConfigError)
 
 
 @dataclass(frozen=True)
@@ -145,7 +102,7 @@ class SearchSettings:
     known), which NSGA-II, TPE and GP honour by themselves. ``heartbeat_interval`` / ``grace_period``
     (seconds) make a trial whose worker died count as failed and be re-queued; ``grace_period``
     defaults to the larger of 120 s and four heartbeats. ``max_outage`` (seconds) is how long a
-    worker keeps retrying a storage that does not answer before it stops (``study/outage.py``).
+    worker keeps retrying a storage that does not answer before it stops (``study/retrying_storage.py``).
     ``batch_size`` is the evaluation batch, ``calib_batch_size`` the BN-recalibration batch
     (default: the same); ``amp`` evaluates under autocast on CUDA (bfloat16 where supported,
     else float16).
@@ -156,9 +113,9 @@ class SearchSettings:
     trials: int = 1000
     alpha: float = 0.5
     eval_split: str = "test"
-    calib_batches: int = 8
+    calib_batches: int = CALIB_BATCHES
     eval_samples: int | None = None
-    batch_size: int = 128
+    batch_size: int = EVAL_BATCH_SIZE
     calib_batch_size: int | None = None  # None: batch_size (resolved at construction)
     amp: bool = True
     baseline: bool = True
@@ -166,131 +123,96 @@ class SearchSettings:
     max_energy_mj: float | None = None
     energy_rate: float = DEFAULT_ENERGY_RATE
     heartbeat_interval: int = 30
-    grace_period: int = 120
+    grace_period: int | None = None  # None: the larger of 120 s and four heartbeats
     max_outage: int = DEFAULT_MAX_OUTAGE
 
     def __post_init__(self) -> None:
+        """Check every setting (``search.<name>: <value> is not allowed (allowed: ...)``) and
+        resolve the derived defaults (``calib_batch_size``, ``grace_period``)."""
+        for name, check in _SEARCH_CHECKS.items():
+            check(f"search.{name}", getattr(self, name))
         if self.calib_batch_size is None:
             object.__setattr__(self, "calib_batch_size", self.batch_size)
+        if self.grace_period is None:  # four missed heartbeats at least
+            object.__setattr__(self, "grace_period", max(120, 4 * self.heartbeat_interval))
+        if self.grace_period <= self.heartbeat_interval:  # type: ignore[operator]
+            raise StudyConfigError(
+                f"search.grace_period: {self.grace_period} is not allowed (allowed: an integer > "
+                f"heartbeat_interval = {self.heartbeat_interval})"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchSettings:
+        """``[search]`` of a study file (or a stored ``to_dict()``): the fields given, the
+        defaults above for the others, the sampler's options completed from its defaults."""
         table = _check_keys("search", data, SECTION_KEYS["search"])
-        sampler = table.get("sampler", "dsps")
+        sampler = table.get("sampler", cls.sampler)
         if sampler not in SAMPLER_NAMES:
             raise StudyConfigError(
                 f"search.sampler: {sampler!r} is not a sampler (allowed: {_allowed(SAMPLER_NAMES)})"
             )
-        defaults = dict(SAMPLER_OPTIONS[sampler])
-        given = _check_keys("search.options", table.get("options", {}), tuple(defaults))
-        evolutionary = sampler in ("dsps", "dsps-plus")  # generations of parents and offspring
-        if evolutionary and "num_parents" not in given:  # derived: the paper's 20 of 50
-            population = given.get("population_size", defaults["population_size"])
-            if isinstance(population, int) and population < defaults["num_parents"]:
-                defaults["num_parents"] = max(1, round(population * 0.4))
-        options = {**defaults, **given}
-        for key, value in options.items():
-            where = f"search.options.{key}"
-            if key in ("population_size",):
-                _int(where, value, minimum=2)
-            elif key in ("num_parents", "n_startup_trials", "candidates"):
-                _int(where, value, minimum=0 if key == "n_startup_trials" else 1)
-            elif key.endswith("_prob"):
-                _float(where, value, lo=0.0, hi=1.0)
-            elif key in ("multivariate", "warn_independent_sampling"):
-                _bool(where, value)
-            elif key == "tie_break" and value not in TIE_BREAKS:
-                raise StudyConfigError(
-                    f"{where}: {value!r} is not allowed (allowed: {_allowed(TIE_BREAKS)})"
-                )
-            elif key == "acquisition" and value not in ACQUISITIONS:
-                raise StudyConfigError(
-                    f"{where}: {value!r} is not allowed (allowed: {_allowed(ACQUISITIONS)})"
-                )
-        if evolutionary and options["num_parents"] > options["population_size"]:
-            raise StudyConfigError(
-                f"search.options.num_parents: {options['num_parents']} is not allowed "
-                f"(allowed: 1 .. population_size = {options['population_size']})"
-            )
-        heartbeat = _int(
-            "search.heartbeat_interval", table.get("heartbeat_interval", 30), minimum=1
-        )
-        assert heartbeat is not None
-        grace = _int(  # derived: four missed heartbeats at least
-            "search.grace_period", table.get("grace_period", max(120, 4 * heartbeat)), minimum=1
-        )
-        assert heartbeat is not None and grace is not None
-        if grace <= heartbeat:
-            raise StudyConfigError(
-                f"search.grace_period: {grace} is not allowed (allowed: an integer > "
-                f"heartbeat_interval = {heartbeat})"
-            )
-        eval_samples = table.get("eval_samples")
-        eval_split = table.get("eval_split", "test")
-        if eval_split not in EVAL_SPLITS:
-            raise StudyConfigError(
-                f"search.eval_split: {eval_split!r} is not allowed (allowed: {_allowed(EVAL_SPLITS)})"
-            )
-        return cls(
-            sampler=sampler,
-            options=options,
-            trials=_int("search.trials", table.get("trials", 1000), minimum=1),  # type: ignore[arg-type]
-            alpha=_float("search.alpha", table.get("alpha", 0.5), lo=0.0, hi=1.0),  # type: ignore[arg-type]
-            eval_split=eval_split,
-            calib_batches=_int("search.calib_batches", table.get("calib_batches", 8), minimum=0),  # type: ignore[arg-type]
-            eval_samples=_int("search.eval_samples", eval_samples, minimum=1, allow_none=True),
-            batch_size=_int("search.batch_size", table.get("batch_size", 128), minimum=1),  # type: ignore[arg-type]
-            calib_batch_size=_int(
-                "search.calib_batch_size",
-                table.get("calib_batch_size"),
-                minimum=1,
-                allow_none=True,
-            ),
-            amp=_bool("search.amp", table.get("amp", True)),
-            baseline=_bool("search.baseline", table.get("baseline", True)),
-            max_params=_int(
-                "search.max_params", table.get("max_params"), minimum=1, allow_none=True
-            ),
-            max_energy_mj=_float(
-                "search.max_energy_mj",
-                table.get("max_energy_mj"),
-                lo=0.0,
-                lo_open=True,
-                allow_none=True,
-            ),
-            energy_rate=_float(  # type: ignore[arg-type]
-                "search.energy_rate",
-                table.get("energy_rate", DEFAULT_ENERGY_RATE),
-                lo=0.0,
-                hi=1.0,
-            ),
-            heartbeat_interval=heartbeat,
-            grace_period=grace,
-            max_outage=_int(  # type: ignore[arg-type]
-                "search.max_outage", table.get("max_outage", DEFAULT_MAX_OUTAGE), minimum=1
-            ),
-        )
+        return cls(**{**table, "options": _sampler_options(sampler, table.get("options", {}))})
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "sampler": self.sampler,
-            "options": dict(self.options),
-            "trials": self.trials,
-            "alpha": self.alpha,
-            "eval_split": self.eval_split,
-            "calib_batches": self.calib_batches,
-            "eval_samples": self.eval_samples,
-            "batch_size": self.batch_size,
-            "calib_batch_size": self.calib_batch_size,
-            "amp": self.amp,
-            "baseline": self.baseline,
-            "max_params": self.max_params,
-            "max_energy_mj": self.max_energy_mj,
-            "energy_rate": self.energy_rate,
-            "heartbeat_interval": self.heartbeat_interval,
-            "grace_period": self.grace_period,
-            "max_outage": self.max_outage,
-        }
+        return {f.name: copy.copy(getattr(self, f.name)) for f in fields(self)}
+
+
+def _sampler_options(sampler: str, given: Any) -> dict[str, Any]:
+    """The sampler's ``[search.options]``: those given, checked, over its defaults (DSPS's
+    ``num_parents`` derived from a small population: the paper's 20 of 50)."""
+    defaults = dict(SAMPLER_OPTIONS[sampler])
+    if not defaults and given:
+        raise StudyConfigError(
+            f"search.options.{next(iter(given))}: unknown field (sampler {sampler!r} takes no "
+            "options: remove [search.options])"
+        )
+    given = _check_keys("search.options", given, tuple(defaults))
+    evolutionary = sampler in DSPS_SAMPLERS  # generations of parents and offspring
+    if evolutionary and "num_parents" not in given:
+        population = given.get("population_size", defaults["population_size"])
+        if isinstance(population, int) and population < defaults["num_parents"]:
+            defaults["num_parents"] = max(1, round(population * 0.4))
+    options = {**defaults, **given}
+    for key, value in options.items():
+        where = f"search.options.{key}"
+        if key == "population_size":
+            _int(where, value, minimum=2)
+        elif key in ("num_parents", "n_startup_trials", "candidates"):
+            _int(where, value, minimum=0 if key == "n_startup_trials" else 1)
+        elif key.endswith("_prob"):
+            _float(where, value, lo=0.0, hi=1.0)
+        elif key in ("multivariate", "warn_independent_sampling"):
+            _bool(where, value)
+        elif key == "tie_break":
+            check_choice(where, value, TIE_BREAKS, error=StudyConfigError)
+        elif key == "acquisition":
+            check_choice(where, value, ACQUISITIONS, error=StudyConfigError)
+    if evolutionary and options["num_parents"] > options["population_size"]:
+        raise StudyConfigError(
+            f"search.options.num_parents: {options['num_parents']} is not allowed "
+            f"(allowed: 1 .. population_size = {options['population_size']})"
+        )
+    return options
+
+
+#: How each ``[search]`` setting is checked (``sampler`` and ``options`` by ``from_dict``).
+_SEARCH_CHECKS: dict[str, Any] = {
+    "trials": lambda w, v: _int(w, v, minimum=1),
+    "alpha": lambda w, v: _float(w, v, lo=0.0, hi=1.0),
+    "eval_split": lambda w, v: check_choice(w, v, EVAL_SPLITS, error=StudyConfigError),
+    "calib_batches": lambda w, v: _int(w, v, minimum=0),
+    "eval_samples": lambda w, v: _int(w, v, minimum=1, allow_none=True),
+    "batch_size": lambda w, v: _int(w, v, minimum=1),
+    "calib_batch_size": lambda w, v: _int(w, v, minimum=1, allow_none=True),
+    "amp": _bool,
+    "baseline": _bool,
+    "max_params": lambda w, v: _int(w, v, minimum=1, allow_none=True),
+    "max_energy_mj": lambda w, v: _float(w, v, lo=0.0, lo_open=True, allow_none=True),
+    "energy_rate": lambda w, v: _float(w, v, lo=0.0, hi=1.0),
+    "heartbeat_interval": lambda w, v: _int(w, v, minimum=1),
+    "grace_period": lambda w, v: _int(w, v, minimum=1, allow_none=True),
+    "max_outage": lambda w, v: _int(w, v, minimum=1),
+}
 
 
 def _resolve_space(table: Any, base: Path | None) -> SearchSpace:
@@ -336,6 +258,27 @@ def _energy_model(table: Any) -> EnergyModel:
         raise StudyConfigError(str(exc)) from None
 
 
+def _dataset(table: dict[str, Any]) -> tuple[str, FolderSettings | None]:
+    """``[data] dataset``: a named set, or a folder of your own with its settings."""
+    dataset = table.get("dataset")
+    folder_keys = {k: v for k, v in table.items() if k in ALL_FOLDER_KEYS}
+    if dataset in FOLDER_KINDS:
+        if "root" not in table:
+            raise StudyConfigError(f"data.root: missing (allowed: the path of the {dataset})")
+        return dataset, FolderSettings.from_table(dataset, folder_keys, error=StudyConfigError)
+    if dataset not in DATASETS:
+        raise StudyConfigError(
+            f"data.dataset: {dataset!r} is not a data set (allowed: {_allowed(DATASETS)}, or a "
+            f"folder of your own: {_allowed(FOLDER_KINDS)})"
+        )
+    if folder_keys:
+        raise StudyConfigError(
+            f"data.{next(iter(folder_keys))}: only for a folder of your own (dataset = "
+            f"{' or '.join(repr(k) for k in FOLDER_KINDS)}; {dataset} has a fixed shape)"
+        )
+    return dataset, None
+
+
 def _train_config(table: Any) -> TrainConfig:
     """Validate ``[train]`` with the trainer's own ``TrainConfig`` (it names a bad key)."""
     if not isinstance(table, dict):
@@ -360,6 +303,40 @@ class StudyConfig:
     description: str = ""
     energy: EnergyModel = field(default_factory=EnergyModel)
     val_fraction: float = DEFAULT_VAL_FRACTION
+    folder: FolderSettings | None = None  # a folder of your own: its [data] settings
+    # what the study recorded about its folder (study/data_record.py); not part of the file
+    data_record: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def data_info(self) -> DatasetInfo:
+        """The data set's shape: classes, channels, input size, event data or images; for a
+        folder, the :class:`FolderInfo` the study recorded, or before that what ``data.root``
+        holds."""
+        return self.data_info_at(None)
+
+    def data_info_at(self, root: str | None) -> DatasetInfo:
+        """:attr:`data_info`, a folder not yet recorded looked at in ``root`` (default:
+        ``data.root``)."""
+        if self.folder is None:
+            return dataset_info(self.dataset)
+        if self.data_record is not None:
+            return FolderInfo.from_record(self.folder, self.data_record)
+        return folder_info(self.folder, root or self.data_root)
+
+    def with_data_record(self, record: dict[str, Any] | None) -> StudyConfig:
+        """This configuration with what its study recorded about the folder."""
+        return replace(self, data_record=record)
+
+    @property
+    def budgets(self) -> Budgets:
+        """The study's budgets, priced for its data and energy model."""
+        return Budgets(
+            data=self.data_info,
+            energy=self.energy,
+            max_params=self.search.max_params,
+            max_energy_mj=self.search.max_energy_mj,
+            energy_rate=self.search.energy_rate,
+        )
 
     @property
     def holdout(self) -> HoldoutSplit | None:
@@ -403,11 +380,7 @@ class StudyConfig:
                 "'_', '.' and '-', not starting with '.' or '-'; it names a folder)"
             )
         dat = _check_keys("data", data["data"], SECTION_KEYS["data"])
-        dataset = dat.get("dataset")
-        if dataset not in DATASETS:
-            raise StudyConfigError(
-                f"data.dataset: {dataset!r} is not a data set (allowed: {_allowed(DATASETS)})"
-            )
+        dataset, folder = _dataset(dat)
         return cls(
             name=name,
             dataset=dataset,
@@ -425,6 +398,7 @@ class StudyConfig:
             seed=_int("study.seed", study.get("seed", 0), minimum=0),  # type: ignore[arg-type]
             description=str(study.get("description", "")),
             energy=_energy_model(data.get("energy", {})),
+            folder=folder,
         )
 
     # --- writing ----------------------------------------------------------------------------
@@ -436,6 +410,7 @@ class StudyConfig:
                 "dataset": self.dataset,
                 "root": self.data_root,
                 "val_fraction": self.val_fraction,
+                **(self.folder.to_dict() if self.folder is not None else {}),
             },
             "space": self.space.to_dict(),
             "train": self.train.to_dict(),
@@ -466,3 +441,6 @@ class StudyConfig:
                 if mine[section].get(key) != theirs[section].get(key):
                     out.append(f"{section}.{key}")
         return out
+
+
+SECTION_KEYS["search"] = tuple(f.name for f in fields(SearchSettings))

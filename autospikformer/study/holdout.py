@@ -23,29 +23,39 @@ import optuna
 from autospikformer.data.split import HoldoutSplit
 from autospikformer.search.suggest import architecture_from_params
 from autospikformer.study.config import StudyConfig
-from autospikformer.study.export import complete_and_front, test_accuracies, trials_frame
 from autospikformer.study.storage import (
     HOLDOUT_ATTR,
     TEST_ACCURACY_PREFIX,
     StudyError,
     set_study_record,
     study_record,
+    study_records,
 )
 
 
-def check_study_holdout(study: optuna.Study, record: dict[str, Any] | None) -> None:
+def test_accuracies(study: optuna.Study) -> dict[int, dict[str, Any]]:
+    """Trial number -> ``{"accuracy", "samples"}`` measured on the test split after a search
+    under ``eval_split = "val"`` (study records ``autospik:test_accuracy:<number>``)."""
+    out = {}
+    for key, value in study_records(study).items():
+        if key.startswith(TEST_ACCURACY_PREFIX) and isinstance(value, dict):
+            out[int(key[len(TEST_ACCURACY_PREFIX) :])] = value
+    return out
+
+
+def check_study_holdout(study: optuna.Study, split: dict[str, Any] | None) -> None:
     """Record the worker's validation split in the study, or refuse one that differs."""
-    if record is None:
+    if split is None:
         return
     stored = study_record(study, HOLDOUT_ATTR)
     if stored is None:
-        set_study_record(study, HOLDOUT_ATTR, record)
+        set_study_record(study, HOLDOUT_ATTR, split)
         return
-    if stored.get("fingerprint") != record["fingerprint"]:
+    if stored.get("fingerprint") != split["fingerprint"]:
         raise StudyError(
             f"study {study.study_name!r} ranks on a validation split of {stored.get('val_size')} "
             f"of {stored.get('size')} training images (fingerprint {stored.get('fingerprint')}); "
-            f"here the split is {record['val_size']} of {record['size']} ({record['fingerprint']}): "
+            f"here the split is {split['val_size']} of {split['size']} ({split['fingerprint']}): "
             "this machine's training files differ, use the same data set files"
         )
 
@@ -54,21 +64,21 @@ def check_supernet_holdout(
     meta: dict[str, Any],
     config: StudyConfig,
     path: str | Path,
-    record: dict[str, Any] | None = None,
+    split: dict[str, Any] | None = None,
 ) -> None:
     """Refuse a supernet that trained on the study's validation images: one that held out
-    another split, or (given this machine's ``record``) the same split of other data files."""
+    another split, or (given this machine's ``split``) the same split of other data files."""
     wanted = config.holdout
     if wanted is None:
         return
-    saved = HoldoutSplit.from_record(meta.get("holdout"))
-    if saved == wanted and record is not None:
+    saved = HoldoutSplit.from_description(meta.get("holdout"))
+    if saved == wanted and split is not None:
         theirs = meta["holdout"].get("fingerprint")
-        if theirs != record["fingerprint"]:
+        if theirs != split["fingerprint"]:
             raise StudyError(
                 f"{path} held out a validation split of other training files (fingerprint "
-                f"{theirs}, {meta['holdout'].get('size')} images; here {record['fingerprint']}, "
-                f"{record['size']}): train the supernet where the workers' data files are"
+                f"{theirs}, {meta['holdout'].get('size')} images; here {split['fingerprint']}, "
+                f"{split['size']}): train the supernet where the workers' data files are"
             )
     if saved != wanted:
         trained = "the whole training split" if saved is None else f"{saved} held out"
@@ -90,14 +100,13 @@ def measure_front_on_test(
     """Evaluate the front members not yet measured on the whole test split, once each, and
     store their test accuracy in the study; returns what was measured now."""
     from autospikformer.checkpoint import load_supernet
-    from autospikformer.study.subnet import study_evaluator
+    from autospikformer.study.evaluator import study_evaluator
 
     if config.search.eval_split != "val":
         return []
-    frame = trials_frame(study, config.search.alpha)
-    _, front = complete_and_front(frame)
+    front = sorted(t.number for t in study.best_trials)  # within the budgets, as every view
     done = test_accuracies(study)
-    todo = [int(n) for n in front["number"] if int(n) not in done]
+    todo = [n for n in front if n not in done]
     if not todo:
         return []
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}

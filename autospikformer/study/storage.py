@@ -3,9 +3,10 @@
 - **The study holds its whole configuration** (record :data:`CONFIG_ATTR`, the resolved
   :meth:`StudyConfig.to_dict`), so a worker needs only the study name and the storage URL.
 - **Records are system attributes** (:func:`study_records`): the configuration, the space, the
-  energy model, the supernet's digest, the validation split, test accuracies. Optuna's own
-  listings (``optuna studies``, the dashboard) show only the one-line user attribute
-  :data:`SUMMARY_ATTR`, so they stay readable.
+  energy model, the supernet's digest, the validation split, test accuracies, trained subnets,
+  a folder study's classes, counts and normalisation (:func:`load_study` returns the
+  configuration with them). Optuna's own listings (``optuna studies``, the dashboard) show only
+  the one-line user attribute :data:`SUMMARY_ATTR`, so they stay readable.
 - A SQLite file is created only by the commands that register a study, so a mistyped study name
   or path never leaves an empty database behind.
 - The keys of every study and trial attribute the project writes live here, and only here.
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +25,7 @@ import optuna
 from optuna.trial import TrialState
 
 from autospikformer.errors import AutospikError, database_reason
+from autospikformer.optuna_api import rdb_engine, storage_of, study_id
 from autospikformer.resources import preset_names
 from autospikformer.search.architecture import BASELINES, Architecture
 from autospikformer.search.suggest import architecture_params
@@ -40,12 +43,19 @@ CONFIG_ATTR = "autospik:config"  # the resolved StudyConfig.to_dict()
 SPACE_ATTR = "autospik:space"  # the search space as JSON (SearchSpace.to_json())
 SUPERNET_ATTR = "autospik:supernet"  # {"sha256": ..., "host": ..., "path": ...}
 ENERGY_ATTR = "autospik:energy"  # the energy model and constants that price its trials
-HOLDOUT_ATTR = "autospik:holdout"  # eval_split "val": the validation split (HoldoutSplit.record)
+HOLDOUT_ATTR = "autospik:holdout"  # eval_split "val": the validation split (HoldoutSplit.describe)
+UID_ATTR = "autospik:uid"  # a uid set at creation: tells a study from a namesake (run folders)
+# a folder study: its classes, per-class counts, size and normalisation (FolderInfo.to_record())
+DATA_ATTR = "autospik:data"
 TEST_ACCURACY_PREFIX = "autospik:test_accuracy:"  # + trial number: {"accuracy", "samples"}
+# + "<trial number>:<schedule id>": a trained subnet's result (study/trained_subnets.py)
+TRAINED_PREFIX = "autospik:trained:"
 # Study user attribute: what people see in those listings (StudyConfig.summary())
 SUMMARY_ATTR = "autospik"
 # Trial system attributes (kept out of the dashboard's and `optuna trials`' tables)
-ENERGY_RECORD_ATTR = "autospik:energy_record"  # per-layer counts and rates (EnergyRecord JSON)
+ENERGY_MEASUREMENT_ATTR = (
+    "autospik:energy_record"  # per-layer counts and rates (EnergyMeasurement JSON)
+)
 # Trial user attributes (the compact architecture, ARCH_ATTR, is the trial bridge's own key)
 BASELINE_ATTR = "autospik:baseline"  # name of the hand-designed Spikformer it is
 ARCH_JSON_ATTR = "autospik:architecture_json"  # Architecture.to_dict()
@@ -209,7 +219,7 @@ def open_storage(
     ``create``) refuses a SQLite file that cannot be written, before anything is tried. SQLite
     waits up to 60 s for a lock (several workers share one file); PostgreSQL connections are
     checked before use, so a new connection replaces one that a database restart closed
-    (``study/outage.py`` rides out the restart itself).
+    (``study/retrying_storage.py`` rides out the restart itself).
     """
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -286,7 +296,7 @@ def study_records(study: optuna.Study) -> dict[str, Any]:
     """The project's records of ``study`` (system attributes, over the user attributes where
     a study created by an earlier release kept them)."""
     legacy = {k: v for k, v in study.user_attrs.items() if k.startswith(RECORD_PREFIX)}
-    return {**legacy, **study._storage.get_study_system_attrs(study._study_id)}
+    return {**legacy, **storage_of(study).get_study_system_attrs(study_id(study))}
 
 
 def study_record(study: optuna.Study, key: str, default: Any = None) -> Any:
@@ -296,7 +306,7 @@ def study_record(study: optuna.Study, key: str, default: Any = None) -> Any:
 
 def set_study_record(study: optuna.Study, key: str, value: Any) -> None:
     """Store one record of ``study`` (a JSON-safe value) as a study system attribute."""
-    study._storage.set_study_system_attr(study._study_id, key, value)
+    storage_of(study).set_study_system_attr(study_id(study), key, value)
 
 
 def load_study(
@@ -311,14 +321,15 @@ def load_study(
         there = ", ".join(names) if names else "none"
         raise StudyError(f"no study named {name!r} in this storage (studies there: {there})")
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-    data = study_record(study, CONFIG_ATTR)
+    records = study_records(study)
+    data = records.get(CONFIG_ATTR)
     if data is None:
         raise StudyError(f"study {name!r} was not created by autospik (it has no {CONFIG_ATTR})")
     try:
         config = StudyConfig.from_dict(data)
     except StudyConfigError as exc:
         raise StudyError(f"study {name!r} holds an unusable configuration: {exc}") from None
-    return study, config
+    return study, config.with_data_record(records.get(DATA_ATTR))
 
 
 def baseline_architecture(config: StudyConfig) -> tuple[str, Architecture] | None:
@@ -374,6 +385,7 @@ def create_study(
     set_study_record(study, SPACE_ATTR, config.space.to_json())
     set_study_record(study, CONFIG_ATTR, config.to_dict())
     set_study_record(study, ENERGY_ATTR, config.energy.to_attr())
+    set_study_record(study, UID_ATTR, uuid.uuid4().hex)
     study.set_user_attr(SUMMARY_ATTR, config.summary())
     baseline = baseline_architecture(config)
     if config.search.baseline and baseline is not None:
@@ -392,9 +404,9 @@ def withdraw_study(study: optuna.Study, *, created_file: Path | None = None) -> 
     trials = study.get_trials(deepcopy=False)
     if SUPERNET_ATTR in study_records(study) or any(t.state != TrialState.WAITING for t in trials):
         return False
-    storage = study._storage
+    storage = storage_of(study)
     if created_file is not None and study_names(storage) == [study.study_name]:
-        engine = getattr(getattr(storage, "_backend", storage), "engine", None)
+        engine = rdb_engine(storage)
         if engine is not None:
             engine.dispose()
         created_file.unlink(missing_ok=True)

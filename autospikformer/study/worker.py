@@ -1,9 +1,11 @@
-"""Stage 2 of a study: search workers, in this process or spawned, until N trials are complete.
+"""Stage 2 of a study: one search worker, evaluating the candidates its sampler proposes until the
+study holds N complete trials (:mod:`autospikformer.study.workers` runs several).
 
 Design choices (``docs/studies.md`` explains them to users):
 
 - **A worker needs only the study name and the storage URL**: the study holds its whole
-  configuration (``study/storage.py``) and the supernet is pinned by stage 1 (``stage1.py``).
+  configuration (``study/storage.py``) and the supernet is pinned by stage 1
+  (``study/supernet_stage.py``).
 - **Exactly N complete trials across any number of workers.** Before each trial a worker counts
   COMPLETE and RUNNING trials and waits while they already reach N (a running trial may still
   fail). Two workers can pass that check at the same instant; inside the trial, before any
@@ -18,24 +20,20 @@ Design choices (``docs/studies.md`` explains them to users):
 - **Heartbeats.** Workers beat every ``search.heartbeat_interval`` seconds; a RUNNING trial silent
   for ``search.grace_period`` seconds (its worker was killed) is marked FAIL by the next worker
   that starts a trial and re-queued (WAITING, same parameters) by Optuna's
-  ``RetryHeartbeatStaleTrialCallback``; the next free worker evaluates it.
+  ``RetryHeartbeatStaleTrialCallback``; the next free worker evaluates it. A trial whose process
+  (``autospik:worker``) is gone from this machine is re-queued at once.
 - **Ctrl-C** asks every worker to stop after its current trial; a second Ctrl-C abandons the
   current trial, which is marked FAIL and re-queued the same way. A rerun continues to N.
-- **A database outage** is ridden out (``outage.py``): every storage call of a worker is retried
-  with back-off for up to ``search.max_outage`` seconds, so an evaluated trial keeps its result
-  until it is saved; a worker that cannot reach the database for longer stops with one line.
-  The trial loop is Optuna's ask and tell, run here rather than by ``study.optimize``, whose
-  trial runner loses the database's error when saving a result fails.
-- **A worker process that fails** reports its one-line error to the parent, which prints it as
-  it happens (or names the signal that killed the worker); the command fails with one line for
-  all stopped workers unless the others completed the study.
+- **A database outage** is ridden out (``study/retrying_storage.py``): every storage call of a
+  worker is retried with back-off for up to ``search.max_outage`` seconds, so an evaluated trial
+  keeps its result until it is saved; a worker that cannot reach the database for longer stops
+  with one line. The trial loop is Optuna's ask and tell, run here rather than by
+  ``study.optimize``, whose trial runner loses the database's error when saving a result fails.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import os
 import signal
 import sys
 import time
@@ -45,30 +43,32 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import FrozenTrial, TrialState
 
 from autospikformer.checkpoint import load_supernet_checkpoint
-from autospikformer.data.base import dataset_info
-from autospikformer.energy.layers import count_parameters
-from autospikformer.energy.report import estimate_energy_mj
-from autospikformer.errors import error_line
+from autospikformer.optuna_api import (
+    FIXED_PARAMS_KEY,
+    get_heartbeat_thread,
+    storage_of,
+    study_id,
+    trial_id,
+)
 from autospikformer.processes import dead_here, process_label
-from autospikformer.search.architecture import Architecture
-from autospikformer.search.samplers import DSPS_SAMPLERS, make_sampler
+from autospikformer.search.samplers import DSPS_SAMPLERS
 from autospikformer.search.suggest import suggest_architecture
+from autospikformer.study.evaluator import study_evaluator
 from autospikformer.study.holdout import check_study_holdout, check_supernet_holdout
-from autospikformer.study.outage import (
+from autospikformer.study.retrying_storage import (
     RetryingStorage,
     StorageOutage,
-    outage_reason,
     start_silent_trials_clocks,
 )
+from autospikformer.study.sampling import study_sampler
 from autospikformer.study.storage import (
     ANN_ENERGY_ATTR,
     ARCH_JSON_ATTR,
     CALIB_ATTR,
-    ENERGY_RECORD_ATTR,
+    ENERGY_MEASUREMENT_ATTR,
     EVAL_SAMPLES_ATTR,
     EVALUATION_ATTR,
     FIRING_RATE_ATTR,
@@ -76,13 +76,10 @@ from autospikformer.study.storage import (
     SECONDS_ATTR,
     SKIPPED_ATTR,
     WORKER_ATTR,
-    StudyError,
     describe_url,
     load_study,
     open_storage,
-    trial_counts,
 )
-from autospikformer.study.subnet import study_evaluator
 from autospikformer.training.evaluate import SubnetResult
 
 
@@ -100,7 +97,7 @@ class WorkerOptions:
     threads: int | None = None
 
 
-def evaluation_record(result: SubnetResult) -> dict[str, Any]:
+def evaluation_settings(result: SubnetResult) -> dict[str, Any]:
     """What a trial's evaluation ran (:data:`EVALUATION_ATTR`): images, batch sizes, precision,
     device."""
     return {
@@ -113,25 +110,7 @@ def evaluation_record(result: SubnetResult) -> dict[str, Any]:
     }
 
 
-def worker_devices(device: str, workers: int, gpus: int) -> list[str]:
-    """The device of each of ``workers`` local workers, with ``gpus`` visible CUDA devices.
-
-    ``auto`` and ``cuda`` spread the workers round-robin over the GPUs (``cuda:0``, ``cuda:1``,
-    ..., ``cuda:0``, ...); a device with an index (``cuda:1``) or ``cpu`` is shared by all, and
-    ``auto`` without a GPU is the CPU.
-    """
-    if device in ("auto", "cuda") and gpus > 0:
-        return [f"cuda:{i % gpus}" for i in range(workers)]
-    return ["cpu" if device == "auto" else device] * workers
-
-
-def _visible_gpus() -> int:
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-class _StopFlag:
+class StopFlag:
     """First SIGINT/SIGTERM: stop after the current trial; second: abandon the current trial."""
 
     def __init__(self) -> None:
@@ -173,9 +152,9 @@ class Worker:
     this worker completed. ``on_trial`` is called after each trial (the progress display).
     """
 
-    def __init__(self, options: WorkerOptions, *, stop: _StopFlag | None = None) -> None:
+    def __init__(self, options: WorkerOptions, *, stop: StopFlag | None = None) -> None:
         self.options = options
-        self.stop = stop or _StopFlag()
+        self.stop = stop or StopFlag()
         probe = open_storage(options.storage_url)
         _, config = load_study(probe, options.study_name)
         self.config = config
@@ -194,58 +173,14 @@ class Worker:
             url=describe_url(options.storage_url),
             seed=config.seed + options.worker_index,
         )
-        info = dataset_info(config.dataset)
-        shape = {
-            "in_channels": info.in_channels,
-            "img_size": info.img_size,
-            "num_classes": info.num_classes,
-        }
-
-        def budgets(arch: Architecture) -> dict[str, tuple[float, str]]:
-            """Per budget: (Optuna constraint value, > 0 breaks it; why), before evaluation."""
-            out: dict[str, tuple[float, str]] = {}
-            if search.max_params is not None:
-                params = count_parameters(arch, **shape, variant=info.variant)
-                out["max_params"] = (
-                    float(params - search.max_params),
-                    f"{params} parameters > max_params {search.max_params}",
-                )
-            if search.max_energy_mj is not None:
-                energy = estimate_energy_mj(
-                    arch,
-                    rate=search.energy_rate,
-                    event_data=info.event_based,
-                    model=config.energy,
-                    **shape,
-                )
-                out["max_energy_mj"] = (
-                    float(energy - search.max_energy_mj),
-                    f"estimated {energy:.4g} mJ at rate {search.energy_rate} > "
-                    f"max_energy_mj {search.max_energy_mj}",
-                )
-            return out
-
-        def reject(arch: Architecture) -> str | None:
-            """Why ``arch`` breaks a budget (checked before evaluation), or None."""
-            return next((why for value, why in budgets(arch).values() if value > 0), None)
-
-        self.budgets = budgets
-        self.reject = reject
-        if search.sampler in DSPS_SAMPLERS:  # draws keyed by draw index: resumes repeat
-            seed = config.seed
-        else:  # Optuna's samplers keep their generator in the process: a restart with the same
-            # seed would propose the study's first candidates again
-            study0 = optuna.load_study(study_name=options.study_name, storage=self.storage)
-            seed = (
-                config.seed + options.worker_index + 7919 * len(study0.get_trials(deepcopy=False))
-            )
-        sampler_options = dict(search.options)
-        if search.sampler == "dsps":
-            sampler_options["alpha"] = search.alpha
-        budgeted = search.max_params is not None or search.max_energy_mj is not None
-        if search.sampler in DSPS_SAMPLERS and budgeted:
-            sampler_options["feasible"] = lambda arch: reject(arch) is None
-        sampler = make_sampler(search.sampler, space=config.space, seed=seed, **sampler_options)
+        self.budgets = config.budgets
+        trials_so_far = 0
+        if search.sampler not in DSPS_SAMPLERS:  # seeded per worker start (study/sampling.py)
+            counted = optuna.load_study(study_name=options.study_name, storage=self.storage)
+            trials_so_far = len(counted.get_trials(deepcopy=False))
+        sampler = study_sampler(
+            config, worker_index=options.worker_index, trials_so_far=trials_so_far
+        )
         self.study = optuna.load_study(
             study_name=options.study_name, storage=self.storage, sampler=sampler
         )
@@ -262,9 +197,9 @@ class Worker:
             progress=options.worker_index == 0,
         )
         if config.holdout is not None:  # every worker ranks on the split the study recorded
-            record = self.evaluator.holdout_record(int(config.space.choices["time_steps"][0]))
-            check_study_holdout(self.study, record)
-            check_supernet_holdout(supernet_meta, config, options.checkpoint, record)
+            split = self.evaluator.holdout_description(int(config.space.choices["time_steps"][0]))
+            check_study_holdout(self.study, split)
+            check_supernet_holdout(supernet_meta, config, options.checkpoint, split)
         self.host_label = process_label()
         self._current: int | None = None
 
@@ -277,8 +212,8 @@ class Worker:
         complete = sum(t.state == TrialState.COMPLETE for t in others)
         ahead = sum(t.state == TrialState.RUNNING and t.number < trial.number for t in others)
         if complete + ahead >= n:
-            frozen = study._storage.get_trial(trial._trial_id)
-            fixed = frozen.system_attrs.get("fixed_params")
+            frozen = storage_of(study).get_trial(trial_id(trial))
+            fixed = frozen.system_attrs.get(FIXED_PARAMS_KEY)
             if frozen.params:  # a re-queued trial: keep its candidate for later
                 _requeue(study, frozen)
             elif fixed:  # an enqueued trial (the baseline): enqueue it again
@@ -298,7 +233,7 @@ class Worker:
         # the first value of a constraint, so each is set once: a breaker (never evaluated) with
         # its pre-evaluation figures; an evaluated trial with its exact parameter count now and
         # with its measured energy after the evaluation.
-        budgets = self.budgets(arch)
+        budgets = self.budgets.before_evaluation(arch)
         why = next((why for value, why in budgets.values() if value > 0), None)
         if why is not None:
             for name, (value, _) in budgets.items():
@@ -316,15 +251,14 @@ class Worker:
         trial.set_user_attr(SECONDS_ATTR, round(float(result.seconds), 4))
         trial.set_user_attr(CALIB_ATTR, int(result.calib_batches))
         trial.set_user_attr(EVAL_SAMPLES_ATTR, self.config.search.eval_samples)
-        trial.set_user_attr(EVALUATION_ATTR, evaluation_record(result))
+        trial.set_user_attr(EVALUATION_ATTR, evaluation_settings(result))
         trial.set_user_attr(ANN_ENERGY_ATTR, float(result.report.ann_energy_mj))
-        if self.config.search.max_energy_mj is not None:  # the measured energy decides
-            trial.set_constraint(
-                "max_energy_mj", float(result.energy_mj) - self.config.search.max_energy_mj
-            )
+        measured = self.budgets.measured_energy(result.energy_mj)
+        if measured is not None:  # the measured energy decides
+            trial.set_constraint("max_energy_mj", measured)
         # what re-pricing under another energy model needs (autospik study export --energy-model)
-        study._storage.set_trial_system_attr(
-            trial._trial_id, ENERGY_RECORD_ATTR, result.report.record().to_json()
+        storage_of(study).set_trial_system_attr(
+            trial_id(trial), ENERGY_MEASUREMENT_ATTR, result.report.measurement().to_json()
         )
         return float(result.accuracy), float(result.energy_mj)
 
@@ -373,11 +307,11 @@ class Worker:
             if trial.state != TrialState.RUNNING or not dead_here(label):
                 continue
             try:
-                failed = self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                failed = self.storage.set_trial_state_values(trial_id(trial), TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
                 failed = False  # another worker did it first
             if failed:
-                _requeue(self.study, self.storage.get_trial(trial._trial_id))
+                _requeue(self.study, self.storage.get_trial(trial_id(trial)))
                 print(
                     f"note: {self.label}: trial {trial.number} was left running by a process "
                     f"that is gone ({label}); re-queued",
@@ -388,12 +322,12 @@ class Worker:
         return done
 
     def _start_silent_trials_clocks(self) -> None:
-        """Give RUNNING trials that never beat a first heartbeat (``outage.py``), so that a
+        """Give RUNNING trials that never beat a first heartbeat (``retrying_storage.py``), so that a
         trial whose worker lost the database before its first beat goes stale and is re-queued."""
-        study_id = self.study._study_id
-        self.storage.call("get_study_name_from_id", study_id)  # waits out an outage first
+        sid = study_id(self.study)
+        self.storage.call("get_study_name_from_id", sid)  # waits out an outage first
         with contextlib.suppress(Exception):  # an outage right now: tried again next time
-            start_silent_trials_clocks(self._rdb, study_id)
+            start_silent_trials_clocks(self._rdb, sid)
 
     def run_trial(self) -> TrialState:
         """Ask for a trial, evaluate it under heartbeats, tell its result; returns its state.
@@ -410,7 +344,7 @@ class Worker:
         self._current = trial.number
         self.storage.doing = f"preparing trial {trial.number}"
         values: tuple[float, float] | None = None
-        with get_heartbeat_thread(trial._trial_id, self.storage):
+        with get_heartbeat_thread(trial_id(trial), self.storage):
             try:
                 values = self._objective(trial)
                 state = TrialState.COMPLETE
@@ -430,7 +364,7 @@ class Worker:
         try:
             self.study.tell(trial, values, state=state)
         except ValueError:  # "Cannot tell a FAIL trial": failed as stale by another worker
-            frozen = self.study._storage.get_trial(trial._trial_id)
+            frozen = storage_of(self.study).get_trial(trial_id(trial))
             if frozen.state != TrialState.FAIL:
                 raise
             print(
@@ -448,200 +382,6 @@ class Worker:
         study = self.study
         with self.storage.single_attempts(), contextlib.suppress(Exception):
             study.tell(trial, state=TrialState.FAIL)
-            frozen = study._storage.get_trial(trial._trial_id)
+            frozen = storage_of(study).get_trial(trial_id(trial))
             if requeue and frozen.params:
                 _requeue(study, frozen)
-
-
-def _worker_process(options: WorkerOptions, errors: Any = None) -> None:
-    """Entry point of a spawned worker: an error becomes one line for the parent, exit code 1."""
-    import torch
-
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    stop = _StopFlag()
-    stop.install()
-    try:
-        Worker(options, stop=stop).run()
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as exc:
-        line = error_line(exc) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-        if not line.startswith(f"worker {options.worker_index}:"):
-            line = f"worker {options.worker_index}: {line}"
-        if errors is not None:
-            errors.put(line)
-        else:
-            print(f"error: {line}", file=sys.stderr, flush=True)
-        sys.exit(1)
-
-
-# --- stage 2: many workers ---------------------------------------------------------------------
-@dataclass
-class RunOutcome:
-    complete: int
-    target: int
-    interrupted: bool
-    completed_here: int
-
-
-def run_workers(
-    options: WorkerOptions,
-    workers: int,
-    *,
-    on_poll: Callable[[optuna.Study], None] | None = None,
-) -> RunOutcome:
-    """Run ``workers`` worker processes (spawned) or, for one, the worker in this process.
-
-    ``on_poll`` refreshes a display: after each trial (one worker) or every second (several);
-    a refresh that meets a storage outage is skipped.
-    """
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed progress poll says nothing
-    storage = open_storage(options.storage_url)
-    study, config = load_study(storage, options.study_name)
-    before = trial_counts(study).get("COMPLETE", 0)
-    if on_poll is not None:  # the display starts where the study stands (a rerun: not at 0)
-        on_poll(study)
-    stop = _StopFlag()
-    stop.install()
-    interrupted = False
-    try:
-        if workers == 1:
-            try:
-                Worker(options, stop=stop).run(on_trial=on_poll)
-            except KeyboardInterrupt:
-                interrupted = True
-            interrupted = interrupted or stop.requested
-        else:
-            interrupted, failures, printed = _run_processes(options, workers, study, stop, on_poll)
-            if failures and not interrupted:
-                _settle_failures(study, options.trials, workers, failures, printed)
-    finally:
-        stop.restore()
-    retrying = RetryingStorage(
-        optuna.storages.get_storage(storage),
-        max_outage=config.search.max_outage,
-        label="autospik",
-        url=describe_url(options.storage_url),
-    )
-    counted = optuna.load_study(study_name=options.study_name, storage=retrying)
-    complete = trial_counts(counted).get("COMPLETE", 0)
-    return RunOutcome(
-        complete, options.trials, interrupted and complete < options.trials, complete - before
-    )
-
-
-def _settle_failures(
-    study: optuna.Study, n: int, workers: int, failures: list[str], printed: set[str]
-) -> None:
-    """Raise a StudyError naming the failed workers, unless the others completed the study
-    (then the failures not printed yet become warnings)."""
-    try:
-        complete: int | None = trial_counts(study).get("COMPLETE", 0)
-    except Exception:  # the storage is down (the workers' own lines say so)
-        complete = None
-    if complete is None or complete < n:
-        held = "" if complete is None else f"; {complete} of {n} trials complete"
-        raise StudyError(
-            f"{len(failures)} of {workers} workers stopped ({'; '.join(failures)}){held}: run "
-            "the command again to continue the study"
-        )
-    for line in failures:
-        if line not in printed:
-            print(f"warning: {line}; the other workers completed the study", file=sys.stderr)
-
-
-def _exit_reason(code: int | None) -> str:
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"was killed by {name} (its trial is re-queued after the study's grace period)"
-    return f"exited with code {code} without an error message"
-
-
-def spawned_options(options: WorkerOptions, workers: int) -> list[WorkerOptions]:
-    """Each spawned worker's options: its index, its share of the CPU threads and its device
-    (:func:`worker_devices`; a bad device name or a missing GPU fails here, before any spawn)."""
-    from autospikformer.device import resolve_device
-
-    resolve_device(options.device)
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    devices = worker_devices(options.device, workers, _visible_gpus())
-    return [
-        WorkerOptions(
-            **{**options.__dict__, "worker_index": i, "threads": threads, "device": devices[i]}
-        )
-        for i in range(workers)
-    ]
-
-
-def _run_processes(
-    options: WorkerOptions,
-    workers: int,
-    study: optuna.Study,
-    stop: _StopFlag,
-    on_poll: Callable[[optuna.Study], None] | None,
-) -> tuple[bool, list[str], set[str]]:
-    """Spawn the workers and wait for them; returns whether the run was interrupted, one line
-    per failed worker, and those of the lines already printed (as a warning, at once, while
-    other workers went on)."""
-    ctx = multiprocessing.get_context("spawn")
-    errors = ctx.SimpleQueue()
-    procs = []
-    for index, opts in enumerate(spawned_options(options, workers)):
-        proc = ctx.Process(
-            target=_worker_process, args=(opts, errors), name=f"autospik-worker-{index}"
-        )
-        proc.start()
-        procs.append(proc)
-    reported: dict[int, str] = {}
-    printed: set[str] = set()
-
-    def report() -> None:
-        """Print a failure at once while other workers go on (the last one ends the command)."""
-        lines = []
-        while not errors.empty():
-            line = errors.get()
-            reported[int(line.split(":", 1)[0].split()[-1])] = line
-            lines.append(line)
-        for index, proc in enumerate(procs):
-            if proc.exitcode not in (None, 0, 1, 130) and index not in reported:
-                reported[index] = f"worker {index} {_exit_reason(proc.exitcode)}"
-                lines.append(reported[index])
-        if any(p.is_alive() for p in procs):
-            for line in lines:
-                print(f"warning: {line}", file=sys.stderr, flush=True)
-                printed.add(line)
-
-    def poll() -> None:
-        if on_poll is None:
-            return
-        try:
-            on_poll(study)
-        except Exception as exc:
-            if outage_reason(exc) is None:
-                raise
-            with contextlib.suppress(Exception):  # a fresh session for the next refresh
-                study._storage.remove_session()
-
-    interrupted = False
-    try:
-        while any(p.is_alive() for p in procs):
-            poll()
-            for p in procs:
-                p.join(timeout=1.0 / workers)
-            report()
-    except KeyboardInterrupt:  # a second Ctrl-C: the workers abandon their trials too
-        interrupted = True
-        for p in procs:
-            p.join()
-    interrupted = interrupted or stop.requested
-    report()
-    poll()
-    failed = [i for i, p in enumerate(procs) if p.exitcode not in (0, 130)]
-    for index in failed:
-        reported.setdefault(index, f"worker {index} {_exit_reason(procs[index].exitcode)}")
-    return interrupted, [reported[i] for i in failed], printed

@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from autospikformer.checks import refuse
 from autospikformer.errors import AutospikError, did_you_mean
 
 #: The reference recipe's warm-up (SPEC section 1); a shorter run gets a tenth of its epochs.
@@ -19,6 +20,12 @@ REFERENCE_WARMUP_EPOCHS = 20
 
 class TrainConfigError(AutospikError, ValueError):
     """A training setting that cannot be used; the message names the setting."""
+
+
+#: The evaluation's defaults (a study's ``[search]`` and the evaluator share them): batches of
+#: training images that recalibrate BN, and the evaluation batch size.
+CALIB_BATCHES = 8
+EVAL_BATCH_SIZE = 128
 
 
 def default_warmup_epochs(epochs: int) -> int:
@@ -80,9 +87,7 @@ class TrainConfig:
                 if ok:
                     object.__setattr__(self, f.name, float(value))
             if not ok:
-                raise TrainConfigError(
-                    f"{f.name}: {value!r} is not allowed (allowed: {_ALLOWED[kind]})"
-                )
+                refuse(f.name, value, _ALLOWED[kind], TrainConfigError)
         checks = [
             ("epochs", self.epochs >= 1, "an integer >= 1"),
             ("batch_size", self.batch_size >= 1, "an integer >= 1"),
@@ -109,8 +114,7 @@ class TrainConfig:
         ]
         for name, ok, allowed in checks:
             if not ok:
-                value = getattr(self, name)
-                raise TrainConfigError(f"{name}: {value!r} is not allowed (allowed: {allowed})")
+                refuse(name, getattr(self, name), allowed, TrainConfigError)
         if self.train_samples is not None and self.train_samples < self.batch_size:
             raise TrainConfigError(
                 f"train_samples: {self.train_samples} is fewer than one batch (batch_size = "

@@ -1,4 +1,6 @@
-"""Export a study: trial tables, the Pareto front, an interactive plot, the hypervolume history.
+"""A study's trials as tables: one row per trial, the front, the hypervolume history, Kendall
+tau, the paper's Tables 2 / 3, the protocol. Every report (export, show, list, compare) reads
+these.
 
 Conventions (stated again in ``summary.json`` and ``docs/studies.md``):
 
@@ -29,13 +31,17 @@ Conventions (stated again in ``summary.json`` and ``docs/studies.md``):
   or ``"val"``, a held-out part of the training split); every accuracy column, axis and summary
   says which it is, and under ``"val"`` the front's ``test_accuracy`` is measured once after
   the search.
+- Trained subnets (``autospik subnet train``, ``study validate``; SPEC section 9):
+  ``trained_accuracy`` is the trial's subnet trained as a standalone model, measured as the
+  trial was (same split and images, so it sits beside ``accuracy``), ``trained_test_accuracy``
+  on the whole test split, ``trained_energy_mj`` the same pass's energy, ``trained_schedule``
+  the schedule's id; a trial trained with several schedules shows the one that finished last.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +50,7 @@ import pandas as pd
 import scipy.stats
 from optuna.trial import FrozenTrial, TrialState
 
+from autospikformer.optuna_api import FAILED_TRIAL_KEY, FIXED_PARAMS_KEY, read_trials
 from autospikformer.pareto import hypervolume_history as hypervolume_steps
 from autospikformer.pareto import pareto_mask
 from autospikformer.search.architecture import (
@@ -55,12 +62,7 @@ from autospikformer.search.architecture import (
 from autospikformer.search.dsps import CANDIDATE_KEY
 from autospikformer.search.fitness import balanced_fitness
 from autospikformer.search.suggest import ARCH_ATTR, architecture_from_params
-from autospikformer.study.pricing import study_energy_model
-from autospikformer.study.static_figure import (
-    marker_sizes,
-    parameter_range,
-    write_static_front,
-)
+from autospikformer.study.holdout import test_accuracies
 from autospikformer.study.storage import (
     ANN_ENERGY_ATTR,
     ARCH_JSON_ATTR,
@@ -73,18 +75,18 @@ from autospikformer.study.storage import (
     NUM_PARAMS_ATTR,
     SECONDS_ATTR,
     SKIPPED_ATTR,
-    TEST_ACCURACY_PREFIX,
     WORKER_ATTR,
     study_record,
-    study_records,
 )
-from autospikformer.units import MJ, EnergyUnit, energy_unit
+from autospikformer.study.trained_subnets import latest_trained
 
 REFERENCE_ENERGY_FACTOR = 1.1
 #: Tables 2 / 3: the front plus this fraction of the complete trials by accuracy.
 TOP_FRACTION = 0.2
 #: Kendall tau samples (SPEC section 8): the top this many by F_AEB, this many random draws.
 TAU_SAMPLE = 100
+#: Bootstrap resamples behind a Kendall tau's interval.
+TAU_RESAMPLES = 400
 #: Optuna's NSGA-II records each trial's generation under this system attribute.
 NSGA2_GENERATION_KEY = "NSGAIISampler:generation"
 
@@ -100,6 +102,13 @@ ATTR_COLUMNS = {
     BASELINE_ATTR: "baseline",
     WORKER_ATTR: "worker",
     SKIPPED_ATTR: "skipped",
+}
+#: A trained subnet's record entry -> its column (the schedule that finished last).
+TRAINED_COLUMNS = {
+    "accuracy": "trained_accuracy",
+    "test_accuracy": "trained_test_accuracy",
+    "energy_mj": "trained_energy_mj",
+    "schedule_id": "trained_schedule",
 }
 #: The exact columns of ``trials.csv`` and ``pareto.csv`` (plus any foreign user attributes).
 COLUMNS = (
@@ -118,13 +127,13 @@ COLUMNS = (
     *ATTR_COLUMNS.values(),
     "test_accuracy",
     "test_samples",
+    *TRAINED_COLUMNS.values(),
     "datetime_start",
     "datetime_complete",
 )
 _HIDDEN_ATTRS = {ARCH_ATTR, ARCH_JSON_ATTR, *ATTR_COLUMNS}
 
 
-# --- the numbers --------------------------------------------------------------------------------
 def kendall_tau(x: Any, y: Any) -> float:
     """Kendall's tau-b (scipy's, ties handled); NaN for fewer than two points or a constant input."""
     a = np.asarray(x, dtype=float)
@@ -134,7 +143,6 @@ def kendall_tau(x: Any, y: Any) -> float:
     return float(scipy.stats.kendalltau(a, b).statistic)
 
 
-# --- the tables ---------------------------------------------------------------------------------
 def _block(values: tuple[Any, ...]) -> str:
     return ",".join(format_number(v) if isinstance(v, float) else str(v) for v in values)
 
@@ -166,21 +174,11 @@ def is_random_draw(trial: FrozenTrial, sampler: str | None) -> bool:
     if isinstance(candidate, dict):
         return candidate.get("origin") == "random"
     attrs = trial.system_attrs
-    if "fixed_params" in attrs and "failed_trial" not in attrs:  # enqueued, not a retry
+    if FIXED_PARAMS_KEY in attrs and FAILED_TRIAL_KEY not in attrs:  # enqueued, not a retry
         return False
     if sampler == "random":
         return True
     return sampler == "nsga2" and trial.system_attrs.get(NSGA2_GENERATION_KEY) == 0
-
-
-def test_accuracies(study: optuna.Study) -> dict[int, dict[str, Any]]:
-    """Trial number -> ``{"accuracy", "samples"}`` measured on the test split after a search
-    under ``eval_split = "val"`` (study records ``autospik:test_accuracy:<number>``)."""
-    out = {}
-    for key, value in study_records(study).items():
-        if key.startswith(TEST_ACCURACY_PREFIX) and isinstance(value, dict):
-            out[int(key[len(TEST_ACCURACY_PREFIX) :])] = value
-    return out
 
 
 def study_settings(study: optuna.Study) -> dict[str, Any]:
@@ -188,11 +186,21 @@ def study_settings(study: optuna.Study) -> dict[str, Any]:
     return study_record(study, CONFIG_ATTR) or {}
 
 
+def _measured_after(test: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+    """A trial's columns measured after the search: its front test pass (``test``, under the
+    validation protocol) and its trained subnet's record (``trained``); ``{}``: none."""
+    row = {"test_accuracy": test.get("accuracy", np.nan), "test_samples": test.get("samples")}
+    for key, column in TRAINED_COLUMNS.items():
+        row[column] = trained.get(key, "" if key == "schedule_id" else np.nan)
+    return row
+
+
 def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
     """Every trial as one row with exactly :data:`COLUMNS` (then any foreign user attributes)."""
-    trials = study.get_trials(deepcopy=False)
+    trials = read_trials(study)
     sampler = study_settings(study).get("search", {}).get("sampler")
     tested = test_accuracies(study)
+    trained = latest_trained(study)
     rows = []
     for t in trials:
         arch = _architecture(t)
@@ -215,12 +223,11 @@ def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
             value = getattr(arch, field) if arch else None
             row[field] = _block(value) if field in PER_BLOCK_FIELDS and value is not None else value
         for attr, column in ATTR_COLUMNS.items():
-            row[column] = t.user_attrs.get(attr)
+            value = t.user_attrs.get(attr)  # a dict (what an evaluation ran) as JSON text
+            row[column] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
         label = row["baseline"]
         row["baseline"] = "Spikformer" if label is True else (label or "")
-        test = tested.get(t.number, {})
-        row["test_accuracy"] = test.get("accuracy", np.nan)
-        row["test_samples"] = test.get("samples")
+        row.update(_measured_after(tested.get(t.number, {}), trained.get(t.number, {})))
         row["datetime_start"] = t.datetime_start
         row["datetime_complete"] = t.datetime_complete
         for key, value in t.user_attrs.items():
@@ -288,19 +295,56 @@ def hypervolume_history(
     )
 
 
+def tau_interval(
+    x: Any, y: Any, level: float = 0.9, resamples: int = TAU_RESAMPLES
+) -> tuple[float, float] | None:
+    """A bootstrap interval of Kendall's tau (``level`` of the resampled taus, seeded, so an
+    export repeats): how far a tau over n points can move by chance alone; None below 3 points."""
+    a = np.asarray(x, dtype=float)
+    b = np.asarray(y, dtype=float)
+    if a.size < 3:
+        return None
+    rng = np.random.default_rng(0)
+    taus = []
+    for _ in range(resamples):
+        pick = rng.integers(0, a.size, a.size)
+        tau = kendall_tau(a[pick], b[pick])
+        if math.isfinite(tau):
+            taus.append(tau)
+    if not taus:
+        return None
+    lo, hi = np.quantile(taus, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def kendall_taus(complete: pd.DataFrame, sample: int = TAU_SAMPLE) -> dict[str, dict[str, Any]]:
     """Kendall tau between accuracy and energy as the paper reports it (SPEC section 8).
 
-    ``top_f_aeb``: the ``sample`` complete trials of highest F_AEB (ties: lower trial number);
-    ``random``: the first ``sample`` complete random draws by trial number (``n`` 0 where the
-    study has none); ``all``: every complete trial. Each is ``{"tau": float | None, "n": int}``.
+    ``top_f_aeb``: the ``sample`` complete trials of highest F_AEB (ties: lower trial number):
+    where the search concentrated, mostly near the front; ``random``: the first ``sample``
+    complete random draws by trial number (DSPS's generation 0: ``population_size`` of them;
+    ``n`` 0 where the study has none), a property of the space rather than of the search;
+    ``all``: every complete trial. Each is ``{"tau", "n", "interval", "over"}``: ``interval`` is a
+    90 % bootstrap interval (:func:`tau_interval`), wide for a small ``n``.
     """
     top = complete.sort_values(["f_aeb", "number"], ascending=[False, True]).head(sample)
     drawn = complete.loc[complete["random_draw"].astype(bool)].sort_values("number").head(sample)
+    over = {
+        "top_f_aeb": f"the {sample} complete trials of highest F_AEB",
+        "random": f"the first {sample} candidates drawn uniformly from the space",
+        "all": "every complete trial",
+    }
     out = {}
     for name, part in (("top_f_aeb", top), ("random", drawn), ("all", complete)):
-        tau = kendall_tau(part["accuracy"], part["energy_mj"]) if len(part) else math.nan
-        out[name] = {"tau": jsonable(tau), "n": len(part)}
+        acc, energy = part["accuracy"], part["energy_mj"]
+        tau = kendall_tau(acc, energy) if len(part) else math.nan
+        interval = tau_interval(acc, energy) if name != "all" else None
+        out[name] = {
+            "tau": jsonable(tau),
+            "n": len(part),
+            "interval": None if interval is None else [round(v, 4) for v in interval],
+            "over": over[name],
+        }
     return out
 
 
@@ -380,6 +424,7 @@ def studies_frame(storage: optuna.storages.BaseStorage) -> pd.DataFrame:
         rows.append(
             {
                 "study": summary.study_name,
+                "eval_split": config.get("search", {}).get("eval_split", "test"),
                 "dataset": config.get("data", {}).get("dataset", "?"),
                 "space": config.get("space", {}).get("name", "?"),
                 "sampler": config.get("search", {}).get("sampler", "?"),
@@ -393,207 +438,6 @@ def studies_frame(storage: optuna.storages.BaseStorage) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# --- the plot -----------------------------------------------------------------------------------
-FRONT_COLOUR = "#d62728"
-OVER_BUDGET_COLOUR = "#7f7f7f"
-BASELINE_MARKER = {
-    "symbol": "star",
-    "size": 20,
-    "color": "#ffbf00",
-    "line": {"width": 1.5, "color": "black"},
-}
-
-
-def size_legend(fig: Any, lo: float, hi: float, *, row: int | None = None) -> None:
-    """Two grey legend entries that show the marker size of the smallest and largest model."""
-    import plotly.graph_objects as go
-
-    if not math.isfinite(lo):
-        return
-    for value in sorted({lo, hi}):
-        trace = go.Scatter(
-            x=[None],
-            y=[None],
-            mode="markers",
-            name=f"{value:,.0f} parameters",
-            legendgroup="size",
-            legendgrouptitle={"text": "marker size"},
-            marker={
-                "size": float(marker_sizes([value], lo, hi)[0]),
-                "color": "rgba(150,150,160,0.6)",
-                "line": {"width": 1, "color": "#555"},
-            },
-            hoverinfo="skip",
-        )
-        if row is None:
-            fig.add_trace(trace)
-        else:
-            fig.add_trace(trace, row=row, col=1)
-
-
-def hover(
-    part: pd.DataFrame, label: str = "accuracy", study: str | None = None, unit: EnergyUnit = MJ
-) -> dict[str, Any]:
-    """Plotly hover data of some trials: study, number, architecture, parameters, rate, F_AEB
-    (the x values are energies in ``unit``)."""
-    custom = (
-        np.stack(
-            [
-                part["number"].to_numpy(),
-                part["architecture"].to_numpy(),
-                part["num_parameters"].astype("float").to_numpy(),
-                part["mean_firing_rate"].astype("float").to_numpy(),
-                part["f_aeb"].to_numpy(),
-                part["generation"].astype("float").to_numpy(),
-            ],
-            axis=-1,
-        )
-        if len(part)
-        else None
-    )
-    head = f"<b>{study}</b><br>" if study else ""
-    generation = " (generation %{customdata[5]})" if part["generation"].notna().any() else ""
-    return {
-        "customdata": custom,
-        "hovertemplate": (
-            f"{head}trial %{{customdata[0]}}{generation}"
-            f"<br>%{{customdata[1]}}<br>{label} %{{y:.2f}} %"
-            f"<br>energy %{{x:.4g}} {unit.name}<br>parameters %{{customdata[2]:,.0f}}"
-            "<br>firing rate %{customdata[3]:.3f}<br>F_AEB %{customdata[4]:.3f}<extra></extra>"
-        ),
-    }
-
-
-def over_budget_trace(
-    part: pd.DataFrame,
-    accuracy: str,
-    unit: EnergyUnit,
-    study: str | None = None,
-    colour: str = OVER_BUDGET_COLOUR,
-    group: str | None = None,
-) -> Any:
-    """Plotly markers for complete trials over a budget (never on a front): small crosses,
-    the hover saying by how much (the sum of the positive constraint values)."""
-    import plotly.graph_objects as go
-
-    head = f"<b>{study}</b><br>" if study else ""
-    return go.Scatter(
-        x=unit.scale(part["energy_mj"]),
-        y=100 * part["accuracy"],
-        mode="markers",
-        name=f"over a budget ({len(part)}, not on the front)",
-        legendgroup=group,
-        marker={"symbol": "x-thin", "size": 8, "line": {"width": 1.5, "color": colour}},
-        customdata=np.stack(
-            [part["number"], part["architecture"], part["violation"].astype(float)], axis=-1
-        )
-        if len(part)
-        else None,
-        hovertemplate=(
-            f"{head}trial %{{customdata[0]}} (over a budget by %{{customdata[2]:.4g}})"
-            f"<br>%{{customdata[1]}}<br>{accuracy} %{{y:.2f}} %"
-            f"<br>energy %{{x:.4g}} {unit.name}<extra></extra>"
-        ),
-    )
-
-
-def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accuracy") -> Any:
-    """The paper's Fig. 1A for one study: accuracy (%) against energy (in the unit that reads
-    best, :func:`~autospikformer.units.energy_unit`), every candidate with marker size by
-    parameters and colour by generation (trial number for samplers without generations), the
-    front as a step line, the hand-designed baseline as a star."""
-    import plotly.graph_objects as go
-
-    everything, front = complete_and_front(frame)
-    unit = energy_unit(everything["energy_mj"])
-    lo, hi = parameter_range(everything)
-    over = everything.loc[~everything["feasible"].astype(bool)]
-    complete = everything.loc[everything["feasible"].astype(bool)]
-    has_generations = everything["generation"].notna().any()
-    colour = complete["generation"] if has_generations else complete["number"]
-    colour_name = "generation" if has_generations else "trial number"
-    fig = go.Figure()
-    if len(over):
-        fig.add_trace(over_budget_trace(over, accuracy, unit))
-    fig.add_trace(
-        go.Scatter(
-            x=unit.scale(complete["energy_mj"]),
-            y=100 * complete["accuracy"],
-            mode="markers",
-            name=f"candidates ({len(complete)}), colour: {colour_name}",
-            marker={
-                "size": marker_sizes(complete["num_parameters"], lo, hi),
-                "color": colour.astype(float),
-                "colorscale": "Viridis",
-                "opacity": 0.75,
-                "line": {"width": 0.5, "color": "white"},
-                "colorbar": {
-                    "title": {"text": colour_name},
-                    "thickness": 14,
-                    "dtick": max(1, math.ceil(float(colour.max()) / 10)) if len(colour) else 1,
-                },
-                "showscale": len(complete) > 0,
-            },
-            **hover(complete, accuracy, unit=unit),
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=unit.scale(front["energy_mj"]),
-            y=100 * front["accuracy"],
-            mode="lines+markers",
-            name=f"Pareto front ({len(front)})",
-            line={"shape": "hv", "color": FRONT_COLOUR, "width": 2},
-            marker={  # filled: the front stays readable on top of a thousand candidates
-                "size": marker_sizes(front["num_parameters"], lo, hi),
-                "color": "rgba(255,255,255,0.85)",
-                "line": {"width": 2, "color": FRONT_COLOUR},
-            },
-            **hover(front, accuracy, unit=unit),
-        )
-    )
-    tested = front[front["test_accuracy"].notna()]
-    if len(tested):
-        fig.add_trace(
-            go.Scatter(
-                x=unit.scale(tested["energy_mj"]),
-                y=100 * tested["test_accuracy"],
-                mode="markers",
-                name=f"front on the test split ({len(tested)}, measured once after the search)",
-                marker={"symbol": "x-thin", "size": 11, "line": {"width": 2, "color": "black"}},
-                customdata=np.stack([tested["number"], 100 * tested["accuracy"]], axis=-1),
-                hovertemplate=(
-                    "trial %{customdata[0]}<br>test accuracy %{y:.2f} %<br>"
-                    f"{accuracy} %{{customdata[1]:.2f}} %<br>energy %{{x:.4g}} {unit.name}<extra></extra>"
-                ),
-            )
-        )
-    base = everything[everything["baseline"].astype(bool)]
-    if len(base):
-        fig.add_trace(
-            go.Scatter(
-                x=unit.scale(base["energy_mj"]),
-                y=100 * base["accuracy"],
-                mode="markers",
-                name=f"{base['baseline'].iloc[0]} (hand-designed)",
-                marker=BASELINE_MARKER,
-                **hover(base, accuracy, unit=unit),
-            )
-        )
-    size_legend(fig, lo, hi)
-    fig.update_layout(
-        title=title,
-        template="plotly_white",
-        xaxis_title=f"energy per image ({unit.name})",
-        yaxis_title=f"{accuracy} (%)" + ("; x: test accuracy (%)" if len(tested) else ""),
-        legend={"orientation": "h", "x": 0.0, "y": -0.14, "xanchor": "left", "yanchor": "top"},
-        hovermode="closest",
-        margin={"t": 60, "r": 20, "b": 120},
-    )
-    return fig
-
-
-# --- everything ---------------------------------------------------------------------------------
 def jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -606,131 +450,3 @@ def jsonable(value: Any) -> Any:
     if value is pd.NA or value is pd.NaT:
         return None
     return value
-
-
-EXPORT_FILES = (
-    "trials.csv",
-    "pareto.csv",
-    "pareto.json",
-    "pareto.html",
-    "pareto.png",
-    "pareto.pdf",
-    "hypervolume.csv",
-    "front_and_top20.csv",
-    "summary.json",
-)
-
-
-def _front_points(study: optuna.Study, front: pd.DataFrame) -> list[dict[str, Any]]:
-    """The front's members as JSON-safe dicts (``pareto.json``)."""
-    trials_by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    points = []
-    for _, row in front.iterrows():
-        arch = architecture_from_params(trials_by_number[int(row["number"])].params)
-        points.append(
-            {
-                "trial": int(row["number"]),
-                "accuracy": float(row["accuracy"]),
-                "energy_mj": float(row["energy_mj"]),
-                "f_aeb": float(row["f_aeb"]),
-                "architecture": str(arch),
-                "architecture_json": arch.to_dict(),
-                "num_parameters": jsonable(row["num_parameters"]),
-                "mean_firing_rate": jsonable(row["mean_firing_rate"]),
-                "test_accuracy": jsonable(row["test_accuracy"]),
-                "baseline": row["baseline"] or None,
-            }
-        )
-    return points
-
-
-def _trial_summary(row: pd.Series) -> dict[str, Any]:
-    return {
-        "trial": int(row["number"]),
-        "accuracy": float(row["accuracy"]),
-        "energy_mj": float(row["energy_mj"]),
-        "architecture": row["architecture"],
-    }
-
-
-def _summary(frame: pd.DataFrame, history: pd.DataFrame) -> dict[str, Any]:
-    """The study's figures in ``summary.json`` (without the study's name and settings)."""
-    complete, front = complete_and_front(frame)
-    measured = front["test_accuracy"].notna()
-    ref = [0.0, float(history["ref_energy_mj"].iloc[0])] if len(history) else None
-    base = complete[complete["baseline"].astype(bool)]
-    within = complete.loc[complete["feasible"].astype(bool)]  # best values: within the budgets
-    empty = within.empty
-    return {
-        "trials": {state: int(n) for state, n in frame["state"].value_counts().items()},
-        "complete": len(complete),
-        "over_budget": int(len(complete) - len(within)),
-        "front_size": len(front),
-        "hypervolume": float(history["hypervolume"].iloc[-1]) if len(history) else 0.0,
-        "reference_point": {"accuracy": ref[0], "energy_mj": ref[1]} if ref else None,
-        "reference_point_rule": "accuracy 0, energy 1.1 x the largest energy of any complete trial",
-        "kendall_tau_accuracy_energy": jsonable(
-            kendall_tau(complete["accuracy"], complete["energy_mj"])
-        ),
-        "kendall_tau": kendall_taus(complete),
-        "front_test_accuracy": {
-            "measured": int(measured.sum()),
-            "of": len(front),
-            "mean": jsonable(float(front.loc[measured, "test_accuracy"].mean()))
-            if measured.any()
-            else None,
-        },
-        "f_aeb_population": "all complete trials at export time",
-        "best_accuracy": None if empty else _trial_summary(within.loc[within["accuracy"].idxmax()]),
-        "lowest_energy": None
-        if empty
-        else _trial_summary(within.loc[within["energy_mj"].idxmin()]),
-        "baseline": (
-            {
-                "name": base.iloc[0]["baseline"],
-                "trial": int(base.iloc[0]["number"]),
-                "accuracy": float(base.iloc[0]["accuracy"]),
-                "energy_mj": float(base.iloc[0]["energy_mj"]),
-            }
-            if len(base)
-            else None
-        ),
-    }
-
-
-def export_study(study: optuna.Study, out_dir: str | Path) -> dict[str, Path]:
-    """Write trials.csv, pareto.csv/json/html, pareto.png/pdf (static, for papers),
-    hypervolume.csv, front_and_top20.csv and summary.json into ``out_dir``; returns their paths
-    by name."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    settings = study_settings(study)
-    alpha = float(settings.get("search", {}).get("alpha", 0.5))
-    frame = trials_frame(study, alpha)
-    complete, front = complete_and_front(frame)
-    history = hypervolume_history(complete)
-    paths = {name: out / name for name in EXPORT_FILES}
-    frame.to_csv(paths["trials.csv"], index=False)
-    front.to_csv(paths["pareto.csv"], index=False)
-    history.to_csv(paths["hypervolume.csv"], index=False)
-    front_and_top(complete).to_csv(paths["front_and_top20.csv"], index=False)
-    meta = {
-        "study": study.study_name,
-        "metrics": ["accuracy", "energy_mj"],
-        "directions": ["maximize", "minimize"],
-        "alpha": alpha,
-        "protocol": protocol(settings),
-        "energy": study_energy_model(study).to_attr(),
-    }
-    front_json = {**meta, "front": _front_points(study, front)}
-    paths["pareto.json"].write_text(json.dumps(front_json, indent=2) + "\n")
-    label = accuracy_label(settings)
-    title = (
-        f"{study.study_name}: {label} vs energy, {len(complete)} candidates, "
-        f"Pareto front of {len(front)}"
-    )
-    pareto_figure(frame, title, label).write_html(paths["pareto.html"], include_plotlyjs=True)
-    write_static_front(complete, front, title, label, paths["pareto.png"], paths["pareto.pdf"])
-    summary = {**meta, **_summary(frame, history), "files": sorted(paths)}
-    paths["summary.json"].write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return paths

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from autospikformer.model.spikformer import model_variant, num_pools, sps_widths
+from autospikformer.data.base import CIFAR10, DatasetInfo
+from autospikformer.model.shapes import model_variant, num_pools, sps_widths
 from autospikformer.search.architecture import Architecture
 
 FIRST_CONV = "sps.convs.0"
@@ -77,30 +78,26 @@ def first_conv_rule(event_data: bool) -> tuple[str, str]:
     return ("AC", EVENT_FRAMES) if event_data else ("MAC", IMAGE_ONCE)
 
 
-def layer_counts(
-    arch: Architecture,
-    *,
-    in_channels: int = 3,
-    img_size: int = 32,
-    num_classes: int = 10,
-    event_data: bool = False,
-) -> pd.DataFrame:
-    """Per layer: ``layer, kind, op, counted, dense_macs, neurons`` (one image, one step).
+def layer_counts(arch: Architecture, data: DatasetInfo = CIFAR10) -> pd.DataFrame:
+    """Per layer: ``layer, kind, op, counted, dense_macs, neurons`` (one image, one step), for
+    inputs of ``data``'s shape, square or not (default: 3x32x32 images, 10 classes).
 
-    The head runs once per image on the token/time mean: its row is ``E * classes`` MACs.
+    The head runs once per image on the token/time mean: its row is ``E * classes`` MACs. For
+    event data the first conv's input is spike-count frames (counted like every other layer).
     """
     dim = arch.embed_dim
-    chans = (in_channels, *sps_widths(dim))
-    pools = num_pools(img_size)
-    size, macs, cells = img_size, {}, {}
+    chans = (data.in_channels, *sps_widths(dim))
+    pools = num_pools(data.img_size)
+    (height, width), macs, cells = data.hw, {}, {}
     for i in range(4):
-        macs[f"sps.convs.{i}"] = chans[i + 1] * chans[i] * KERNEL * KERNEL * size * size
-        cells[f"sps.convs.{i}"] = chans[i + 1] * size * size  # its LIF runs before the pool
+        pixels = height * width
+        macs[f"sps.convs.{i}"] = chans[i + 1] * chans[i] * KERNEL * KERNEL * pixels
+        cells[f"sps.convs.{i}"] = chans[i + 1] * pixels  # its LIF runs before the pool
         if i >= 4 - pools:
-            size = (size + 1) // 2  # MaxPool(3, stride 2, pad 1)
-    macs["sps.rpe_conv"] = dim * dim * KERNEL * KERNEL * size * size
-    cells["sps.rpe_conv"] = dim * size * size
-    tokens = size * size  # the pooled grid: 8x8 from 16 pixels up, 4x4 for 8x8 digits
+            height, width = (height + 1) // 2, (width + 1) // 2  # MaxPool(3, stride 2, pad 1)
+    tokens = height * width  # the pooled grid: 8x8 for 32 and 128, 14x14 for 224, 4x4 for 8
+    macs["sps.rpe_conv"] = dim * dim * KERNEL * KERNEL * tokens
+    cells["sps.rpe_conv"] = dim * tokens
     for i in range(arch.depth):
         p, hidden = f"blocks.{i}", arch.mlp_hidden(i)
         for unit in ("q", "k", "v", "proj"):
@@ -115,9 +112,9 @@ def layer_counts(
         cells[f"{p}.mlp.fc1.linear"] = tokens * hidden
         macs[f"{p}.mlp.fc2.linear"] = tokens * hidden * dim
         cells[f"{p}.mlp.fc2.linear"] = tokens * dim
-    macs["head"] = dim * num_classes
+    macs["head"] = dim * data.num_classes
     cells["head"] = 0
-    first_op, first_counted = first_conv_rule(event_data)
+    first_op, first_counted = first_conv_rule(data.event_based)
     rows = [
         {
             "layer": lay.name,
@@ -132,38 +129,26 @@ def layer_counts(
     return pd.DataFrame(rows, columns=["layer", "kind", "op", "counted", "dense_macs", "neurons"])
 
 
-def dense_macs(
-    arch: Architecture, *, in_channels: int = 3, img_size: int = 32, num_classes: int = 10
-) -> pd.DataFrame:
+def dense_macs(arch: Architecture, data: DatasetInfo = CIFAR10) -> pd.DataFrame:
     """Dense MACs per layer for one image and one time step, from the shapes alone.
 
     Columns ``layer, kind, op, dense_macs``; the same layer names and order as
     :meth:`EnergyMeter.report`.
     """
-    counts = layer_counts(arch, in_channels=in_channels, img_size=img_size, num_classes=num_classes)
-    return counts[["layer", "kind", "op", "dense_macs"]]
+    return layer_counts(arch, data)[["layer", "kind", "op", "dense_macs"]]
 
 
-def count_parameters(
-    arch: Architecture,
-    *,
-    in_channels: int = 3,
-    img_size: int = 32,
-    num_classes: int = 10,
-    variant: str = "cifar",
-) -> int:
-    """Parameters of a Spikformer of ``arch`` without building it (BN affine included).
-
-    ``variant="dvs"`` is SPEC section 1's DVS model: q, k and v without bias.
-    """
-    qkv_biases = 3 * arch.embed_dim if model_variant(variant).qkv_bias else 0
-    num_pools(img_size)
+def count_parameters(arch: Architecture, data: DatasetInfo = CIFAR10) -> int:
+    """Parameters of a Spikformer of ``arch`` for ``data`` without building it (BN affine
+    included); event data takes SPEC section 1's DVS model (q, k and v without bias)."""
+    qkv_biases = 3 * arch.embed_dim if model_variant(data.variant).qkv_bias else 0
+    num_pools(data.img_size)
     dim = arch.embed_dim
-    chans = (in_channels, *sps_widths(dim))
+    chans = (data.in_channels, *sps_widths(dim))
     total = sum(chans[i + 1] * chans[i] * KERNEL * KERNEL + 2 * chans[i + 1] for i in range(4))
     total += dim * dim * KERNEL * KERNEL + 2 * dim
     for i in range(arch.depth):
         hidden = arch.mlp_hidden(i)
         total += 4 * (dim * dim + 2 * dim) + dim + qkv_biases  # q, k, v, proj; proj bias
         total += dim * hidden + hidden + 2 * hidden + hidden * dim + dim + 2 * dim
-    return total + dim * num_classes + num_classes
+    return total + dim * data.num_classes + data.num_classes

@@ -15,6 +15,8 @@ from typing import Any
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
+from autospikformer.optuna_api import dashboard_front, use_dashboard_front
+
 
 def _within_budgets(trial: FrozenTrial) -> bool:
     return all(value <= 0 for value in trial.constraints.values())
@@ -22,9 +24,7 @@ def _within_budgets(trial: FrozenTrial) -> bool:
 
 def _use_feasible_front() -> None:
     """Make optuna-dashboard's front that of the trials within their constraints (once)."""
-    from optuna_dashboard import _app
-
-    original = _app.get_pareto_front_trials
+    original = dashboard_front()
     if getattr(original, "__autospik__", False):
         return
 
@@ -34,7 +34,7 @@ def _use_feasible_front() -> None:
         return original(trials=[t for t in trials if _within_budgets(t)], directions=directions)
 
     feasible_front.__autospik__ = True  # type: ignore[attr-defined]
-    _app.get_pareto_front_trials = feasible_front
+    use_dashboard_front(feasible_front)
 
 
 def dashboard_app(storage: Any) -> Any:

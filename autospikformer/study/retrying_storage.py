@@ -42,10 +42,10 @@ import optuna
 import sqlalchemy
 import sqlalchemy.exc
 from optuna.storages import BaseStorage
-from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import TrialState
 
 from autospikformer.errors import database_error, database_reason
+from autospikformer.optuna_api import BaseHeartbeat, heartbeat_tables
 from autospikformer.study.storage import StudyError
 
 #: Phrases of the database drivers' errors that mean "no database right now", lower case.
@@ -309,10 +309,8 @@ def start_silent_trials_clocks(storage: optuna.storages.RDBStorage, study_id: in
     Optuna's own tables (``trials``, ``trial_heartbeats``): the RDB storage has no public call
     for trials without a heartbeat.
     """
-    from optuna.storages._rdb import models
-
     engine = storage.engine
-    trials, beats = models.TrialModel.__table__, models.TrialHeartbeatModel.__table__
+    trials, beats = heartbeat_tables()
     query = (
         sqlalchemy.select(trials.c.trial_id)
         .select_from(trials.outerjoin(beats, beats.c.trial_id == trials.c.trial_id))

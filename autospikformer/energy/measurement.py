@@ -1,6 +1,6 @@
 """What re-pricing a measured architecture needs, in a compact JSON form a trial can store.
 
-Per layer (in :func:`~autospikformer.energy.layers.counted_layers` order): the dense MACs and
+Per layer (in :func:`~autospikformer.energy.counts.counted_layers` order): the dense MACs and
 the neurons per image and time step, and the measured input rate; with the time steps, whether
 the input was event data (the first conv's convention) and how many images were measured.
 Any energy model prices a record exactly as it prices the report the record came from, so a
@@ -20,7 +20,7 @@ RECORD_VERSION = 1
 
 
 @dataclass(frozen=True)
-class EnergyRecord:
+class EnergyMeasurement:
     """Per-layer counts and rates of one measurement (``input_rate`` NaN: a first conv counted
     once as MACs)."""
 
@@ -73,7 +73,7 @@ class EnergyRecord:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> EnergyRecord:
+    def from_json(cls, data: Mapping[str, Any]) -> EnergyMeasurement:
         if not isinstance(data, Mapping) or data.get("v") != RECORD_VERSION:
             raise EnergyError(
                 f"energy record: not a version-{RECORD_VERSION} record (got {str(data)[:60]!r})"
@@ -100,7 +100,7 @@ class EnergyRecord:
         dense_macs: Sequence[float],
         neurons: Sequence[float],
         input_rate: Sequence[float],
-    ) -> EnergyRecord:
+    ) -> EnergyMeasurement:
         """From the columns of a per-layer table."""
         return cls(
             time_steps=int(time_steps),

@@ -18,13 +18,14 @@ from collections.abc import Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from autospikformer.energy.measurement import EnergyMeasurement
 from autospikformer.energy.models import EnergyError, EnergyModel
-from autospikformer.energy.record import EnergyRecord
+from autospikformer.optuna_api import trial_id
 from autospikformer.study.storage import (
     ANN_ENERGY_ATTR,
     CONFIG_ATTR,
     ENERGY_ATTR,
-    ENERGY_RECORD_ATTR,
+    ENERGY_MEASUREMENT_ATTR,
     RECORD_PREFIX,
     StudyError,
     set_study_record,
@@ -64,10 +65,10 @@ def require_same_energy_model(studies: Sequence[optuna.Study]) -> EnergyModel:
     return model
 
 
-def trial_record(trial: FrozenTrial) -> EnergyRecord | None:
+def trial_measurement(trial: FrozenTrial) -> EnergyMeasurement | None:
     """The energy record a complete trial stored (None: evaluated before records existed)."""
-    data = trial.system_attrs.get(ENERGY_RECORD_ATTR)
-    return None if data is None else EnergyRecord.from_json(data)
+    data = trial.system_attrs.get(ENERGY_MEASUREMENT_ATTR)
+    return None if data is None else EnergyMeasurement.from_json(data)
 
 
 def repriced_study(study: optuna.Study, model: EnergyModel) -> optuna.Study:
@@ -80,7 +81,7 @@ def repriced_study(study: optuna.Study, model: EnergyModel) -> optuna.Study:
     """
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    missing = [t.number for t in complete if ENERGY_RECORD_ATTR not in t.system_attrs]
+    missing = [t.number for t in complete if ENERGY_MEASUREMENT_ATTR not in t.system_attrs]
     if missing:
         shown = ", ".join(str(n) for n in missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise StudyError(
@@ -106,7 +107,7 @@ def repriced_study(study: optuna.Study, model: EnergyModel) -> optuna.Study:
     for trial in sorted(trials, key=lambda t: t.number):
         values, user_attrs = trial.values, dict(trial.user_attrs)
         if trial.state == TrialState.COMPLETE:
-            record = trial_record(trial)
+            record = trial_measurement(trial)
             assert record is not None
             totals = record.totals(model)
             values = [trial.values[0], totals.energy_mj]
@@ -124,7 +125,7 @@ def repriced_study(study: optuna.Study, model: EnergyModel) -> optuna.Study:
                 user_attrs=user_attrs,
                 system_attrs=trial.system_attrs,
                 intermediate_values=trial.intermediate_values,
-                trial_id=trial._trial_id,
+                trial_id=trial_id(trial),
             )
         )
     return copy

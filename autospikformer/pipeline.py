@@ -1,0 +1,174 @@
+"""A whole study run, as ``autospik study run`` does it, from Python: register the study, train its
+supernet if missing (stage 1), search until N trials are complete (stage 2), measure the front
+on the test split under the validation protocol, export.
+
+    from autospikformer.pipeline import run_study
+
+    result = run_study("digits", trials=200)
+    print(result.export.summary["front_size"], result.export.paths["pareto.html"])
+
+The CLI presents what this returns; ``say`` receives the same progress lines the CLI prints, and
+``watch`` wraps the search (the CLI's progress bar).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from autospikformer.errors import AutospikError
+from autospikformer.report.export import StudyExport, export_study
+from autospikformer.study.config import StudyConfig
+from autospikformer.study.data_record import record_study_data
+from autospikformer.study.holdout import measure_front_on_test
+from autospikformer.study.preflight import check_run_inputs
+from autospikformer.study.run_folder import claim_run_folder, release_run_folder
+from autospikformer.study.storage import (
+    DEFAULT_RUNS_DIR,
+    DEFAULT_STORAGE,
+    resolve_study,
+    sqlite_path,
+    withdraw_study,
+)
+from autospikformer.study.supernet_stage import prepare_supernet
+from autospikformer.study.workers import RunOutcome, WorkerOptions, run_workers
+
+#: ``watch(config, target)``: a context manager around the search that yields the function
+#: called with the study after each trial (or every second with several workers).
+Watch = Callable[[StudyConfig, int], AbstractContextManager[Callable[[optuna.Study], None]]]
+
+
+@dataclass
+class StudyRun:
+    """What :func:`run_study` did: the study, its supernet, the search's outcome and the rest."""
+
+    study: optuna.Study
+    config: StudyConfig
+    registered: bool  # the study was registered by this run
+    checkpoint: Path
+    outcome: RunOutcome
+    search_seconds: float
+    total_seconds: float
+    measured: list[dict[str, Any]] = field(default_factory=list)  # the front's test pass
+    export: StudyExport | None = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.outcome.interrupted
+
+
+def format_seconds(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+@contextlib.contextmanager
+def _no_watch(config: StudyConfig, target: int) -> Iterator[None]:
+    yield None
+
+
+def run_study(
+    target: str,
+    *,
+    trials: int | None = None,
+    storage: str = DEFAULT_STORAGE,
+    workers: int = 1,
+    device: str = "auto",
+    runs_dir: str | Path = DEFAULT_RUNS_DIR,
+    supernet: str | Path | None = None,
+    data_root: str | None = None,
+    export: bool = True,
+    say: Callable[[str], None] | None = None,
+    watch: Watch | None = None,
+) -> StudyRun:
+    """Run study ``target`` (a name in ``storage``, a study file or a preset) to ``trials``
+    complete trials (default: its ``search.trials``); see the module docstring.
+
+    Every input (device, data, supernet, storage) is checked before the study is registered, and
+    a study registered here is withdrawn when stage 1 fails. An interrupted search (Ctrl-C)
+    returns with ``interrupted`` set and nothing after the search done.
+    """
+    say = say or (lambda line: None)
+    runs_dir = Path(runs_dir)
+    started = time.monotonic()
+    check = functools.partial(
+        check_run_inputs,
+        device=device,
+        data_root=data_root,
+        checkpoint=supernet,
+        runs_dir=runs_dir,
+        storage=storage,
+    )
+    db_file = sqlite_path(storage)
+    new_file = db_file if db_file is not None and not db_file.is_file() else None
+    study, config, created = resolve_study(target, storage, create=True, check=check)
+    n = trials or config.search.trials
+    if created:
+        say(f"registered study {config.name} in the storage")
+    say(f"stage 1: supernet of study {config.name} ({config.space.name}, {config.dataset})")
+    claimed: list[Path] = []
+    try:
+        claimed = claim_run_folder(runs_dir / config.name, study, storage)
+        config = record_study_data(study, config, data_root=data_root, progress=True)
+        checkpoint = prepare_supernet(
+            study,
+            config,
+            runs_dir=runs_dir,
+            checkpoint=supernet,
+            data_root=data_root,
+            device=device,
+        )
+    except AutospikError:  # a study registered just now and never used goes again
+        if created and withdraw_study(study, created_file=new_file):
+            release_run_folder(claimed)
+        raise
+    say(f"supernet: {checkpoint} ({format_seconds(time.monotonic() - started)} so far)")
+    say(
+        f"stage 2: {config.search.sampler} search to {n} complete trials, "
+        f"{workers} worker{'s' if workers > 1 else ''}"
+    )
+    options = WorkerOptions(
+        storage_url=storage,
+        study_name=config.name,
+        trials=n,
+        checkpoint=str(checkpoint),
+        device=device,
+        data_root=data_root,
+    )
+    search_started = time.monotonic()
+    with (watch or _no_watch)(config, n) as on_poll:
+        outcome = run_workers(options, workers, on_poll=on_poll)
+    result = StudyRun(
+        study, config, created, Path(checkpoint), outcome,
+        time.monotonic() - search_started, 0.0,
+    )  # fmt: skip
+    result.total_seconds = time.monotonic() - started
+    if outcome.interrupted:
+        return result
+    say(
+        f"study {config.name}: {outcome.complete} complete trials ({outcome.completed_here} in "
+        f"this run, search {format_seconds(result.search_seconds)}, total "
+        f"{format_seconds(result.total_seconds)})"
+    )
+    if config.search.eval_split == "val":
+        result.measured = measure_front_on_test(
+            study, config, checkpoint, data_root=data_root, device=device
+        )
+        if result.measured:
+            plural = "s" if len(result.measured) > 1 else ""
+            say(
+                f"test split: {len(result.measured)} new front member{plural} measured once on "
+                f"{result.measured[0]['samples']} test images (candidates were ranked on the "
+                f"validation split, {config.val_fraction:g} of the training split)"
+            )
+    if export:
+        result.export = export_study(study, runs_dir / config.name / "export")
+    return result

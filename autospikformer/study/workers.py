@@ -1,0 +1,247 @@
+"""Stage 2 with several workers: worker processes spawned on this machine, one per GPU or a
+share of the CPU threads each, watched until the study holds N complete trials.
+
+- **A worker process that fails** reports its one-line error to the parent, which prints it as
+  it happens (or names the signal that killed the worker); the command fails with one line for
+  all stopped workers unless the others completed the study.
+- With one worker the worker runs in this process (:class:`~autospikformer.study.worker.Worker`).
+- ``--workers K`` spreads the workers round-robin over the visible GPUs (:func:`worker_devices`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from autospikformer.errors import error_line
+from autospikformer.optuna_api import storage_of
+from autospikformer.study.retrying_storage import RetryingStorage, outage_reason
+from autospikformer.study.storage import (
+    StudyError,
+    describe_url,
+    load_study,
+    open_storage,
+    trial_counts,
+)
+from autospikformer.study.worker import StopFlag, Worker, WorkerOptions
+
+__all__ = ["RunOutcome", "WorkerOptions", "run_workers", "spawned_options", "worker_devices"]
+
+
+def worker_devices(device: str, workers: int, gpus: int) -> list[str]:
+    """The device of each of ``workers`` local workers, with ``gpus`` visible CUDA devices.
+
+    ``auto`` and ``cuda`` spread the workers round-robin over the GPUs (``cuda:0``, ``cuda:1``,
+    ..., ``cuda:0``, ...); a device with an index (``cuda:1``) or ``cpu`` is shared by all, and
+    ``auto`` without a GPU is the CPU.
+    """
+    if device in ("auto", "cuda") and gpus > 0:
+        return [f"cuda:{i % gpus}" for i in range(workers)]
+    return ["cpu" if device == "auto" else device] * workers
+
+
+def _visible_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _worker_process(options: WorkerOptions, errors: Any = None) -> None:
+    """Entry point of a spawned worker: an error becomes one line for the parent, exit code 1."""
+    import torch
+
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    stop = StopFlag()
+    stop.install()
+    try:
+        Worker(options, stop=stop).run()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        line = error_line(exc) or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        if not line.startswith(f"worker {options.worker_index}:"):
+            line = f"worker {options.worker_index}: {line}"
+        if errors is not None:
+            errors.put(line)
+        else:
+            print(f"error: {line}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+@dataclass
+class RunOutcome:
+    complete: int
+    target: int
+    interrupted: bool
+    completed_here: int
+
+
+def run_workers(
+    options: WorkerOptions,
+    workers: int,
+    *,
+    on_poll: Callable[[optuna.Study], None] | None = None,
+) -> RunOutcome:
+    """Run ``workers`` worker processes (spawned) or, for one, the worker in this process.
+
+    ``on_poll`` refreshes a display: after each trial (one worker) or every second (several);
+    a refresh that meets a storage outage is skipped.
+    """
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed progress poll says nothing
+    storage = open_storage(options.storage_url)
+    study, config = load_study(storage, options.study_name)
+    before = trial_counts(study).get("COMPLETE", 0)
+    if on_poll is not None:  # the display starts where the study stands (a rerun: not at 0)
+        on_poll(study)
+    stop = StopFlag()
+    stop.install()
+    interrupted = False
+    try:
+        if workers == 1:
+            try:
+                Worker(options, stop=stop).run(on_trial=on_poll)
+            except KeyboardInterrupt:
+                interrupted = True
+            interrupted = interrupted or stop.requested
+        else:
+            interrupted, failures, printed = _run_processes(options, workers, study, stop, on_poll)
+            if failures and not interrupted:
+                _settle_failures(study, options.trials, workers, failures, printed)
+    finally:
+        stop.restore()
+    retrying = RetryingStorage(
+        optuna.storages.get_storage(storage),
+        max_outage=config.search.max_outage,
+        label="autospik",
+        url=describe_url(options.storage_url),
+    )
+    counted = optuna.load_study(study_name=options.study_name, storage=retrying)
+    complete = trial_counts(counted).get("COMPLETE", 0)
+    return RunOutcome(
+        complete, options.trials, interrupted and complete < options.trials, complete - before
+    )
+
+
+def _settle_failures(
+    study: optuna.Study, n: int, workers: int, failures: list[str], printed: set[str]
+) -> None:
+    """Raise a StudyError naming the failed workers, unless the others completed the study
+    (then the failures not printed yet become warnings)."""
+    try:
+        complete: int | None = trial_counts(study).get("COMPLETE", 0)
+    except Exception:  # the storage is down (the workers' own lines say so)
+        complete = None
+    if complete is None or complete < n:
+        held = "" if complete is None else f"; {complete} of {n} trials complete"
+        raise StudyError(
+            f"{len(failures)} of {workers} workers stopped ({'; '.join(failures)}){held}: run "
+            "the command again to continue the study"
+        )
+    for line in failures:
+        if line not in printed:
+            print(f"warning: {line}; the other workers completed the study", file=sys.stderr)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name} (its trial is re-queued after the study's grace period)"
+    return f"exited with code {code} without an error message"
+
+
+def spawned_options(options: WorkerOptions, workers: int) -> list[WorkerOptions]:
+    """Each spawned worker's options: its index, its share of the CPU threads and its device
+    (:func:`worker_devices`; a bad device name or a missing GPU fails here, before any spawn)."""
+    from autospikformer.device import resolve_device
+
+    resolve_device(options.device)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    devices = worker_devices(options.device, workers, _visible_gpus())
+    return [
+        WorkerOptions(
+            **{**options.__dict__, "worker_index": i, "threads": threads, "device": devices[i]}
+        )
+        for i in range(workers)
+    ]
+
+
+def _run_processes(
+    options: WorkerOptions,
+    workers: int,
+    study: optuna.Study,
+    stop: StopFlag,
+    on_poll: Callable[[optuna.Study], None] | None,
+) -> tuple[bool, list[str], set[str]]:
+    """Spawn the workers and wait for them; returns whether the run was interrupted, one line
+    per failed worker, and those of the lines already printed (as a warning, at once, while
+    other workers went on)."""
+    ctx = multiprocessing.get_context("spawn")
+    errors = ctx.SimpleQueue()
+    procs = []
+    for index, opts in enumerate(spawned_options(options, workers)):
+        proc = ctx.Process(
+            target=_worker_process, args=(opts, errors), name=f"autospik-worker-{index}"
+        )
+        proc.start()
+        procs.append(proc)
+    reported: dict[int, str] = {}
+    printed: set[str] = set()
+
+    def report() -> None:
+        """Print a failure at once while other workers go on (the last one ends the command)."""
+        lines = []
+        while not errors.empty():
+            line = errors.get()
+            reported[int(line.split(":", 1)[0].split()[-1])] = line
+            lines.append(line)
+        for index, proc in enumerate(procs):
+            if proc.exitcode not in (None, 0, 1, 130) and index not in reported:
+                reported[index] = f"worker {index} {_exit_reason(proc.exitcode)}"
+                lines.append(reported[index])
+        if any(p.is_alive() for p in procs):
+            for line in lines:
+                print(f"warning: {line}", file=sys.stderr, flush=True)
+                printed.add(line)
+
+    def poll() -> None:
+        if on_poll is None:
+            return
+        try:
+            on_poll(study)
+        except Exception as exc:
+            if outage_reason(exc) is None:
+                raise
+            with contextlib.suppress(Exception):  # a fresh session for the next refresh
+                storage_of(study).remove_session()
+
+    interrupted = False
+    try:
+        while any(p.is_alive() for p in procs):
+            poll()
+            for p in procs:
+                p.join(timeout=1.0 / workers)
+            report()
+    except KeyboardInterrupt:  # a second Ctrl-C: the workers abandon their trials too
+        interrupted = True
+        for p in procs:
+            p.join()
+    interrupted = interrupted or stop.requested
+    report()
+    poll()
+    failed = [i for i, p in enumerate(procs) if p.exitcode not in (0, 130)]
+    for index in failed:
+        reported.setdefault(index, f"worker {index} {_exit_reason(procs[index].exitcode)}")
+    return interrupted, [reported[i] for i in failed], printed
