@@ -242,52 +242,70 @@ def report(
     window: int,
 ) -> None:
     """Print every figure of the runs ``points[sampler][k]`` (seed ``seeds[k]``)."""
-    names = list(points)
-    count = {n: min(len(p) for p in points[n]) for n in names}
+    count = {n: min(len(p) for p in points[n]) for n in points}
     ref, box = pooled_reference([run for runs in points.values() for run in runs])
     print(f"\npooled-front reference: accuracy {ref[0]:.3f} %, energy {ref[1]:.6g} mJ")
-    marks = [c for c in CHECKPOINTS if c < trials] + [trials]
-    for mark in marks:
+    for mark in [c for c in CHECKPOINTS if c < trials] + [trials]:
         hv = {
             n: [hypervolume(p[:mark], ref, box) for p in points[n]]
-            for n in names
+            for n in points
             if count[n] >= mark
         }
         print(f"\nhypervolume after {mark} trials")
+        print_hypervolumes(hv, seeds, peers)
+    print_front_members(points, count, trials, seeds, window)
+    print("\nsampler time per trial (outside the objective), mean over seeds:")
+    for name in points:
+        print(f"  {name:>9}: {1000 * statistics.mean(secs[name]):.2f} ms ({count[name]} trials)")
+    print_taus(points)
+
+
+def print_hypervolumes(hv: dict[str, list[float]], seeds: list[int], peers: list[str]) -> None:
+    """One mark's table: each run's hypervolume, who beats whom, who is level with the best peer."""
+    print(
+        f"{'sampler':>9} "
+        + " ".join(f"{'seed ' + str(s):>8}" for s in seeds)
+        + "     mean    +- sd"
+    )
+    for name, values in hv.items():
         print(
-            f"{'sampler':>9} "
-            + " ".join(f"{'seed ' + str(s):>8}" for s in seeds)
-            + "     mean    +- sd"
+            f"{name:>9} "
+            + " ".join(f"{v:8.5f}" for v in values)
+            + f"  {statistics.mean(values):.5f} {statistics.pstdev(values):.5f}"
         )
-        for name, values in hv.items():
+    for name, values in hv.items():
+        parts = []
+        for peer, other in hv.items():
+            if peer == name:
+                continue
+            wins = sum(a > b for a, b in zip(values, other, strict=True))
+            ratio = statistics.mean(a / b for a, b in zip(values, other, strict=True))
+            parts.append(f"{peer} {wins}/{len(seeds)} x{ratio:.4f}")
+        print(f"  {name:>9} beats: " + ", ".join(parts))
+    present = [p for p in peers if p in hv]
+    if present:
+        best = [max(hv[p][k] for p in present) for k in range(len(seeds))]
+        for name in (n for n in hv if n not in present):
+            level = sum(a >= b for a, b in zip(hv[name], best, strict=True))
+            ratio = statistics.mean(a / b for a, b in zip(hv[name], best, strict=True))
             print(
-                f"{name:>9} "
-                + " ".join(f"{v:8.5f}" for v in values)
-                + f"  {statistics.mean(values):.5f} {statistics.pstdev(values):.5f}"
+                f"  {name:>9} >= the best of {'/'.join(present)} on {level}/{len(seeds)} "
+                f"seeds (x{ratio:.4f} of it on average)"
             )
-        for name, values in hv.items():
-            parts = []
-            for peer, other in hv.items():
-                if peer == name:
-                    continue
-                wins = sum(a > b for a, b in zip(values, other, strict=True))
-                ratio = statistics.mean(a / b for a, b in zip(values, other, strict=True))
-                parts.append(f"{peer} {wins}/{len(seeds)} x{ratio:.4f}")
-            print(f"  {name:>9} beats: " + ", ".join(parts))
-        present = [p for p in peers if p in hv]
-        if present:
-            best = [max(hv[p][k] for p in present) for k in range(len(seeds))]
-            for name in (n for n in hv if n not in present):
-                level = sum(a >= b for a, b in zip(hv[name], best, strict=True))
-                ratio = statistics.mean(a / b for a, b in zip(hv[name], best, strict=True))
-                print(
-                    f"  {name:>9} >= the best of {'/'.join(present)} on {level}/{len(seeds)} "
-                    f"seeds (x{ratio:.4f} of it on average)"
-                )
+
+
+def print_front_members(
+    points: dict[str, list[Points]],
+    count: dict[str, int],
+    trials: int,
+    seeds: list[int],
+    window: int,
+) -> None:
+    """New front members per window of trials, and in the last third of 300 and of all trials."""
     print(f"\nnew front members per {window} trials (each trial weakly dominated by no earlier)")
     edges = list(range(0, max(count.values()), window))
     print(f"{'sampler':>9} {'seed':>4} " + " ".join(f"{f'{a + 1}-{a + window}':>9}" for a in edges))
-    for name in names:
+    for name in points:
         rows = [new_front_members(p) for p in points[name]]
         for seed, row in zip(seeds, rows, strict=True):
             cells = [
@@ -308,14 +326,14 @@ def report(
             f"new front members in trials {start + 1}-{last} (the last third of {last}): "
             + "; ".join(
                 f"{n} {', '.join(str(int(new_front_members(p[:last])[start:].sum())) for p in points[n])}"
-                for n in names
+                for n in points
                 if count[n] >= last
             )
         )
-    print("\nsampler time per trial (outside the objective), mean over seeds:")
-    for name in names:
-        print(f"  {name:>9}: {1000 * statistics.mean(secs[name]):.2f} ms ({count[name]} trials)")
 
+
+def print_taus(points: dict[str, list[Points]]) -> None:
+    """Kendall tau between accuracy and energy, as the paper reports it."""
     taus: dict[str, list[float]] = {}
     for key in ("dsps", "dsps-plus"):
         for run_points in points.get(key, []):
