@@ -131,6 +131,10 @@ BAD = [
         "search.options.mutation_prob: 1.5 is not allowed (allowed: a number >= 0.0 and <= 1.0)",
     ),
     (
+        lambda d: d["search"].update(sampler="dsps-plus", options={"acquisition": "ei"}),
+        "search.options.acquisition: 'ei' is not allowed (allowed: ehvi, hvi)",
+    ),
+    (
         lambda d: d["search"].update(alpha="high"),
         "search.alpha: 'high' is not allowed (allowed: a number >= 0.0 and <= 1.0)",
     ),

@@ -53,7 +53,8 @@ __all__ = [
 
 #: How a screened slot picks among its proposals: ``"ehvi"``, the expected hypervolume
 #: improvement under the predictor's uncertainty, or ``"hvi"``, the improvement of the point
-#: prediction (the nearest to the front when none improves it; DSPS+ before 2026-12-06).
+#: prediction (the nearest to the front when none improves it; with ``reference_margin`` 0.1,
+#: DSPS+ before 2026-12-06).
 ACQUISITIONS = ("ehvi", "hvi")
 #: The screening's reference point lies this many times the front's range beyond its nadir.
 REFERENCE_MARGIN = 1.0
