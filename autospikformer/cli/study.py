@@ -22,11 +22,13 @@ from autospikformer.cli.common import (
     STORAGE,
     App,
     Format,
+    check_listen,
     console,
     emit,
     guard,
     output_folder,
     print_table,
+    writing_to,
 )
 from autospikformer.units import energy_text, energy_unit, percent
 
@@ -49,8 +51,9 @@ def create(
     study, config, created = guard(resolve_study, study_file, storage, create=True)
     verb = "created" if created else "already exists (same configuration)"
     console.print(
-        f"study [bold]{config.name}[/] {verb} in {describe_url(storage)}: "
-        f"{config.summary()}, {len(study.trials)} trials so far"
+        f"study [bold]{escape(config.name)}[/] {verb} in {escape(describe_url(storage))}: "
+        f"{escape(config.summary())}, {len(study.trials)} trials so far",
+        markup=True,
     )
 
 
@@ -111,9 +114,11 @@ def _say(line: str) -> None:
     """A pipeline's progress line, as the user reads it (stage names in bold)."""
     for stage in ("stage 1", "stage 2"):
         if line.startswith(f"{stage}:"):
-            console.print(f"[bold]{stage}[/]{escape(line[len(stage) :])}", soft_wrap=True)
+            console.print(
+                f"[bold]{stage}[/]{escape(line[len(stage) :])}", soft_wrap=True, markup=True
+            )
             return
-    console.print(escape(line), soft_wrap=True)
+    console.print(line, soft_wrap=True)
 
 
 @app.command()
@@ -166,11 +171,14 @@ def run(
         _report(result.export)
 
 
-def _export_and_report(optuna_study: Any, out: Path, *, tables: int | None = None) -> None:
-    """Export the study, print its figures (and, with ``tables``, the paper's Tables 2 / 3)."""
+def _export_and_report(
+    optuna_study: Any, out: Path, option: str, *, tables: int | None = None
+) -> None:
+    """Export the study into ``out`` (given by ``option``), print its figures (and, with
+    ``tables``, the paper's Tables 2 / 3)."""
     from autospikformer.report.export import export_study
 
-    _report(export_study(optuna_study, out), tables=tables)
+    _report(export_study(optuna_study, out, option=option), tables=tables)
 
 
 def _report(exported: Any, *, tables: int | None = None) -> None:
@@ -201,8 +209,8 @@ def _report(exported: Any, *, tables: int | None = None) -> None:
         )  # fmt: skip
     if tables is not None:
         _print_tables(exported.tables, summary, tables, paths["front_and_top20.csv"])
-    console.print(f"exported front: {escape(str(paths['pareto.csv']))}", soft_wrap=True)
-    console.print(f"interactive plot: {escape(str(paths['pareto.html']))}", soft_wrap=True)
+    console.print(f"exported front: {paths['pareto.csv']}", soft_wrap=True)
+    console.print(f"interactive plot: {paths['pareto.html']}", soft_wrap=True)
 
 
 def _print_tables(table: Any, summary: dict[str, Any], rows: int, csv: Path) -> None:
@@ -308,9 +316,9 @@ def export_cmd(
             )
         else:
             console.print(f"{config.name} is already priced by {model.describe()}", soft_wrap=True)
-    _export_and_report(
-        optuna_study, output_folder(out or runs_dir / config.name / folder), tables=rows
-    )
+    option = "--out" if out is not None else "--runs-dir"
+    folder_path = output_folder(out or runs_dir / config.name / folder, option)
+    _export_and_report(optuna_study, folder_path, option, tables=rows)
 
 
 @app.command("compare")
@@ -337,9 +345,13 @@ def compare_cmd(
 
     from autospikformer.report.compare import compare_studies
 
-    comparison, paths = guard(compare_studies, list(studies), out, list(storage or []))
+    def compare() -> Any:
+        with writing_to("--out", out):
+            return compare_studies(list(studies), out, list(storage or []))
+
+    comparison, paths = guard(compare)
     for warning in comparison.warnings:
-        console.print(f"[bold yellow]warning:[/] {warning}", soft_wrap=True)
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True, markup=True)
     ref = comparison.reference
     grid = Table(
         title=(
@@ -475,7 +487,7 @@ def dashboard(
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Interface to listen on (localhost only by default)."
     ),
-    port: int = typer.Option(8080, "--port", help="Port to listen on."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="Port to listen on."),
 ) -> None:
     """Browse the study in optuna-dashboard (objectives named accuracy and energy_mj; the front
     of the trials within the study's budgets, as every other view shows it)."""
@@ -488,6 +500,7 @@ def dashboard(
 
     store = open_storage(storage)
     study_id = store.get_study_id_from_name(optuna_study.study_name)
+    check_listen(host, port)  # before anything says it listens
     console.print(
         f"optuna-dashboard: http://{host}:{port}/dashboard/studies/{study_id} (Ctrl-C to stop)"
     )

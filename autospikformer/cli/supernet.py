@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from autospikformer.cli.common import (
     RUNS_DIR,
@@ -120,7 +121,9 @@ def train(
         shutdown()
     if dist_from_env().is_main:
         console.print(
-            f"supernet checkpoint: [bold]{path}[/] (metrics: {path.parent / 'metrics.csv'})"
+            f"supernet checkpoint: [bold]{escape(str(path))}[/] "
+            f"(metrics: {escape(str(path.parent / 'metrics.csv'))})",
+            markup=True,
         )
 
 
