@@ -27,7 +27,8 @@ Design choices (``docs/studies.md`` explains them to users):
 - **A database outage** is ridden out (``study/retrying_storage.py``): every storage call of a
   worker is retried with back-off for up to ``search.max_outage`` seconds, so an evaluated trial
   keeps its result until it is saved; a worker that cannot reach the database for longer stops
-  with one line. The trial loop is Optuna's ask and tell, run here rather than by
+  with one line. A full disk under the database is handled the same way; a full disk met
+  elsewhere during a trial re-queues the trial's candidate, as a second Ctrl-C does. The trial loop is Optuna's ask and tell, run here rather than by
   ``study.optimize``, whose trial runner loses the database's error when saving a result fails.
 """
 
@@ -46,6 +47,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autospikformer.checkpoint import load_supernet_checkpoint
+from autospikformer.errors import disk_full
 from autospikformer.optuna_api import (
     FIXED_PARAMS_KEY,
     get_heartbeat_thread,
@@ -111,11 +113,17 @@ def evaluation_settings(result: SubnetResult) -> dict[str, Any]:
 
 
 class StopFlag:
-    """First SIGINT/SIGTERM: stop after the current trial; second: abandon the current trial."""
+    """First SIGINT/SIGTERM: stop after the current trial; second: abandon the current trial.
+
+    :meth:`request` asks for the first kind only (a worker whose command is gone)."""
 
     def __init__(self) -> None:
         self.requested = False
         self._previous: dict[int, Any] = {}
+
+    def request(self) -> None:
+        """Stop after the current trial (never more, however often asked)."""
+        self.requested = True
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
@@ -353,7 +361,7 @@ class Worker:
             except StorageOutage:
                 raise
             except BaseException as exc:
-                self._abandon(trial, requeue=isinstance(exc, KeyboardInterrupt))
+                self._abandon(trial, requeue=isinstance(exc, KeyboardInterrupt) or disk_full(exc))
                 raise
             self.storage.doing = f"saving the result of trial {trial.number}"
             return self._tell(trial, values, state)
