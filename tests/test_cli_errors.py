@@ -315,3 +315,130 @@ def test_help_paragraphs_are_wrapped_by_the_terminal_not_the_source() -> None:
         for paragraph in (help_text(command.callback.__doc__) or "").split("\n\n"):
             if len(paragraph) < 380:  # a longer one wraps even at 400 columns
                 assert paragraph in lines, (words, paragraph)
+
+
+# --- usage errors: typer's parsing, one line --------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("study", "run", "x", "--trials", "0"), "--trials: 0 is not allowed (allowed: an integer >= 1)"),
+        (("study", "run", "x", "--trials", "-3"), "--trials: -3 is not allowed (allowed: an integer >= 1)"),
+        (("study", "run", "x", "--trials", "many"), "--trials: 'many' is not allowed (allowed: an integer >= 1)"),
+        (("study", "run", "x", "--workers", "0"), "--workers: 0 is not allowed (allowed: an integer >= 1)"),
+        (("study", "list", "--format", "xml"), "--format: 'xml' is not allowed (allowed: table, csv, json)"),
+        (("study", "dashboard", "x", "--port", "99999"), "--port: 99999 is not allowed (allowed: an integer from 1 to 65535)"),
+        (("study", "list", "--bogus"), "autospik study list: no such option --bogus (allowed: --storage, --format, --help)"),
+        (("study", "list", "--stor"), "autospik study list: no such option --stor; did you mean --storage?"),
+        (("study", "run"), "autospik study run: missing argument STUDY; see 'autospik study run --help'"),
+        (("study", "bogus"), "autospik study: no such command 'bogus' (commands: create, run, export, compare, list, show, dashboard); see 'autospik study --help'"),
+        (("study", "run", "x", "--trials"), "option --trials needs a value"),
+    ],
+)  # fmt: skip
+def test_usage_errors_are_one_line_with_what_is_allowed(folder, args, line) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""  # no usage box, no help
+    assert result.stderr == f"error: {line}\n"
+    assert files(folder) == ["tiny.toml"]
+
+
+def test_no_arguments_still_shows_the_help() -> None:
+    result = invoke("study")
+    assert "Usage:" in result.output and "error:" not in result.output
+
+
+# --- text reaches the terminal as written -----------------------------------------------------
+MARKUP = ("x[/y]", "x[bold]y", "x[/]", "[red]x")
+
+
+def test_markup_shaped_input_is_printed_as_given(folder) -> None:
+    """Names, paths and URLs that look like rich markup: one line holding them verbatim, in
+    every command that echoes its input (no MarkupError traceback, no word lost)."""
+    assert invoke("study", "create", "tiny.toml").exit_code == 0
+    for text in MARKUP:
+        cases = [
+            (("study", "show", text), f"no study named '{text}'"),
+            (("study", "run", text), f"no study named '{text}'"),
+            (("study", "export", text), f"no study named '{text}'"),
+            (("study", "dashboard", text), f"no study named '{text}'"),
+            (("study", "compare", text, "tiny", "--out", "cmp"), f"'{text}'"),
+            (("subnet", "export", text, "--trial", "0", "--out", "m.pt"), f"'{text}'"),
+            (("analyze", "redundancy", text, "--trial", "0", "--out", "r"), f"'{text}'"),
+            (("energy", text), f"cannot read architecture '{text}'"),
+            (("energy", f"@{text}.json"), f"architecture file '{text}.json' does not exist"),
+            (("study", "list", "--storage", f"sqlite:///{text}.db"), f"{text}.db"),
+            (("study", "create", f"{text}.toml"), f"{text}.toml"),
+        ]
+        for args, fragment in cases:
+            one_line(invoke(*args), fragment)
+    # a study file whose path and content hold markup: echoed as they are, then registered
+    (folder / "a[").mkdir()
+    (folder / "a[" / "b].toml").write_text(tiny_study("m[/b]x"))
+    one_line(invoke("study", "create", "a[/b].toml"), "b].toml: study.name: 'm[/b]x' is not")
+    (folder / "a[" / "b].toml").write_text(tiny_study("mb"))
+    result = invoke("study", "create", "a[/b].toml", "--storage", "sqlite:///a[.db")
+    assert result.exit_code == 0, result.output
+    assert "study mb created in sqlite:///a[.db" in " ".join(result.stdout.split())
+
+
+def test_messages_keep_their_bracketed_words(folder) -> None:
+    assert invoke("study", "create", "tiny.toml").exit_code == 0
+    (folder / "other.toml").write_text(tiny_study("tiny").replace("trials = 5", "trials = 6"))
+    one_line(
+        invoke("study", "create", "other.toml"),
+        "differs in: search.trials); give the study another [study] name",
+    )
+    one_line(
+        invoke("study", "list", "--storage", "postgresql+pg8000://u@127.0.0.1:1/db"),
+        "pip install 'autospikformer[postgres]'",
+    )
+    text = runner.invoke(app, ["energy", "--help"], env={"COLUMNS": "300"}).output
+    assert "A TOML file whose [energy] table sets the model" in text
+
+
+# --- wording ----------------------------------------------------------------------------------
+def test_architecture_inputs_say_where_they_came_from(folder) -> None:
+    (folder / "noise.json").write_bytes(bytes(range(128, 256)) * 4)
+    (folder / "half.json").write_text('{"depth": 1')
+    (folder / "arch").mkdir()
+    expected = "give a JSON object or the compact form 'd2-e48-t4:r3,4:h4,4:th1,1.2:tau2,3'"
+    one_line(
+        invoke("energy", "{not json"),
+        "architecture '{not json' is not valid JSON (Expecting property name enclosed in "
+        f"double quotes, line 1 column 2); {expected}",
+    )
+    one_line(invoke("energy", "@half.json"), "architecture file 'half.json' is not valid JSON")
+    one_line(invoke("energy", "@noise.json"), "architecture file 'noise.json' is not a text file")
+    one_line(invoke("energy", "@arch"), "architecture file 'arch' is a folder; give a JSON file")
+    one_line(invoke("energy", "@nope.json"), "architecture file 'nope.json' does not exist")
+
+
+def test_a_file_that_is_not_a_study_file_is_named_as_such(folder) -> None:
+    (folder / "x.txt").write_text("not a study")
+    for command in ("create", "run"):
+        one_line(
+            invoke("study", command, "x.txt"),
+            "'x.txt' is not a study file: study files are TOML files ending in .toml",
+        )
+    one_line(
+        invoke("study", "create", "nope"),
+        "no study named 'nope': no study storage at autospik.db, and it is no study file "
+        "(.toml) or preset (presets: ",
+    )
+    assert files(folder) == ["tiny.toml", "x.txt"]
+
+
+def test_a_dashboard_port_in_use_is_refused_before_it_says_it_listens(folder) -> None:
+    import socket
+
+    assert invoke("study", "create", "tiny.toml").exit_code == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = invoke("study", "dashboard", "tiny", "--port", str(port))
+    assert result.stdout == ""  # neither our line nor the server's "Listening on"
+    one_line(result, f"--port {port}: cannot listen on 127.0.0.1:{port} (Address already in use)")
+    one_line(
+        invoke("study", "dashboard", "tiny", "--host", "nowhere.invalid"), "--host nowhere.invalid"
+    )
