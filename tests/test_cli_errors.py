@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import torch
 from helpers import TINY_SPACE, tiny_study
@@ -368,6 +369,8 @@ def test_markup_shaped_input_is_printed_as_given(folder) -> None:
             (("energy", f"@{text}.json"), f"architecture file '{text}.json' does not exist"),
             (("study", "list", "--storage", f"sqlite:///{text}.db"), f"{text}.db"),
             (("study", "create", f"{text}.toml"), f"{text}.toml"),
+            (("supernet", "eval", "--study", text, "--arch", "largest"), f"'{text}'"),
+            (("supernet", "train", "--space", text, "--dataset", "digits", "--out", "s"), text),
         ]
         for args, fragment in cases:
             one_line(invoke(*args), fragment)
@@ -442,3 +445,28 @@ def test_a_dashboard_port_in_use_is_refused_before_it_says_it_listens(folder) ->
     one_line(
         invoke("study", "dashboard", "tiny", "--host", "nowhere.invalid"), "--host nowhere.invalid"
     )
+
+
+def test_a_damaged_sqlite_storage_is_found_before_stage_1(folder) -> None:
+    """A page of the trials' values overwritten: the study still opens, so before the check
+    it was found only after training the supernet (with a supernet.lock left behind)."""
+    assert invoke("study", "create", "tiny.toml").exit_code == 0
+    db = folder / "autospik.db"
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    for i in range(40):
+        study.add_trial(optuna.trial.create_trial(values=[0.5 + i / 100, 1.0 + i], params={}))
+    with sqlite3.connect(db) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        root = con.execute("SELECT rootpage FROM sqlite_master WHERE name='trial_values'")
+        page = root.fetchone()[0]
+        size = con.execute("PRAGMA page_size").fetchone()[0]
+    con.close()
+    with open(db, "r+b") as handle:  # a leaf page's header: free-space pointers that lie
+        handle.seek((page - 1) * size)
+        handle.write(b"\x0d\x00\x00\x00\x05" + b"\xff" * 40)
+    line = one_line(
+        invoke("study", "run", "tiny", "--device", "cpu"),
+        "storage sqlite:///autospik.db is damaged: SQLite",
+    )
+    assert "nothing was trained or changed" in line and "sqlite3 autospik.db .recover" in line
+    assert files(folder) == ["autospik.db", "tiny.toml"]  # no runs/, no supernet.lock

@@ -395,7 +395,7 @@ def check_same_config(stored: StudyConfig, config: StudyConfig) -> None:
 
 #: How long a command waits for a study that another process is registering to hold its
 #: configuration (it writes the configuration last).
-REGISTRATION_WAIT = 30.0
+REGISTRATION_WAIT = 10.0
 
 
 def _registered(
@@ -409,12 +409,15 @@ def _registered(
         try:
             return load_study(storage, name)
         except StudyError:
+            if not has_study(storage, name):
+                raise
             study = optuna.load_study(study_name=name, storage=storage)
-            if CONFIG_ATTR not in study_records(study):  # (else: complete since; load again)
-                trials = study.get_trials(deepcopy=False)
-                registering = all(t.state == TrialState.WAITING for t in trials)
-                if not registering or time.monotonic() > deadline:
-                    raise
+            if CONFIG_ATTR in study_records(study):  # complete since (or unusable: its error)
+                return load_study(storage, name)
+            trials = study.get_trials(deepcopy=False)
+            registering = all(t.state == TrialState.WAITING for t in trials)
+            if not registering or time.monotonic() > deadline:
+                raise
         time.sleep(0.1)
 
 
@@ -566,7 +569,7 @@ def resolve_study(
     storage = open_storage(storage_url, write=write or create)
     if not has_study(storage, target) and Path(target).exists():
         _refuse_unknown(target, create, f"no study of that name in {describe_url(storage_url)}")
-    study, config = load_study(storage, target)
+    study, config = _registered(storage, target)
     if check is not None:
         check(config)
     return study, config, False
