@@ -675,7 +675,7 @@ def _storage_full(folder: Path, disk: Path, ckpt: Path, args: argparse.Namespace
          "--no-export"], cwd=folder, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
-    while len(complete(trials_of(url, name))) < args.at:
+    while len(complete(trials_of(url, name))) < args.at and proc.poll() is None:
         time.sleep(0.05)
     filler = _fill(disk)
     time.sleep(args.hold)
@@ -686,7 +686,8 @@ def _storage_full(folder: Path, disk: Path, ckpt: Path, args: argparse.Namespace
 
     with sqlite3.connect(disk / f"{name}.db") as db:
         integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
-    (disk / f"{name}.db").unlink()
+    for suffix in ("", "-wal", "-shm"):  # the next try gets the whole disk
+        Path(f"{disk / name}.db{suffix}").unlink(missing_ok=True)
     return {"rc": proc.returncode, "complete": len(complete(trials)),
             "fail": sum(t.state == TrialState.FAIL for t in trials),
             "running": sum(t.state == TrialState.RUNNING for t in trials),

@@ -414,6 +414,11 @@ def test_architecture_inputs_say_where_they_came_from(folder) -> None:
     one_line(invoke("energy", "@noise.json"), "architecture file 'noise.json' is not a text file")
     one_line(invoke("energy", "@arch"), "architecture file 'arch' is a folder; give a JSON file")
     one_line(invoke("energy", "@nope.json"), "architecture file 'nope.json' does not exist")
+    (folder / "noise.toml").write_bytes(bytes(range(128, 256)) * 4)
+    one_line(
+        invoke("energy", ARCH, "--constants", "noise.toml"),
+        "--constants: noise.toml is not a text file (give a TOML file)",
+    )
 
 
 def test_a_file_that_is_not_a_study_file_is_named_as_such(folder) -> None:

@@ -47,8 +47,10 @@ def energy_model_from(name: str | None, constants: Path | None, default: Any = N
         if not constants.is_file():
             fail(f"--constants: file {str(constants)!r} does not exist")
         try:
-            data = tomllib.loads(constants.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            data = tomllib.loads(constants.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            fail(f"--constants: {constants} is not a text file (give a TOML file)")
+        except tomllib.TOMLDecodeError as exc:
             fail(f"--constants: {constants} is not valid TOML ({exc})")
         if "energy" not in data:
             fail(f"--constants: {constants} has no [energy] table")
