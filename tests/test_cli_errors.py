@@ -19,6 +19,7 @@ import optuna
 import pytest
 import torch
 from helpers import TINY_SPACE, tiny_study
+from trained_study import searched, searched_db  # noqa: F401
 from typer.testing import CliRunner
 
 from autospikformer.cli.app import app
@@ -331,8 +332,12 @@ def test_help_paragraphs_are_wrapped_by_the_terminal_not_the_source() -> None:
         (("study", "list", "--bogus"), "autospik study list: no such option --bogus (allowed: --storage, --format, --help)"),
         (("study", "list", "--stor"), "autospik study list: no such option --stor; did you mean --storage?"),
         (("study", "run"), "autospik study run: missing argument STUDY; see 'autospik study run --help'"),
-        (("study", "bogus"), "autospik study: no such command 'bogus' (commands: create, run, export, compare, list, show, dashboard); see 'autospik study --help'"),
+        (("study", "bogus"), "autospik study: no such command 'bogus' (commands: create, run, export, compare, list, show, dashboard, validate); see 'autospik study --help'"),
         (("study", "run", "x", "--trials"), "option --trials needs a value"),
+        (("subnet", "train", "x", "--trial", "abc"), "--trial: 'abc' is not allowed (allowed: an integer)"),
+        (("subnet", "train"), "autospik subnet train: missing argument STUDY; see 'autospik subnet train --help'"),
+        (("study", "validate", "x", "--workers", "0"), "--workers: 0 is not allowed (allowed: an integer >= 1)"),
+        (("study", "validate", "x", "--top", "few"), "--top: 'few' is not allowed (allowed: an integer)"),
     ],
 )  # fmt: skip
 def test_usage_errors_are_one_line_with_what_is_allowed(folder, args, line) -> None:
@@ -371,6 +376,8 @@ def test_markup_shaped_input_is_printed_as_given(folder) -> None:
             (("study", "create", f"{text}.toml"), f"{text}.toml"),
             (("supernet", "eval", "--study", text, "--arch", "largest"), f"'{text}'"),
             (("supernet", "train", "--space", text, "--dataset", "digits", "--out", "s"), text),
+            (("subnet", "train", text, "--trial", "0"), f"no study named '{text}'"),
+            (("study", "validate", text), f"no study named '{text}'"),
         ]
         for args, fragment in cases:
             one_line(invoke(*args), fragment)
@@ -475,3 +482,34 @@ def test_a_damaged_sqlite_storage_is_found_before_stage_1(folder) -> None:
     )
     assert "nothing was trained or changed" in line and "sqlite3 autospik.db .recover" in line
     assert files(folder) == ["autospik.db", "tiny.toml"]  # no runs/, no supernet.lock
+
+
+# --- the commands that train a chosen subnet: paths as given, bad places in one line ------------
+def test_subnet_train_and_study_validate_print_paths_as_given(searched, tmp_path) -> None:  # noqa: F811
+    """A runs folder or output folder named like markup is printed verbatim (no ``\\[``, no
+    lost word), and a place that cannot be written is one line naming the option."""
+    common = ("-s", searched["url"], "--supernet", searched["supernet"], "--device", "cpu",
+              "--no-progress")  # fmt: skip
+    trial = "3"
+    one_line(
+        invoke("subnet", "train", "s", "--trial", trial, "--model", "m[/b].pt", *common),
+        "--model m[/b].pt: no such file",
+    )
+    one_line(
+        invoke("subnet", "train", "s", "--trial", trial, "--out", "/proc/nope", *common),
+        "--out /proc/nope",
+    )
+    one_line(invoke("study", "validate", "s", "--out", "/proc/nope", *common), "--out /proc/nope")
+    runs = tmp_path / "r[/b]"
+    result = invoke("subnet", "train", "s", "--trial", trial, "--epochs", "1", "--train-samples", "64", "--runs-dir",
+                    str(runs), *common)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"model: {runs}/s/" in result.stdout and "\\[" not in result.stdout, result.stdout
+    assert "study s, trial 3:" in result.stdout
+    out = tmp_path / "v[bold]x"
+    result = invoke("study", "validate", "s", "--top", "3", "--epochs", "1", "--train-samples", "64", "--runs-dir",
+                    str(runs), "--out", str(out), *common)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert f"scatter: {out / 'validation.html'}" in text and "\\[" not in text, text
+    assert (out / "validation.csv").is_file()

@@ -40,6 +40,8 @@ except ImportError:  # pragma: no cover - an older typer on click
     from click.exceptions import NoSuchOption, UsageError
 
 console = Console(markup=False)
+if not console.is_terminal:  # a log file: one line per message, not wrapped at 80 columns
+    console.soft_wrap = True
 err_console = Console(stderr=True, markup=False)
 
 T = TypeVar("T")
@@ -114,7 +116,8 @@ def print_error(message: str) -> None:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``error: message`` on one line to stderr and exit non-zero."""
+    """Print ``error: message`` on one line to stderr and exit non-zero (the message printed as
+    written: it may name a user's folder such as ``train/[unlabelled]``)."""
     print_error(message)
     raise typer.Exit(code)
 

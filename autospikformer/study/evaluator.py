@@ -35,7 +35,7 @@ def study_evaluator(
     search = config.search
     return SubnetEvaluator(
         supernet,
-        dataset=config.dataset,
+        dataset=config.data_info_at(data_root),
         data_root=data_root or config.data_root,
         calib_batches=search.calib_batches,
         batch_size=search.batch_size,
