@@ -428,6 +428,15 @@ def test_architecture_inputs_say_where_they_came_from(folder) -> None:
     )
 
 
+def test_validating_a_study_without_enough_trials_says_to_search_first(folder) -> None:
+    assert invoke("study", "create", "tiny.toml").exit_code == 0
+    one_line(
+        invoke("study", "validate", "tiny"),
+        "study 'tiny' has 0 complete trials; the ranking check needs at least 3: run "
+        "'autospik study run tiny' first",
+    )
+
+
 def test_a_file_that_is_not_a_study_file_is_named_as_such(folder) -> None:
     (folder / "x.txt").write_text("not a study")
     for command in ("create", "run"):
