@@ -428,6 +428,20 @@ def test_architecture_inputs_say_where_they_came_from(folder) -> None:
     )
 
 
+def test_a_runs_folder_that_cannot_be_made_is_refused_before_anything(folder) -> None:
+    (folder / "taken").write_text("a file")
+    one_line(
+        invoke("study", "run", "tiny.toml", "--runs-dir", "/proc/nope", "--device", "cpu"),
+        "--runs-dir /proc/nope: cannot create folder '/proc/nope/tiny' (No such file or directory)",
+    )
+    one_line(
+        invoke("study", "run", "tiny.toml", "--runs-dir", "taken/runs", "--device", "cpu"),
+        "--runs-dir taken/runs: cannot create folder 'taken/runs/tiny' ('taken' is a file, not a "
+        "folder); choose a writable place",
+    )
+    assert files(folder) == ["taken", "tiny.toml"]  # no storage, no probe folder left
+
+
 def test_validating_a_study_without_enough_trials_says_to_search_first(folder) -> None:
     assert invoke("study", "create", "tiny.toml").exit_code == 0
     one_line(

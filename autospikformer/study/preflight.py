@@ -11,7 +11,10 @@ leaves the storage and the runs folder as they were (no ``supernet.lock`` either
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import sqlite3
+import tempfile
 from pathlib import Path
 
 from autospikformer.checkpoint import load_supernet_checkpoint
@@ -57,21 +60,21 @@ def check_storage(url: str) -> None:
 
 
 def check_runs_folder(runs_dir: str | Path, config: StudyConfig) -> None:
-    """Refuse a ``--runs-dir`` where the study's folder cannot be made: it is made, and what
-    was made is removed again, so the check leaves nothing behind."""
+    """Refuse a ``--runs-dir`` where the study's folder cannot be made. Making that folder and
+    removing it again would race with a command starting at the same moment (it could remove
+    the folder the other just made), so a uniquely named folder is made and removed in the
+    nearest folder that exists: nothing of anyone else's is touched."""
     folder = Path(runs_dir) / config.name
-    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"'{existing}' is a file, not a folder")
+        os.rmdir(tempfile.mkdtemp(prefix=".autospik-check-", dir=existing))
     except OSError as exc:
         raise StudyError(
             f"--runs-dir {runs_dir}: cannot create folder '{folder}' ({exc.strerror or exc}); "
             "choose a writable place"
         ) from None
-    finally:
-        for path in made:
-            with contextlib.suppress(OSError):
-                path.rmdir()
 
 
 def _few(classes: list[str] | None) -> str:
