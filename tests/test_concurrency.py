@@ -226,3 +226,36 @@ def test_workers_stop_with_their_command_and_the_rerun_counts_its_own(
     assert rerun.returncode == 0, rerun.stderr
     found = COUNT.search(" ".join(rerun.stdout.split()))
     assert found is not None and (found.group(2), found.group(3)) == (str(n), str(n - before))
+
+
+def test_a_trial_failed_as_stale_while_evaluated_is_one_warning(tiny_supernet, tmp_path, capsys):
+    """Another command's worker may fail a trial as stale while this worker evaluates it (its
+    heartbeats late on a loaded machine): the worker's next write to the trial meets Optuna's
+    UpdateFinishedTrialError. Before, that ended the command in a traceback; now it is one
+    warning, the trial stays FAIL (its re-queued copy is evaluated again) and the worker goes on."""
+    from autospikformer.optuna_api import storage_of, trial_id
+    from autospikformer.study.storage import resolve_study
+    from autospikformer.study.worker import Worker, WorkerOptions
+
+    (tmp_path / "s.toml").write_text(tiny_study("s"))
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    resolve_study(str(tmp_path / "s.toml"), url, create=True)
+    worker = Worker(WorkerOptions(storage_url=url, study_name="s", trials=2,
+                                  checkpoint=str(tiny_supernet), device="cpu"))  # fmt: skip
+    evaluate = worker.evaluator.evaluate
+    failed: list[int] = []
+
+    def evaluated_while_another_worker_fails_it(arch):
+        if not failed:  # the first trial: another worker fails it as stale meanwhile
+            (running,) = worker.study.get_trials(states=(TrialState.RUNNING,))
+            storage_of(worker.study).set_trial_state_values(trial_id(running), TrialState.FAIL)
+            failed.append(running.number)
+        return evaluate(arch)
+
+    worker.evaluator.evaluate = evaluated_while_another_worker_fails_it
+    assert worker.run_trial() == TrialState.FAIL
+    assert f"trial {failed[0]} was failed as stale by another worker while it was being " \
+        "evaluated" in capsys.readouterr().err  # fmt: skip
+    assert worker.run_trial() == TrialState.COMPLETE  # the search goes on
+    states = {t.number: t.state for t in worker.study.get_trials()}
+    assert states[failed[0]] == TrialState.FAIL

@@ -360,6 +360,8 @@ class Worker:
                 state = TrialState.PRUNED
             except StorageOutage:
                 raise
+            except optuna.exceptions.UpdateFinishedTrialError:
+                return self._failed_elsewhere(trial, "while it was being evaluated")
             except BaseException as exc:
                 self._abandon(trial, requeue=isinstance(exc, KeyboardInterrupt) or disk_full(exc))
                 raise
@@ -372,18 +374,22 @@ class Worker:
         try:
             self.study.tell(trial, values, state=state)
         except ValueError:  # "Cannot tell a FAIL trial": failed as stale by another worker
-            frozen = storage_of(self.study).get_trial(trial_id(trial))
-            if frozen.state != TrialState.FAIL:
+            if storage_of(self.study).get_trial(trial_id(trial)).state != TrialState.FAIL:
                 raise
-            print(
-                f"warning: {self.label}: trial {trial.number} was failed as stale by another "
-                "worker while its result waited for the storage; its re-queued copy is "
-                "evaluated again",
-                file=sys.stderr,
-                flush=True,
-            )
-            return TrialState.FAIL
+            return self._failed_elsewhere(trial, "while its result waited for the storage")
         return state
+
+    def _failed_elsewhere(self, trial: optuna.Trial, when: str) -> TrialState:
+        """A trial another worker failed as stale (its heartbeats were late: a lost storage, or
+        a machine so loaded that the heartbeat thread missed the grace period): one warning,
+        and the search goes on; the re-queued copy is evaluated again."""
+        print(
+            f"warning: {self.label}: trial {trial.number} was failed as stale by another worker "
+            f"{when}; its re-queued copy is evaluated again",
+            file=sys.stderr,
+            flush=True,
+        )
+        return TrialState.FAIL
 
     def _abandon(self, trial: optuna.Trial, *, requeue: bool) -> None:
         """Tell an unfinished trial FAIL (and re-queue its candidate), if the storage answers."""
