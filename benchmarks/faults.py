@@ -44,8 +44,8 @@ checked for one consistent set.
     nice -n 10 python benchmarks/faults.py outage --trials 60 --at 30 --stop 15
     nice -n 10 python benchmarks/faults.py outage --scenarios after --stop 5
     nice -n 10 python benchmarks/faults.py checkpoint --kills 10
-    nice -n 10 python benchmarks/faults.py inputs
-    nice -n 10 python benchmarks/faults.py together --tries 5 --postgres URL
+    nice -n 10 python benchmarks/faults.py inputs --jobs 3          # or --in-process
+    nice -n 10 python benchmarks/faults.py together --tries 5 --postgres private
     nice -n 10 python benchmarks/faults.py orphans --tries 3
     nice -n 10 python benchmarks/faults.py disk-full --tries 3 --kills 10
 """
@@ -65,6 +65,7 @@ import sys
 import time
 import tomllib
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -383,6 +384,10 @@ def bad_inputs(folder: Path) -> list[tuple[list[str], str]]:
             (["energy", f"@{text}.json"], f"'{text}.json'"),
             (["supernet", "eval", "--study", text, "--arch", "largest"], f"'{text}'"),
             (["supernet", "train", "--space", text, "--dataset", "digits", "--out", "sn"], text),
+            (["subnet", "train", text, "--trial", "0"], f"'{text}'"),
+            (["study", "validate", text], f"'{text}'"),
+            (["subnet", "train", "tiny", "--trial", "0", "--model", f"{text}.pt"], f"{text}.pt"),
+            (["study", "validate", "tiny", "--top", "3", "--supernet", f"{text}.pt"], f"{text}.pt"),
         ]
     cases += [
         (["study", "run", "tiny", "--trials", "0"], "--trials: 0 is not allowed"),
@@ -437,6 +442,20 @@ def bad_inputs(folder: Path) -> list[tuple[list[str], str]]:
         (["supernet", "train", "--space", "digits", "--dataset", "digits", "--out", "sn", "--device", "bogus"], "'bogus'"),
         (["supernet", "eval", "--study", "tiny", "--arch", "bogus"], "bogus"),
         (["supernet", "eval", "--study", "tiny", "--arch", "largest", "--batch-size", "0"], "--batch-size: 0"),
+        (["subnet", "train", "tiny"], "--trial"),
+        (["subnet", "train", "tiny", "--trial", "abc"], "--trial: 'abc' is not allowed"),
+        (["subnet", "train", "tiny", "--trial", "999"], "999"),
+        (["subnet", "train", "tiny", "--trial", "0", "--epochs", "0"], "--epochs: 0 is not allowed"),
+        (["subnet", "train", "tiny", "--trial", "0", "--lr", "-1"], "--lr: -1.0 is not allowed"),
+        (["subnet", "train", "tiny", "--trial", "0", "--out", "/proc/nope"], "--out /proc/nope"),
+        (["subnet", "train", "tiny", "--trial", "0", "--device", "bogus"], "'bogus'"),
+        (["subnet", "train", "tiny", "--trial", "0", "--bogus"], "no such option --bogus"),
+        (["study", "validate", "tiny", "--top", "0"], "--top: 0 is not allowed"),
+        (["study", "validate", "tiny", "--top", "few"], "--top: 'few' is not allowed"),
+        (["study", "validate", "tiny", "--top", "3", "--workers", "0"], "--workers: 0 is not allowed"),
+        (["study", "validate", "tiny", "--top", "3", "--epochs", "0"], "--epochs: 0 is not allowed"),
+        (["study", "validate", "tiny", "--top", "3", "--out", "/proc/nope"], "--out /proc/nope"),
+        (["study", "validate", "tiny", "--top", "3", "--runs-dir", "/proc/nope"], "--runs-dir /proc/nope"),
     ]  # fmt: skip
     return cases
 
@@ -455,6 +474,23 @@ def classify(args: list[str], fragment: str, done: subprocess.CompletedProcess) 
     }
 
 
+def _in_process(command: list[str]) -> subprocess.CompletedProcess:
+    """One command line through typer's test runner in this process (the console script's
+    app; no interpreter start per case): an exception that escaped the command is printed as
+    the traceback Python would print."""
+    import traceback
+
+    from typer.testing import CliRunner
+
+    from autospikformer.cli.app import app
+
+    result = CliRunner().invoke(app, command)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(command, result.exit_code, result.stdout, stderr)
+
+
 def inputs(args: argparse.Namespace) -> list[dict[str, Any]]:
     folder = Path(args.workdir or f"/tmp/autospik-inputs-{uuid.uuid4().hex[:6]}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -469,11 +505,26 @@ def inputs(args: argparse.Namespace) -> list[dict[str, Any]]:
         taken.listen()
         busy = str(taken.getsockname()[1])
         cases = [*bad_inputs(folder), (["study", "dashboard", "tiny", "--port", busy], busy)]
-        results = []
-        for command, fragment in cases:
-            done = subprocess.run([*cli, *command], cwd=folder, env=ENV, capture_output=True,
-                                  text=True, timeout=600)  # fmt: skip
-            results.append(classify(command, fragment, done))
+
+        log = (folder / "results.jsonl").open("w")  # each case as it ends, to read
+
+        def one(case: tuple[list[str], str]) -> dict[str, Any]:
+            if args.in_process:
+                done = _in_process(case[0])
+            else:
+                done = subprocess.run([*cli, *case[0]], cwd=folder, env=ENV, capture_output=True,
+                                      text=True, timeout=600)  # fmt: skip
+            result = classify(*case, done)
+            log.write(json.dumps(result) + "\n")
+            log.flush()
+            return result
+
+        if args.in_process:
+            os.chdir(folder)
+            results = [one(case) for case in cases]
+        else:
+            with ThreadPoolExecutor(args.jobs) as pool:  # independent commands, in order
+                results = list(pool.map(one, cases))
     (folder / "results.json").write_text(json.dumps(results, indent=1))  # every line, to read
     bad = [
         r for r in results if r["rc"] == 0 or r["traceback"] or not r["one_line"] or r["mangled"]
@@ -518,6 +569,23 @@ def together(args: argparse.Namespace) -> dict[str, Any]:
     (folder / "tiny.toml").write_text(tiny_study("tiny"))
     result: dict[str, Any] = {}
     kinds = ["sqlite"] + (["postgresql"] if args.postgres else [])
+    server = PrivatePostgres() if args.postgres == "private" else None
+    if server is not None:
+        args.postgres = server.url
+    try:
+        result |= _creates(folder, kinds, args)
+    finally:
+        if server is not None:
+            server.close()
+    result["two_runs"] = [two_runs(folder, args.trials) for _ in range(args.runs)]
+    print(f"\nmachine: {machine()}")
+    return result
+
+
+def _creates(folder: Path, kinds: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """``--processes`` commands creating one study at one moment on a new storage, ``--tries``
+    times per storage kind: tries with a failure, failed commands, their lines."""
+    result: dict[str, Any] = {}
     for kind in kinds:
         failed_tries, failed_commands, lines = 0, 0, set()
         for _ in range(args.tries):
@@ -534,8 +602,6 @@ def together(args: argparse.Namespace) -> dict[str, Any]:
                                     "tries_with_a_failure": failed_tries,
                                     "failed_commands": failed_commands, "lines": sorted(lines)}  # fmt: skip
         print(json.dumps({kind: result[f"create_{kind}"]}), flush=True)
-    result["two_runs"] = [two_runs(folder, args.trials) for _ in range(args.runs)]
-    print(f"\nmachine: {machine()}")
     return result
 
 
@@ -557,6 +623,7 @@ def two_runs(folder: Path, n: int) -> dict[str, Any]:
     export = folder / "runs" / name / "export"
     summary = json.loads((export / "summary.json").read_text()) if export.exists() else {}
     out = {"rc": [r.returncode for r in runs], "in_this_run": here, "complete": len(done),
+           "errors": [r.stderr.strip()[-3000:] for r in runs if r.returncode != 0],
            "front": len(study.best_trials), "measured_by_each": measured,
            "export_files": len([p for p in export.iterdir() if p.is_file()]) if export.exists() else 0,
            "export_complete": summary.get("complete"),
@@ -791,13 +858,18 @@ def main() -> None:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--workdir", default=None)
     i = sub.add_parser("inputs", help="every command under bad input: tracebacks, mangled lines")
+    i.add_argument("--jobs", type=int, default=1, help="command lines run at once")
+    i.add_argument("--in-process", action="store_true",
+                   help="run each command line through typer's CliRunner in this process")  # fmt: skip
     i.add_argument("--workdir", default=None)
     t = sub.add_parser("together", help="commands started at one moment on a new storage")
     t.add_argument("--tries", type=int, default=5)
     t.add_argument("--processes", type=int, default=6)
     t.add_argument("--trials", type=int, default=12, help="of the two-runs study")
     t.add_argument("--runs", type=int, default=3, help="tries of the two runs")
-    t.add_argument("--postgres", default=None, help="a PostgreSQL URL (a fresh schema per try)")
+    t.add_argument("--postgres", default=None,
+                   help="a PostgreSQL URL (a fresh schema per try), or 'private' for a private "
+                   "server (tests/private_postgres.py)")  # fmt: skip
     t.add_argument("--workdir", default=None)
     r = sub.add_parser("orphans", help="SIGKILL a --workers 2 command, then rerun it")
     r.add_argument("--tries", type=int, default=3)

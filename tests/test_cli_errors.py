@@ -207,6 +207,10 @@ def test_export_to_a_path_that_cannot_be_a_folder(folder) -> None:
         "--out /proc/nope: cannot create folder '/proc/nope'",
     )
     one_line(
+        invoke("study", "export", "tiny", "--runs-dir", "/proc/nope"),
+        "--runs-dir /proc/nope/tiny: cannot create folder '/proc/nope/tiny'",
+    )
+    one_line(
         invoke("subnet", "export", "tiny", "--trial", "0", "--out", "m.pt"),
         "study 'tiny' has no trials yet: run 'autospik study run tiny'",
     )

@@ -405,6 +405,7 @@ def export_cmd(
     if out is None:  # the study's runs folder: refused when another storage's study owns it
         from autospikformer.study.run_folder import claim_run_folder
 
+        output_folder(runs_dir / config.name, "--runs-dir")  # one line naming the option
         guard(claim_run_folder, runs_dir / config.name, optuna_study, storage)
     option = "--out" if out is not None else "--runs-dir"
     folder_path = output_folder(out or runs_dir / config.name / folder, option)
