@@ -12,6 +12,7 @@ device's memory) into one line, so that no command shows a traceback for them.
 from __future__ import annotations
 
 import difflib
+import errno
 import sys
 from collections.abc import Iterable
 
@@ -56,6 +57,11 @@ def database_reason(exc: BaseException) -> str | None:
     first = next((line for line in text.splitlines() if line.strip()), "")  # drivers add advice
     reason = _squash(first, 240) or type(orig).__name__
     return f"{reason} ({type(orig).__module__.split('.')[0]}.{type(orig).__name__})"
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says that a disk (or the user's quota on it) is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def error_line(exc: BaseException) -> str | None:

@@ -25,15 +25,19 @@ from typing import Any
 import optuna
 
 from autospikformer.errors import AutospikError
+from autospikformer.optuna_api import storage_of
+from autospikformer.processes import folder_lock
 from autospikformer.report.export import StudyExport, export_study
 from autospikformer.study.config import StudyConfig
 from autospikformer.study.data_record import record_study_data
 from autospikformer.study.holdout import measure_front_on_test
 from autospikformer.study.preflight import check_run_inputs
+from autospikformer.study.retrying_storage import RetryingStorage
 from autospikformer.study.run_folder import claim_run_folder, release_run_folder
 from autospikformer.study.storage import (
     DEFAULT_RUNS_DIR,
     DEFAULT_STORAGE,
+    describe_url,
     resolve_study,
     sqlite_path,
     withdraw_study,
@@ -100,13 +104,9 @@ def run_study(
     runs_dir = Path(runs_dir)
     started = time.monotonic()
     check = functools.partial(
-        check_run_inputs,
-        device=device,
-        data_root=data_root,
-        checkpoint=supernet,
-        runs_dir=runs_dir,
-        storage=storage,
-    )
+        check_run_inputs, device=device, data_root=data_root, checkpoint=supernet,
+        runs_dir=runs_dir, storage=storage, writes_runs=supernet is None or export,
+    )  # fmt: skip
     db_file = sqlite_path(storage)
     new_file = db_file if db_file is not None and not db_file.is_file() else None
     study, config, created = resolve_study(target, storage, create=True, check=check)
@@ -158,17 +158,64 @@ def run_study(
         f"this run, search {format_seconds(result.search_seconds)}, total "
         f"{format_seconds(result.total_seconds)})"
     )
-    if config.search.eval_split == "val":
-        result.measured = measure_front_on_test(
-            study, config, checkpoint, data_root=data_root, device=device
-        )
-        if result.measured:
-            plural = "s" if len(result.measured) > 1 else ""
-            say(
-                f"test split: {len(result.measured)} new front member{plural} measured once on "
-                f"{result.measured[0]['samples']} test images (candidates were ranked on the "
-                f"validation split, {config.val_fraction:g} of the training split)"
-            )
-    if export:
-        result.export = export_study(study, runs_dir / config.name / "export")
+    _after_search(result, storage, runs_dir, data_root, device, export, say)
     return result
+
+
+def _riding_out(study: optuna.Study, config: StudyConfig, url: str) -> RetryingStorage:
+    """The study's storage for the steps after the search, riding out an outage as the workers'
+    does (``search.max_outage``); the returned storage's ``doing`` names the step."""
+    return RetryingStorage(
+        storage_of(study),
+        max_outage=config.search.max_outage,
+        label="autospik",
+        url=describe_url(url),
+    )
+
+
+@contextlib.contextmanager
+def _one_at_a_time(folder: Path) -> Iterator[None]:
+    """The after-search steps of one study, one command at a time on this machine (a lock on
+    its runs folder; a folder made only for the lock goes again)."""
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with folder_lock(folder):
+            yield
+    finally:
+        if made:
+            with contextlib.suppress(OSError):  # not empty: the export is there
+                folder.rmdir()
+
+
+def _after_search(
+    result: StudyRun, url: str, runs_dir: Path, data_root: str | None, device: str,
+    export: bool, say: Callable[[str], None],
+) -> None:  # fmt: skip
+    """The front's test pass (under ``eval_split = "val"``) and the export, through a storage
+    that rides out an outage. Several commands on one study each do them, in turn on one
+    machine: the second finds the front measured (measuring is once per member) and writes
+    the same export, which replaces the first one as a whole."""
+    config = result.config
+    if config.search.eval_split != "val" and not export:
+        return
+    storage = _riding_out(result.study, config, url)
+    study = optuna.load_study(study_name=config.name, storage=storage)
+    with _one_at_a_time(runs_dir / config.name):
+        if config.search.eval_split == "val":
+            storage.doing = "measuring the front on the test split"
+            result.measured = measure_front_on_test(
+                study, config, result.checkpoint, data_root=data_root, device=device
+            )
+            if result.measured:
+                plural = "s" if len(result.measured) > 1 else ""
+                say(
+                    f"test split: {len(result.measured)} new front member{plural} measured once "
+                    f"on {result.measured[0]['samples']} test images (candidates were ranked on "
+                    f"the validation split, {config.val_fraction:g} of the training split)"
+                )
+        if export:
+            storage.doing = "exporting the study"
+            result.export = export_study(
+                study, runs_dir / config.name / "export", option="--runs-dir"
+            )

@@ -15,9 +15,11 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import torch
 from helpers import TINY_SPACE, tiny_study
+from trained_study import searched, searched_db  # noqa: F401
 from typer.testing import CliRunner
 
 from autospikformer.cli.app import app
@@ -205,6 +207,10 @@ def test_export_to_a_path_that_cannot_be_a_folder(folder) -> None:
         "--out /proc/nope: cannot create folder '/proc/nope'",
     )
     one_line(
+        invoke("study", "export", "tiny", "--runs-dir", "/proc/nope"),
+        "--runs-dir /proc/nope/tiny: cannot create folder '/proc/nope/tiny'",
+    )
+    one_line(
         invoke("subnet", "export", "tiny", "--trial", "0", "--out", "m.pt"),
         "study 'tiny' has no trials yet: run 'autospik study run tiny'",
     )
@@ -315,3 +321,222 @@ def test_help_paragraphs_are_wrapped_by_the_terminal_not_the_source() -> None:
         for paragraph in (help_text(command.callback.__doc__) or "").split("\n\n"):
             if len(paragraph) < 380:  # a longer one wraps even at 400 columns
                 assert paragraph in lines, (words, paragraph)
+
+
+# --- usage errors: typer's parsing, one line --------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (("study", "run", "x", "--trials", "0"), "--trials: 0 is not allowed (allowed: an integer >= 1)"),
+        (("study", "run", "x", "--trials", "-3"), "--trials: -3 is not allowed (allowed: an integer >= 1)"),
+        (("study", "run", "x", "--trials", "many"), "--trials: 'many' is not allowed (allowed: an integer >= 1)"),
+        (("study", "run", "x", "--workers", "0"), "--workers: 0 is not allowed (allowed: an integer >= 1)"),
+        (("study", "list", "--format", "xml"), "--format: 'xml' is not allowed (allowed: table, csv, json)"),
+        (("study", "dashboard", "x", "--port", "99999"), "--port: 99999 is not allowed (allowed: an integer from 1 to 65535)"),
+        (("study", "list", "--bogus"), "autospik study list: no such option --bogus (allowed: --storage, --format, --help)"),
+        (("study", "list", "--stor"), "autospik study list: no such option --stor; did you mean --storage?"),
+        (("study", "run"), "autospik study run: missing argument STUDY; see 'autospik study run --help'"),
+        (("study", "bogus"), "autospik study: no such command 'bogus' (commands: create, run, export, compare, list, show, dashboard, validate); see 'autospik study --help'"),
+        (("study", "run", "x", "--trials"), "option --trials needs a value"),
+        (("subnet", "train", "x", "--trial", "abc"), "--trial: 'abc' is not allowed (allowed: an integer)"),
+        (("subnet", "train"), "autospik subnet train: missing argument STUDY; see 'autospik subnet train --help'"),
+        (("study", "validate", "x", "--workers", "0"), "--workers: 0 is not allowed (allowed: an integer >= 1)"),
+        (("study", "validate", "x", "--top", "few"), "--top: 'few' is not allowed (allowed: an integer)"),
+    ],
+)  # fmt: skip
+def test_usage_errors_are_one_line_with_what_is_allowed(folder, args, line) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""  # no usage box, no help
+    assert result.stderr == f"error: {line}\n"
+    assert files(folder) == ["tiny.toml"]
+
+
+def test_no_arguments_still_shows_the_help() -> None:
+    result = invoke("study")
+    assert "Usage:" in result.output and "error:" not in result.output
+
+
+# --- text reaches the terminal as written -----------------------------------------------------
+MARKUP = ("x[/y]", "x[bold]y", "x[/]", "[red]x")
+
+
+def test_markup_shaped_input_is_printed_as_given(folder) -> None:
+    """Names, paths and URLs that look like rich markup: one line holding them verbatim, in
+    every command that echoes its input (no MarkupError traceback, no word lost)."""
+    assert invoke("study", "create", "tiny.toml").exit_code == 0
+    for text in MARKUP:
+        cases = [
+            (("study", "show", text), f"no study named '{text}'"),
+            (("study", "run", text), f"no study named '{text}'"),
+            (("study", "export", text), f"no study named '{text}'"),
+            (("study", "dashboard", text), f"no study named '{text}'"),
+            (("study", "compare", text, "tiny", "--out", "cmp"), f"'{text}'"),
+            (("subnet", "export", text, "--trial", "0", "--out", "m.pt"), f"'{text}'"),
+            (("analyze", "redundancy", text, "--trial", "0", "--out", "r"), f"'{text}'"),
+            (("energy", text), f"cannot read architecture '{text}'"),
+            (("energy", f"@{text}.json"), f"architecture file '{text}.json' does not exist"),
+            (("study", "list", "--storage", f"sqlite:///{text}.db"), f"{text}.db"),
+            (("study", "create", f"{text}.toml"), f"{text}.toml"),
+            (("supernet", "eval", "--study", text, "--arch", "largest"), f"'{text}'"),
+            (("supernet", "train", "--space", text, "--dataset", "digits", "--out", "s"), text),
+            (("subnet", "train", text, "--trial", "0"), f"no study named '{text}'"),
+            (("study", "validate", text), f"no study named '{text}'"),
+        ]
+        for args, fragment in cases:
+            one_line(invoke(*args), fragment)
+    # a study file whose path and content hold markup: echoed as they are, then registered
+    (folder / "a[").mkdir()
+    (folder / "a[" / "b].toml").write_text(tiny_study("m[/b]x"))
+    one_line(invoke("study", "create", "a[/b].toml"), "b].toml: study.name: 'm[/b]x' is not")
+    (folder / "a[" / "b].toml").write_text(tiny_study("mb"))
+    result = invoke("study", "create", "a[/b].toml", "--storage", "sqlite:///a[.db")
+    assert result.exit_code == 0, result.output
+    assert "study mb created in sqlite:///a[.db" in " ".join(result.stdout.split())
+
+
+def test_messages_keep_their_bracketed_words(folder) -> None:
+    assert invoke("study", "create", "tiny.toml").exit_code == 0
+    (folder / "other.toml").write_text(tiny_study("tiny").replace("trials = 5", "trials = 6"))
+    one_line(
+        invoke("study", "create", "other.toml"),
+        "differs in: search.trials); give the study another [study] name",
+    )
+    one_line(
+        invoke("study", "list", "--storage", "postgresql+pg8000://u@127.0.0.1:1/db"),
+        "pip install 'autospikformer[postgres]'",
+    )
+    text = runner.invoke(app, ["energy", "--help"], env={"COLUMNS": "300"}).output
+    assert "A TOML file whose [energy] table sets the model" in text
+
+
+# --- wording ----------------------------------------------------------------------------------
+def test_architecture_inputs_say_where_they_came_from(folder) -> None:
+    (folder / "noise.json").write_bytes(bytes(range(128, 256)) * 4)
+    (folder / "half.json").write_text('{"depth": 1')
+    (folder / "arch").mkdir()
+    expected = "give a JSON object or the compact form 'd2-e48-t4:r3,4:h4,4:th1,1.2:tau2,3'"
+    one_line(
+        invoke("energy", "{not json"),
+        "architecture '{not json' is not valid JSON (Expecting property name enclosed in "
+        f"double quotes, line 1 column 2); {expected}",
+    )
+    one_line(invoke("energy", "@half.json"), "architecture file 'half.json' is not valid JSON")
+    one_line(invoke("energy", "@noise.json"), "architecture file 'noise.json' is not a text file")
+    one_line(invoke("energy", "@arch"), "architecture file 'arch' is a folder; give a JSON file")
+    one_line(invoke("energy", "@nope.json"), "architecture file 'nope.json' does not exist")
+    (folder / "noise.toml").write_bytes(bytes(range(128, 256)) * 4)
+    one_line(
+        invoke("energy", ARCH, "--constants", "noise.toml"),
+        "--constants: noise.toml is not a text file (give a TOML file)",
+    )
+
+
+def test_a_runs_folder_that_cannot_be_made_is_refused_before_anything(folder) -> None:
+    (folder / "taken").write_text("a file")
+    one_line(
+        invoke("study", "run", "tiny.toml", "--runs-dir", "/proc/nope", "--device", "cpu"),
+        "--runs-dir /proc/nope: cannot create folder '/proc/nope/tiny' (No such file or directory)",
+    )
+    one_line(
+        invoke("study", "run", "tiny.toml", "--runs-dir", "taken/runs", "--device", "cpu"),
+        "--runs-dir taken/runs: cannot create folder 'taken/runs/tiny' ('taken' is a file, not a "
+        "folder); choose a writable place",
+    )
+    assert files(folder) == ["taken", "tiny.toml"]  # no storage, no probe folder left
+
+
+def test_validating_a_study_without_enough_trials_says_to_search_first(folder) -> None:
+    assert invoke("study", "create", "tiny.toml").exit_code == 0
+    one_line(
+        invoke("study", "validate", "tiny"),
+        "study 'tiny' has 0 complete trials; the ranking check needs at least 3: run "
+        "'autospik study run tiny' first",
+    )
+
+
+def test_a_file_that_is_not_a_study_file_is_named_as_such(folder) -> None:
+    (folder / "x.txt").write_text("not a study")
+    for command in ("create", "run"):
+        one_line(
+            invoke("study", command, "x.txt"),
+            "'x.txt' is not a study file: study files are TOML files ending in .toml",
+        )
+    one_line(
+        invoke("study", "create", "nope"),
+        "no study named 'nope': no study storage at autospik.db, and it is no study file "
+        "(.toml) or preset (presets: ",
+    )
+    assert files(folder) == ["tiny.toml", "x.txt"]
+
+
+def test_a_dashboard_port_in_use_is_refused_before_it_says_it_listens(folder) -> None:
+    import socket
+
+    assert invoke("study", "create", "tiny.toml").exit_code == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = invoke("study", "dashboard", "tiny", "--port", str(port))
+    assert result.stdout == ""  # neither our line nor the server's "Listening on"
+    one_line(result, f"--port {port}: cannot listen on 127.0.0.1:{port} (Address already in use)")
+    one_line(
+        invoke("study", "dashboard", "tiny", "--host", "nowhere.invalid"), "--host nowhere.invalid"
+    )
+
+
+def test_a_damaged_sqlite_storage_is_found_before_stage_1(folder) -> None:
+    """A page of the trials' values overwritten: the study still opens, so before the check
+    it was found only after training the supernet (with a supernet.lock left behind)."""
+    assert invoke("study", "create", "tiny.toml").exit_code == 0
+    db = folder / "autospik.db"
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+    for i in range(40):
+        study.add_trial(optuna.trial.create_trial(values=[0.5 + i / 100, 1.0 + i], params={}))
+    with sqlite3.connect(db) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        root = con.execute("SELECT rootpage FROM sqlite_master WHERE name='trial_values'")
+        page = root.fetchone()[0]
+        size = con.execute("PRAGMA page_size").fetchone()[0]
+    con.close()
+    with open(db, "r+b") as handle:  # a leaf page's header: free-space pointers that lie
+        handle.seek((page - 1) * size)
+        handle.write(b"\x0d\x00\x00\x00\x05" + b"\xff" * 40)
+    line = one_line(
+        invoke("study", "run", "tiny", "--device", "cpu"),
+        "storage sqlite:///autospik.db is damaged: SQLite",
+    )
+    assert "nothing was trained or changed" in line and "sqlite3 autospik.db .recover" in line
+    assert files(folder) == ["autospik.db", "tiny.toml"]  # no runs/, no supernet.lock
+
+
+# --- the commands that train a chosen subnet: paths as given, bad places in one line ------------
+def test_subnet_train_and_study_validate_print_paths_as_given(searched, tmp_path) -> None:  # noqa: F811
+    """A runs folder or output folder named like markup is printed verbatim (no ``\\[``, no
+    lost word), and a place that cannot be written is one line naming the option."""
+    common = ("-s", searched["url"], "--supernet", searched["supernet"], "--device", "cpu",
+              "--no-progress")  # fmt: skip
+    trial = "3"
+    one_line(
+        invoke("subnet", "train", "s", "--trial", trial, "--model", "m[/b].pt", *common),
+        "--model m[/b].pt: no such file",
+    )
+    one_line(
+        invoke("subnet", "train", "s", "--trial", trial, "--out", "/proc/nope", *common),
+        "--out /proc/nope",
+    )
+    one_line(invoke("study", "validate", "s", "--out", "/proc/nope", *common), "--out /proc/nope")
+    runs = tmp_path / "r[/b]"
+    result = invoke("subnet", "train", "s", "--trial", trial, "--epochs", "1", "--train-samples", "64", "--runs-dir",
+                    str(runs), *common)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"model: {runs}/s/" in result.stdout and "\\[" not in result.stdout, result.stdout
+    assert "study s, trial 3:" in result.stdout
+    out = tmp_path / "v[bold]x"
+    result = invoke("study", "validate", "s", "--top", "3", "--epochs", "1", "--train-samples", "64", "--runs-dir",
+                    str(runs), "--out", str(out), *common)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert f"scatter: {out / 'validation.html'}" in text and "\\[" not in text, text
+    assert (out / "validation.csv").is_file()

@@ -340,3 +340,54 @@ def test_marker_sizes_grow_with_parameters() -> None:
     assert sizes[1] == pytest.approx((small + large) / 2)
     assert sizes[3] == pytest.approx((small + large) / 2)  # unknown: the middle size
     assert np.all(marker_sizes([5, 5], 5, 5) == (small + large) / 2)
+
+
+def test_an_export_killed_mid_write_leaves_the_previous_set(tmp_path) -> None:
+    """SIGKILL while the files are being written: the folder still holds the previous export,
+    byte for byte (before: 6 of 9 files of a mix), and the next export clears the debris."""
+    import hashlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from autospikformer.optuna_api import storage_of
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    source = filled_study()
+    optuna.copy_study(
+        from_study_name="export-test", from_storage=storage_of(source), to_storage=url
+    )
+    out = tmp_path / "export"
+    study = optuna.load_study(study_name="export-test", storage=url)
+    export_study(study, out)
+
+    def digests() -> dict[str, str]:
+        return {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.glob("*") if p.is_file()
+        }
+
+    before = digests()
+    # the second export sees one more trial: files that differ from the first's
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
+    script = (
+        "import optuna, sys; from autospikformer.report.export import export_study; "
+        "export_study(optuna.load_study(study_name='export-test', storage=sys.argv[1]), sys.argv[2])"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, url, str(out)], env=os.environ.copy())
+    try:
+        end = time.monotonic() + 120
+        while not list(out.glob(".export.*.tmp")):
+            assert proc.poll() is None and time.monotonic() < end, "the export never began"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+    assert digests() == before  # all of the previous export, nothing of the killed one
+    assert len(list(out.glob(".export.*.tmp"))) == 1  # its staging folder
+    again = export_study(study, out)
+    assert not list(out.glob(".export.*.tmp"))
+    assert sorted(p.name for p in out.iterdir()) == sorted(again.paths)
+    assert again.summary["trials"]["FAIL"] == 2

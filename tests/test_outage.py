@@ -221,3 +221,43 @@ def _free_port() -> int:
     from private_postgres import free_port
 
     return free_port()
+
+
+def test_an_outage_after_the_search_is_ridden_out(server, workdir) -> None:
+    """The database stops while the command measures the front on the test split and exports
+    (after its workers are done): the command's own storage calls wait as the workers' do, and
+    the run ends with every front member measured and the export written (before: one error
+    line, and neither)."""
+    folder, _ = workdir
+    name = f"after-{uuid.uuid4().hex[:6]}"
+    study_file(folder, name, eval_split='"val"', grace_period=4)
+    n = 6
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autospikformer.cli", "study", "run", f"{name}.toml", "--trials",
+         str(n), "--storage", server.url, "--device", "cpu", "--runs-dir", "after-runs"],
+        cwd=folder, env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # the search is over: the after-search steps begin
+            if f"study {name}: {n} complete trials" in line:
+                break
+        server.stop()
+        time.sleep(4)
+        server.start()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+        if not server.running():
+            server.start()
+    assert proc.returncode == 0, err
+    lines = err.strip().splitlines()
+    assert lines[0].startswith(f"warning: autospik: storage {server.url} unreachable while ")
+    assert re.fullmatch(
+        r"autospik: storage reachable again after [\d.]+ s; .+ went through", lines[-1]
+    )
+    assert "error" not in err and "Traceback" not in err
+    summary = json.loads((folder / "after-runs" / name / "export" / "summary.json").read_text())
+    assert summary["complete"] == n
+    assert summary["front_test_accuracy"]["measured"] == summary["front_size"] > 0

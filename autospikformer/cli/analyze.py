@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from autospikformer.cli.common import RUNS_DIR, STORAGE, App, console, fail, guard
+from autospikformer.cli.common import RUNS_DIR, STORAGE, App, console, fail, guard, writing_to
 
 app = App(
     help="Analyses of trained models: channel redundancy after SPS (the paper's Fig. 1B).",
@@ -148,7 +148,8 @@ def redundancy(
         time_steps=arch.time_steps,
     )
     result = guard(analyze_model, model.cpu(), batch, average=average, win_size=win_size)
-    paths = write_redundancy(result, out, meta)
+    with writing_to("--out", out):
+        paths = write_redundancy(result, out, meta)
     summary = result.summary()
     console.print(
         f"{meta['source']} ({arch}): {result.channels} SPS channels on {result.images} test "

@@ -3,30 +3,46 @@
 Every command group is an :class:`App`, whose commands run under :func:`guard` as a whole: any
 project error, file-system error, storage error or device-memory error a command meets is
 printed as one ``error:`` line with a non-zero exit (:func:`autospikformer.errors.error_line`),
-so no command needs its own ``try``; a traceback means a bug.
+so no command needs its own ``try``; a traceback means a bug. A command line that typer cannot
+parse (``--trials 0``, ``--format xml``, an unknown option) is one ``error:`` line too, with
+the allowed range or values (:func:`usage_line`).
+
+Text reaches the terminal as written: the consoles do not read rich markup (a study named
+``x[/y]`` or a path holding ``[bold]`` prints as it is), so a command that wants a style says so
+with ``markup=True`` and escapes what it interpolates; help texts are escaped once, when a
+command is registered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import inspect
 import os
 import sys
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
+import typer.core
 from rich.console import Console
+from rich.markup import escape
 
 from autospikformer.errors import AutospikError, error_line
 from autospikformer.study.storage import DEFAULT_RUNS_DIR, DEFAULT_STORAGE
 
-console = Console()
+try:  # typer >= 0.22 carries its own click
+    from typer._click.exceptions import NoSuchOption, UsageError
+except ImportError:  # pragma: no cover - an older typer on click
+    from click.exceptions import NoSuchOption, UsageError
+
+console = Console(markup=False)
 if not console.is_terminal:  # a log file: one line per message, not wrapped at 80 columns
     console.soft_wrap = True
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, markup=False)
 
 T = TypeVar("T")
 
@@ -68,7 +84,7 @@ def print_table(table: Any) -> None:
         console.print(table)
         return
     wide = console.options.update_width(10_000)
-    Console(width=Measurement.get(console, wide, table).maximum).print(table)
+    Console(width=Measurement.get(console, wide, table).maximum, markup=False).print(table)
 
 
 def _plain(value: Any) -> Any:
@@ -93,13 +109,16 @@ class CommandError(AutospikError):
     """A command-line value that cannot be used (the message names the option)."""
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``error: message`` on one line to stderr and exit non-zero (the message escaped: it
-    may name a user's folder such as ``train/[unlabelled]``)."""
-    from rich.markup import escape
-
+def print_error(message: str) -> None:
+    """``error: message`` on one line of stderr, the message exactly as given."""
     line = escape(" ".join(str(message).split()))
     err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True, markup=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``error: message`` on one line to stderr and exit non-zero (the message printed as
+    written: it may name a user's folder such as ``train/[unlabelled]``)."""
+    print_error(message)
     raise typer.Exit(code)
 
 
@@ -155,15 +174,155 @@ def help_text(doc: str | None) -> str | None:
     return "\n\n".join(" ".join(p.split()) for p in paragraphs if p.strip())
 
 
+# --- usage errors: typer's parsing, the project's one-line form ------------------------------
+def _command_words(ctx: Any) -> str:
+    """``autospik study run``: the command as the user typed it, whatever the program's name."""
+    words = []
+    while ctx is not None:
+        if ctx.parent is not None:
+            words.append(ctx.info_name)
+        ctx = ctx.parent
+    return " ".join(["autospik", *reversed(words)])
+
+
+def _allowed(param: Any) -> str | None:
+    """What an option or argument accepts, from its declaration: the members of an enum, or a
+    number with its range (``an integer >= 1``, ``an integer from 1 to 65535``)."""
+    kind = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    kind = next((k for k in typing.get_args(kind) if k is not type(None)), kind)  # X | None
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return ", ".join(str(member.value) for member in kind)
+    choices = getattr(getattr(param, "type", None), "choices", None)  # click's Choice
+    if choices:
+        return ", ".join(str(c) for c in choices)
+    if kind not in (int, float):
+        return None
+    noun = "an integer" if kind is int else "a number"
+    lo, hi = getattr(param, "min", None), getattr(param, "max", None)
+    if lo is not None and hi is not None:
+        return f"{noun} from {lo} to {hi}"
+    if lo is not None or hi is not None:
+        return f"{noun} {'>=' if lo is not None else '<='} {lo if lo is not None else hi}"
+    return noun
+
+
+def _param_name(param: Any) -> str:
+    longest = max(getattr(param, "opts", None) or [param.name], key=len)
+    return longest if longest.startswith("-") else str(param.name).upper()
+
+
+def _bad_value(exc: Any) -> tuple[bool, Any]:
+    """The value typer refused (from its validation error), if it says."""
+    errors = getattr(exc.__cause__, "errors", None)
+    if callable(errors):
+        found = errors()
+        if found and "input" in found[0]:
+            return True, found[0]["input"]
+    return False, None
+
+
+def _shown(value: Any) -> str:
+    text = str(value)
+    try:
+        float(text)
+    except ValueError:
+        return repr(text)
+    return text
+
+
+def usage_line(exc: Exception) -> str:
+    """A command-line parse error (typer's ``UsageError`` family) as one line in the project's
+    form: ``--trials: 0 is not allowed (allowed: an integer >= 1)``, ``autospik study list: no
+    such option --bogus (allowed: --storage, --format, --help)``."""
+    ctx = getattr(exc, "ctx", None)
+    command = _command_words(ctx) if ctx is not None else "autospik"
+    hint = f"see '{command} --help'"
+    param = getattr(exc, "param", None)
+    message = str(exc.format_message() if hasattr(exc, "format_message") else exc)
+    if type(exc).__name__ == "BadOptionUsage":
+        return f"option {exc.option_name} needs a value" + (f"; {hint}" if ctx else "")
+    if type(exc).__name__ == "MissingParameter" and param is not None:
+        kind = "option" if str(_param_name(param)).startswith("-") else "argument"
+        return f"{command}: missing {kind} {_param_name(param)}; {hint}"
+    if param is not None:
+        known, value = _bad_value(exc)
+        allowed = _allowed(param)
+        if known:
+            reason = f"allowed: {allowed}" if allowed else getattr(exc, "message", message)
+            return f"{_param_name(param)}: {_shown(value)} is not allowed ({reason})"
+        return f"{_param_name(param)}: {getattr(exc, 'message', message)}"
+    if isinstance(exc, NoSuchOption):
+        near = list(getattr(exc, "possibilities", None) or [])
+        if near:
+            return f"{command}: no such option {exc.option_name}; did you mean {near[0]}?"
+        options = (
+            [o for p in ctx.command.params for o in p.opts if o.startswith("--")] if ctx else []
+        )
+        listed = ", ".join([*options, "--help"])
+        return f"{command}: no such option {exc.option_name} (allowed: {listed})"
+    text = message.rstrip(".")
+    if ctx is not None and hasattr(ctx.command, "list_commands") and "command" in text:
+        text += f" (commands: {', '.join(ctx.command.list_commands(ctx))})"
+    return f"{command}: {text[:1].lower()}{text[1:]}; {hint}"
+
+
+@contextlib.contextmanager
+def _usage_errors_as_one_line() -> Iterator[None]:
+    try:
+        yield
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `autospik study`: the help, as asked
+            raise
+        print_error(usage_line(exc))
+        raise typer.Exit(exc.exit_code) from None
+
+
+class OneLineUsageGroup(typer.core.TyperGroup):
+    """A command group whose command lines are parsed by typer as always, and whose parse
+    errors are printed as one ``error:`` line (:func:`usage_line`) instead of a box."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _usage_errors_as_one_line():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_errors_as_one_line():
+            return super().invoke(ctx)
+
+
+#: help texts already escaped (an option declared once serves many commands)
+_ESCAPED: set[int] = set()
+
+
+def _escape_help(func: Callable[..., Any]) -> None:
+    """Escape the help of ``func``'s typer options and arguments, each once: rich would read
+    ``[energy]`` in a help text as markup and drop it."""
+    for parameter in inspect.signature(func).parameters.values():
+        info = parameter.default
+        if isinstance(info, typer.models.ParameterInfo) and id(info) not in _ESCAPED:
+            _ESCAPED.add(id(info))
+            if info.help:
+                info.help = escape(info.help)
+
+
 class App(typer.Typer):
     """A typer app whose every command runs under :func:`guard`, also the commands of the
     groups added to it (even groups built as a plain ``typer.Typer``), with its docstring as
-    :func:`help_text`."""
+    :func:`help_text`; help texts are escaped, and parse errors are one line."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", OneLineUsageGroup)
+        if kwargs.get("help"):
+            kwargs["help"] = escape(kwargs["help"])
+        super().__init__(*args, **kwargs)
 
     def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
         def decorator(func: Callable[..., T]) -> Callable[..., T]:
             options = dict(kwargs)
             options.setdefault("help", help_text(func.__doc__))
+            if options["help"]:
+                options["help"] = escape(options["help"])
+            _escape_help(func)
             super(App, self).command(*args, **options)(guarded(func))
             return func
 
@@ -178,11 +337,23 @@ def _guard_commands(group: typer.Typer) -> None:
     for info in group.registered_commands:
         if info.callback is not None:
             if info.help is None:
-                info.help = help_text(info.callback.__doc__)
+                doc = help_text(info.callback.__doc__)
+                info.help = escape(doc) if doc else doc
+            _escape_help(info.callback)
             info.callback = guarded(info.callback)
     for sub in group.registered_groups:
         if sub.typer_instance is not None:
             _guard_commands(sub.typer_instance)
+
+
+@contextlib.contextmanager
+def writing_to(option: str, path: Path) -> Iterator[None]:
+    """A file-system error in the block (writing below ``path``) names the option that gave
+    the path: ``--out /proc/nope: '/proc/nope': No such file or directory``."""
+    try:
+        yield
+    except OSError as exc:
+        raise CommandError(f"{option} {path}: {error_line(exc)}") from None
 
 
 def output_folder(path: Path, option: str = "--out") -> Path:
@@ -216,6 +387,28 @@ def _make_folder(folder: Path, label: str) -> None:
         ) from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise CommandError(f"{label}: folder '{folder}' is not writable; choose a writable place")
+
+
+def check_listen(host: str, port: int) -> None:
+    """Refuse a ``--host`` / ``--port`` a server could not listen on (a name that does not
+    resolve, a port in use), before the command says it listens; the server binds as here."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise CommandError(f"--host {host}: cannot be resolved ({exc.strerror})") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as wsgiref's server does
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise CommandError(
+                f"--port {port}: cannot listen on {host}:{port} ({exc.strerror}); pass another "
+                "--port (or --host)"
+            ) from None
 
 
 def set_threads(threads: int | None) -> None:

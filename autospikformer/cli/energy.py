@@ -23,6 +23,7 @@ import typer
 from autospikformer.cli.common import RUNS_DIR, STORAGE, console, fail, guard, print_table
 from autospikformer.data.base import image_hw
 
+EXAMPLE = "'d2-e48-t4:r3,4:h4,4:th1,1.2:tau2,3'"
 UPPER_BOUND = "upper bound: every input rate 1 (no checkpoint and data set to measure rates)"
 CIFAR10_SHAPES = {"num_classes": 10, "in_channels": 3, "img_size": 32}
 #: The data set a shipped space preset is searched on, when ``--dataset`` is left out.
@@ -49,8 +50,10 @@ def energy_model_from(name: str | None, constants: Path | None, default: Any = N
         if not constants.is_file():
             fail(f"--constants: file {str(constants)!r} does not exist")
         try:
-            data = tomllib.loads(constants.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            data = tomllib.loads(constants.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            fail(f"--constants: {constants} is not a text file (give a TOML file)")
+        except tomllib.TOMLDecodeError as exc:
             fail(f"--constants: {constants} is not valid TOML ({exc})")
         if "energy" not in data:
             fail(f"--constants: {constants} has no [energy] table")
@@ -62,18 +65,32 @@ def energy_model_from(name: str | None, constants: Path | None, default: Any = N
 
 
 def _read_arch(text: str) -> Any:
-    """The compact string, a JSON object, or ``@file.json``."""
+    """The compact string, a JSON object, or ``@file.json``; bad input fails in one line that
+    says where the architecture came from and what is expected."""
     from autospikformer.search.architecture import Architecture
 
+    source = f"architecture {text if len(text) <= 60 else text[:57] + '...'!r}"
     if text.startswith("@"):
         path = Path(text[1:])
+        source = f"architecture file {str(path)!r}"
+        if path.is_dir():
+            fail(f"{source} is a folder; give a JSON file (@arch.json)")
         if not path.is_file():
-            fail(f"architecture file {str(path)!r} does not exist")
-        text = path.read_text()
+            fail(f"{source} does not exist")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            fail(f"{source} is not a text file; give a JSON file or the compact form {EXAMPLE}")
     try:
         return Architecture.parse(text)
-    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
-        fail(str(exc).splitlines()[0])
+    except json.JSONDecodeError as exc:
+        fail(
+            f"{source} is not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno}); "
+            f"give a JSON object or the compact form {EXAMPLE}"
+        )
+    except (ValueError, TypeError) as exc:
+        message = str(exc).splitlines()[0]
+        fail(message if message.startswith("cannot read architecture") else f"{source}: {message}")
 
 
 def _load_model(path: Path, arch: Any, device: str) -> tuple[Any, dict[str, int]]:

@@ -25,12 +25,14 @@ from autospikformer.cli.common import (
     STORAGE,
     App,
     Format,
+    check_listen,
     console,
     emit,
     guard,
     output_folder,
     print_table,
     set_threads,
+    writing_to,
 )
 from autospikformer.units import energy_text, energy_unit, percent
 
@@ -56,8 +58,9 @@ def create(
     study, config, created = guard(resolve_study, study_file, storage, create=True)
     verb = "created" if created else "already exists (same configuration)"
     console.print(
-        f"study [bold]{config.name}[/] {verb} in {describe_url(storage)}: "
-        f"{config.summary()}, {len(study.trials)} trials so far"
+        f"study [bold]{escape(config.name)}[/] {verb} in {escape(describe_url(storage))}: "
+        f"{escape(config.summary())}, {len(study.trials)} trials so far",
+        markup=True,
     )
 
 
@@ -126,7 +129,7 @@ class _PlainProgress:
             f"search: {min(done, self.target)}/{self.target} trials, {best}, {rate:.2f} trials/s, "
             f"elapsed {_clock(now - self.started)}, ETA {shown_eta}"
         )
-        console.print(escape(self.line), soft_wrap=True, highlight=False)
+        console.print(self.line, soft_wrap=True, highlight=False)
 
 
 def _clock(seconds: float) -> str:
@@ -177,9 +180,11 @@ def _say(line: str) -> None:
     """A pipeline's progress line, as the user reads it (stage names in bold)."""
     for stage in ("stage 1", "stage 2"):
         if line.startswith(f"{stage}:"):
-            console.print(f"[bold]{stage}[/]{escape(line[len(stage) :])}", soft_wrap=True)
+            console.print(
+                f"[bold]{stage}[/]{escape(line[len(stage) :])}", soft_wrap=True, markup=True
+            )
             return
-    console.print(escape(line), soft_wrap=True)
+    console.print(line, soft_wrap=True)
 
 
 @app.command()
@@ -232,11 +237,14 @@ def run(
         _report(result.export)
 
 
-def _export_and_report(optuna_study: Any, out: Path, *, tables: int | None = None) -> None:
-    """Export the study, print its figures (and, with ``tables``, the paper's Tables 2 / 3)."""
+def _export_and_report(
+    optuna_study: Any, out: Path, option: str, *, tables: int | None = None
+) -> None:
+    """Export the study into ``out`` (given by ``option``), print its figures (and, with
+    ``tables``, the paper's Tables 2 / 3)."""
     from autospikformer.report.export import export_study
 
-    _report(export_study(optuna_study, out), tables=tables)
+    _report(export_study(optuna_study, out, option=option), tables=tables)
 
 
 def _report(exported: Any, *, tables: int | None = None) -> None:
@@ -267,8 +275,8 @@ def _report(exported: Any, *, tables: int | None = None) -> None:
         )  # fmt: skip
     if tables is not None:
         _print_tables(exported.tables, summary, tables, paths["front_and_top20.csv"])
-    console.print(f"exported front: {escape(str(paths['pareto.csv']))}", soft_wrap=True)
-    console.print(f"interactive plot: {escape(str(paths['pareto.html']))}", soft_wrap=True)
+    console.print(f"exported front: {paths['pareto.csv']}", soft_wrap=True)
+    console.print(f"interactive plot: {paths['pareto.html']}", soft_wrap=True)
 
 
 def _tau_line(taus: dict[str, Any], tau_all: float | None) -> str:
@@ -397,10 +405,11 @@ def export_cmd(
     if out is None:  # the study's runs folder: refused when another storage's study owns it
         from autospikformer.study.run_folder import claim_run_folder
 
+        output_folder(runs_dir / config.name, "--runs-dir")  # one line naming the option
         guard(claim_run_folder, runs_dir / config.name, optuna_study, storage)
-    _export_and_report(
-        optuna_study, output_folder(out or runs_dir / config.name / folder), tables=rows
-    )
+    option = "--out" if out is not None else "--runs-dir"
+    folder_path = output_folder(out or runs_dir / config.name / folder, option)
+    _export_and_report(optuna_study, folder_path, option, tables=rows)
 
 
 @app.command("compare")
@@ -427,9 +436,13 @@ def compare_cmd(
 
     from autospikformer.report.compare import compare_studies
 
-    comparison, paths = guard(compare_studies, list(studies), out, list(storage or []))
+    def compare() -> Any:
+        with writing_to("--out", out):
+            return compare_studies(list(studies), out, list(storage or []))
+
+    comparison, paths = guard(compare)
     for warning in comparison.warnings:
-        console.print(f"[bold yellow]warning:[/] {warning}", soft_wrap=True)
+        console.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True, markup=True)
     ref = comparison.reference
     grid = Table(
         title=(
@@ -480,7 +493,7 @@ def list_cmd(storage: str = STORAGE, fmt: Format = FORMAT) -> None:
     def table() -> Table:
         unit = energy_unit(frame["min_energy_mj"] if len(frame) else [])
         grid = Table(
-            title=escape(f"studies in {describe_url(storage)}"),
+            title=f"studies in {describe_url(storage)}",
             caption="best acc: the best accuracy on the split the study ranks on (val: a "
             "held-out part of the training split; test: the paper's protocol), within budgets",
         )
@@ -490,7 +503,7 @@ def list_cmd(storage: str = STORAGE, fmt: Format = FORMAT) -> None:
             grid.add_column(title, justify="left" if left else "right")
         for row in frame.to_dict("records"):
             grid.add_row(
-                *(escape(str(row[k])) for k in ("study", "dataset", "space", "sampler")),
+                *(str(row[k]) for k in ("study", "dataset", "space", "sampler")),
                 f"{row['complete']}/{row['target']}",
                 str(row["running"]),
                 row["eval_split"],
@@ -538,7 +551,7 @@ def show(
         )
         unit = energy_unit(front["energy_mj"])
         grid = Table(
-            title=escape(
+            title=(
                 f"study {config.name}: Pareto front ({len(front)} of {len(complete)} complete "
                 f"trials{'; ' + others if others else ''})"
             ),
@@ -577,7 +590,7 @@ def dashboard(
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Interface to listen on (localhost only by default)."
     ),
-    port: int = typer.Option(8080, "--port", help="Port to listen on."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="Port to listen on."),
 ) -> None:
     """Browse the study in optuna-dashboard (objectives named accuracy and energy_mj; the front
     of the trials within the study's budgets, as every other view shows it)."""
@@ -590,6 +603,7 @@ def dashboard(
 
     store = open_storage(storage)
     study_id = store.get_study_id_from_name(optuna_study.study_name)
+    check_listen(host, port)  # before anything says it listens
     console.print(
         f"optuna-dashboard: http://{host}:{port}/dashboard/studies/{study_id} (Ctrl-C to stop)"
     )
@@ -658,7 +672,8 @@ def validate(
     for number in trials:  # every candidate's inputs, before anything is written
         subnet_start(optuna_study, config, schedule, trial=number, runs_dir=runs_dir,
                      supernet=supernet)  # fmt: skip
-    folder = output_folder(out or runs_dir / config.name / f"validation-{schedule.id}")
+    option = "--out" if out is not None else "--runs-dir"
+    folder = output_folder(out or runs_dir / config.name / f"validation-{schedule.id}", option)
     front = sum(t.number in trials for t in optuna_study.best_trials)
     _say(
         f"validating study {config.name}: {len(trials)} candidates ({front} on the front), "
@@ -686,7 +701,7 @@ def _print_validation(report: Any) -> None:
     frame, summary = report.frame, report.summary
     unit = energy_unit(frame["inherited_energy_mj"])
     split = "val" if summary["accuracy"].startswith("validation") else "test"
-    grid = Table(title=escape(summary["title"]), title_justify="left")
+    grid = Table(title=summary["title"], title_justify="left")
     columns = ("trial", f"inherited {split} %", f"trained {split} %", "trained test %",
                f"inherited {unit.name}", f"trained {unit.name}", "architecture")  # fmt: skip
     for column in columns:
@@ -712,5 +727,5 @@ def _print_validation(report: Any) -> None:
         console.print(
             f"{name}, inherited vs trained, {corr['n']} candidates: {shown}", soft_wrap=True
         )
-    console.print(f"scatter: {escape(str(report.paths['validation.html']))}", soft_wrap=True)
-    console.print(f"table: {escape(str(report.paths['validation.csv']))}", soft_wrap=True)
+    console.print(f"scatter: {report.paths['validation.html']}", soft_wrap=True)
+    console.print(f"table: {report.paths['validation.csv']}", soft_wrap=True)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 
 from autospikformer.cli.common import (
     RUNS_DIR,
@@ -18,6 +17,7 @@ from autospikformer.cli.common import (
     fail,
     guard,
     output_file,
+    output_folder,
     set_threads,
 )
 from autospikformer.units import energy_text
@@ -80,7 +80,7 @@ def export(
     result = guard(export_subnet, config, record, path, out, data_root=data_root, device=device)
     accuracy, energy = record.values
     console.print(
-        f"wrote {escape(str(out))}: trial {trial}, {arch} ({result['num_parameters']:,} parameters); "
+        f"wrote {out}: trial {trial}, {arch} ({result['num_parameters']:,} parameters); "
         f"accuracy {100 * result['accuracy']:.2f} % standalone vs {100 * accuracy:.2f} % in the "
         f"study ({result['samples']} evaluation images), energy {energy_text(energy)}",
         soft_wrap=True,
@@ -197,6 +197,8 @@ def train(
         optuna_study, config, schedule, trial=trial, model_file=model, runs_dir=runs_dir,
         supernet=supernet,
     )  # fmt: skip
+    if out is not None:  # a place that cannot be a folder: one line naming --out, before training
+        output_folder(out, "--out")
     main = dist_from_env().is_main
     if main:
         _say_start(config, start, schedule)
@@ -216,7 +218,7 @@ def train(
 
 def _say_start(config: Any, start: Any, schedule: Any) -> None:
     console.print(
-        f"study {escape(config.name)}, trial {start.trial.number}: {start.arch}; "
+        f"study {config.name}, trial {start.trial.number}: {start.arch}; "
         f"{schedule.describe()} (schedule {schedule.id})",
         soft_wrap=True,
         highlight=False,
@@ -248,8 +250,8 @@ def _say_result(config: Any, start: Any, done: Any) -> None:
         highlight=False,
     )
     console.print(
-        f"model: {escape(str(done.folder / 'model.pt'))} (sha256 {record['sha256'][:12]}...; "
-        f"metrics.csv beside it), stored with trial {record['trial']} of {escape(config.name)}",
+        f"model: {done.folder / 'model.pt'} (sha256 {record['sha256'][:12]}...; "
+        f"metrics.csv beside it), stored with trial {record['trial']} of {config.name}",
         soft_wrap=True,
         highlight=False,
     )

@@ -123,7 +123,9 @@ def train(
         shutdown()
     if dist_from_env().is_main:
         console.print(
-            f"supernet checkpoint: [bold]{path}[/] (metrics: {path.parent / 'metrics.csv'})"
+            f"supernet checkpoint: [bold]{escape(str(path))}[/] "
+            f"(metrics: {escape(str(path.parent / 'metrics.csv'))})",
+            markup=True,
         )
 
 
@@ -276,7 +278,7 @@ def _print_result(result: Any, title: str, split: str, layers: bool) -> None:
 
     from autospikformer.units import energy_text, percent
 
-    table = Table(title=escape(title))
+    table = Table(title=title)
     table.add_column("")
     table.add_column("value", overflow="fold")
     batches = "batch" if result.calib_batches == 1 else "batches"
@@ -302,7 +304,7 @@ def _print_result(result: Any, title: str, split: str, layers: bool) -> None:
         ("seconds", f"{result.seconds:.2f}"),
     ]
     for name, value in rows:
-        table.add_row(name, escape(value))
+        table.add_row(name, value)
     print_table(table)
     if layers and result.report is not None:
-        console.print(escape(result.report.table.to_string(index=False)))
+        console.print(result.report.table.to_string(index=False))

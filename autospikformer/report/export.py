@@ -3,11 +3,25 @@
 The files and what each holds are listed in :data:`EXPORT_FILES` and docs/studies.md ("Export");
 the conventions behind the numbers are :mod:`autospikformer.report.tables`'. :func:`export_study`
 returns what it wrote (the frames, the summary, the paths), so a caller never reads them back.
+
+An export is written as a whole or not at all: every file goes to a staging folder beside the
+final ones first; only when all are written are they renamed into place, ``summary.json`` (the
+list of the set's files) last, under a lock on the folder, so two commands exporting at once
+take turns. A full disk or a kill while writing leaves the previous export as it was (and the
+staging folder, which the next export removes); a folder with ``summary.json`` holds one
+complete set.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +29,8 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from autospikformer.errors import AutospikError
+from autospikformer.processes import dead_here, folder_lock, machine_label
 from autospikformer.report.plots import pareto_figure, write_static_front
 from autospikformer.report.pricing import study_energy_model
 from autospikformer.report.tables import (
@@ -159,23 +175,82 @@ class StudyExport:
     paths: dict[str, Path]  # file name -> path
 
 
-def export_study(study: optuna.Study, out_dir: str | Path) -> StudyExport:
-    """Write trials.csv, pareto.csv/json/html, pareto.png/pdf (static, for papers),
-    hypervolume.csv, front_and_top20.csv and summary.json into ``out_dir``; returns what it
-    wrote."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+class ExportError(AutospikError):
+    """An export that could not be written (the message names the file and the option); the
+    previous export in the folder is left as it was."""
+
+
+SUMMARY = "summary.json"  # written last: the set's manifest
+_STAGING = re.compile(r"\.export\.(\d+)@(.+)\.[0-9a-f]+\.tmp")
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Delete staging folders that exports killed mid-write left in ``out`` (this machine's
+    writers that are gone; a live writer's, or another machine's in a shared folder, stay)."""
+    for candidate in out.glob(".export.*.tmp"):
+        match = _STAGING.fullmatch(candidate.name)
+        if match and dead_here(f"{match.group(2)}:{match.group(1)}"):
+            shutil.rmtree(candidate, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _commit(staging: Path, out: Path) -> None:
+    """Rename the staged files into ``out``, the manifest last, after removing the old one (a
+    reader who finds ``summary.json`` finds the set it lists)."""
+    names = [name for name in EXPORT_FILES if name != SUMMARY] + [SUMMARY]
+    for name in names:
+        _fsync(staging / name)
+    with folder_lock(out):
+        (out / SUMMARY).unlink(missing_ok=True)
+        for name in names:
+            os.replace(staging / name, out / name)
+        _fsync(out)
+
+
+def _written(where: str, steps: dict[str, Callable[[], Any]]) -> None:
+    """Run each step (``"write trials.csv"``: its writer); a failure is one
+    :class:`ExportError` naming the step's file."""
+    for step, run in steps.items():
+        try:
+            run()
+        except OSError as exc:
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            advice = "free some space" if full else "choose a writable place"
+            raise ExportError(
+                f"{where}: cannot {step} ({exc.strerror or exc}); {advice}; the export there "
+                "was left as it was"
+            ) from None
+
+
+@dataclass(frozen=True)
+class _Report:
+    """Everything an export writes, computed before the first file is."""
+
+    frame: pd.DataFrame
+    complete: pd.DataFrame
+    front: pd.DataFrame
+    history: pd.DataFrame
+    tables: pd.DataFrame
+    front_json: dict[str, Any]
+    summary_text: str
+    title: str
+    label: str
+
+
+def _report(study: optuna.Study) -> _Report:
     settings = study_settings(study)
     alpha = float(settings.get("search", {}).get("alpha", 0.5))
     frame = trials_frame(study, alpha)
     complete, front = complete_and_front(frame)
     history = hypervolume_history(complete)
-    tables = front_and_top(complete)
-    paths = {name: out / name for name in EXPORT_FILES}
-    frame.to_csv(paths["trials.csv"], index=False)
-    front.to_csv(paths["pareto.csv"], index=False)
-    history.to_csv(paths["hypervolume.csv"], index=False)
-    tables.to_csv(paths["front_and_top20.csv"], index=False)
     meta = {
         "study": study.study_name,
         "metrics": ["accuracy", "energy_mj"],
@@ -184,16 +259,60 @@ def export_study(study: optuna.Study, out_dir: str | Path) -> StudyExport:
         "protocol": protocol(settings),
         "energy": study_energy_model(study).to_attr(),
     }
-    front_json = {**meta, "front": _front_points(front)}
-    paths["pareto.json"].write_text(json.dumps(front_json, indent=2) + "\n")
     label = accuracy_label(settings)
     title = (
         f"{study.study_name}: {label} vs energy, {len(complete)} candidates, "
         f"Pareto front of {len(front)}"
     )
-    pareto_figure(frame, title, label).write_html(paths["pareto.html"], include_plotlyjs=True)
-    write_static_front(complete, front, title, label, paths["pareto.png"], paths["pareto.pdf"])
-    summary = {**meta, **_summary(frame, history), "files": sorted(paths)}
-    text = json.dumps(summary, indent=2, default=str)
-    paths["summary.json"].write_text(text + "\n")
-    return StudyExport(frame, front, tables, history, json.loads(text), paths)
+    summary = {**meta, **_summary(frame, history), "files": sorted(EXPORT_FILES)}
+    return _Report(
+        frame, complete, front, history, front_and_top(complete),
+        {**meta, "front": _front_points(front)},
+        json.dumps(summary, indent=2, default=str), title, label,
+    )  # fmt: skip
+
+
+def _writers(r: _Report, at: dict[str, Path]) -> dict[str, Callable[[], Any]]:
+    """Each file's writer, into the paths ``at``."""
+    return {
+        "write trials.csv": lambda: r.frame.to_csv(at["trials.csv"], index=False),
+        "write pareto.csv": lambda: r.front.to_csv(at["pareto.csv"], index=False),
+        "write hypervolume.csv": lambda: r.history.to_csv(at["hypervolume.csv"], index=False),
+        "write front_and_top20.csv": lambda: r.tables.to_csv(
+            at["front_and_top20.csv"], index=False
+        ),
+        "write pareto.json": lambda: at["pareto.json"].write_text(
+            json.dumps(r.front_json, indent=2) + "\n"
+        ),
+        "write pareto.html": lambda: pareto_figure(r.frame, r.title, r.label).write_html(
+            at["pareto.html"], include_plotlyjs=True
+        ),
+        "write pareto.png and pareto.pdf": lambda: write_static_front(
+            r.complete, r.front, r.title, r.label, at["pareto.png"], at["pareto.pdf"]
+        ),
+        f"write {SUMMARY}": lambda: at[SUMMARY].write_text(r.summary_text + "\n"),
+    }
+
+
+def export_study(
+    study: optuna.Study, out_dir: str | Path, *, option: str | None = None
+) -> StudyExport:
+    """Write trials.csv, pareto.csv/json/html, pareto.png/pdf (static, for papers),
+    hypervolume.csv, front_and_top20.csv and summary.json into ``out_dir``, as a whole (see
+    the module docstring); returns what it wrote. ``option`` names where ``out_dir`` came from
+    (``--out``) in an error."""
+    out = Path(out_dir)
+    where = f"{option} {out}" if option else f"export folder {out}"
+    report = _report(study)
+    _written(where, {"create the folder": lambda: out.mkdir(parents=True, exist_ok=True)})
+    _remove_stale_staging(out)
+    staging = out / f".export.{os.getpid()}@{machine_label()}.{secrets.token_hex(4)}.tmp"
+    try:
+        at = {name: staging / name for name in EXPORT_FILES}
+        _written(where, {"create a staging folder": staging.mkdir, **_writers(report, at)})
+        _written(where, {"rename the files into place": lambda: _commit(staging, out)})
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    paths = {name: out / name for name in EXPORT_FILES}
+    r = report
+    return StudyExport(r.frame, r.front, r.tables, r.history, json.loads(r.summary_text), paths)

@@ -59,6 +59,11 @@ def validation_candidates(study: optuna.Study, k: int) -> list[int]:
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.values is not None
     ]
+    if len(complete) < MIN_CANDIDATES:  # no --top could do: say what is missing
+        raise StudyError(
+            f"study {study.study_name!r} has {len(complete)} complete trials; the ranking check "
+            f"needs at least {MIN_CANDIDATES}: run 'autospik study run {study.study_name}' first"
+        )
     if k < MIN_CANDIDATES or k > len(complete):
         raise StudyError(
             f"--top: {k} is not allowed (allowed: {MIN_CANDIDATES} .. {len(complete)}, the "

@@ -20,6 +20,10 @@ the server answers again. A worker's Optuna storage is wrapped in :class:`Retryi
   recognised (a trial already finished with the same state and values), so it is not refused
   as a second write.
 
+A full disk under the database (SQLite's ``database or disk is full``, PostgreSQL's ``could
+not extend file``) is handled the same way: the write is retried until space is freed or
+``max_outage`` runs out, so a finished evaluation is saved rather than marked FAIL.
+
 Any other storage error (a read-only file, a broken schema) is not an outage and is raised at
 once. A trial left RUNNING without a single heartbeat (its worker lost the database between
 creating it and its first beat, or never heard that its creation went through and created it a
@@ -69,6 +73,15 @@ OUTAGE_PHRASES = (
     "broken pipe",
     "database is locked",
 )
+#: Phrases (lower case) and PostgreSQL error classes of a database whose disk is full.
+DISK_FULL_PHRASES = (
+    "database or disk is full",
+    "no space left on device",
+    "could not extend file",
+    "could not write to file",
+    "disk quota exceeded",
+)
+DISK_FULL_CODES = ("53100",)  # PostgreSQL's disk_full
 FIRST_DELAY = 0.5  # seconds before the first retry
 MAX_DELAY = 5.0  # the back-off doubles up to this
 
@@ -89,11 +102,16 @@ def outage_reason(exc: BaseException) -> str | None:
         return "the connection was lost in the middle of a transaction (sqlalchemy.PendingRollbackError)"
     if (
         getattr(wrapper, "connection_invalidated", False)
-        or code.startswith(("08", "57P"))
-        or any(phrase in text for phrase in OUTAGE_PHRASES)
+        or code.startswith(("08", "57P", *DISK_FULL_CODES))
+        or any(phrase in text for phrase in (*OUTAGE_PHRASES, *DISK_FULL_PHRASES))
     ):
         return database_reason(exc)
     return None
+
+
+def _trouble(reason: str) -> str:
+    """How a warning line names the storage's state: full, or unreachable."""
+    return "is full" if any(p in reason.lower() for p in DISK_FULL_PHRASES) else "unreachable"
 
 
 #: Every storage method a worker may call; each goes through :meth:`RetryingStorage.call`.
@@ -154,6 +172,7 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
         """``backend.<method>(*args, **kwargs)``, retried through an outage."""
         func = getattr(self._backend, method)
         failed_at: float | None = None
+        trouble = "unreachable"
         delay = FIRST_DELAY
         while True:
             if self._gave_up is not None:
@@ -173,9 +192,9 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
                 now = time.monotonic()
                 self._failed(now, reason)
                 if failed_at is None:
-                    failed_at = now
+                    failed_at, trouble = now, _trouble(reason)
                     self._say(
-                        f"warning: {self.label}: storage {self.url} unreachable while "
+                        f"warning: {self.label}: storage {self.url} {trouble} while "
                         f"{self.doing} ({reason}); retrying with back-off for up to "
                         f"{self.max_outage:g} s"
                     )
@@ -185,8 +204,9 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
                 continue
             self._answered()
             if failed_at is not None:
+                back = "writable" if trouble == "is full" else "reachable"
                 self._say(
-                    f"{self.label}: storage reachable again after "
+                    f"{self.label}: storage {back} again after "
                     f"{time.monotonic() - failed_at:.1f} s; {self.doing} went through"
                 )
             return result
@@ -197,10 +217,12 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
             if self._down_since is None:
                 self._down_since = now
             if now - self._down_since > self.max_outage:
+                full = _trouble(reason) == "is full"
                 self._gave_up = StorageOutage(
-                    f"{self.label}: storage {self.url} unreachable for over "
-                    f"{self.max_outage:g} s (search.max_outage) while {self.doing}: {reason}; "
-                    "run the command again once the database is back"
+                    f"{self.label}: storage {self.url} {'full' if full else 'unreachable'} for "
+                    f"over {self.max_outage:g} s (search.max_outage) while {self.doing}: "
+                    f"{reason}; run the command again once "
+                    + ("space is freed" if full else "the database is back")
                 )
                 raise self._gave_up
 

@@ -15,11 +15,12 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import optuna
 from optuna.trial import TrialState
@@ -204,6 +205,47 @@ def _read_only_url(path: Path, parsed: Any) -> str:
     return f"sqlite:///file:{path}?mode=ro{immutable}&uri=true"
 
 
+#: What a database says when another process created the same table, type or version row a
+#: moment before this one (SQLite, PostgreSQL), lower case.
+SCHEMA_RACE_PHRASES = (
+    "already exists",
+    "unique constraint failed",
+    "duplicate key value violates unique constraint",
+)
+SCHEMA_ATTEMPTS = 20  # tries of a storage's first opening while others create its schema
+
+
+def _schema_race(exc: BaseException) -> bool:
+    """Whether ``exc``, met while Optuna creates a storage's tables, means that another
+    process was creating them at the same moment (its work is done or nearly: try again)."""
+    reason = database_reason(exc)
+    return reason is not None and any(p in reason.lower() for p in SCHEMA_RACE_PHRASES)
+
+
+def _rdb_storage(
+    url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]
+) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage at ``url``; its schema creation is safe under concurrency.
+
+    Optuna creates the tables, its version row and Alembic's revision without a lock, so of
+    several processes that open a new database at once all but one can fail (``table studies
+    already exists``, ``UNIQUE constraint failed: alembic_version.version_num``, PostgreSQL's
+    ``pg_type_typname_nsp_index``). Each step checks what exists first, so another try, after
+    a short random wait, finds the other process's work and completes.
+    """
+    import random
+
+    rng = random.Random()
+    for attempt in range(1, SCHEMA_ATTEMPTS + 1):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except Exception as exc:
+            if attempt == SCHEMA_ATTEMPTS or not _schema_race(exc):
+                raise
+            time.sleep(rng.uniform(0.02, 0.05 * attempt))
+    raise AssertionError("unreachable")
+
+
 def open_storage(
     url: str,
     *,
@@ -260,7 +302,7 @@ def open_storage(
                 }
             if path is not None and _read_only_reason(path) is not None and not create:
                 url = _read_only_url(path, parsed)
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+            storage = _rdb_storage(url, engine_kwargs, kwargs)
             if path is not None and "mode=ro" not in url:
                 _journal_ahead(storage)
             return storage
@@ -359,18 +401,48 @@ def check_same_config(stored: StudyConfig, config: StudyConfig) -> None:
     )
 
 
+#: How long a command waits for a study that another process is registering to hold its
+#: configuration (it writes the configuration last).
+REGISTRATION_WAIT = 10.0
+
+
+def _registered(
+    storage: optuna.storages.BaseStorage, name: str
+) -> tuple[optuna.Study, StudyConfig]:
+    """:func:`load_study`, waiting while another process registers the study: a study without
+    its configuration record and without any trial but an enqueued one is one being
+    registered right now (:func:`create_study` writes the configuration last)."""
+    deadline = time.monotonic() + REGISTRATION_WAIT
+    while True:
+        try:
+            return load_study(storage, name)
+        except StudyError:
+            if not has_study(storage, name):
+                raise
+            study = optuna.load_study(study_name=name, storage=storage)
+            if CONFIG_ATTR in study_records(study):  # complete since (or unusable: its error)
+                return load_study(storage, name)
+            trials = study.get_trials(deepcopy=False)
+            registering = all(t.state == TrialState.WAITING for t in trials)
+            if not registering or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
+
+
 def create_study(
     storage: optuna.storages.BaseStorage, config: StudyConfig
 ) -> tuple[optuna.Study, bool]:
     """Register ``config`` as a new study; returns ``(study, created)``.
 
     An existing study with the same configuration is returned unchanged (``created`` False); one
-    with a different configuration is refused, naming the fields that differ. The baseline
-    Spikformer (4-384, or 2-256 for DVS) is enqueued as the first trial when ``search.baseline``
-    is on and the space contains it.
+    with a different configuration is refused, naming the fields that differ. Safe under
+    concurrency: of several processes registering the same study at once one creates it, and
+    the others wait until it is complete and then check it like any existing study (the same
+    configuration: nothing to do). The baseline Spikformer (4-384, or 2-256 for DVS) is
+    enqueued as the first trial when ``search.baseline`` is on and the space contains it.
     """
     if has_study(storage, config.name):
-        study, existing = load_study(storage, config.name)
+        study, existing = _registered(storage, config.name)
         check_same_config(existing, config)
         return study, False
     try:
@@ -379,18 +451,18 @@ def create_study(
         )
     except optuna.exceptions.DuplicatedStudyError:  # another process created it just now
         return create_study(storage, config)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(list(METRIC_NAMES))
-    set_study_record(study, SPACE_ATTR, config.space.to_json())
-    set_study_record(study, CONFIG_ATTR, config.to_dict())
-    set_study_record(study, ENERGY_ATTR, config.energy.to_attr())
-    set_study_record(study, UID_ATTR, uuid.uuid4().hex)
-    study.set_user_attr(SUMMARY_ATTR, config.summary())
     baseline = baseline_architecture(config)
     if config.search.baseline and baseline is not None:
         label, arch = baseline
         study.enqueue_trial(architecture_params(arch), user_attrs={BASELINE_ATTR: label})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(METRIC_NAMES))
+    set_study_record(study, SPACE_ATTR, config.space.to_json())
+    set_study_record(study, ENERGY_ATTR, config.energy.to_attr())
+    set_study_record(study, UID_ATTR, uuid.uuid4().hex)
+    study.set_user_attr(SUMMARY_ATTR, config.summary())
+    set_study_record(study, CONFIG_ATTR, config.to_dict())  # last: the study is complete
     return study, True
 
 
@@ -423,6 +495,41 @@ def trial_counts(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
+def _remove_if_empty(storage: optuna.storages.BaseStorage, path: Path) -> None:
+    """Delete the SQLite file ``path`` that this command opened as new, if it holds no study:
+    one that another command registered in it meanwhile keeps it."""
+    try:
+        empty = not study_names(storage)
+    except Exception:  # unreadable: leave it to the user
+        return
+    if empty:
+        engine = rdb_engine(storage)
+        if engine is not None:
+            engine.dispose()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _refuse_unknown(target: str, create: bool, where: str) -> NoReturn:
+    """The one line for a target that names no study: a file that is not a study file (they
+    end in .toml), or a name found nowhere (with the presets, where one could be registered)."""
+    if Path(target).is_dir():
+        raise StudyError(f"{target!r} is a folder, not a study file (.toml) or study ({where})")
+    if Path(target).exists():
+        raise StudyError(
+            f"{target!r} is not a study file: study files are TOML files ending in .toml ({where})"
+        )
+    if create:
+        raise StudyError(
+            f"no study named {target!r}: {where}, and it is no study file (.toml) or preset "
+            f"(presets: {', '.join(preset_names('studies'))})"
+        )
+    raise StudyError(
+        f"no study named {target!r}: {where}; create one with 'autospik study create "
+        "STUDY_FILE' or pass --storage"
+    )
+
+
 def resolve_study(
     target: str,
     storage_url: str,
@@ -449,7 +556,7 @@ def resolve_study(
         if exists_already:
             storage = open_storage(storage_url, write=True)
             if has_study(storage, config.name):
-                study, stored = load_study(storage, config.name)
+                study, stored = _registered(storage, config.name)
                 if is_file:
                     check_same_config(stored, config)
                 if check is not None:
@@ -462,18 +569,16 @@ def resolve_study(
             study, created = create_study(storage, config)
         except BaseException:
             if path is not None and not exists_already:
-                path.unlink(missing_ok=True)
+                _remove_if_empty(storage, path)
             raise
         return study, config, created
     path = sqlite_path(storage_url)
     if path is not None and not path.is_file():
-        hint = f" (presets: {', '.join(preset_names('studies'))})" if create else ""
-        raise StudyError(
-            f"no study named {target!r}: no study storage at {path}{hint}; "
-            "create one with 'autospik study create STUDY_FILE' or pass --storage"
-        )
+        _refuse_unknown(target, create, f"no study storage at {path}")
     storage = open_storage(storage_url, write=write or create)
-    study, config = load_study(storage, target)
+    if not has_study(storage, target) and Path(target).exists():
+        _refuse_unknown(target, create, f"no study of that name in {describe_url(storage_url)}")
+    study, config = _registered(storage, target)
     if check is not None:
         check(config)
     return study, config, False

@@ -27,7 +27,8 @@ Design choices (``docs/studies.md`` explains them to users):
 - **A database outage** is ridden out (``study/retrying_storage.py``): every storage call of a
   worker is retried with back-off for up to ``search.max_outage`` seconds, so an evaluated trial
   keeps its result until it is saved; a worker that cannot reach the database for longer stops
-  with one line. The trial loop is Optuna's ask and tell, run here rather than by
+  with one line. A full disk under the database is handled the same way; a full disk met
+  elsewhere during a trial re-queues the trial's candidate, as a second Ctrl-C does. The trial loop is Optuna's ask and tell, run here rather than by
   ``study.optimize``, whose trial runner loses the database's error when saving a result fails.
 """
 
@@ -46,6 +47,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autospikformer.checkpoint import load_supernet_checkpoint
+from autospikformer.errors import disk_full
 from autospikformer.optuna_api import (
     FIXED_PARAMS_KEY,
     get_heartbeat_thread,
@@ -111,11 +113,17 @@ def evaluation_settings(result: SubnetResult) -> dict[str, Any]:
 
 
 class StopFlag:
-    """First SIGINT/SIGTERM: stop after the current trial; second: abandon the current trial."""
+    """First SIGINT/SIGTERM: stop after the current trial; second: abandon the current trial.
+
+    :meth:`request` asks for the first kind only (a worker whose command is gone)."""
 
     def __init__(self) -> None:
         self.requested = False
         self._previous: dict[int, Any] = {}
+
+    def request(self) -> None:
+        """Stop after the current trial (never more, however often asked)."""
+        self.requested = True
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
@@ -352,8 +360,10 @@ class Worker:
                 state = TrialState.PRUNED
             except StorageOutage:
                 raise
+            except optuna.exceptions.UpdateFinishedTrialError:
+                return self._failed_elsewhere(trial, "while it was being evaluated")
             except BaseException as exc:
-                self._abandon(trial, requeue=isinstance(exc, KeyboardInterrupt))
+                self._abandon(trial, requeue=isinstance(exc, KeyboardInterrupt) or disk_full(exc))
                 raise
             self.storage.doing = f"saving the result of trial {trial.number}"
             return self._tell(trial, values, state)
@@ -364,18 +374,22 @@ class Worker:
         try:
             self.study.tell(trial, values, state=state)
         except ValueError:  # "Cannot tell a FAIL trial": failed as stale by another worker
-            frozen = storage_of(self.study).get_trial(trial_id(trial))
-            if frozen.state != TrialState.FAIL:
+            if storage_of(self.study).get_trial(trial_id(trial)).state != TrialState.FAIL:
                 raise
-            print(
-                f"warning: {self.label}: trial {trial.number} was failed as stale by another "
-                "worker while its result waited for the storage; its re-queued copy is "
-                "evaluated again",
-                file=sys.stderr,
-                flush=True,
-            )
-            return TrialState.FAIL
+            return self._failed_elsewhere(trial, "while its result waited for the storage")
         return state
+
+    def _failed_elsewhere(self, trial: optuna.Trial, when: str) -> TrialState:
+        """A trial another worker failed as stale (its heartbeats were late: a lost storage, or
+        a machine so loaded that the heartbeat thread missed the grace period): one warning,
+        and the search goes on; the re-queued copy is evaluated again."""
+        print(
+            f"warning: {self.label}: trial {trial.number} was failed as stale by another worker "
+            f"{when}; its re-queued copy is evaluated again",
+            file=sys.stderr,
+            flush=True,
+        )
+        return TrialState.FAIL
 
     def _abandon(self, trial: optuna.Trial, *, requeue: bool) -> None:
         """Tell an unfinished trial FAIL (and re-queue its candidate), if the storage answers."""

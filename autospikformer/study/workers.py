@@ -6,6 +6,12 @@ share of the CPU threads each, watched until the study holds N complete trials.
   all stopped workers unless the others completed the study.
 - With one worker the worker runs in this process (:class:`~autospikformer.study.worker.Worker`).
 - ``--workers K`` spreads the workers round-robin over the visible GPUs (:func:`worker_devices`).
+- **A worker process ends with the command** that started it: killed or not, once the command
+  is gone its workers finish their current trial and start no other
+  (:func:`autospikformer.processes.on_parent_exit`), so no orphan goes on searching alone.
+- **What this command did** is counted from the trials its own processes completed (their
+  ``autospik:worker`` label), not from the study's total: two commands sharing a study, or a
+  rerun after a kill, each count their own (:attr:`RunOutcome.completed_here`).
 """
 
 from __future__ import annotations
@@ -17,14 +23,18 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from autospikformer.errors import error_line
 from autospikformer.optuna_api import storage_of
+from autospikformer.processes import on_parent_exit, process_label
 from autospikformer.study.retrying_storage import RetryingStorage, outage_reason
 from autospikformer.study.storage import (
+    WORKER_ATTR,
     StudyError,
     describe_url,
     load_study,
@@ -33,7 +43,14 @@ from autospikformer.study.storage import (
 )
 from autospikformer.study.worker import StopFlag, Worker, WorkerOptions
 
-__all__ = ["RunOutcome", "WorkerOptions", "run_workers", "spawned_options", "worker_devices"]
+__all__ = [
+    "RunOutcome",
+    "WorkerOptions",
+    "completed_by",
+    "run_workers",
+    "spawned_options",
+    "worker_devices",
+]
 
 
 def worker_devices(device: str, workers: int, gpus: int) -> list[str]:
@@ -63,6 +80,18 @@ def _worker_process(options: WorkerOptions, errors: Any = None) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     stop = StopFlag()
     stop.install()
+
+    def orphaned() -> None:
+        if not stop.requested:
+            print(
+                f"worker {options.worker_index}: the command that started it is gone; stopping "
+                "after the current trial",
+                file=sys.stderr,
+                flush=True,
+            )
+        stop.request()
+
+    on_parent_exit(orphaned)
     try:
         Worker(options, stop=stop).run()
     except KeyboardInterrupt:
@@ -80,10 +109,25 @@ def _worker_process(options: WorkerOptions, errors: Any = None) -> None:
 
 @dataclass
 class RunOutcome:
+    """How stage 2 ended: the study's complete trials of ``target``, and how many of them the
+    workers of this run completed (``completed_here``; other commands' do not count)."""
+
     complete: int
     target: int
     interrupted: bool
     completed_here: int
+
+
+def completed_by(trials: list[FrozenTrial], labels: set[str], since: datetime) -> int:
+    """The COMPLETE trials that the processes named by ``labels`` (:func:`process_label`)
+    started at ``since`` or later (a process id reused since an earlier run does not count)."""
+    return sum(
+        t.state == TrialState.COMPLETE
+        and t.user_attrs.get(WORKER_ATTR) in labels
+        and t.datetime_start is not None
+        and t.datetime_start >= since
+        for t in trials
+    )
 
 
 def run_workers(
@@ -100,12 +144,13 @@ def run_workers(
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed progress poll says nothing
     storage = open_storage(options.storage_url)
     study, config = load_study(storage, options.study_name)
-    before = trial_counts(study).get("COMPLETE", 0)
+    since = datetime.now()  # Optuna's trial times are local and naive
     if on_poll is not None:  # the display starts where the study stands (a rerun: not at 0)
         on_poll(study)
     stop = StopFlag()
     stop.install()
     interrupted = False
+    labels = {process_label()}
     try:
         if workers == 1:
             try:
@@ -114,7 +159,9 @@ def run_workers(
                 interrupted = True
             interrupted = interrupted or stop.requested
         else:
-            interrupted, failures, printed = _run_processes(options, workers, study, stop, on_poll)
+            interrupted, failures, printed, labels = _run_processes(
+                options, workers, study, stop, on_poll
+            )
             if failures and not interrupted:
                 _settle_failures(study, options.trials, workers, failures, printed)
     finally:
@@ -125,10 +172,15 @@ def run_workers(
         label="autospik",
         url=describe_url(options.storage_url),
     )
-    counted = optuna.load_study(study_name=options.study_name, storage=retrying)
-    complete = trial_counts(counted).get("COMPLETE", 0)
+    trials = optuna.load_study(study_name=options.study_name, storage=retrying).get_trials(
+        deepcopy=False
+    )
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
     return RunOutcome(
-        complete, options.trials, interrupted and complete < options.trials, complete - before
+        complete,
+        options.trials,
+        interrupted and complete < options.trials,
+        completed_by(trials, labels, since),
     )
 
 
@@ -184,10 +236,10 @@ def _run_processes(
     study: optuna.Study,
     stop: StopFlag,
     on_poll: Callable[[optuna.Study], None] | None,
-) -> tuple[bool, list[str], set[str]]:
+) -> tuple[bool, list[str], set[str], set[str]]:
     """Spawn the workers and wait for them; returns whether the run was interrupted, one line
-    per failed worker, and those of the lines already printed (as a warning, at once, while
-    other workers went on)."""
+    per failed worker, those of the lines already printed (as a warning, at once, while
+    other workers went on), and the workers' process labels."""
     ctx = multiprocessing.get_context("spawn")
     errors = ctx.SimpleQueue()
     procs = []
@@ -244,4 +296,5 @@ def _run_processes(
     failed = [i for i, p in enumerate(procs) if p.exitcode not in (0, 130)]
     for index in failed:
         reported.setdefault(index, f"worker {index} {_exit_reason(procs[index].exitcode)}")
-    return interrupted, [reported[i] for i in failed], printed
+    labels = {process_label(p.pid) for p in procs if p.pid is not None}
+    return interrupted, [reported[i] for i in failed], printed, labels
