@@ -33,6 +33,7 @@ __all__ = [
     "heartbeat_tables",
     "non_domination_ranks",
     "rdb_engine",
+    "set_trial_attrs",
     "stale_trial_ids",
     "storage_of",
     "study_id",
@@ -63,6 +64,38 @@ def stale_trial_ids(storage: Any, study: int) -> list[int]:
 def rdb_engine(storage: Any) -> Any:
     """The SQLAlchemy engine under an RDB storage (or its cached wrapper), or None."""
     return getattr(getattr(storage, "_backend", storage), "engine", None)
+
+
+def set_trial_attrs(
+    storage: BaseStorage,
+    trial: int,
+    *,
+    user_attrs: dict[str, Any] | None = None,
+    system_attrs: dict[str, Any] | None = None,
+) -> None:
+    """Several user and system attributes of running trial ``trial`` in one transaction of the
+    RDB storage under ``storage`` (Optuna commits each attribute on its own); one call per
+    attribute on any other storage. All or none are written."""
+    user_attrs, system_attrs = user_attrs or {}, system_attrs or {}
+    rdb = storage
+    while not isinstance(rdb, optuna.storages.RDBStorage) and hasattr(rdb, "_backend"):
+        rdb = rdb._backend
+    if not isinstance(rdb, optuna.storages.RDBStorage):
+        for key, value in user_attrs.items():
+            storage.set_trial_user_attr(trial, key, value)
+        for key, value in system_attrs.items():
+            storage.set_trial_system_attr(trial, key, value)
+        return
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(rdb.scoped_session, True) as session:
+        for model, attrs in (
+            (models.TrialUserAttributeModel, user_attrs),
+            (models.TrialSystemAttributeModel, system_attrs),
+        ):
+            for key, value in attrs.items():
+                rdb._set_trial_attr_without_commit(session, model, trial, key, value)
 
 
 def heartbeat_tables() -> tuple[Any, Any]:

@@ -86,13 +86,16 @@ def run_study(
     export: bool = True,
     say: Callable[[str], None] | None = None,
     watch: Watch | None = None,
+    threads: int | None = None,
 ) -> StudyRun:
     """Run study ``target`` (a name in ``storage``, a study file or a preset) to ``trials``
     complete trials (default: its ``search.trials``); see the module docstring.
 
     Every input (device, data, supernet, storage) is checked before the study is registered, and
     a study registered here is withdrawn when stage 1 fails. An interrupted search (Ctrl-C)
-    returns with ``interrupted`` set and nothing after the search done.
+    returns with ``interrupted`` set and nothing after the search done. ``threads``: torch's CPU
+    threads of each search worker (default: a single worker keeps this process's, spawned
+    workers split the cores, ``study/workers.py``).
     """
     say = say or (lambda line: None)
     runs_dir = Path(runs_dir)
@@ -132,6 +135,7 @@ def run_study(
         checkpoint=str(checkpoint),
         device=device,
         data_root=data_root,
+        threads=threads,
     )
     search_started = time.monotonic()
     with (watch or _no_watch)(config, n) as on_poll:

@@ -20,6 +20,7 @@ from autospikformer.cli.common import (
     FORMAT,
     RUNS_DIR,
     STORAGE,
+    THREADS,
     App,
     Format,
     console,
@@ -27,6 +28,7 @@ from autospikformer.cli.common import (
     guard,
     output_folder,
     print_table,
+    set_threads,
 )
 from autospikformer.units import energy_text, energy_unit, percent
 
@@ -55,7 +57,12 @@ def create(
 
 
 class _Display:
-    """The rich progress line: complete trials of N, Pareto front size, best values so far."""
+    """The rich progress line: complete trials of N, Pareto front size, best values so far.
+
+    Its counts and front are kept incrementally (a :class:`TrialLedger` reads only the trials
+    new or unfinished since the last refresh), so a refresh costs the same at trial 10,000 as
+    at trial 10; the front is the one ``study.best_trials`` gives (feasible trials only).
+    """
 
     def __init__(self, progress: Any, target: int, label: str = "acc") -> None:
         self.progress = progress
@@ -63,20 +70,25 @@ class _Display:
             "search", total=target, front="-", acc="-", energy="-", label=label
         )
         self.target = target
+        self.ledger: Any = None
 
     def __call__(self, study: Any) -> None:
-        from optuna.trial import TrialState
+        from autospikformer.optuna_api import storage_of, study_id
+        from autospikformer.study.ledger import TrialLedger
 
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        front = study.best_trials
+        if self.ledger is None:
+            self.ledger = TrialLedger(storage_of(study), study_id(study))
+        self.ledger.storage = storage_of(study)  # the caller's (a worker's rides out outages)
+        self.ledger.refresh()
+        front = self.ledger.front
         fields = {}
         if front:
             fields = {
                 "front": str(len(front)),
-                "acc": f"{percent(max(t.values[0] for t in front))} %",
-                "energy": energy_text(min(t.values[1] for t in front)),
+                "acc": f"{percent(max(acc for acc, _ in front))} %",
+                "energy": energy_text(min(energy for _, energy in front)),
             }
-        self.progress.update(self.task, completed=min(len(complete), self.target), **fields)
+        self.progress.update(self.task, completed=min(self.ledger.complete, self.target), **fields)
 
 
 @contextlib.contextmanager
@@ -140,6 +152,7 @@ def run(
     ),
     data_root: str = typer.Option(None, "--data-root", help="Override the study's data.root here."),
     export: bool = typer.Option(True, "--export/--no-export", help="Export when N is reached."),
+    threads: int | None = THREADS,
 ) -> None:
     """Train the supernet if missing (stage 1), then search until N complete trials (stage 2).
 
@@ -149,10 +162,11 @@ def run(
     """
     from autospikformer.pipeline import run_study
 
+    set_threads(threads)  # stage 1 and a single worker run in this process
     result = run_study(
         study, trials=trials, storage=storage, workers=workers, device=device,
         runs_dir=runs_dir, supernet=supernet, data_root=data_root, export=export,
-        say=_say, watch=_progress_line,
+        say=_say, watch=_progress_line, threads=threads,
     )  # fmt: skip
     if result.interrupted:
         outcome = result.outcome

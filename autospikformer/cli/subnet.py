@@ -6,7 +6,17 @@ from pathlib import Path
 
 import typer
 
-from autospikformer.cli.common import RUNS_DIR, STORAGE, App, console, fail, guard, output_file
+from autospikformer.cli.common import (
+    RUNS_DIR,
+    STORAGE,
+    THREADS,
+    App,
+    console,
+    fail,
+    guard,
+    output_file,
+    set_threads,
+)
 
 app = App(
     help="Subnets: export a trial's architecture as a standalone Spikformer checkpoint.",
@@ -26,6 +36,7 @@ def export(
     supernet: Path = typer.Option(None, "--supernet", help="Supernet checkpoint (default: runs)."),
     data_root: str = typer.Option(None, "--data-root", help="Override the study's data.root."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
+    threads: int | None = THREADS,
 ) -> None:
     """Write trial N as a standalone Spikformer checkpoint (weights and architecture).
 
@@ -35,6 +46,7 @@ def export(
     batches), so the model reproduces the trial's accuracy on the study's evaluation set; the
     command evaluates the standalone model and prints both numbers.
     """
+    set_threads(threads)
     from optuna.trial import TrialState
 
     from autospikformer.search.suggest import architecture_from_params
