@@ -59,9 +59,10 @@ def create(
 class _Display:
     """The rich progress line: complete trials of N, Pareto front size, best values so far.
 
-    Its counts and front are kept incrementally (a :class:`TrialLedger` reads only the trials
-    new or unfinished since the last refresh), so a refresh costs the same at trial 10,000 as
-    at trial 10; the front is the one ``study.best_trials`` gives (feasible trials only).
+    Its counts and front are kept incrementally (the study's ``TrialLedger``, shared with a
+    worker in this process, reads only the trials new or unfinished since its last look), so a
+    refresh costs the same at trial 10,000 as at trial 10; the front is the one
+    ``study.best_trials`` gives (feasible trials only).
     """
 
     def __init__(self, progress: Any, target: int, label: str = "acc") -> None:
@@ -70,17 +71,13 @@ class _Display:
             "search", total=target, front="-", acc="-", energy="-", label=label
         )
         self.target = target
-        self.ledger: Any = None
 
     def __call__(self, study: Any) -> None:
-        from autospikformer.optuna_api import storage_of, study_id
-        from autospikformer.study.ledger import TrialLedger
+        from autospikformer.study.ledger import ledger_of
 
-        if self.ledger is None:
-            self.ledger = TrialLedger(storage_of(study), study_id(study))
-        self.ledger.storage = storage_of(study)  # the caller's (a worker's rides out outages)
-        self.ledger.refresh()
-        front = self.ledger.front
+        ledger = ledger_of(study)  # a worker in this process: its own, read moments ago
+        ledger.refresh()
+        front = ledger.front
         fields = {}
         if front:
             fields = {
@@ -88,7 +85,7 @@ class _Display:
                 "acc": f"{percent(max(acc for acc, _ in front))} %",
                 "energy": energy_text(min(energy for _, energy in front)),
             }
-        self.progress.update(self.task, completed=min(self.ledger.complete, self.target), **fields)
+        self.progress.update(self.task, completed=min(ledger.complete, self.target), **fields)
 
 
 @contextlib.contextmanager

@@ -14,12 +14,15 @@ long the study.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Hashable, Mapping
 from typing import Any
 
+import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from autospikformer.optuna_api import storage_of, study_id
 from autospikformer.search.mirror import fetch_trial
 
 
@@ -93,6 +96,13 @@ class TrialLedger:
             return
         self.front = [m for m in self.front if not _dominates(point, m)] + [point]
 
+    def note(self, trial: FrozenTrial) -> None:
+        """A trial the reader itself just finished (as ``study.tell`` returned it), taken in
+        without a fetch; ignored unless it was the ``me`` of a refresh."""
+        if trial.number in self._watch and trial.state.is_finished():
+            self._watch.discard(trial.number)
+            self._take(trial, self.live)
+
     @property
     def running(self) -> list[FrozenTrial]:
         """The other processes' RUNNING trials, as last fetched."""
@@ -104,3 +114,16 @@ class TrialLedger:
         if done is not None and done != me:
             return done
         return next((t.number for t in self.running if t.number != me and t.params == params), None)
+
+
+_LEDGERS: weakref.WeakKeyDictionary[Any, dict[int, TrialLedger]] = weakref.WeakKeyDictionary()
+
+
+def ledger_of(study: optuna.Study) -> TrialLedger:
+    """The ledger of ``study`` as read through its storage object: one per storage object and
+    study, so that a worker and the progress line in its process share their reads."""
+    per_study = _LEDGERS.setdefault(storage_of(study), {})
+    sid = study_id(study)
+    if sid not in per_study:
+        per_study[sid] = TrialLedger(storage_of(study), sid)
+    return per_study[sid]

@@ -64,7 +64,7 @@ from autospikformer.search.samplers import DSPS_SAMPLERS
 from autospikformer.search.suggest import suggest_architecture
 from autospikformer.study.evaluator import study_evaluator
 from autospikformer.study.holdout import check_study_holdout, check_supernet_holdout
-from autospikformer.study.ledger import TrialLedger
+from autospikformer.study.ledger import ledger_of
 from autospikformer.study.retrying_storage import (
     RetryingStorage,
     StorageOutage,
@@ -207,7 +207,7 @@ class Worker:
             check_supernet_holdout(supernet_meta, config, options.checkpoint, split)
         self.host_label = process_label()
         self._current: int | None = None
-        self.ledger = TrialLedger(self.storage, study_id(self.study))
+        self.ledger = ledger_of(self.study)
 
     # -- one trial ---------------------------------------------------------------------------
     def _objective(self, trial: optuna.Trial) -> tuple[float, float]:
@@ -379,7 +379,7 @@ class Worker:
         self, trial: optuna.Trial, values: tuple[float, float] | None, state: TrialState
     ) -> TrialState:
         try:
-            self.study.tell(trial, values, state=state)
+            self.ledger.note(self.study.tell(trial, values, state=state))
         except ValueError:  # "Cannot tell a FAIL trial": failed as stale by another worker
             frozen = storage_of(self.study).get_trial(trial_id(trial))
             if frozen.state != TrialState.FAIL:
