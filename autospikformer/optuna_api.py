@@ -38,6 +38,7 @@ __all__ = [
     "storage_of",
     "study_id",
     "trial_id",
+    "trials_after",
 ]
 
 
@@ -125,6 +126,20 @@ def _upsert_attrs(rdb: Any, session: Any, model: Any, trial: int, attrs: dict[st
             set_={"value_json": statement.excluded.value_json},
         )
     )
+
+
+def trials_after(storage: BaseStorage, study: int, trial: int) -> list[optuna.trial.FrozenTrial]:
+    """The trials of study ``study`` whose id is above ``trial`` (ids grow as trials are
+    created; -1: every trial), in id order. On an RDB storage one query that seeks the study's
+    index from that id on, so its cost does not grow with the study (Optuna's trials table is
+    indexed by study, not by trial number); on any other storage, the study's trials filtered."""
+    rdb = storage
+    while not isinstance(rdb, optuna.storages.RDBStorage) and hasattr(rdb, "_backend"):
+        rdb = rdb._backend
+    if isinstance(rdb, optuna.storages.RDBStorage):
+        return rdb._get_trials(study, None, set(), trial)
+    every = storage.get_all_trials(study, deepcopy=False)
+    return sorted((t for t in every if t._trial_id > trial), key=lambda t: t._trial_id)
 
 
 def heartbeat_tables() -> tuple[Any, Any]:

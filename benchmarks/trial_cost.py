@@ -20,7 +20,9 @@ line of ``autospik study run`` (``cli/study.py``), one trial at a time, in one p
 - ``flat``: a trial's own overhead (its wall time less its evaluation: sampler, storage, the
   progress line) in one study grown to 100, 1,000 and 10,000 trials (finished trials added
   through Optuna, as a long search leaves them; the random sampler, whose cost does not grow),
-  which must stay flat.
+  which must stay flat;
+- ``share``: SPS's share of a subnet's forward pass on each data shape (random subnets and
+  inputs): the most reuse can save.
 
 Figures print as ratios; with ``--scenario all`` the last line is the digits search ratio.
 
@@ -28,6 +30,7 @@ Figures print as ratios; with ``--scenario all`` the last line is the digits sea
     python benchmarks/trial_cost.py --scenario cifar --trials 60
     python benchmarks/trial_cost.py --scenario dvs --trials 40
     python benchmarks/trial_cost.py --scenario flat
+    python benchmarks/trial_cost.py --scenario share
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import os  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import tomllib  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -52,7 +56,6 @@ import torch  # noqa: E402
 from synthetic_data import write_cifar, write_cifar10dvs  # noqa: E402
 
 from autospikformer.resources import studies_dir  # noqa: E402
-from autospikformer.search.suggest import architecture_from_params  # noqa: E402
 from autospikformer.study.storage import resolve_study  # noqa: E402
 from autospikformer.study.worker import Worker, WorkerOptions  # noqa: E402
 from autospikformer.training.evaluate import _bn_statistics_kept, autocast  # noqa: E402
@@ -163,58 +166,133 @@ def bare_passes(worker: Worker, arch: Any) -> float:
         return time.perf_counter() - start
 
 
-def one_trial(worker: Worker, k: int, display: Progress) -> tuple[float, optuna.trial.FrozenTrial]:
-    """Run ``worker`` to ``k`` complete trials (one more); its wall time and that trial."""
-    start = time.perf_counter()
-    worker.options = WorkerOptions(**{**worker.options.__dict__, "trials": k})
-    worker.run(on_trial=display)
-    wall = time.perf_counter() - start
-    done = worker.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return wall, max(done, key=lambda t: t.number)
+class Turns:
+    """Workers in threads that take turns, one trial each, so that one computes at a time."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.turn = names[0]
+        self.cond = threading.Condition()
+
+    def wait(self, name: str) -> None:
+        with self.cond:
+            self.cond.wait_for(lambda: self.turn == name)
+
+    def pass_on(self, name: str) -> None:
+        with self.cond:
+            self.turn = self.names[(self.names.index(name) + 1) % len(self.names)]
+            self.cond.notify_all()
+
+
+class TimedWorker:
+    """A worker's search in one run, as ``autospik study run`` runs it (its progress line
+    after every trial), timed trial by trial: a complete trial's wall time runs from the end of
+    the previous one (a PRUNED one between them included) to the end of its progress line.
+    ``after(arch)`` runs after each complete trial, untimed."""
+
+    def __init__(self, worker: Worker, turns: Turns, name: str, after: Any = None) -> None:
+        self.worker, self.turns, self.name, self.after = worker, turns, name, after
+        self.display = Progress(worker.options.trials)
+        self.walls: list[float] = []
+        self.results: list[Any] = []
+        self._elapsed = 0.0
+        self._evaluated: Any = None
+        evaluate = worker.evaluator.evaluate
+
+        def recorded(arch: Any, **kwargs: Any) -> Any:
+            self._evaluated = evaluate(arch, **kwargs)
+            return self._evaluated
+
+        worker.evaluator.evaluate = recorded  # type: ignore[method-assign]
+
+    def on_trial(self, study: optuna.Study) -> None:
+        self.display(study)
+        self._elapsed += time.perf_counter() - self._started
+        if self._evaluated is not None:
+            self.walls.append(self._elapsed)
+            self.results.append(self._evaluated)
+            self._elapsed, self._evaluated = 0.0, None
+            if self.after is not None:
+                self.after(self.results[-1].arch)
+        self.turns.pass_on(self.name)
+        self.turns.wait(self.name)
+        self._started = time.perf_counter()
+
+    def run(self) -> None:
+        self.turns.wait(self.name)
+        self._started = time.perf_counter()
+        try:
+            self.worker.run(on_trial=self.on_trial)
+        finally:
+            self.turns.pass_on(self.name)
+
+
+def run_timed(timed: list[TimedWorker]) -> None:
+    """Run the workers in threads until each holds its N trials; an error is raised here."""
+    errors: list[BaseException] = []
+
+    def target(t: TimedWorker) -> None:
+        try:
+            t.run()
+        except BaseException as exc:
+            errors.append(exc)
+            t.turns.names.remove(t.name)
+
+    threads = [threading.Thread(target=target, args=(t,)) for t in timed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 # --------------------------------------------------------------------------- reuse on / off
 def paired_search(scenario: str, trials: int, folder: Path, supernet: str | None) -> list[dict]:
-    """The same seeded search with reuse on and off, a trial of each in turn, then the bare
-    passes of that subnet; one row per trial."""
+    """The same seeded search with reuse on and off, a trial of each in turn (each search one
+    run of its worker), then the bare passes of that subnet; one row per trial."""
     tables = study_tables(scenario, folder / "data")
     storage = f"sqlite:///{folder / 'cost.db'}"
     configs = {r: register(tables, f"{scenario}-{r}", folder, storage, reuse_features=r == "on")
                for r in ("on", "off")}  # fmt: skip
     checkpoint = supernet_for(configs["on"], folder, supernet)
-    workers, displays = {}, {}
+    turns = Turns(["on", "off"])
+    bare: list[float] = []
+    timed = {}
     for reuse, config in configs.items():
-        options = WorkerOptions(storage, config.name, 0, checkpoint, device="cpu")
-        workers[reuse], displays[reuse] = Worker(options), Progress(trials)
-    rows = []
-    for k in range(1, trials + 1):
-        row: dict[str, Any] = {}
-        for reuse in ("on", "off") if k % 2 else ("off", "on"):  # alternate who goes first
-            wall, trial = one_trial(workers[reuse], k, displays[reuse])
-            row[reuse], row[f"{reuse}_trial"] = wall, trial
-        arch = architecture_from_params(row["on_trial"].params)
-        row["bare"] = bare_passes(workers["off"], arch)
-        row["how"] = row["on_trial"].user_attrs["autospik:evaluation"]["features"]
-        row["arch"] = arch
-        rows.append(row)
-        if k % 10 == 0 or k == trials:
-            print(f"  {scenario} {k}/{trials}: {row['on']:.3f} s with reuse ({row['how']}), "
-                  f"{row['off']:.3f} s without, {row['bare']:.3f} s bare  {arch}", flush=True)  # fmt: skip
-    rows[0]["fronts"] = [w.study.best_trials for w in (workers["on"], workers["off"])]
+        worker = Worker(WorkerOptions(storage, config.name, trials, checkpoint, device="cpu"))
+        after = (
+            (lambda arch, w=worker: bare.append(bare_passes(w, arch))) if reuse == "off" else None
+        )
+        timed[reuse] = TimedWorker(worker, turns, reuse, after)
+    bare_passes(worker, configs["on"].space.largest())  # warm-up: torch's first calls
+    run_timed(list(timed.values()))
+    on, off = timed["on"], timed["off"]
+    rows = [
+        {"on": a, "off": b, "bare": c, "how": r.features, "arch": r.arch}
+        for a, b, c, r in zip(on.walls, off.walls, bare, on.results, strict=True)
+    ]
+    for k, row in enumerate(rows, start=1):
+        if k % 10 == 0 or k == len(rows):
+            print(f"  {scenario} {k}/{len(rows)}: {row['on']:.3f} s with reuse ({row['how']}), "
+                  f"{row['off']:.3f} s without, {row['bare']:.3f} s bare  {row['arch']}")  # fmt: skip
+    rows[0]["studies"] = [t.worker.study for t in (on, off)]
     return rows
 
 
 def same_trials(rows: list[dict]) -> str:
     """Whether both searches stored the same trials and the same front, number for number."""
-    pairs = [(r["on_trial"], r["off_trial"]) for r in rows]
+    on, off = rows[0]["studies"]
+    states = (optuna.trial.TrialState.COMPLETE,)
+    pairs = zip(on.get_trials(states=states), off.get_trials(states=states), strict=True)
     trials_same = all(a.number == b.number and a.params == b.params and a.values == b.values
                       for a, b in pairs)  # fmt: skip
-    on, off = ([(t.number, tuple(t.values)) for t in front] for front in rows[0]["fronts"])
-    front = sorted(on) == sorted(off)
+    first, second = ([(t.number, tuple(t.values)) for t in s.best_trials] for s in (on, off))
+    front = sorted(first) == sorted(second)
     return (
         f"{'the same' if trials_same else 'DIFFERENT'} trials, "
-        f"{'the same' if front else 'a DIFFERENT'} front ({len(on)} members: "
-        + ", ".join(f"#{n} {v[0]:.4f}/{v[1]:.4g} mJ" for n, v in sorted(on))
+        f"{'the same' if front else 'a DIFFERENT'} front ({len(first)} members: "
+        + ", ".join(f"#{n} {v[0]:.4f}/{v[1]:.4g} mJ" for n, v in sorted(first))
         + ")"
     )
 
@@ -283,18 +361,17 @@ def flat(sizes: list[int], trials: int, folder: Path, supernet: str | None) -> l
     storage = f"sqlite:///{folder / 'flat.db'}"
     config = register(tables, "flat", folder, storage)
     checkpoint = supernet_for(config, folder, supernet)
-    options = WorkerOptions(storage, "flat", 0, checkpoint, device="cpu")
-    _, template = one_trial(Worker(options), 1, Progress(1))
     medians = {}
     for size in sizes:
-        grow(storage, "flat", size, template, config.space, seed=size)
-        worker, display = Worker(options), Progress(size + trials + 1)  # a worker's start
-        done = len(worker.study.get_trials(deepcopy=False, states=(template.state,)))
-        one_trial(worker, done + 1, display)  # its first look at the study is not a trial's
-        overheads = []
-        for k in range(done + 2, done + 2 + trials):
-            wall, trial = one_trial(worker, k, display)
-            overheads.append(wall - float(trial.user_attrs["autospik:seconds"]))
+        if size > 1:
+            grow(storage, "flat", size, template_trial(storage, checkpoint), config.space, size)
+        # a worker's start (its first look at the study) and a warm-up trial are not timed
+        worker = Worker(WorkerOptions(storage, "flat", size + 1, checkpoint, device="cpu"))
+        worker.run()
+        worker.options = WorkerOptions(storage, "flat", size + 1 + trials, checkpoint, device="cpu")
+        timed = TimedWorker(worker, Turns(["flat"]), "flat")
+        run_timed([timed])
+        overheads = [w - r.seconds for w, r in zip(timed.walls, timed.results, strict=True)]
         medians[size] = statistics.median(overheads)
         print(f"  flat: {size:,} trials: a trial's own overhead median "
               f"{1000 * medians[size]:.1f} ms (min {1000 * min(overheads):.1f}, max "
@@ -307,6 +384,52 @@ def flat(sizes: list[int], trials: int, folder: Path, supernet: str | None) -> l
     ]
 
 
+def template_trial(storage: str, checkpoint: str) -> Any:
+    """A complete trial of the study (one is evaluated if there is none): what grown trials
+    record."""
+    study = optuna.load_study(study_name="flat", storage=storage)
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not done:
+        Worker(WorkerOptions(storage, "flat", 1, checkpoint, device="cpu")).run()
+        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return done[0]
+
+
+# --------------------------------------------------------------------------- SPS's share
+@torch.no_grad()
+def sps_share(subnets: int) -> list[str]:
+    """SPS's share of a subnet's forward pass (eval mode), median over random subnets of each
+    space on random inputs of its data's shape: the most that reusing SPS's outputs can save."""
+    from autospikformer.data.base import dataset_info
+    from autospikformer.model.supernet import SuperSpikformer
+    from autospikformer.search.space import SearchSpace
+
+    lines = []
+    for space_name, dataset, batch in (("digits", "digits", 360), ("S_T1+S_S", "cifar10", 32),
+                                       ("dvs", "cifar10dvs", 8)):  # fmt: skip
+        info, space = dataset_info(dataset), SearchSpace.load(space_name)
+        torch.manual_seed(0)
+        supernet = SuperSpikformer.for_data(space, info).eval()
+        rng, shares = random.Random(1), []
+        for _ in range(subnets + 1):  # the first warms up
+            arch = space.sample(rng)
+            shape = (info.in_channels, info.img_size, info.img_size)
+            if info.event_based:
+                x = torch.randint(0, 3, (batch, arch.time_steps, *shape)).float()
+            else:
+                x = torch.rand(batch, *shape)
+            start = time.perf_counter()
+            tokens = supernet.embed(x, arch)
+            middle = time.perf_counter()
+            supernet.forward_head(supernet.forward_tokens(tokens, arch))
+            shares.append((middle - start) / (time.perf_counter() - start))
+        lines.append(f"SPS's share of a {space_name} subnet's forward pass ({batch} {dataset} "
+                     f"inputs): median {statistics.median(shares[1:]):.2f} over {subnets} "
+                     f"random subnets")  # fmt: skip
+        print(lines[-1], flush=True)
+    return lines
+
+
 # --------------------------------------------------------------------------- main
 def run_scenario(scenario: str, args: argparse.Namespace) -> list[str]:
     with tempfile.TemporaryDirectory(prefix=f"trial-cost-{scenario}-") as tmp:
@@ -316,6 +439,8 @@ def run_scenario(scenario: str, args: argparse.Namespace) -> list[str]:
         try:
             if scenario == "flat":
                 return flat(args.sizes, args.trials or 20, folder, args.supernet)
+            if scenario == "share":
+                return sps_share(args.trials or 12)
             write_data(scenario, folder / "data")
             default = {"digits": 200, "cifar": 60, "dvs": 40}[scenario]
             supernet = args.supernet if scenario == "digits" else None
@@ -328,7 +453,7 @@ def run_scenario(scenario: str, args: argparse.Namespace) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--scenario", choices=("digits", "cifar", "dvs", "flat", "all"), default="all"
+        "--scenario", choices=("share", "digits", "cifar", "dvs", "flat", "all"), default="all"
     )
     parser.add_argument("--trials", type=int, default=None, help="trials of each search")
     parser.add_argument("--supernet", default=None, help="the digits supernet (default: train)")
@@ -340,7 +465,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s), OMP_WAIT_POLICY "
           f"{os.environ.get('OMP_WAIT_POLICY')}, load average {os.getloadavg()[0]:.2f}",
           flush=True)  # fmt: skip
-    order = ("flat", "cifar", "dvs", "digits") if args.scenario == "all" else (args.scenario,)
+    order = (
+        ("share", "flat", "cifar", "dvs", "digits") if args.scenario == "all" else (args.scenario,)
+    )
     lines = []
     for scenario in order:
         lines += run_scenario(scenario, args)

@@ -182,6 +182,10 @@ def test_the_budget_bounds_what_is_kept_and_never_the_results(digits_supernet) -
         result = nothing.evaluate(small)
         assert result.features == "computed" and same(result, off.evaluate(small))
     assert len(nothing.features) == 0
+    for bad, match in (({"feature_budget": -1}, r"^feature_budget: -1 is not allowed"),
+                       ({"reuse_features": "yes"}, r"^reuse_features: 'yes' is not allowed")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            SubnetEvaluator(digits_supernet, dataset="digits", data_root=None, **bad)
 
 
 def test_sps_rows_join_the_blocks_rows_only_for_their_own_pass(digits_supernet) -> None:

@@ -296,22 +296,79 @@ def test_the_ledger_keeps_counts_twins_and_the_front_as_a_full_read_gives_them()
     assert ledger.complete == len(complete) + 1 and ledger.front == [(1.5, -1.0)]
 
 
-@pytest.mark.parametrize("size", [50, 500])
-def test_a_refresh_reads_what_is_new_not_the_study(size: int) -> None:
-    study = optuna.create_study(directions=["maximize", "minimize"])
+@pytest.mark.parametrize("size", [40, 400])
+def test_a_refresh_reads_what_is_new_not_the_study(tmp_path, monkeypatch, size: int) -> None:
+    import sqlite3
+
+    from autospikformer.study import ledger as ledger_module
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    rdb = open_storage(url, create=True)
+    study = optuna.create_study(storage=rdb, directions=["maximize", "minimize"])
     _add_trials(study, size, 0)
+    ledger = TrialLedger(storage_of(study), study_id(study))
+    ledger.refresh()  # the first look reads the study once
+    assert ledger.complete == len(study.get_trials(states=(TrialState.COMPLETE,)))
     storage = CountingStorage(storage_of(study))
-    ledger = TrialLedger(storage, study_id(study))  # type: ignore[arg-type]
-    ledger.refresh()
-    assert storage.calls["get_all_trials"] == 1  # the first look reads the study once
-    storage.calls.clear()
+    ledger.storage = storage  # type: ignore[assignment]
+    read: list[int] = []
+    real = ledger_module.trials_after
+    monkeypatch.setattr(
+        ledger_module, "trials_after", lambda *a: read.append(len(got := real(*a))) or got
+    )
+    statements: list[tuple[str, Any]] = []
+    event.listen(rdb.engine, "before_cursor_execute",
+                 lambda c, cur, sql, params, ctx, many: statements.append((sql, params)))  # fmt: skip
     running = study.ask()
     _add_trials(study, 2, 1)
     ledger.refresh()
     study.tell(running, [0.5, 0.5])
     ledger.refresh()
-    # the 3 new trials, the running one again, one probe past the end each time; any size
-    assert storage.calls["get_all_trials"] == 0 and storage.calls["get_trial"] == 4
+    # the 3 new trials, then none; the running one fetched again by id once; any size
+    assert read == [3, 0] and storage.calls["get_trial"] == 1
+    assert (
+        storage.calls["get_all_trials"] == 0
+        and storage.calls["get_trial_id_from_study_id_trial_number"] == 0
+    )
+    assert ledger.complete == len(study.get_trials(states=(TrialState.COMPLETE,)))
+    sql, params = next(s for s in statements if "trials.trial_id >" in s[0])
+    plan = sqlite3.connect(tmp_path / "ledger.db").execute(f"EXPLAIN QUERY PLAN {sql}", params)
+    assert "rowid>?" in " ".join(str(row[-1]) for row in plan)  # an index seek, not a scan
+
+
+def test_a_trial_committed_after_a_later_one_is_counted_once(monkeypatch) -> None:
+    """On PostgreSQL a trial can commit after one created later: the ledger, past its id
+    already, finds it by its skipped number."""
+    from autospikformer.study import ledger as ledger_module
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    dist = {"x": CategoricalDistribution(list(range(5)))}
+    for x in range(5):
+        study.add_trial(
+            optuna.trial.create_trial(params={"x": x}, distributions=dist, values=[x, 1])
+        )
+    hidden = {3}  # created, not committed yet
+    real = ledger_module.trials_after
+    monkeypatch.setattr(
+        ledger_module, "trials_after",
+        lambda *args: [t for t in real(*args) if t.number not in hidden],
+    )  # fmt: skip
+    storage = storage_of(study)
+    id_of = storage.get_trial_id_from_study_id_trial_number
+
+    def committed(sid: int, number: int) -> int:
+        if number in hidden:
+            raise KeyError(number)
+        return id_of(sid, number)
+
+    monkeypatch.setattr(storage, "get_trial_id_from_study_id_trial_number", committed)
+    ledger = TrialLedger(storage, study_id(study))
+    ledger.refresh()
+    assert ledger.complete == 4 and ledger.duplicate_of({"x": 3}, 99) is None
+    hidden.clear()
+    for _ in range(2):
+        ledger.refresh()
+        assert ledger.complete == 5 and ledger.duplicate_of({"x": 3}, 99) == 3
 
 
 def test_the_progress_line_keeps_its_front_without_copying_the_study(monkeypatch) -> None:
@@ -374,9 +431,12 @@ def test_an_evaluated_trial_writes_its_record_once(tiny_supernet, tmp_path, monk
     assert worker.run() == 2
     assert calls.count("set_trial_attrs") == 2
     assert calls.count("set_trial_user_attr") == 2 * 3  # worker, architecture, its JSON
-    # the ledger's first look, then only Optuna's ask (for a waiting trial): never a full read
-    # of the worker's own per trial
-    assert calls.count("get_all_trials") == 1 + 2
+    # Optuna's ask looks for a waiting trial; the worker's own reads are only new trials
+    assert (
+        calls.count("get_all_trials") == 2
+        and "get_trial_id_from_study_id_trial_number" not in calls
+    )
+    assert calls.count("trials_after") == 1 + 2 * 3  # its first look, 3 looks a trial
     trial = optuna.load_study(study_name="s", storage=url).trials[-1]
     assert {"autospik:num_parameters", "autospik:evaluation"} <= set(trial.user_attrs)
     assert "autospik:energy_record" in trial.system_attrs

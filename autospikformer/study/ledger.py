@@ -6,10 +6,12 @@ already holds the parameters it was given (duplicates), and the progress line ne
 feasible Pareto front. Reading the whole study for each of these costs a time that grows with
 the study (Optuna's ``study.best_trials`` deep-copies every trial), so a 10,000-trial study
 would spend most of its time on it. A :class:`TrialLedger` keeps the finished trials' share of
-the answers (a count, a dict of parameters, the front) and, at each refresh, fetches only the
-trials it last saw unfinished and those numbered past the last it saw (the way the DSPS
-sampler's mirror reads, ``search/mirror.py``): a refresh costs a few storage reads however
-long the study.
+the answers (a count, a dict of parameters, the front) and, at each refresh, reads only the
+trials created since its last look (one query by trial id, which Optuna's index serves without
+reading the older trials: ``optuna_api.trials_after``) and those it last saw unfinished (one
+fetch each, by id): a refresh costs a few storage reads however long the study. A trial that
+commits after one created later (concurrent workers on PostgreSQL) leaves its number skipped;
+it is looked for by that number until it is seen.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from autospikformer.optuna_api import storage_of, study_id
-from autospikformer.search.mirror import fetch_trial
+from autospikformer.optuna_api import storage_of, study_id, trial_id, trials_after
+
+_ID_OF_NUMBER = "get_trial_id_from_study_id_trial_number"
+HOLE_LOOKS = 100  # looks for a skipped trial number before it is taken for no trial
 
 
 def params_key(params: Mapping[str, Any]) -> Hashable:
@@ -52,35 +56,74 @@ class TrialLedger:
         self.complete = 0
         self.live: dict[int, FrozenTrial] = {}
         self.front: list[tuple[float, float]] = []
-        self._scanned = 0  # every trial numbered below has been fetched at least once
-        self._watch: set[int] = set()  # unfinished when last seen (the reader's own included)
+        self._last_id = -1  # every trial of the study with an id up to this has been seen
+        self._watch: dict[int, int] = {}  # id -> number of the trials unfinished when last seen
+        self._top = -1  # the highest trial number seen
+        self._holes: dict[int, int] = {}  # numbers below it not seen yet -> looks since
         self._evaluated: dict[Hashable, int] = {}  # params of COMPLETE trials -> a number
-        self._started = False
 
     def refresh(self, me: int | None = None) -> None:
         """Take in the trials created and the states changed since the last refresh (the
-        first reads the whole study once); ``me``, the reader's own running trial, is not
-        fetched, only watched for its end."""
+        first reads the whole study once): one query for the trials created since, one fetch
+        per trial unfinished at the last look. ``me``, the reader's own running trial, is
+        only watched for its end."""
+        new = self._read(trials_after, self.study_id, self._last_id)
+        if new:
+            self._last_id = max(self._last_id, max(trial_id(t) for t in new))
+        new += self._late_trials({t.number for t in new})
+        for trial in new:
+            self._see(trial.number)
+        fresh = {trial_id(t) for t in new}
+        again = [
+            self._read("get_trial", i)
+            for i, number in self._watch.items()
+            if i not in fresh and number != me  # the reader knows its own trial is running
+        ]
+        watch = {i: number for i, number in self._watch.items() if number == me}
         live: dict[int, FrozenTrial] = {}
-        if not self._started:
-            self._started = True
-            for trial in self.storage.get_all_trials(self.study_id, deepcopy=False):
-                if trial.number != me:
-                    self._take(trial, live)
-                self._scanned = max(self._scanned, trial.number + 1)
-        top = max(self._scanned, -1 if me is None else me + 1)
-        for number in sorted({*self._watch, *range(self._scanned, top)} - {me}):
-            self._take(fetch_trial(self.storage, self.study_id, number), live)
-        while (trial := fetch_trial(self.storage, self.study_id, top)) is not None:
+        for trial in sorted([*again, *new], key=lambda t: t.number):
+            if trial.number == me and not trial.state.is_finished():
+                watch[trial_id(trial)] = trial.number
+                continue
             self._take(trial, live)
-            top += 1
-        self._scanned = top
-        self.live = live
-        self._watch = set(live) | ({me} if me is not None else set())
+            if not trial.state.is_finished():
+                watch[trial_id(trial)] = trial.number
+        self.live, self._watch = live, watch
 
-    def _take(self, trial: FrozenTrial | None, live: dict[int, FrozenTrial]) -> None:
-        if trial is None:
-            return
+    def _see(self, number: int) -> None:
+        if number > self._top:
+            self._holes.update(dict.fromkeys(range(self._top + 1, number), 0))
+            self._top = number
+        self._holes.pop(number, None)
+
+    def _late_trials(self, arrived: set[int]) -> list[FrozenTrial]:
+        """Trials whose number was skipped: created before a trial already seen but committed
+        after it (possible on PostgreSQL, never on SQLite), fetched by number until seen; a
+        number still missing after :data:`HOLE_LOOKS` looks is no trial (Optuna's concurrent
+        numbering can skip one) and is given up."""
+        late = []
+        for number in sorted(set(self._holes) - arrived):
+            try:
+                found = self._read(_ID_OF_NUMBER, self.study_id, number)
+                late.append(self._read("get_trial", found))
+            except KeyError:  # not committed yet: looked for again next time
+                self._holes[number] += 1
+                if self._holes[number] > HOLE_LOOKS:
+                    del self._holes[number]
+        return late
+
+    def _read(self, method: Any, *args: Any) -> Any:
+        """A storage read, retried through an outage when the storage does that (a worker's)."""
+        call = getattr(self.storage, "call", None)
+        if call is not None:
+            return call(method, *args)
+        return (
+            method(self.storage, *args)
+            if callable(method)
+            else getattr(self.storage, method)(*args)
+        )
+
+    def _take(self, trial: FrozenTrial, live: dict[int, FrozenTrial]) -> None:
         if not trial.state.is_finished():
             live[trial.number] = trial
             return
@@ -98,9 +141,9 @@ class TrialLedger:
 
     def note(self, trial: FrozenTrial) -> None:
         """A trial the reader itself just finished (as ``study.tell`` returned it), taken in
-        without a fetch; ignored unless it was the ``me`` of a refresh."""
-        if trial.number in self._watch and trial.state.is_finished():
-            self._watch.discard(trial.number)
+        without a fetch; ignored unless it is watched (it was the ``me`` of a refresh)."""
+        if trial_id(trial) in self._watch and trial.state.is_finished():
+            del self._watch[trial_id(trial)]
             self._take(trial, self.live)
 
     @property

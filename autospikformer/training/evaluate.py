@@ -40,6 +40,7 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
+from autospikformer.checks import check_bool, check_int
 from autospikformer.data.base import DataError, dataset_info
 from autospikformer.data.loading import build_dataset, build_frames, make_loader, subset
 from autospikformer.data.split import HoldoutSplit
@@ -356,7 +357,8 @@ class SubnetEvaluator:
         self.time_steps = tuple(sorted({int(t) for t in time_steps}))
         self.train_size: int | None = None  # the training split's size, once it is read
         self.energy_model = energy_model or EnergyModel()
-        self.reuse_features = bool(reuse_features)
+        self.reuse_features = check_bool("reuse_features", reuse_features)
+        check_int("feature_budget", feature_budget, minimum=0, allow_none=True)
         if feature_budget is None:
             feature_budget = default_budget(self.device)
         self.features = FeatureCache(budget=feature_budget)
