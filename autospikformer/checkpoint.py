@@ -18,6 +18,7 @@ from autospikformer.checkpoint_file import (
     read_checkpoint,
     verify_checkpoint,
 )
+from autospikformer.data.base import canonical_size
 from autospikformer.model.spikformer import CHECKPOINT_KIND as SPIKFORMER_KIND
 from autospikformer.model.spikformer import Spikformer
 from autospikformer.model.supernet import SuperSpikformer
@@ -27,7 +28,7 @@ SUPERNET_KIND = "supernet"  # written by the supernet trainer
 #: Metadata of a supernet checkpoint that :func:`load_supernet_checkpoint` returns (no tensors).
 SUPERNET_META = (
     "kind", "space", "space_fingerprint", "num_classes", "in_channels", "img_size", "dataset",
-    "epoch", "epochs", "config", "world_size", "history", "holdout", "variant",
+    "classes", "epoch", "epochs", "config", "world_size", "history", "holdout", "variant",
 )  # fmt: skip
 
 
@@ -67,7 +68,7 @@ def _supernet_from(
         space or saved_space,
         num_classes=int(ckpt["num_classes"]),
         in_channels=int(ckpt["in_channels"]),
-        img_size=int(ckpt["img_size"]),
+        img_size=canonical_size(ckpt["img_size"]),
         variant=str(ckpt.get("variant", "cifar")),  # older files hold the image model
     )
     model.load_state_dict(ckpt["state_dict"])
@@ -111,5 +112,6 @@ def load_model(path: str | Path, *, map_location: Any = "cpu") -> tuple[nn.Modul
         raise CheckpointError(
             f"checkpoint '{path}' is incomplete or does not match its config ({exc!s:.200})"
         ) from None
-    shapes = {k: int(data[k]) for k in ("num_classes", "in_channels", "img_size")}
+    shapes = {k: int(data[k]) for k in ("num_classes", "in_channels")}
+    shapes["img_size"] = canonical_size(data["img_size"])
     return model.eval(), {"kind": kind, **shapes, "variant": model.variant}

@@ -27,8 +27,10 @@ import optuna
 from autospikformer.errors import AutospikError
 from autospikformer.report.export import StudyExport, export_study
 from autospikformer.study.config import StudyConfig
+from autospikformer.study.data_record import record_study_data
 from autospikformer.study.holdout import measure_front_on_test
 from autospikformer.study.preflight import check_run_inputs
+from autospikformer.study.run_folder import claim_run_folder, release_run_folder
 from autospikformer.study.storage import (
     DEFAULT_RUNS_DIR,
     DEFAULT_STORAGE,
@@ -101,7 +103,12 @@ def run_study(
     runs_dir = Path(runs_dir)
     started = time.monotonic()
     check = functools.partial(
-        check_run_inputs, device=device, data_root=data_root, checkpoint=supernet, runs_dir=runs_dir
+        check_run_inputs,
+        device=device,
+        data_root=data_root,
+        checkpoint=supernet,
+        runs_dir=runs_dir,
+        storage=storage,
     )
     db_file = sqlite_path(storage)
     new_file = db_file if db_file is not None and not db_file.is_file() else None
@@ -110,7 +117,10 @@ def run_study(
     if created:
         say(f"registered study {config.name} in the storage")
     say(f"stage 1: supernet of study {config.name} ({config.space.name}, {config.dataset})")
+    claimed: list[Path] = []
     try:
+        claimed = claim_run_folder(runs_dir / config.name, study, storage)
+        config = record_study_data(study, config, data_root=data_root, progress=True)
         checkpoint = prepare_supernet(
             study,
             config,
@@ -120,8 +130,8 @@ def run_study(
             device=device,
         )
     except AutospikError:  # a study registered just now and never used goes again
-        if created:
-            withdraw_study(study, created_file=new_file)
+        if created and withdraw_study(study, created_file=new_file):
+            release_run_folder(claimed)
         raise
     say(f"supernet: {checkpoint} ({format_seconds(time.monotonic() - started)} so far)")
     say(

@@ -148,13 +148,14 @@ class Progress:
 
 # --------------------------------------------------------------------------- one trial
 @torch.no_grad()
-def bare_passes(worker: Worker, arch: Any) -> float:
-    """The subnet's forward passes alone: same batches, same precision, nothing else."""
+def bare_passes(worker: Worker, arch: Any) -> tuple[float, float]:
+    """The subnet's forward passes alone: same batches, same precision, nothing else; their
+    wall time and this process's CPU time."""
     evaluator = worker.evaluator
     model, device, precision = evaluator.supernet, evaluator.device, evaluator.precision
     calib, test = evaluator.splits(arch.time_steps)
     with _bn_statistics_kept(model):  # outside the timed part: leave the supernet as it was
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         model.train()
         for x, _ in calib or ():
             with autocast(device, precision):
@@ -163,7 +164,7 @@ def bare_passes(worker: Worker, arch: Any) -> float:
         for x, _ in test:
             with autocast(device, precision):
                 model(x, arch)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
 
 
 class Turns:
@@ -194,8 +195,9 @@ class TimedWorker:
         self.worker, self.turns, self.name, self.after = worker, turns, name, after
         self.display = Progress(worker.options.trials)
         self.walls: list[float] = []
+        self.cpus: list[float] = []  # the process's CPU time (one computes at a time)
         self.results: list[Any] = []
-        self._elapsed = 0.0
+        self._elapsed = self._cpu = 0.0
         self._evaluated: Any = None
         evaluate = worker.evaluator.evaluate
 
@@ -208,19 +210,21 @@ class TimedWorker:
     def on_trial(self, study: optuna.Study) -> None:
         self.display(study)
         self._elapsed += time.perf_counter() - self._started
+        self._cpu += time.process_time() - self._cpu_started
         if self._evaluated is not None:
             self.walls.append(self._elapsed)
+            self.cpus.append(self._cpu)
             self.results.append(self._evaluated)
-            self._elapsed, self._evaluated = 0.0, None
+            self._elapsed, self._cpu, self._evaluated = 0.0, 0.0, None
             if self.after is not None:
                 self.after(self.results[-1].arch)
         self.turns.pass_on(self.name)
         self.turns.wait(self.name)
-        self._started = time.perf_counter()
+        self._started, self._cpu_started = time.perf_counter(), time.process_time()
 
     def run(self) -> None:
         self.turns.wait(self.name)
-        self._started = time.perf_counter()
+        self._started, self._cpu_started = time.perf_counter(), time.process_time()
         try:
             self.worker.run(on_trial=self.on_trial)
         finally:
@@ -257,7 +261,7 @@ def paired_search(scenario: str, trials: int, folder: Path, supernet: str | None
                for r in ("on", "off")}  # fmt: skip
     checkpoint = supernet_for(configs["on"], folder, supernet)
     turns = Turns(["on", "off"])
-    bare: list[float] = []
+    bare: list[tuple[float, float]] = []
     timed = {}
     for reuse, config in configs.items():
         worker = Worker(WorkerOptions(storage, config.name, trials, checkpoint, device="cpu"))
@@ -269,8 +273,19 @@ def paired_search(scenario: str, trials: int, folder: Path, supernet: str | None
     run_timed(list(timed.values()))
     on, off = timed["on"], timed["off"]
     rows = [
-        {"on": a, "off": b, "bare": c, "how": r.features, "arch": r.arch}
-        for a, b, c, r in zip(on.walls, off.walls, bare, on.results, strict=True)
+        {
+            "on": a,
+            "off": b,
+            "bare": c[0],
+            "on_cpu": a_cpu,
+            "off_cpu": b_cpu,
+            "bare_cpu": c[1],
+            "how": r.features,
+            "arch": r.arch,
+        }
+        for a, b, c, r, a_cpu, b_cpu in zip(
+            on.walls, off.walls, bare, on.results, on.cpus, off.cpus, strict=True
+        )
     ]
     for k, row in enumerate(rows, start=1):
         if k % 10 == 0 or k == len(rows):
@@ -308,6 +323,13 @@ def paired_summary(scenario: str, rows: list[dict]) -> list[str]:
         f"reused trials alone: median {statistics.median(hits) if hits else float('nan'):.3f}); "
         f"without reuse / bare = {off / bare:.3f}; with / without = {on / off:.3f}",
     ]
+    on_cpu, off_cpu, bare_cpu = (
+        sum(r[key] for r in rows) for key in ("on_cpu", "off_cpu", "bare_cpu")
+    )
+    lines.append(
+        f"{scenario}: in process CPU time: with reuse / bare = {on_cpu / bare_cpu:.3f}; "
+        f"without reuse / bare = {off_cpu / bare_cpu:.3f}; with / without = {on_cpu / off_cpu:.3f}"
+    )
     target = TARGETS[scenario]
     figure = on / off if scenario == "digits" else on / bare
     lines.append(f"{scenario}: x{figure:.3f} (target <= {target}: "

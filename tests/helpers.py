@@ -78,16 +78,18 @@ def study_text(
     search: dict[str, Any] | None = None,
     options: dict[str, Any] | None = None,
     energy: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
 ) -> str:
     """A study file: a preset ``space`` name or a space dict, the tiny recipe and search with
     ``train`` / ``search`` updates (None leaves a key out: the study's default), sampler
-    ``options`` (``[search.options]``) and ``energy``."""
+    ``options`` (``[search.options]``), ``energy``, and more ``[data]`` settings (``data``: a
+    folder's img_size, sensor_size...)."""
 
     def updated(base: dict[str, Any], changes: dict[str, Any] | None) -> dict[str, Any]:
         merged = {**base, **(changes or {})}
         return {k: v for k, v in merged.items() if v is not None}
 
-    data: dict[str, Any] = {"dataset": dataset, **({"root": root} if root is not None else {})}
+    data = {"dataset": dataset, **({"root": root} if root is not None else {}), **(data or {})}
     tables: dict[str, dict[str, Any]] = {
         "study": {"name": name, "seed": 0},
         "data": data,

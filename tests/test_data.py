@@ -516,3 +516,118 @@ def test_dvs_errors(tmp_path: Path, dvs128_root: tuple[Path, dict]) -> None:
     (tmp_path / "k" / "events_np.building").touch()
     with pytest.raises(DataError, match="interrupted and neither 'extract' nor 'download'"):
         build_dataset("dvs128", tmp_path / "k", train=True, time_steps=2)
+
+
+# --------------------------------------------------------------------------- N-MNIST, N-Caltech101
+
+
+def write_atis(path: Path, events: list[tuple[int, ...]]) -> None:
+    """ATIS .bin (N-MNIST, N-Caltech101): 40 bits an event, x (8), y (8), p (1), t (23)."""
+    out = bytearray()
+    for t, x, y, p in events:
+        out += bytes([x, y, (p << 7) | ((t >> 16) & 0x7F), (t >> 8) & 0xFF, t & 0xFF])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(out))
+
+
+def atis_events(rng: np.random.Generator, n: int, hw: tuple[int, int]) -> list[tuple[int, ...]]:
+    return [
+        (
+            10 * i + 1,
+            int(rng.integers(0, hw[1])),
+            int(rng.integers(0, hw[0])),
+            int(rng.integers(0, 2)),
+        )
+        for i in range(n)
+    ]
+
+
+def frames_of(events: list[tuple[int, ...]], steps: int, hw: tuple[int, int]) -> torch.Tensor:
+    frames = torch.zeros(steps, 2, *hw)
+    per = len(events) // steps
+    for i, (_, x, y, p) in enumerate(events):
+        frames[min(i // per, steps - 1), p, y, x] += 1
+    return frames
+
+
+def test_nmnist_from_its_extracted_archives(tmp_path: Path) -> None:
+    """extract/{Train,Test}/<digit>/*.bin, as Train.zip and Test.zip unpack: 34x34 frames, the
+    official split, label = digit (10 pools to a 9x9 token grid)."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "NMNIST"
+    written = {}
+    for split, per_class in (("Train", 2), ("Test", 1)):
+        for digit in range(10):
+            for i in range(per_class):
+                ev = atis_events(rng, 12, (34, 34))
+                write_atis(root / "extract" / split / str(digit) / f"{i:05d}.bin", ev)
+                written[split.lower(), digit, f"{i:05d}"] = ev
+    assert dataset_info("nmnist").img_size == 34 and dataset_info("nmnist").event_based
+    train = build_dataset("nmnist", tmp_path, train=True, augment=False, time_steps=3)
+    test = build_dataset("nmnist", tmp_path, train=False, time_steps=3)
+    assert (len(train), len(test)) == (20, 10)
+    assert sorted(train.targets) == sorted(list(range(10)) * 2)
+    for split, ds in (("train", train), ("test", test)):
+        for k, (path, label) in enumerate(ds.samples):
+            assert Path(path).parent.name == str(label)
+            want = frames_of(written[split, label, Path(path).stem], 3, (34, 34))
+            assert torch.equal(ds[k][0], want)
+    torch.manual_seed(0)
+    shifted = build_dataset("nmnist", tmp_path, train=True, time_steps=3)
+    assert shifted.transform.flip is False and shifted.transform.max_shift == 3  # digits: no flip
+
+
+def test_ncaltech101_from_its_extracted_archive(tmp_path: Path) -> None:
+    """extract/Caltech101/<class>/*.bin for the 101 classes: 180x240 frames (not square),
+    split 9:1 per class in file-name order as CIFAR10-DVS."""
+    rng = np.random.default_rng(1)
+    names = sorted([f"class_{k:03d}" for k in range(100)] + ["BACKGROUND_Google"])
+    written = {}
+    for k, name in enumerate(names):
+        for i in range(10 if k == 3 else 1):
+            ev = atis_events(rng, 8, (180, 240))
+            write_atis(tmp_path / "extract" / "Caltech101" / name / f"image_{i:04d}.bin", ev)
+            written[name, f"image_{i:04d}"] = ev
+    info = dataset_info("ncaltech101")
+    assert (info.num_classes, info.img_size, info.hw) == (101, (180, 240), (180, 240))
+    train = build_dataset("ncaltech101", tmp_path, train=True, augment=False, time_steps=2)
+    test = build_dataset("ncaltech101", tmp_path, train=False, time_steps=2)
+    assert (len(train), len(test)) == (109, 1)  # ceil(0.9 n) of each class trains
+    assert train.classes == names and test.targets == [3]
+    assert Path(test.samples[0][0]).stem == "image_0009"
+    for ds in (train, test):
+        for k in (0, len(ds) - 1):
+            path, label = ds.samples[k]
+            want = frames_of(written[names[label], Path(path).stem], 2, (180, 240))
+            assert torch.equal(ds[k][0], want)
+    assert build_dataset("ncaltech101", tmp_path, train=True, time_steps=2).transform.flip
+    # the (180, 240) frames pool to a 12x15 token grid
+    from autospikformer.model.shapes import token_grid
+
+    assert token_grid(info.img_size) == (12, 15)
+
+
+def test_nmnist_and_ncaltech101_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as err:
+        build_dataset("nmnist", tmp_path / "none", train=True, time_steps=2)
+    msg = str(err.value)
+    for part in ("N-MNIST not found", "download/Train.zip and Test.zip", "extract/{Train,Test}",
+                 "download Train.zip and Test.zip by hand from Garrick Orchard's N-MNIST page "
+                 "(https://www.garrickorchard.com/datasets/n-mnist)"):  # fmt: skip
+        assert part in msg
+    (tmp_path / "a" / "download").mkdir(parents=True)
+    (tmp_path / "a" / "download" / "Caltech101.zip").write_bytes(b"partial")
+    with pytest.raises(DataError, match=r"Caltech101.zip' fails its MD5 check"):
+        build_dataset("ncaltech101", tmp_path / "a", train=True, time_steps=2)
+    write_atis(
+        tmp_path / "b" / "extract" / "Caltech101" / "only" / "image_0001.bin", [(1, 2, 3, 0)]
+    )
+    with pytest.raises(DataError, match=r"N-Caltech101: 1 class folders found in '.*Caltech101'"):
+        build_dataset("ncaltech101", tmp_path / "b", train=True, time_steps=2)
+    write_atis(tmp_path / "c" / "extract" / "Train" / "0" / "00001.bin", [(1, 2, 3, 0)])
+    (tmp_path / "c" / "extract" / "Train" / "0" / "notes.txt").write_text("x")
+    with pytest.raises(
+        DataError, match=r"N-MNIST: unexpected '.*Train/0/notes.txt' \(spikingjelly"
+    ):
+        build_dataset("nmnist", tmp_path / "c", train=True, time_steps=2)
+    assert not (tmp_path / "c" / "events_np").exists()

@@ -901,3 +901,19 @@ def test_rates_over_many_batches_are_exact_and_kept_in_bounded_memory() -> None:
     rates = dict(zip(*(meter.report().table[c] for c in ("layer", "input_rate")), strict=True))
     assert rates["blocks.0.mlp.fc2.linear"] == 0.375 and rates["sps.convs.1"] == 0.375
     assert rates["head"] == 1.5 and meter.report().images == 300
+
+
+def test_cli_takes_the_shape_from_the_space_preset() -> None:
+    """A digits architecture priced with --space digits is priced for 1x8x8 digits (the trial's
+    parameter count), not for the 3x32x32 default; --help names that default."""
+    arch = Architecture.parse("d1-e32-t2:r2:h2:th1.2:tau2")
+    data = json.loads(_cli(str(arch), "--space", "digits", "--json").stdout)
+    assert (data["in_channels"], data["img_size"], data["num_classes"]) == (1, 8, 10)
+    assert data["num_parameters"] == count_parameters(arch, dataset_info("digits")) == 24_678
+    default = json.loads(_cli(str(arch), "--json").stdout)
+    assert (default["in_channels"], default["img_size"]) == (3, 32)
+    assert default["num_parameters"] == count_parameters(arch) != data["num_parameters"]
+    from autospikformer.cli.app import app
+
+    wide = runner.invoke(app, ["energy", "--help"], env={"COLUMNS": "400"}).output
+    assert "else cifar10: 3x32x32 images, 10 classes." in wide

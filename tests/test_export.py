@@ -16,7 +16,13 @@ from autospikformer import SearchSpace
 from autospikformer.pareto import hypervolume_2d, pareto_mask
 from autospikformer.report.export import export_study
 from autospikformer.report.plots import SIZE_RANGE, marker_sizes
-from autospikformer.report.tables import COLUMNS, front_and_top, kendall_tau, trials_frame
+from autospikformer.report.tables import (
+    COLUMNS,
+    front_and_top,
+    kendall_tau,
+    tau_interval,
+    trials_frame,
+)
 from autospikformer.search.dsps import CANDIDATE_KEY
 from autospikformer.search.fitness import balanced_fitness
 from autospikformer.search.suggest import architecture_params, distributions
@@ -70,6 +76,24 @@ def test_hypervolume_small_cases() -> None:
     assert hypervolume_2d([0.4, 0.9, 0.3], [1.0, 2.0, 2.5], 3.0) == pytest.approx(0.8 + 0.5)
     assert hypervolume_2d([0.9], [3.5], 3.0) == 0.0  # beyond the reference point
     assert hypervolume_2d([], [], 1.0) == 0.0
+
+
+def test_kendall_tau_intervals_say_how_far_a_sample_can_move() -> None:
+    """Monotone data: every resample gives tau 1. Noisy data: the interval holds the sample's
+    tau and narrows as the sample grows (20 draws vs 100)."""
+    x = list(range(20))
+    assert tau_interval(x, [2 * v for v in x]) == pytest.approx((1.0, 1.0), abs=1e-12)
+    assert tau_interval([1.0, 2.0], [1.0, 2.0]) is None
+    rng = np.random.default_rng(3)
+    widths = []
+    for n in (20, 100):
+        a = rng.normal(size=n)
+        b = a + rng.normal(scale=1.5, size=n)
+        lo, hi = tau_interval(a, b)
+        assert lo <= kendall_tau(a, b) <= hi
+        widths.append(hi - lo)
+    assert widths[1] < 0.7 * widths[0]
+    assert tau_interval(a, b) == tau_interval(a, b)  # seeded: an export repeats
 
 
 def test_kendall_tau_matches_definition() -> None:
@@ -297,6 +321,10 @@ def test_generations_random_draws_and_taus(tmp_path) -> None:
     summary = json.loads(export_study(study, tmp_path).paths["summary.json"].read_text())
     acc, en = zip(*points, strict=True)
     assert summary["kendall_tau"]["random"]["n"] == 4
+    assert summary["kendall_tau"]["random"]["interval"] == [
+        round(v, 4) for v in tau_interval(acc[:4], en[:4])
+    ]
+    assert summary["kendall_tau"]["random"]["over"].startswith("the first 100 candidates drawn")
     assert summary["kendall_tau"]["random"]["tau"] == pytest.approx(kendall_tau(acc[:4], en[:4]))
     assert summary["kendall_tau"]["top_f_aeb"]["n"] == 12
     assert summary["protocol"]["eval_split"] == "test"

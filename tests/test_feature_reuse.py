@@ -143,6 +143,31 @@ def test_a_trial_on_kept_sps_outputs_is_the_whole_pass_bit_for_bit(digits_supern
     assert plain.report is None and plain.accuracy == off.evaluate(arch).accuracy
 
 
+def test_an_image_folder_held_as_uint8_is_reused_exactly(tmp_path) -> None:
+    """An image folder's evaluation keeps uint8 images and normalises a batch at a time: SPS's
+    kept outputs of those batches give every trial the whole pass's results."""
+    from folder_files import write_image_folder
+
+    from autospikformer.data.folders import FolderSettings, folder_info
+
+    write_image_folder(tmp_path, {"a": (5, 3), "b": (4, 3)}, sizes=[(12, 12), (20, 14)])
+    info = folder_info(FolderSettings.from_table("imagefolder", {"img_size": 16}), tmp_path)
+    torch.manual_seed(0)
+    supernet = SuperSpikformer.for_data(SearchSpace.from_dict(SPACE), info)
+    settings = {"dataset": info, "data_root": tmp_path, "calib_batches": 2,
+                "calib_batch_size": 4, "batch_size": 4, "device": "cpu"}  # fmt: skip
+    on = SubnetEvaluator(supernet, reuse_features=True, **settings)
+    off = SubnetEvaluator(supernet, reuse_features=False, **settings)
+    assert on.splits(1)[1].inputs.dtype == torch.uint8
+    rng, kinds = random.Random(5), []
+    for _ in range(8):
+        arch = supernet.space.sample(rng)
+        reused = on.evaluate(arch)
+        kinds.append(reused.features)
+        assert same(reused, off.evaluate(arch)), arch
+    assert "reused" in kinds and "computed" in kinds
+
+
 def test_kept_outputs_follow_a_change_of_the_sps_weights_or_statistics(digits_supernet) -> None:
     supernet = SuperSpikformer(digits_supernet.space, num_classes=10, in_channels=1, img_size=8)
     supernet.load_state_dict(digits_supernet.state_dict())

@@ -94,3 +94,13 @@ def test_the_readme_session_repeats(tmp_path) -> None:
     summary = [line for line in run if line.startswith(("Pareto front", "lowest energy"))]
     for line in summary:
         assert line in run_out.splitlines(), line
+
+
+def test_a_cpu_user_reads_the_cpu_only_install_first() -> None:
+    """The CPU-only torch line comes before the first install command, with torchvision (which
+    the project imports) from the same index."""
+    text = README.read_text()
+    cpu = text.index(
+        "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+    )
+    assert cpu < text.index("pip install -e . && autospik study run digits")

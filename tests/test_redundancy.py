@@ -136,6 +136,10 @@ def test_cli_on_a_real_study_and_its_exported_model(two_studies, tmp_path) -> No
     assert summary["dataset"] == "digits" and summary["grid"] == [4, 4]
     assert summary["split"] == "test" and summary["average"] == "per-image"
     assert "redundancy.html" in summary["files"] and (out / "redundancy.html").stat().st_size > 1e6
+    page = (out / "redundancy.html").read_text()
+    # fits a 1400-pixel window: one figure of a fixed 720 px, the other takes what is left
+    assert "grid-template-columns: 730px minmax(0, 1fr)" in page
+    assert page.count('"width":720') == 1 and 'style="height:100%; width:100%;"' in page
     # the same subnet as an exported file gives the same matrix (same BN statistics, images)
     model = tmp_path / "sub.pt"
     export = runner.invoke(

@@ -169,6 +169,15 @@ def test_create_list_show_export(searched, tmp_path, monkeypatch) -> None:
     )
     front = json.loads((out / "pareto.json").read_text())["front"]
     assert sorted(p["trial"] for p in front) == sorted(t.number for t in study.best_trials)
+    # what each trial's evaluation ran, as JSON that a script reads back
+    trials = pd.read_csv(out / "trials.csv")
+    done = trials[trials["state"] == "COMPLETE"]
+    assert [json.loads(cell)["eval_images"] for cell in done["evaluation"]] == [128] * len(done)
+    # the titles say what the numbers are
+    n_front = len(study.best_trials)
+    assert f"Pareto front ({n_front} of 5 complete trials)" in " ".join(shown.stdout.split())
+    assert "ranked on" in listed.stdout and "test" in listed.stdout
+    assert "best accuracy on the split the study ranks on" in " ".join(listed.stdout.split())
 
 
 def test_subnet_export_reproduces_the_trial(searched, tmp_path, monkeypatch) -> None:

@@ -22,6 +22,8 @@ PRESETS = [
     "cifar10dvs",
     "dvs128",
     "digits",
+    "imagenet",
+    "eventfolder",
 ]
 
 
@@ -106,7 +108,7 @@ BAD = [
     (
         lambda d: d["data"].update(dataset="mnist"),
         "data.dataset: 'mnist' is not a data set (allowed: digits, cifar10, cifar100, cifar10dvs, "
-        "dvs128)",
+        "dvs128, nmnist, ncaltech101, or a folder of your own: imagefolder, eventfolder)",
     ),
     (lambda d: d["space"].update(preset="S_T3"), "space.preset: 'S_T3' is not a preset (allowed: "),
     (lambda d: d["space"].update(file="x.toml"), "space: give exactly one of preset, file"),
@@ -186,6 +188,12 @@ BAD = [
         lambda d: d["train"].update(epochs=1, warmup_epochs=3),
         "train.warmup_epochs: 3 is not allowed (allowed: 0 <= warmup_epochs <= epochs = 1: lower "
         "warmup_epochs, raise epochs, or leave warmup_epochs out to derive it)",
+    ),
+    # random search takes no options: the message says so rather than listing nothing
+    (
+        lambda d: d["search"].update(sampler="random", options={"population_size": 4}),
+        "search.options.population_size: unknown field (sampler 'random' takes no options: "
+        "remove [search.options])",
     ),
     # a study name names a folder: plain ASCII, no path tricks
     (lambda d: d["study"].update(name="tïny"), "study.name: 'tïny' is not allowed (allowed: "),

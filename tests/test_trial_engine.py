@@ -5,10 +5,12 @@ reads, and that neither grows with the study) and the CPU threads of every comma
 from __future__ import annotations
 
 import io
+import os
 import random
 import tomllib
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -472,10 +474,46 @@ def test_worker_threads_come_from_the_option_the_environment_or_the_cores(monkey
     assert worker_threads(None, 4, cpus=16) == 4
 
 
+def test_spawned_candidate_workers_get_their_threads_and_wait_passively(monkeypatch) -> None:
+    """``study validate``'s worker processes: the same thread rule as search workers
+    (``--threads``, else OMP_NUM_THREADS, else the cores split) and the passive policy in the
+    environment they inherit."""
+    from autospikformer.study import candidates
+
+    started: list[Any] = []
+
+    class Process:
+        def __init__(self, target: Any, args: tuple, name: str) -> None:
+            self.args, self.exitcode = args, 0
+
+        def start(self) -> None:
+            started.append(self.args[0])
+            assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+        def join(self) -> None:
+            pass
+
+    monkeypatch.setattr(candidates.multiprocessing, "get_context", lambda kind: SimpleNamespace(Process=Process))  # fmt: skip
+    monkeypatch.setattr(candidates.os, "cpu_count", lambda: 16)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    job = candidates.CandidateJob(storage_url="sqlite:///x.db", study_name="s", trials=(1, 2),
+                                  schedule=None, device="cpu")  # type: ignore[arg-type]  # fmt: skip
+    candidates.run_candidates(job, 4)
+    assert [j.threads for j in started] == [3] * 4 and {j.device for j in started} == {"cpu"}
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    started.clear()
+    candidates.run_candidates(job, 4)
+    assert [j.threads for j in started] == [4] * 4  # the cores split
+    started.clear()
+    candidates.run_candidates(candidates.CandidateJob(**{**job.__dict__, "threads": 2}), 4)
+    assert [j.threads for j in started] == [2] * 4  # --threads wins
+
+
 @pytest.mark.parametrize(
     "command",
     [["study", "run"], ["supernet", "train"], ["supernet", "eval"], ["subnet", "export"],
-     ["energy"], ["analyze", "redundancy"]],
+     ["subnet", "train"], ["study", "validate"], ["energy"], ["analyze", "redundancy"]],
 )  # fmt: skip
 def test_every_computing_command_takes_threads(command: list[str]) -> None:
     from autospikformer.cli.app import app

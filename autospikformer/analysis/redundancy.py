@@ -300,6 +300,42 @@ def heatmap_figure(result: RedundancyResult, title: str) -> Any:
     return fig
 
 
+def _mark_silent_and_halves(fig: Any, frame: Any, result: RedundancyResult) -> None:
+    """Silent channels as crosses; the mean SSIM of the lower and upper half of the channels
+    as lines (where the paper finds the redundancy: in the higher-order channels)."""
+    import plotly.graph_objects as go
+
+    silent = frame[frame["silent"]]
+    if len(silent):
+        fig.add_trace(
+            go.Scatter(
+                x=silent["channel"],
+                y=silent["mean_ssim"],
+                mode="markers",
+                name=f"silent (never fired): {len(silent)}",
+                marker={"symbol": "x", "size": 7, "color": "black"},
+                hovertemplate="channel %{x}: silent<extra></extra>",
+            )
+        )
+    half = result.channels // 2
+    summary = result.summary()
+    if half:
+        for lo, hi, key in (
+            (0, half, "mean_ssim_lower_half"),
+            (half, result.channels, "mean_ssim_upper_half"),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=[lo - 0.5, hi - 0.5],
+                    y=[summary[key]] * 2,
+                    mode="lines",
+                    line={"color": "black", "dash": "dash" if lo == 0 else "dot", "width": 2},
+                    name=f"mean of channels {lo}-{hi - 1}: {summary[key]:.3f}",
+                    hoverinfo="skip",
+                )
+            )
+
+
 def channel_figure(result: RedundancyResult, title: str) -> Any:
     """Mean SSIM per channel index: where the redundancy sits."""
     import plotly.graph_objects as go
@@ -334,35 +370,7 @@ def channel_figure(result: RedundancyResult, title: str) -> Any:
                 ),
             )
         )
-    silent = frame[frame["silent"]]
-    if len(silent):
-        fig.add_trace(
-            go.Scatter(
-                x=silent["channel"],
-                y=silent["mean_ssim"],
-                mode="markers",
-                name=f"silent (never fired): {len(silent)}",
-                marker={"symbol": "x", "size": 7, "color": "black"},
-                hovertemplate="channel %{x}: silent<extra></extra>",
-            )
-        )
-    half = result.channels // 2
-    summary = result.summary()
-    if half:
-        for lo, hi, key in (
-            (0, half, "mean_ssim_lower_half"),
-            (half, result.channels, "mean_ssim_upper_half"),
-        ):
-            fig.add_trace(
-                go.Scatter(
-                    x=[lo - 0.5, hi - 0.5],
-                    y=[summary[key]] * 2,
-                    mode="lines",
-                    line={"color": "black", "dash": "dash" if lo == 0 else "dot", "width": 2},
-                    name=f"mean of channels {lo}-{hi - 1}: {summary[key]:.3f}",
-                    hoverinfo="skip",
-                )
-            )
+    _mark_silent_and_halves(fig, frame, result)
     fig.update_layout(
         title=title,
         template="plotly_white",
@@ -411,8 +419,9 @@ def write_redundancy(
 <style>
 body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px 32px; color: #222; }}
 h1 {{ font-size: 22px; margin-bottom: 4px; }} p {{ font-size: 14px; max-width: 1300px; }}
-.row {{ display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }}
-.row > div:last-child {{ flex: 1; min-width: 560px; }}
+.row {{ display: grid; grid-template-columns: 730px minmax(0, 1fr); gap: 12px; align-items: start; }}
+.row > div {{ min-width: 0; overflow: hidden; }}
+@media (max-width: 1240px) {{ .row {{ grid-template-columns: minmax(0, 1fr); }} }}
 </style></head><body>
 <h1>Channel redundancy after SPS: {what}</h1>
 <p>{how}. Mean SSIM over all pairs {summary["mean_ssim"]:.3f}; channels 0-{max(result.channels // 2 - 1, 0)}:
@@ -420,7 +429,7 @@ h1 {{ font-size: 22px; margin-bottom: 4px; }} p {{ font-size: 14px; max-width: 1
 channels {result.channels // 2}-{result.channels - 1}:
 {summary["mean_ssim_upper_half"] if summary["mean_ssim_upper_half"] is None else f"{summary['mean_ssim_upper_half']:.3f}"}.</p>
 <div class="row"><div>{heat.to_html(full_html=False, include_plotlyjs=True)}</div>
-<div>{bars.to_html(full_html=False, include_plotlyjs=False)}</div></div>
+<div>{bars.to_html(full_html=False, include_plotlyjs=False, default_width="100%", config={"responsive": True})}</div></div>
 </body></html>
 """
     paths["redundancy.html"].write_text(page)
@@ -429,15 +438,15 @@ channels {result.channels // 2}-{result.channels - 1}:
 
 # --- the models and images ---------------------------------------------------------------------
 def analysis_images(
-    dataset: str,
+    dataset: Any,
     data_root: str | Path | None,
     *,
     count: int,
     seed: int,
     time_steps: int | None = None,
 ) -> torch.Tensor:
-    """``count`` test images of ``dataset`` (a fixed subset drawn with ``seed``), unaugmented;
-    for event data, frames at ``time_steps``."""
+    """``count`` test images of ``dataset`` (a name or a DatasetInfo; a fixed subset drawn with
+    ``seed``), unaugmented; for event data, frames at ``time_steps``."""
     from autospikformer.data.base import dataset_info
     from autospikformer.data.loading import build_dataset, subset
 

@@ -26,8 +26,9 @@ app = App(
 
 def _trial_source(
     study: str, trial: int, storage: str, runs_dir: Path, supernet: Path | None, **kwargs: Any
-) -> tuple[Any, dict[str, Any]]:
-    """The subnet of a study's complete trial, and what to say about it."""
+) -> tuple[Any, dict[str, Any], Any]:
+    """The subnet of a study's complete trial, what to say about it, and its data set (a name, or
+    a folder study's recorded folder)."""
     from optuna.trial import TrialState
 
     from autospikformer.analysis.redundancy import trial_model
@@ -53,6 +54,28 @@ def _trial_source(
         "dataset": config.dataset,
         "data_root": kwargs.get("data_root") or config.data_root,
         "seed": config.seed,
+    }
+    return model, meta, config.data_info_at(kwargs.get("data_root"))
+
+
+def _file_source(
+    model_file: Path, dataset: str | None, data_root: str | None, seed: int | None
+) -> tuple[Any, dict[str, Any]]:
+    """The model of a ``--model`` file, and what to say about it."""
+    from autospikformer.analysis.redundancy import file_model
+
+    if not model_file.is_file():
+        fail(f"--model {model_file}: no such file")
+    model, info = guard(file_model, model_file)
+    name = dataset or info.get("dataset")
+    if name is None:
+        fail(f"{model_file} does not say which data set it was trained on: pass --dataset")
+    meta = {
+        "source": f"model {model_file}",
+        "model": str(model_file),
+        "dataset": name,
+        "data_root": data_root or "data",
+        "seed": seed or 0,
     }
     return model, meta
 
@@ -86,7 +109,9 @@ def redundancy(
     ),
     storage: str = STORAGE,
     runs_dir: Path = RUNS_DIR,
-    supernet: Path = typer.Option(None, "--supernet", help="Supernet checkpoint (default: runs)."),
+    supernet: Path = typer.Option(
+        None, "--supernet", help="Supernet checkpoint (default: <runs-dir>/<study>/supernet.pt)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
     threads: int | None = THREADS,
 ) -> None:
@@ -100,7 +125,6 @@ def redundancy(
         AVERAGES,
         analysis_images,
         analyze_model,
-        file_model,
         write_redundancy,
     )
 
@@ -111,24 +135,13 @@ def redundancy(
     if study is not None:
         if trial is None:
             fail(f"which trial of study {study!r}? pass --trial N (see 'autospik study show')")
-        model, meta = _trial_source(
+        model, meta, data = _trial_source(
             study, trial, storage, runs_dir, supernet, data_root=data_root, device=device
         )
         meta["seed"] = meta["seed"] if seed is None else seed
     else:
-        if not model_file.is_file():
-            fail(f"--model {model_file}: no such file")
-        model, info = guard(file_model, model_file)
-        name = dataset or info.get("dataset")
-        if name is None:
-            fail(f"{model_file} does not say which data set it was trained on: pass --dataset")
-        meta = {
-            "source": f"model {model_file}",
-            "model": str(model_file),
-            "dataset": name,
-            "data_root": data_root or "data",
-            "seed": seed or 0,
-        }
+        model, meta = _file_source(model_file, dataset, data_root, seed)
+        data = meta["dataset"]
     arch = model.arch
     meta.update(
         architecture=str(arch),
@@ -139,7 +152,7 @@ def redundancy(
     )
     batch = guard(
         analysis_images,
-        meta["dataset"],
+        data,
         meta["data_root"],
         count=images,
         seed=meta["seed"],

@@ -24,6 +24,8 @@ from autospikformer.errors import AutospikError, error_line
 from autospikformer.study.storage import DEFAULT_RUNS_DIR, DEFAULT_STORAGE
 
 console = Console()
+if not console.is_terminal:  # a log file: one line per message, not wrapped at 80 columns
+    console.soft_wrap = True
 err_console = Console(stderr=True)
 
 T = TypeVar("T")
@@ -92,8 +94,11 @@ class CommandError(AutospikError):
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``error: message`` on one line to stderr and exit non-zero."""
-    line = " ".join(str(message).split())
+    """Print ``error: message`` on one line to stderr and exit non-zero (the message escaped: it
+    may name a user's folder such as ``train/[unlabelled]``)."""
+    from rich.markup import escape
+
+    line = escape(" ".join(str(message).split()))
     err_console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(code)
 

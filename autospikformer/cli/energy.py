@@ -30,9 +30,12 @@ from autospikformer.cli.common import (
     print_table,
     set_threads,
 )
+from autospikformer.data.base import image_hw
 
 UPPER_BOUND = "upper bound: every input rate 1 (no checkpoint and data set to measure rates)"
 CIFAR10_SHAPES = {"num_classes": 10, "in_channels": 3, "img_size": 32}
+#: The data set a shipped space preset is searched on, when ``--dataset`` is left out.
+SPACE_DATASETS = {"digits": "digits", "dvs": "cifar10dvs"}
 ENERGY_MODEL_HELP = (
     "Energy model: sop-45nm (arithmetic, the paper's) or memory-45nm (docs/energy.md)."
 )
@@ -93,7 +96,7 @@ def _load_model(path: Path, arch: Any, device: str) -> tuple[Any, dict[str, int]
             fail(f"architecture {arch} is not in space {model.space.name!r} of {path}: {off[0]}")
     elif model.arch != arch:
         fail(f"checkpoint {path} holds {model.arch}, not {arch}")
-    return model.to(device), {k: int(meta[k]) for k in CIFAR10_SHAPES}
+    return model.to(device), {k: meta[k] for k in CIFAR10_SHAPES}
 
 
 def _measure(
@@ -128,7 +131,12 @@ def energy(
         None, "--space", help="Refuse the architecture unless it is in this search space."
     ),
     dataset: str | None = typer.Option(
-        None, "--dataset", help="Data set (digits, cifar10, cifar100, cifar10dvs, dvs128)."
+        None,
+        "--dataset",
+        help="Data set whose input shape and classes the architecture is priced for (digits, "
+        "cifar10, cifar100, cifar10dvs, dvs128, nmnist, ncaltech101; a folder of your own "
+        "through --study); default: the --space preset's (digits for digits, cifar10dvs for "
+        "dvs), else cifar10: 3x32x32 images, 10 classes.",
     ),
     data_root: Path | None = typer.Option(
         None, "--data-root", help="Folder of the data set (digits needs none)."
@@ -192,11 +200,12 @@ def energy(
     model_used = energy_model_from(energy_model, constants)
     if space is not None:
         guard(lambda: SearchSpace.load(space).check(architecture))
+    dataset = dataset or SPACE_DATASETS.get(space or "")
     shapes = dict(CIFAR10_SHAPES)
     events = False
     if dataset is not None:
         info = guard(dataset_info, dataset)
-        shapes = {k: int(getattr(info, k)) for k in shapes}
+        shapes = {k: getattr(info, k) for k in shapes}
         events = info.event_based
     model = None
     if checkpoint is not None:
@@ -237,7 +246,6 @@ def _as_study(
     data_root: Path | None, device: str,
 ) -> tuple[Any, str, dict[str, int]]:  # fmt: skip
     """The report of ``architecture`` evaluated as study ``name``'s trials are."""
-    from autospikformer.data.base import dataset_info
     from autospikformer.study.evaluator import evaluate_as_study
     from autospikformer.study.storage import resolve_study
     from autospikformer.study.supernet_stage import searched_supernet
@@ -250,8 +258,8 @@ def _as_study(
     )  # fmt: skip
     report = result.report
     report.extras["accuracy"] = result.accuracy
-    info = dataset_info(config.dataset)
-    shapes = {k: int(getattr(info, k)) for k in CIFAR10_SHAPES}
+    info = config.data_info  # a folder study: the folder it recorded
+    shapes = {k: getattr(info, k) for k in CIFAR10_SHAPES}
     split = "validation" if config.search.eval_split == "val" else "test"
     mode = (
         f"measured as study {config.name}'s trials are: {result.samples} {config.dataset} "
@@ -320,7 +328,7 @@ def _print(arch: Any, report: Any, mode: str, shapes: dict[str, int]) -> None:
     lines = [
         f"mode: {mode}",
         f"energy model: {model.describe()}",
-        f"input: {shapes['in_channels']}x{shapes['img_size']}x{shapes['img_size']}, "
+        f"input: {'x'.join(map(str, (shapes['in_channels'], *image_hw(shapes['img_size']))))}, "
         f"{shapes['num_classes']} classes, T = {report.time_steps}; MACs per image and time "
         "step (dense); ops per image (SOPs; MACs for a first conv counted once)",
         f"first conv: {first}",

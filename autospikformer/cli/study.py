@@ -1,5 +1,5 @@
 """`autospik study ...`: create a study, run its search workers, export, compare, list, show,
-dashboard.
+dashboard, validate (does the one-shot ranking hold once candidates are trained).
 
 Every command takes ``--storage URL`` (default ``sqlite:///autospik.db`` in the working folder;
 any SQLAlchemy URL, e.g. PostgreSQL, for many machines). Errors are one line on stderr and a
@@ -9,6 +9,8 @@ non-zero exit; a command that fails leaves the storage as it was.
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from autospikformer.cli import subnet as subnet_cli
 from autospikformer.cli.common import (
     FORMAT,
     RUNS_DIR,
@@ -31,6 +34,9 @@ from autospikformer.cli.common import (
     set_threads,
 )
 from autospikformer.units import energy_text, energy_unit, percent
+
+#: Seconds between two progress lines of a search whose output is not a terminal.
+PLAIN_PROGRESS_SECONDS = 30.0
 
 app = App(
     help="Studies: create one from a study file, run its search, export and browse the front.",
@@ -88,9 +94,59 @@ class _Display:
         self.progress.update(self.task, completed=min(ledger.complete, self.target), **fields)
 
 
+class _PlainProgress:
+    """The search's progress as a plain line every ``every`` seconds, for output that is not a
+    terminal (``nohup``, a batch scheduler's log, ``> run.log``): trials done, front, best
+    values, rate and ETA. The front is read only when a line is due."""
+
+    def __init__(self, target: int, label: str, every: float = PLAIN_PROGRESS_SECONDS) -> None:
+        self.target, self.label, self.every = target, label, every
+        self.started = time.monotonic()
+        self.first: int | None = None  # complete trials when the search started (a rerun)
+        self.last_line = -math.inf
+        self.line = ""
+        self.study: Any = None
+
+    def __call__(self, study: Any, *, final: bool = False) -> None:
+        from optuna.trial import TrialState
+
+        self.study = study
+        now = time.monotonic()
+        if not final and self.first is not None and now - self.last_line < self.every:
+            return
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        if self.first is None:
+            self.first = done
+            return
+        self.last_line = now
+        rate = (done - self.first) / max(now - self.started, 1e-9)
+        eta = (self.target - done) / rate if rate > 0 else math.inf
+        front = study.best_trials
+        best = (
+            f"front {len(front)}, best {self.label} "
+            f"{percent(max(t.values[0] for t in front))} %, min energy "
+            f"{energy_text(min(t.values[1] for t in front))}"
+            if front
+            else "front -"
+        )
+        shown_eta = "-" if not math.isfinite(eta) else _clock(eta)
+        self.line = (
+            f"search: {min(done, self.target)}/{self.target} trials, {best}, {rate:.2f} trials/s, "
+            f"elapsed {_clock(now - self.started)}, ETA {shown_eta}"
+        )
+        console.print(escape(self.line), soft_wrap=True, highlight=False)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
 @contextlib.contextmanager
-def _progress_line(config: Any, target: int) -> Iterator[_Display]:
-    """Stage 2 under a rich progress line (the pipeline's ``watch``)."""
+def _progress_line(config: Any, target: int) -> Iterator[Any]:
+    """Stage 2's progress (the pipeline's ``watch``): a rich bar with its ETA on a terminal,
+    a plain line every half minute otherwise."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -98,9 +154,16 @@ def _progress_line(config: Any, target: int) -> Iterator[_Display]:
         SpinnerColumn,
         TextColumn,
         TimeElapsedColumn,
+        TimeRemainingColumn,
     )
 
     label = "val acc" if config.search.eval_split == "val" else "acc"
+    if not console.is_terminal:
+        plain = _PlainProgress(target, label)
+        yield plain
+        if plain.study is not None and plain.first is not None:
+            plain(plain.study, final=True)  # where the search ended
+        return
     columns = (
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -111,6 +174,8 @@ def _progress_line(config: Any, target: int) -> Iterator[_Display]:
             "min energy {task.fields[energy]}"
         ),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=console) as progress:
         yield _Display(progress, target, label)
@@ -196,9 +261,9 @@ def _report(exported: Any, *, tables: int | None = None) -> None:
             f"{'validation' if split == 'val' else 'test'} accuracy {percent(best['accuracy'])} % "
             f"(trial {best['trial']}), lowest energy "
             f"{energy_text(low['energy_mj'])} (trial {low['trial']}); hypervolume "
-            f"{summary['hypervolume']:.4g}, Kendall tau(accuracy, energy) "
-            f"{'n/a' if tau is None else f'{tau:.3f}'}"
+            f"{summary['hypervolume']:.4g}"
         )
+        console.print(_tau_line(summary["kendall_tau"], tau))
     tested = summary["front_test_accuracy"]
     if summary["protocol"]["eval_split"] == "val" and tested["of"]:
         mean = tested["mean"]
@@ -214,6 +279,26 @@ def _report(exported: Any, *, tables: int | None = None) -> None:
         _print_tables(exported.tables, summary, tables, paths["front_and_top20.csv"])
     console.print(f"exported front: {escape(str(paths['pareto.csv']))}", soft_wrap=True)
     console.print(f"interactive plot: {escape(str(paths['pareto.html']))}", soft_wrap=True)
+
+
+def _tau_line(taus: dict[str, Any], tau_all: float | None) -> str:
+    """Kendall tau(accuracy, energy) over all trials, the top by F_AEB and the random draws,
+    each with its n and (for the samples) a 90 % bootstrap interval: a small sample moves a lot."""
+
+    def one(key: str, what: str) -> str | None:
+        entry = taus.get(key, {})
+        if not entry.get("n") or entry.get("tau") is None:
+            return None
+        interval = entry.get("interval")
+        spread = f", 90 % interval {interval[0]:.2f} .. {interval[1]:.2f}" if interval else ""
+        return f"{entry['tau']:.3f} over {what} (n = {entry['n']}{spread})"
+
+    parts = [
+        f"{tau_all:.3f} over all complete trials" if tau_all is not None else None,
+        one("top_f_aeb", "the top by F_AEB"),
+        one("random", "the random draws"),
+    ]
+    return "Kendall tau(accuracy, energy): " + ("; ".join(p for p in parts if p) or "n/a")
 
 
 def _print_tables(table: Any, summary: dict[str, Any], rows: int, csv: Path) -> None:
@@ -319,6 +404,10 @@ def export_cmd(
             )
         else:
             console.print(f"{config.name} is already priced by {model.describe()}", soft_wrap=True)
+    if out is None:  # the study's runs folder: refused when another storage's study owns it
+        from autospikformer.study.run_folder import claim_run_folder
+
+        guard(claim_run_folder, runs_dir / config.name, optuna_study, storage)
     _export_and_report(
         optuna_study, output_folder(out or runs_dir / config.name / folder), tables=rows
     )
@@ -400,18 +489,21 @@ def list_cmd(storage: str = STORAGE, fmt: Format = FORMAT) -> None:
 
     def table() -> Table:
         unit = energy_unit(frame["min_energy_mj"] if len(frame) else [])
-        grid = Table(title=f"studies in {describe_url(storage)}")
-        titles = ("study", "data set", "space", "sampler", "complete", "running", "best acc %")
-        for title in (*titles, f"min energy {unit.name}"):
-            grid.add_column(title, justify="left" if title[0] in "dss" else "right")
+        grid = Table(
+            title=escape(f"studies in {describe_url(storage)}"),
+            caption="best acc: the best accuracy on the split the study ranks on (val: a "
+            "held-out part of the training split; test: the paper's protocol), within budgets",
+        )
+        titles = ("study", "data set", "space", "sampler", "complete", "running")
+        for title in (*titles, "ranked on", "best acc %", f"min energy {unit.name}"):
+            left = title in ("study", "data set", "space", "sampler", "ranked on")
+            grid.add_column(title, justify="left" if left else "right")
         for row in frame.to_dict("records"):
             grid.add_row(
-                row["study"],
-                row["dataset"],
-                row["space"],
-                row["sampler"],
+                *(escape(str(row[k])) for k in ("study", "dataset", "space", "sampler")),
                 f"{row['complete']}/{row['target']}",
                 str(row["running"]),
+                row["eval_split"],
                 percent(row["best_accuracy"]),
                 unit.format(row["min_energy_mj"]),
             )
@@ -420,10 +512,11 @@ def list_cmd(storage: str = STORAGE, fmt: Format = FORMAT) -> None:
     emit(frame, fmt, table)
 
 
-#: The columns of ``study show``'s listing (raw values, as in pareto.csv).
+#: The columns of ``study show``'s listing (raw values, as in pareto.csv); ``test_accuracy``
+#: under the validation protocol, ``trained_accuracy`` once a front member's subnet is trained.
 SHOW_COLUMNS = (
-    "number", "accuracy", "test_accuracy", "energy_mj", "num_parameters", "mean_firing_rate",
-    "f_aeb", "architecture", "baseline",
+    "number", "accuracy", "test_accuracy", "trained_accuracy", "energy_mj", "num_parameters",
+    "mean_firing_rate", "f_aeb", "architecture", "baseline",
 )  # fmt: skip
 
 
@@ -444,17 +537,24 @@ def show(
     frame = trials_frame(optuna_study, config.search.alpha)
     complete, front = complete_and_front(frame)
     val = config.search.eval_split == "val"
-    listing = front[[c for c in SHOW_COLUMNS if val or c != "test_accuracy"]]
+    trained = bool(front["trained_accuracy"].notna().any())
+    shown = {"test_accuracy": val, "trained_accuracy": trained}
+    listing = front[[c for c in SHOW_COLUMNS if shown.get(c, True)]]
 
     def table() -> Table:
         counts = frame["state"].value_counts().to_dict()
-        states = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
+        others = ", ".join(
+            f"{n} {state.lower()}" for state, n in sorted(counts.items()) if state != "COMPLETE"
+        )
         unit = energy_unit(front["energy_mj"])
         grid = Table(
-            title=f"study {config.name}: Pareto front ({len(front)} of {len(complete)} complete;"
-            f" {states or 'no trials'})",
+            title=escape(
+                f"study {config.name}: Pareto front ({len(front)} of {len(complete)} complete "
+                f"trials{'; ' + others if others else ''})"
+            ),
         )
         accuracy = ("val acc %", "test acc %") if val else ("accuracy %",)
+        accuracy += (("trained val %" if val else "trained %"),) if trained else ()
         for column in ("trial", *accuracy, f"energy {unit.name}", "params", "firing rate"):
             grid.add_column(column, justify="right")
         grid.add_column("F_AEB", justify="right")
@@ -465,6 +565,7 @@ def show(
                 f"{row['number']}{' *' if row['baseline'] else ''}",
                 percent(row["accuracy"]),
                 *((percent(row["test_accuracy"]),) if val else ()),
+                *((percent(row["trained_accuracy"]),) if trained else ()),
                 unit.format(row["energy_mj"]),
                 "-" if params is None or str(params) == "<NA>" else f"{int(params):,}",
                 "-" if rate is None or rate != rate else f"{rate:.3f}",
@@ -503,3 +604,121 @@ def dashboard(
         f"optuna-dashboard: http://{host}:{port}/dashboard/studies/{study_id} (Ctrl-C to stop)"
     )
     serve_dashboard(store, host=host, port=port)
+
+
+@app.command()
+def validate(
+    study: str = typer.Argument(..., help="Study name in the storage."),
+    top: int = typer.Option(
+        10, "--top", "-k", help="Candidates to train: half along the front, half below it."
+    ),
+    from_scratch: bool = subnet_cli.FROM_SCRATCH,
+    epochs: int = subnet_cli.EPOCHS,
+    lr: float = subnet_cli.LR,
+    min_lr: float = subnet_cli.MIN_LR,
+    warmup_epochs: int = subnet_cli.WARMUP_EPOCHS,
+    batch_size: int = subnet_cli.BATCH_SIZE,
+    weight_decay: float = subnet_cli.WEIGHT_DECAY,
+    mixup: float = subnet_cli.MIXUP,
+    augment: bool = subnet_cli.AUGMENT,
+    seed: int = subnet_cli.SEED,
+    loader_workers: int = subnet_cli.LOADER_WORKERS,
+    train_samples: int = subnet_cli.TRAIN_SAMPLES,
+    workers: int = typer.Option(
+        1, "--workers", "-w", min=1, help="Processes sharing the candidates (spread over GPUs)."
+    ),
+    storage: str = STORAGE,
+    runs_dir: Path = RUNS_DIR,
+    supernet: Path = typer.Option(None, "--supernet", help="Supernet checkpoint (default: runs)."),
+    data_root: str = typer.Option(None, "--data-root", help="Override the study's data.root."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Report folder (default <runs-dir>/<study>/validation-<schedule>).",
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    threads: int | None = THREADS,
+) -> None:
+    """Check that the one-shot ranking holds: train K candidates (spread along the Pareto front
+    and below it) with one schedule, then report Kendall tau and Spearman rho between their
+    inherited and trained accuracy, and energy.
+
+    Writes validation.csv, validation.json and the scatter of inherited against trained values
+    (validation.html, validation.png). Each result is stored with its trial (study show, study
+    export); a rerun goes on with the candidates not trained yet.
+    """
+    set_threads(threads)
+    from autospikformer.report.validation import write_validation
+    from autospikformer.study.candidates import CandidateJob, run_candidates, validation_candidates
+    from autospikformer.study.storage import resolve_study
+    from autospikformer.study.subnets import check_training_inputs, subnet_start
+
+    optuna_study, config, _ = resolve_study(study, storage, create=False, write=True)
+    schedule = subnet_cli.schedule_from(
+        config, from_scratch, epochs=epochs, lr=lr, min_lr=min_lr, warmup_epochs=warmup_epochs,
+        batch_size=batch_size, weight_decay=weight_decay, mixup=mixup, augment=augment,
+        seed=seed, workers=loader_workers, train_samples=train_samples,
+    )  # fmt: skip
+    trials = validation_candidates(optuna_study, top)
+    check_training_inputs(config, device=device, data_root=data_root)
+    for number in trials:  # every candidate's inputs, before anything is written
+        subnet_start(optuna_study, config, schedule, trial=number, runs_dir=runs_dir,
+                     supernet=supernet)  # fmt: skip
+    folder = output_folder(out or runs_dir / config.name / f"validation-{schedule.id}")
+    front = sum(t.number in trials for t in optuna_study.best_trials)
+    _say(
+        f"validating study {config.name}: {len(trials)} candidates ({front} on the front), "
+        f"{schedule.describe()} (schedule {schedule.id}), {workers} worker"
+        + ("s" if workers > 1 else "")
+    )
+    job = CandidateJob(
+        storage_url=storage, study_name=config.name, trials=tuple(trials), schedule=schedule,
+        runs_dir=str(runs_dir), supernet=None if supernet is None else str(supernet),
+        data_root=data_root, device=device, progress=progress, threads=threads,
+    )  # fmt: skip
+    try:
+        run_candidates(job, workers, say=_say)
+    except KeyboardInterrupt:
+        console.print("stopped: run the same command again to go on with the candidates left")
+        raise typer.Exit(130) from None
+    report = write_validation(optuna_study, trials, schedule, folder)
+    _print_validation(report)
+
+
+def _print_validation(report: Any) -> None:
+    """The candidates as a table, the rank correlations and where the files are."""
+    from rich.table import Table
+
+    frame, summary = report.frame, report.summary
+    unit = energy_unit(frame["inherited_energy_mj"])
+    split = "val" if summary["accuracy"].startswith("validation") else "test"
+    grid = Table(title=escape(summary["title"]), title_justify="left")
+    columns = ("trial", f"inherited {split} %", f"trained {split} %", "trained test %",
+               f"inherited {unit.name}", f"trained {unit.name}", "architecture")  # fmt: skip
+    for column in columns:
+        grid.add_column(column, justify="left" if column == "architecture" else "right")
+    for row in frame.to_dict("records"):
+        grid.add_row(
+            f"{row['trial']}{' *' if row['on_front'] else ''}",
+            percent(row["inherited_accuracy"]),
+            percent(row["trained_accuracy"]),
+            percent(row["trained_test_accuracy"]),
+            unit.format(row["inherited_energy_mj"]),
+            unit.format(row["trained_energy_mj"]),
+            row["architecture"],
+        )
+    grid.caption = "* on the Pareto front"
+    print_table(grid)
+    for name, corr in summary["correlations"].items():
+        tau, rho = corr["kendall_tau"], corr["spearman_rho"]
+        shown = "n/a (fewer than two distinct values)" if tau is None else (
+            f"Kendall tau {tau:.3f} (p {corr['kendall_p']:.2g}), Spearman rho {rho:.3f} "
+            f"(p {corr['spearman_p']:.2g})"
+        )  # fmt: skip
+        console.print(
+            f"{name}, inherited vs trained, {corr['n']} candidates: {shown}", soft_wrap=True
+        )
+    console.print(f"scatter: {escape(str(report.paths['validation.html']))}", soft_wrap=True)
+    console.print(f"table: {escape(str(report.paths['validation.csv']))}", soft_wrap=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from autospikformer.cli.common import (
     RUNS_DIR,
@@ -29,7 +30,9 @@ _RECIPE = "Recipe (default: the reference one; for --dataset digits the CPU-size
 def train(
     space: str = typer.Option(..., "--space", help="Search space: a preset name or a .toml file."),
     dataset: str = typer.Option(
-        ..., "--dataset", help="digits, cifar10, cifar100, cifar10dvs or dvs128."
+        ...,
+        "--dataset",
+        help="digits, cifar10, cifar100, cifar10dvs, dvs128, nmnist or ncaltech101 (a folder of your own: through a study file).",
     ),
     out: Path = typer.Option(..., "--out", help="Output folder (supernet.pt, metrics.csv)."),
     data_root: Path | None = typer.Option(
@@ -203,65 +206,83 @@ def evaluate(
     set_threads(threads)
     import json
 
-    from autospikformer.checkpoint import load_supernet_checkpoint
-    from autospikformer.cli.energy import energy_model_from
-    from autospikformer.training.evaluate import SubnetEvaluator
-
+    settings = {
+        "recalibrate": recalibrate, "calib_batches": calib_batches, "batch_size": batch_size,
+        "calib_batch_size": calib_batch_size, "precision": precision,
+        "eval_samples": eval_samples, "energy_model": energy_model,
+    }  # fmt: skip
     try:
         if study is not None:
-            given = {
-                "--recalibrate/--no-recalibrate": recalibrate, "--calib-batches": calib_batches,
-                "--batch-size": batch_size, "--calib-batch-size": calib_batch_size,
-                "--precision": precision, "--eval-samples": eval_samples,
-                "--energy-model": energy_model,
-            }  # fmt: skip
-            clash = [name for name, value in given.items() if value is not None]
+            clash = [name for name, value in settings.items() if value is not None]
             if clash:
-                fail(f"{clash[0]} cannot be combined with --study (the study's settings apply)")
+                option = "--recalibrate/--no-recalibrate" if clash[0] == "recalibrate" else (
+                    "--" + clash[0].replace("_", "-"))  # fmt: skip
+                fail(f"{option} cannot be combined with --study (the study's settings apply)")
             result, title, split = _as_study(study, storage, runs_dir, checkpoint, arch, data_root,
                                               device, as_json)  # fmt: skip
-            pricing_name = result.report.model.name
         else:
             if checkpoint is None:
                 fail("give a supernet checkpoint, or --study NAME to use the study's")
-            pricing = energy_model_from(energy_model, None)
-            supernet, meta = load_supernet_checkpoint(checkpoint)
-            architecture = _architecture(arch, supernet.space)
-            supernet.space.check(architecture)
-            evaluator = SubnetEvaluator(
-                supernet,
-                dataset=meta["dataset"],
-                data_root=data_root,
-                calib_batches=8 if calib_batches is None else calib_batches,
-                batch_size=batch_size or 128,
-                calib_batch_size=calib_batch_size,
-                eval_samples=eval_samples,
-                device=device,
-                precision=precision or "auto",
-                time_steps=[architecture.time_steps],
-                progress=not as_json,
-                energy_model=pricing,
+            result, title = _evaluate_checkpoint(
+                checkpoint, arch, data_root, device, quiet=as_json, **settings
             )
-            result = evaluator.evaluate(architecture, recalibrate=recalibrate is not False)
-            title = f"subnet of {checkpoint} ({meta['dataset']}, epoch {meta['epoch']})"
-            split, pricing_name = "test", pricing.name
+            split = "test"
     except ValueError as exc:  # a bad architecture or setting; project errors are one line too
         fail(str(exc).splitlines()[0])
     if as_json:
         print(json.dumps(result.to_dict(layers=layers), indent=2))
         return
+    _print_result(result, title, split, layers)
+
+
+def _evaluate_checkpoint(
+    checkpoint: Path, arch: str, data_root: Path | None, device: str, *, quiet: bool,
+    recalibrate: bool | None, calib_batches: int | None, batch_size: int | None,
+    calib_batch_size: int | None, precision: str | None, eval_samples: int | None,
+    energy_model: str | None,
+) -> tuple[Any, str]:  # fmt: skip
+    """``arch`` of a supernet checkpoint evaluated on its data set's test split."""
+    from autospikformer.checkpoint import load_supernet_checkpoint
+    from autospikformer.cli.energy import energy_model_from
+    from autospikformer.training.config import CALIB_BATCHES, EVAL_BATCH_SIZE
+    from autospikformer.training.evaluate import SubnetEvaluator
+
+    pricing = energy_model_from(energy_model, None)
+    supernet, meta = load_supernet_checkpoint(checkpoint)
+    architecture = _architecture(arch, supernet.space)
+    supernet.space.check(architecture)
+    evaluator = SubnetEvaluator(
+        supernet,
+        dataset=meta["dataset"],
+        data_root=data_root,
+        calib_batches=CALIB_BATCHES if calib_batches is None else calib_batches,
+        batch_size=batch_size or EVAL_BATCH_SIZE,
+        calib_batch_size=calib_batch_size,
+        eval_samples=eval_samples,
+        device=device,
+        precision=precision or "auto",
+        time_steps=[architecture.time_steps],
+        progress=not quiet,
+        energy_model=pricing,
+    )
+    result = evaluator.evaluate(architecture, recalibrate=recalibrate is not False)
+    return result, f"subnet of {checkpoint} ({meta['dataset']}, epoch {meta['epoch']})"
+
+
+def _print_result(result: Any, title: str, split: str, layers: bool) -> None:
+    """One subnet's figures as a table for people (and its per-layer energy table)."""
     from rich.table import Table
 
     from autospikformer.units import energy_text, percent
 
-    table = Table(title=title)
+    table = Table(title=escape(title))
     table.add_column("")
     table.add_column("value", overflow="fold")
     batches = "batch" if result.calib_batches == 1 else "batches"
     rows = [
         ("architecture", str(result.arch)),
         ("accuracy", f"{percent(result.accuracy)} % ({result.samples} {split} images)"),
-        ("energy", f"{energy_text(result.energy_mj)} / image ({pricing_name})"),
+        ("energy", f"{energy_text(result.energy_mj)} / image ({result.report.model.name})"),
         (
             "dense ANN equivalent",
             f"{energy_text(result.report.ann_energy_mj)} / image "
@@ -280,7 +301,7 @@ def evaluate(
         ("seconds", f"{result.seconds:.2f}"),
     ]
     for name, value in rows:
-        table.add_row(name, value)
+        table.add_row(name, escape(value))
     print_table(table)
     if layers and result.report is not None:
-        console.print(result.report.table.to_string(index=False))
+        console.print(escape(result.report.table.to_string(index=False)))

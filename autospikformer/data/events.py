@@ -1,4 +1,5 @@
-"""CIFAR10-DVS and DVS128 Gesture folders prepared through spikingjelly, without any download.
+"""The named event sets (CIFAR10-DVS, DVS128 Gesture, N-MNIST, N-Caltech101) prepared through
+spikingjelly from local archives, without any download.
 
 spikingjelly prepares a DVS set in stages under one folder: ``download/`` (the archives) ->
 ``extract/`` (the raw event files) -> ``events_np/`` (one ``.npz`` of events per sample). Its own
@@ -20,15 +21,35 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from spikingjelly.datasets import CIFAR10DVS, CIFAR10DVS_CLASS_NAMES, DVS128Gesture
+from spikingjelly.datasets import (
+    CIFAR10DVS,
+    CIFAR10DVS_CLASS_NAMES,
+    NMNIST,
+    DVS128Gesture,
+    NCaltech101,
+)
 
 from autospikformer.data.base import DataError, DatasetInfo
 
-_SUBFOLDER = {"cifar10dvs": "CIFAR10DVS", "dvs128": "DVS128Gesture"}
-_CLASS = {"cifar10dvs": CIFAR10DVS, "dvs128": DVS128Gesture}
-_TITLE = {"cifar10dvs": "CIFAR10-DVS", "dvs128": "DVS128 Gesture"}
+_SUBFOLDER = {
+    "cifar10dvs": "CIFAR10DVS", "dvs128": "DVS128Gesture", "nmnist": "NMNIST",
+    "ncaltech101": "NCaltech101",
+}  # fmt: skip
+_CLASS = {
+    "cifar10dvs": CIFAR10DVS, "dvs128": DVS128Gesture, "nmnist": NMNIST,
+    "ncaltech101": NCaltech101,
+}  # fmt: skip
+_TITLE = {
+    "cifar10dvs": "CIFAR10-DVS", "dvs128": "DVS128 Gesture", "nmnist": "N-MNIST",
+    "ncaltech101": "N-Caltech101",
+}  # fmt: skip
+_ARCHIVES = {  # the downloaded files that carry the data (the rest are read-me files)
+    "cifar10dvs": 10, "dvs128": 1, "nmnist": 2, "ncaltech101": 1,
+}  # fmt: skip
 _STAGES = ("download", "extract", "events_np")
 TRAIN_FRACTION = 0.9  # CIFAR10-DVS has no official split: 9:1 per class, in file-name order
+UNSPLIT = ("cifar10dvs", "ncaltech101")  # no official split: split 9:1 per class
+NCALTECH101_CLASSES = 101  # 100 object classes and BACKGROUND_Google
 
 
 def _where_to_get(name: str, folder: Path) -> str:
@@ -37,6 +58,12 @@ def _where_to_get(name: str, folder: Path) -> str:
     if name == "cifar10dvs":
         urls = ", ".join(f"{fname} {url}" for fname, url, _ in resources)
         return f"download the 10 class archives by hand ({urls}) into '{folder / 'download'}'"
+    if name in ("nmnist", "ncaltech101"):
+        files = " and ".join(fname for fname, _, _ in resources[: _ARCHIVES[name]])
+        return (
+            f"download {files} by hand from Garrick Orchard's {_TITLE[name]} page "
+            f"({resources[0][1]}) into '{folder / 'download'}'"
+        )
     return (
         f"download DvsGesture.tar.gz by hand from IBM's DVS128 Gesture page ({resources[0][1]}) "
         f"into '{folder / 'download'}'"
@@ -48,6 +75,16 @@ def _layout(name: str) -> str:
         return (
             "download/<class>.zip for the 10 classes, or extract/<class>/*.aedat, "
             "or events_np/<class>/*.npz, with <class> in " + "|".join(CIFAR10DVS_CLASS_NAMES)
+        )
+    if name == "nmnist":
+        return (
+            "download/Train.zip and Test.zip, or extract/{Train,Test}/<0..9>/*.bin, "
+            "or events_np/{train,test}/<0..9>/*.npz"
+        )
+    if name == "ncaltech101":
+        return (
+            "download/Caltech101.zip, or extract/Caltech101/<class>/*.bin for the 101 classes, "
+            "or events_np/<class>/*.npz"
         )
     return (
         "download/DvsGesture.tar.gz, or extract/DvsGesture/ (trials_to_train.txt, "
@@ -75,9 +112,7 @@ def _extract_archives(name: str, folder: Path) -> None:
     from torchvision.datasets.utils import check_integrity
 
     download = folder / "download"
-    wanted = _CLASS[name].resource_url_md5()
-    if name == "dvs128":
-        wanted = wanted[:1]  # only DvsGesture.tar.gz carries data
+    wanted = _CLASS[name].resource_url_md5()[: _ARCHIVES[name]]
     for fname, _, md5 in wanted:
         path = download / fname
         if not path.is_file():
@@ -99,8 +134,35 @@ def _extract_archives(name: str, folder: Path) -> None:
         raise DataError(f"{_TITLE[name]}: extracting '{download}' failed: {exc}") from exc
 
 
+def _check_bin_tree(name: str, top: Path, classes: int | None) -> None:
+    """``top/<class>/*.bin`` (ATIS recordings) and nothing else, which spikingjelly's converter
+    reads entry by entry; ``classes``: how many class folders there must be."""
+    where = f"expected {_layout(name)}; {_where_to_get(name, top.parent.parent)}"
+    if not top.is_dir():
+        raise DataError(f"{_TITLE[name]}: no folder '{top}'; {where}")
+    entries = sorted(top.iterdir())
+    strays = [e for e in entries if not e.is_dir()]
+    strays += [f for d in entries if d.is_dir() for f in d.iterdir() if f.suffix != ".bin"]
+    if strays:
+        raise DataError(
+            f"{_TITLE[name]}: unexpected '{strays[0]}' (spikingjelly converts every entry of "
+            f"'{top}' as a class folder of .bin recordings); remove it"
+        )
+    empty = [d for d in entries if not any(d.iterdir())]
+    if empty or (classes is not None and len(entries) != classes):
+        found = f"'{empty[0]}' is empty" if empty else f"{len(entries)} class folders found"
+        raise DataError(f"{_TITLE[name]}: {found} in '{top}'; {where}")
+
+
 def _check_extracted(name: str, extract: Path) -> None:
     """Every file spikingjelly's converter will open exists, so it cannot fail half-way."""
+    if name == "nmnist":
+        for split in ("Train", "Test"):
+            _check_bin_tree(name, extract / split, 10)
+        return
+    if name == "ncaltech101":
+        _check_bin_tree(name, extract / "Caltech101", NCALTECH101_CLASSES)
+        return
     if name == "cifar10dvs":
         for entry in sorted(extract.iterdir()):
             if entry.name not in CIFAR10DVS_CLASS_NAMES:
@@ -201,21 +263,22 @@ def _split_per_class(samples: list[tuple[str, int]], train: bool) -> list[tuple[
 
 
 def event_samples(info: DatasetInfo, root: Path, train: bool) -> tuple[Path, list, list[str]]:
-    """The prepared folder of a DVS set, one split's ``(events file, label)`` list and the class
-    names, in spikingjelly's order; brings the folder to the ``events_np`` stage first.
+    """The prepared folder of a named event set, one split's ``(events file, label)`` list and
+    the class names, in spikingjelly's order; brings the folder to the ``events_np`` stage first.
 
     spikingjelly lists the files (its event datasets read nothing until indexed). CIFAR10-DVS
-    is split 9:1 per class in file-name order; DVS128 Gesture has its official split.
+    and N-Caltech101 are split 9:1 per class in file-name order; DVS128 Gesture and N-MNIST
+    have their official splits.
     """
     name = info.name
     folder = _find_folder(name, root)
     with folder_lock(folder):
         _prepare_events(name, folder)
     try:
-        if name == "cifar10dvs":
-            listing = CIFAR10DVS(str(folder), data_type="event")
+        if name in UNSPLIT:
+            listing = _CLASS[name](str(folder), data_type="event")
         else:
-            listing = DVS128Gesture(str(folder), train=train, data_type="event")
+            listing = _CLASS[name](str(folder), train=train, data_type="event")
     except Exception as exc:
         raise DataError(
             f"{_TITLE[name]}: listing '{folder / 'events_np'}' failed ({type(exc).__name__}: "
@@ -225,8 +288,17 @@ def event_samples(info: DatasetInfo, root: Path, train: bool) -> tuple[Path, lis
         classes = list(CIFAR10DVS_CLASS_NAMES)
         samples = [(p, classes.index(Path(p).parent.name)) for p, _ in listing.samples]
         return folder, _split_per_class(samples, train), classes
+    if name == "ncaltech101":
+        classes = list(listing.classes)  # folder names, sorted as torchvision sorts them
+        if len(classes) != info.num_classes:
+            raise DataError(
+                f"N-Caltech101: '{folder / 'events_np'}' holds {len(classes)} class folders, "
+                f"not {info.num_classes}; delete it and run again from 'extract' or 'download'"
+            )
+        return folder, _split_per_class(list(listing.samples), train), classes
     # spikingjelly's folders are named 0..10 and sorted as text (0, 1, 10, 2, ...): take the
-    # gesture number from the folder name so label k is gesture k+1 of the data set's csv
+    # class number from the folder name so label k is gesture k+1 of the data set's csv (and
+    # digit k of N-MNIST)
     classes = [str(k) for k in range(info.num_classes)]
     return folder, [(p, int(Path(p).parent.name)) for p, _ in listing.samples], classes
 

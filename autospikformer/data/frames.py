@@ -1,9 +1,11 @@
 """Event data as frames: every events file read once into a compact cache, frames for any T.
 
-A split's cache (``<set folder>/autospikformer_events/<train|test>/``) holds every sample's events
-in file order as one ``uint16`` code each, ``p * H * W + y * W + x`` (2 bytes an event, whatever
-the number of time steps), with the per-sample offsets and labels, and ``index.json``: the
-``events_np`` files it was read from and their sizes, so that a changed folder is read again.
+A split's cache (``<set folder>/autospikformer_events/<train|test>/``, ``<split>-<H>x<W>/`` for
+frames pooled down from the sensor) holds every sample's events in file order as one code each,
+``p * H * W + y * W + x`` (``uint16``, 2 bytes an event, whatever the number of time steps;
+``uint32`` for grids of more than 32768 pixels a polarity), with the per-sample offsets and
+labels, and ``index.json``: the ``events_np`` files it was read from and their sizes, so that a
+changed folder is read again.
 It is built once, under the folder's lock, the first time a split is opened; every later opening
 (a training run, each search worker) maps the files and reads no events file.
 
@@ -30,6 +32,13 @@ import torch
 from torch.utils.data import Dataset
 
 from autospikformer.data.base import DataError, DatasetInfo
+from autospikformer.data.eventfolder import (
+    damaged_advice,
+    folder_samples,
+    is_event_folder,
+    outside_advice,
+    sensor_size,
+)
 from autospikformer.data.events import (
     event_samples,
     folder_lock,
@@ -40,7 +49,14 @@ from autospikformer.data.events import (
 CACHE_DIR = "autospikformer_events"
 CACHE_FORMAT = 1
 CODE_DTYPE = np.dtype("<u2")  # p * H * W + y * W + x < 2 * 128 * 128 = 32768
+WIDE_CODE_DTYPE = np.dtype("<u4")  # for grids of more than 32768 pixels a polarity
 COUNT_DTYPES = (np.uint8, np.int16, np.int32)  # the narrowest that holds a split's counts
+FLIPPED = ("cifar10dvs", "ncaltech101")  # object classes: a mirrored recording keeps its label
+
+
+def code_dtype(height: int, width: int) -> np.dtype:
+    """The narrowest code type for a ``height x width`` grid of two polarities."""
+    return CODE_DTYPE if 2 * height * width <= 1 << 16 else WIDE_CODE_DTYPE
 
 
 def integrate(codes: np.ndarray, time_steps: int, pixels: int) -> np.ndarray:
@@ -77,7 +93,7 @@ class EventSplit:
     samples: list[tuple[str, int]]  # (events file, label), the cache's sample order
     classes: list[str]
     offsets: np.ndarray  # int64 [n + 1]
-    codes: np.ndarray = field(repr=False)  # uint16 memmap [total events]
+    codes: np.ndarray = field(repr=False)  # uint16 (or uint32) memmap [total events]
 
     @property
     def pixels(self) -> int:
@@ -103,14 +119,14 @@ class EventSplit:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.codes = _map_codes(self.path)
+        self.codes = _map_codes(self.path, code_dtype(self.height, self.width))
 
 
-def _map_codes(path: Path) -> np.ndarray:
+def _map_codes(path: Path, dtype: np.dtype) -> np.ndarray:
     size = (path / "codes.bin").stat().st_size
     if size == 0:
-        return np.zeros(0, dtype=CODE_DTYPE)
-    return np.memmap(path / "codes.bin", dtype=CODE_DTYPE, mode="r")
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path / "codes.bin", dtype=dtype, mode="r")
 
 
 def _listing(folder: Path, samples: list[tuple[str, int]]) -> list[list[Any]]:
@@ -119,85 +135,113 @@ def _listing(folder: Path, samples: list[tuple[str, int]]) -> list[list[Any]]:
     return [[str(Path(p).relative_to(raw)), os.path.getsize(p), label] for p, label in samples]
 
 
-def _load(path: Path, listing: list[list[Any]]) -> tuple[np.ndarray, np.ndarray] | None:
-    """The cache at ``path`` if it was read from exactly ``listing`` (None: absent or stale)."""
+def _load(
+    path: Path, listing: list[list[Any]], grid: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cache at ``path`` if it was read from exactly ``listing`` into frames of ``grid``
+    (None: absent or stale)."""
     try:
         index = json.loads((path / "index.json").read_text())
     except (OSError, ValueError):
         return None
     if index.get("format") != CACHE_FORMAT or index.get("files") != listing:
         return None
+    if (index.get("height"), index.get("width")) != grid:
+        return None
     offsets = np.load(path / "offsets.npy")
     if len(offsets) != len(listing) + 1:
         return None
-    return offsets, _map_codes(path)
+    return offsets, _map_codes(path, code_dtype(*grid))
 
 
-def _read(name: str, events_file: str) -> dict[str, np.ndarray]:
+def _read(info: DatasetInfo, events_file: str) -> dict[str, np.ndarray]:
     try:
         return read_events(events_file)
     except Exception as exc:  # a truncated or foreign .npz: name it, keep nothing half-built
         raise DataError(
-            f"{name}: '{events_file}' cannot be read ({type(exc).__name__}: {exc}); the "
-            "events_np folder is damaged: delete it and run again"
+            f"{info.name}: '{events_file}' cannot be read ({type(exc).__name__}: {exc}); "
+            f"{damaged_advice(info)}"
         ) from None
 
 
+def _codes(
+    info: DatasetInfo, events_file: str, sensor: tuple[int, int], grid: tuple[int, int]
+) -> np.ndarray:
+    """One file's events as codes of the ``grid``, checked against the ``sensor``."""
+    ev = _read(info, events_file)
+    x, y = ev["x"].astype(np.int64), ev["y"].astype(np.int64)
+    (height, width), (rows, cols) = sensor, grid
+    if len(x) and (x.min() < 0 or y.min() < 0 or x.max() >= width or y.max() >= height):
+        raise DataError(
+            f"{info.name}: '{events_file}' holds events outside the {height}x{width} (height x "
+            f"width) sensor (x {x.min()}..{x.max()}, y {y.min()}..{y.max()}): "
+            f"{outside_advice(info)}"
+        )
+    if grid != sensor:  # pooled: each event counts in the grid cell over its pixel
+        x, y = x * cols // width, y * rows // height
+    return (ev["p"] != 0).astype(np.int64) * rows * cols + y * cols + x
+
+
 def _build(
-    name: str, path: Path, samples: list[tuple[str, int]], listing: list, hw: tuple[int, int],
-    progress: bool,
+    info: DatasetInfo, path: Path, samples: list[tuple[str, int]], listing: list,
+    shapes: tuple[tuple[int, int], tuple[int, int]], progress: bool,
 ) -> None:  # fmt: skip
-    """Read every events file of the split once and write the cache atomically."""
-    height, width = hw
+    """Read every events file of the split once and write the cache atomically; ``shapes`` is
+    the sensor's ``(H, W)`` and the frames'."""
+    sensor, grid = shapes
+    dtype = code_dtype(*grid)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
         offsets = np.zeros(len(samples) + 1, dtype=np.int64)
         with (tmp / "codes.bin").open("wb") as out:
-            files = _track(samples, f"reading {name} events into the frame cache", progress)
+            files = _track(samples, f"reading {info.name} events into the frame cache", progress)
             for i, (events_file, _) in enumerate(files):
-                ev = _read(name, events_file)
-                x, y = ev["x"].astype(np.int64), ev["y"].astype(np.int64)
-                if len(x) and (x.min() < 0 or y.min() < 0 or x.max() >= width or y.max() >= height):
-                    raise DataError(
-                        f"{name}: '{events_file}' holds events outside the {width}x{height} "
-                        "sensor: the file is damaged; delete 'events_np' and run again"
-                    )
-                codes = (ev["p"] != 0).astype(np.int64) * height * width + y * width + x
-                out.write(codes.astype(CODE_DTYPE).tobytes())
+                codes = _codes(info, events_file, sensor, grid)
+                out.write(codes.astype(dtype).tobytes())
                 offsets[i + 1] = offsets[i] + len(codes)
         np.save(tmp / "offsets.npy", offsets)
-        index = {"format": CACHE_FORMAT, "height": height, "width": width, "files": listing}
+        index = {"format": CACHE_FORMAT, "height": grid[0], "width": grid[1], "files": listing}
         (tmp / "index.json").write_text(json.dumps(index))
         shutil.rmtree(path, ignore_errors=True)  # a stale cache (the folder changed)
         os.replace(tmp, path)
     except OSError as exc:
         raise DataError(
-            f"{name}: cannot write the frame cache '{path}' ({exc.strerror or exc}); the data "
-            "set folder must be writable (copy it somewhere writable)"
+            f"{info.name}: cannot write the frame cache '{path}' ({exc.strerror or exc}); the "
+            "data set folder must be writable (copy it somewhere writable)"
         ) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _samples(
+    info: DatasetInfo, root: Path, train: bool
+) -> tuple[Path, list[tuple[str, int]], list[str], tuple[int, int]]:
+    """The set's folder, one split's ``(events file, label)`` list, the class names and the
+    sensor's ``(H, W)``: from spikingjelly's preparation, or a folder of your own."""
+    if is_event_folder(info):
+        return (*folder_samples(info, root, train), sensor_size(info))  # type: ignore[arg-type]
+    return (*event_samples(info, root, train), frame_size(info.name))
+
+
 def open_split(info: DatasetInfo, root: Path, *, train: bool, progress: bool = False) -> EventSplit:
     """One split's event cache, built first (every events file read once) when it is missing."""
-    folder, samples, classes = event_samples(info, root, train)
+    folder, samples, classes, sensor = _samples(info, root, train)
+    grid = info.hw  # the sensor's, or smaller: pooled
     split = "train" if train else "test"
-    path = folder / CACHE_DIR / split
+    path = folder / CACHE_DIR / (split if grid == sensor else f"{split}-{grid[0]}x{grid[1]}")
     listing = _listing(folder, samples)
-    loaded = _load(path, listing)
+    loaded = _load(path, listing, grid)
     if loaded is None:
         with folder_lock(folder):
-            loaded = _load(path, listing)  # another process may have built it meanwhile
+            loaded = _load(path, listing, grid)  # another process may have built it meanwhile
             if loaded is None:
-                _build(info.name, path, samples, listing, frame_size(info.name), progress)
-                loaded = _load(path, listing)
+                _build(info, path, samples, listing, (sensor, grid), progress)
+                loaded = _load(path, listing, grid)
     assert loaded is not None
     offsets, codes = loaded
-    height, width = frame_size(info.name)
-    return EventSplit(info.name, path, height, width, samples, classes, offsets, codes)
+    return EventSplit(info.name, path, *grid, samples, classes, offsets, codes)
 
 
 class EventFrames(Dataset):
@@ -292,12 +336,12 @@ def build_event_frames(
     time_steps: Sequence[int],
     progress: bool = False,
 ) -> dict[int, EventFrames]:
-    """One split of a DVS set at each T of ``time_steps``, all over one cache opened once."""
+    """One split of an event set at each T of ``time_steps``, all over one cache opened once."""
     split = open_split(info, root, train=train, progress=progress)
     out = {}
     for steps in time_steps:
         transform = None
         if augment:
-            transform = EventAugment(flip=info.name == "cifar10dvs", max_shift=info.img_size // 10)
+            transform = EventAugment(flip=info.name in FLIPPED, max_shift=min(info.hw) // 10)
         out[int(steps)] = EventFrames(split, int(steps), transform)
     return out

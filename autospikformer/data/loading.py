@@ -1,7 +1,9 @@
 """The front door of the data sets: one split of any set, a seeded loader, a fixed subset.
 
-Static sets (digits, CIFAR) live in ``images``, event sets (CIFAR10-DVS, DVS128 Gesture) in
-``events``; :func:`build_dataset` picks the right one, so callers never import either.
+Static sets (digits, CIFAR) live in ``images``, the named event sets in ``events``, your own
+folders in ``imagefolder`` and ``eventfolder`` (their :class:`~autospikformer.data.folders.
+FolderInfo` is the data set); :func:`build_dataset` picks the right one, so callers never import
+them. A data set is a name or a :class:`~autospikformer.data.base.DatasetInfo`.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from autospikformer.data.base import DataError, dataset_info, require_root
+from autospikformer.data.base import DataError, DatasetInfo, dataset_info, require_root
+from autospikformer.data.folders import FolderInfo, checked_listing
 from autospikformer.data.images import CIFAR_NAMES, _find_cifar_folder, build_cifar, build_digits
 
 
 def build_dataset(
-    name: str,
+    name: str | DatasetInfo,
     root: str | Path | None,
     *,
     train: bool,
@@ -32,7 +35,13 @@ def build_dataset(
     event sets yield ``(frames float32 [T, C, H, W], label)`` and need ``time_steps``.
     ``augment=None`` gives the train split the reference augmentation and the test split none.
     """
-    dataset_info(name)  # an unknown name lists the known ones
+    info = dataset_info(name)  # an unknown name lists the known ones
+    name = info.name
+    if isinstance(info, FolderInfo) and not info.event_based:
+        from autospikformer.data.imagefolder import build_image_folder
+
+        augment = train if augment is None else bool(augment)
+        return build_image_folder(info, root, train=train, augment=augment)
     if name == "digits":
         return build_digits(train, augment)
     if name in CIFAR_NAMES:
@@ -40,11 +49,11 @@ def build_dataset(
     if time_steps is None or int(time_steps) < 1:
         raise DataError(f"{name} is event data: pass time_steps (the number of frames T >= 1)")
     steps = int(time_steps)
-    return build_frames(name, root, train=train, augment=augment, time_steps=[steps])[steps]
+    return build_frames(info, root, train=train, augment=augment, time_steps=[steps])[steps]
 
 
 def build_frames(
-    name: str,
+    name: str | DatasetInfo,
     root: str | Path | None,
     *,
     train: bool,
@@ -59,14 +68,14 @@ def build_frames(
     """
     info = dataset_info(name)
     if not info.event_based:
-        raise DataError(f"{name} is not event data: build_frames is for cifar10dvs and dvs128")
+        raise DataError(f"{info.name} is not event data: build_frames is for event sets")
     if not time_steps or any(int(t) < 1 for t in time_steps):
-        raise DataError(f"{name}: time_steps must be frame counts T >= 1, got {time_steps!r}")
+        raise DataError(f"{info.name}: time_steps must be frame counts T >= 1, got {time_steps!r}")
     from autospikformer.data.frames import build_event_frames
 
     return build_event_frames(
         info,
-        require_root(name, root),
+        require_root(info.name, root),
         train=train,
         augment=train if augment is None else bool(augment),
         time_steps=[int(t) for t in time_steps],
@@ -74,13 +83,18 @@ def build_frames(
     )
 
 
-def check_dataset(name: str, root: str | Path | None) -> None:
+def check_dataset(name: str | DatasetInfo, root: str | Path | None) -> None:
     """Refuse a data set whose files are not where ``root`` says, without reading them.
 
-    A cheap look (file names only) that a command runs before it registers or trains anything;
-    :func:`build_dataset` still checks the files' content when it reads them.
+    A cheap look (file names only; for a folder, also that it still holds what ``name``
+    recorded) that a command runs before it registers or trains anything; :func:`build_dataset`
+    still checks the files' content when it reads them.
     """
     info = dataset_info(name)
+    name = info.name
+    if isinstance(info, FolderInfo):
+        checked_listing(info, root)
+        return
     if name == "digits":
         return
     folder = require_root(name, root)

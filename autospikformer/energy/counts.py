@@ -80,7 +80,7 @@ def first_conv_rule(event_data: bool) -> tuple[str, str]:
 
 def layer_counts(arch: Architecture, data: DatasetInfo = CIFAR10) -> pd.DataFrame:
     """Per layer: ``layer, kind, op, counted, dense_macs, neurons`` (one image, one step), for
-    inputs of ``data``'s shape (default: 3x32x32 images, 10 classes).
+    inputs of ``data``'s shape, square or not (default: 3x32x32 images, 10 classes).
 
     The head runs once per image on the token/time mean: its row is ``E * classes`` MACs. For
     event data the first conv's input is spike-count frames (counted like every other layer).
@@ -88,15 +88,16 @@ def layer_counts(arch: Architecture, data: DatasetInfo = CIFAR10) -> pd.DataFram
     dim = arch.embed_dim
     chans = (data.in_channels, *sps_widths(dim))
     pools = num_pools(data.img_size)
-    size, macs, cells = data.img_size, {}, {}
+    (height, width), macs, cells = data.hw, {}, {}
     for i in range(4):
-        macs[f"sps.convs.{i}"] = chans[i + 1] * chans[i] * KERNEL * KERNEL * size * size
-        cells[f"sps.convs.{i}"] = chans[i + 1] * size * size  # its LIF runs before the pool
+        pixels = height * width
+        macs[f"sps.convs.{i}"] = chans[i + 1] * chans[i] * KERNEL * KERNEL * pixels
+        cells[f"sps.convs.{i}"] = chans[i + 1] * pixels  # its LIF runs before the pool
         if i >= 4 - pools:
-            size = (size + 1) // 2  # MaxPool(3, stride 2, pad 1)
-    macs["sps.rpe_conv"] = dim * dim * KERNEL * KERNEL * size * size
-    cells["sps.rpe_conv"] = dim * size * size
-    tokens = size * size  # the pooled grid: 8x8 from 16 pixels up, 4x4 for 8x8 digits
+            height, width = (height + 1) // 2, (width + 1) // 2  # MaxPool(3, stride 2, pad 1)
+    tokens = height * width  # the pooled grid: 8x8 for 32 and 128, 14x14 for 224, 4x4 for 8
+    macs["sps.rpe_conv"] = dim * dim * KERNEL * KERNEL * tokens
+    cells["sps.rpe_conv"] = dim * tokens
     for i in range(arch.depth):
         p, hidden = f"blocks.{i}", arch.mlp_hidden(i)
         for unit in ("q", "k", "v", "proj"):

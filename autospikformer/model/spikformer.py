@@ -37,7 +37,7 @@ from autospikformer.checkpoint_file import (
     save_checkpoint,
     verify_checkpoint,
 )
-from autospikformer.data.base import DatasetInfo
+from autospikformer.data.base import DatasetInfo, ImageSize, canonical_size
 from autospikformer.model.shapes import VariantName, model_variant, num_pools, sps_widths
 from autospikformer.search.architecture import Architecture
 
@@ -92,7 +92,9 @@ class SPS(nn.Module):
     """Spiking Patch Splitting: four Conv3x3-BN-LIF stages, pools on the last stages, a relative
     position branch added to the stage-4 output; returns tokens ``[T, B, N, E]``."""
 
-    def __init__(self, in_channels: int, embed_dim: int, img_size: int, kit: LayerKit = PLAIN):
+    def __init__(
+        self, in_channels: int, embed_dim: int, img_size: ImageSize, kit: LayerKit = PLAIN
+    ):
         super().__init__()
         widths = sps_widths(embed_dim)
         pools = num_pools(img_size)
@@ -272,7 +274,7 @@ class SpikformerBase(nn.Module):
     head: nn.Module
 
     def _set_shape(
-        self, num_classes: int, in_channels: int, img_size: int, variant: VariantName
+        self, num_classes: int, in_channels: int, img_size: ImageSize, variant: VariantName
     ) -> None:
         for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -281,7 +283,7 @@ class SpikformerBase(nn.Module):
         self.variant = model_variant(variant).name
         self.num_classes = num_classes
         self.in_channels = in_channels
-        self.img_size = img_size
+        self.img_size = canonical_size(img_size)
 
     def _embed(self, x: torch.Tensor, time_steps: int) -> torch.Tensor:
         functional.reset_net(self)  # no neuron state leaks from the previous batch
@@ -315,7 +317,7 @@ class Spikformer(SpikformerBase):
         arch: the architecture (depth, width, per-block MLP ratio, heads and neurons, T).
         num_classes: classes of the head.
         in_channels: input channels (3 for images, 2 for event polarities).
-        img_size: input height and width.
+        img_size: input height and width: an integer, or ``(height, width)``.
         variant: ``"cifar"`` (the reference's image model) or ``"dvs"`` (its event-data model:
             q, k, v without bias, attention scale 0.25).
     """
@@ -326,7 +328,7 @@ class Spikformer(SpikformerBase):
         *,
         num_classes: int,
         in_channels: int = 3,
-        img_size: int = 32,
+        img_size: ImageSize = 32,
         variant: VariantName = "cifar",
     ):
         super().__init__()
@@ -405,7 +407,7 @@ class Spikformer(SpikformerBase):
             Architecture.from_dict(data["architecture"]),
             num_classes=data["num_classes"],
             in_channels=data["in_channels"],
-            img_size=data["img_size"],
+            img_size=canonical_size(data["img_size"]),
             variant=data.get("variant", "cifar"),
         )
         model.load_state_dict(data["state_dict"])

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autospikformer.data.base import DatasetInfo
+from autospikformer.data.base import DatasetInfo, ImageSize
 from autospikformer.model.shapes import VariantName, sps_widths
 from autospikformer.model.spikformer import (
     SPS,
@@ -147,7 +147,7 @@ class SuperSpikformer(SpikformerBase):
         *,
         num_classes: int,
         in_channels: int = 3,
-        img_size: int = 32,
+        img_size: ImageSize = 32,
         variant: VariantName = "cifar",
     ):
         super().__init__()

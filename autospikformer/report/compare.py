@@ -255,62 +255,66 @@ def _accuracy_axis(comparison: Comparison) -> str:
     return labels.pop() if len(labels) == 1 else "accuracy (test or validation: see the table)"
 
 
-def fronts_figure(comparison: Comparison) -> Any:
-    """Every study's candidates and front on one accuracy/energy plane; marker size by
-    parameters (one scale for all), the baseline as a star, the shared reference as a cross."""
+def _study_traces(
+    fig: Any, s: ComparedStudy, i: int, scale: tuple[float, float], axis: str, unit: Any
+) -> None:
+    """One study's candidates (over a budget apart) and its front, in its colour and symbol."""
     import plotly.graph_objects as go
 
-    lo, hi = parameter_range(*[s.complete for s in comparison.studies])
-    axis = _accuracy_axis(comparison)
-    unit = energy_unit(pd.concat([s.complete["energy_mj"] for s in comparison.studies]))
-    fig = go.Figure()
+    lo, hi = scale
+    colour, symbol = _COLOURS[i % len(_COLOURS)], _SYMBOLS[i % len(_SYMBOLS)]
+    complete, front = complete_and_front(s.frame)
+    within = complete["feasible"].astype(bool)
+    rest = complete.loc[~complete["pareto"].astype(bool) & within]
+    if not within.all():
+        fig.add_trace(
+            over_budget_trace(complete.loc[~within], axis, unit, s.label, colour, s.label)
+        )
+    sampler = s.settings.get("search", {}).get("sampler", "?")
+    fig.add_trace(
+        go.Scatter(
+            x=unit.scale(rest["energy_mj"]),
+            y=100 * rest["accuracy"],
+            mode="markers",
+            name=f"candidates ({len(complete)})",
+            legendgroup=s.label,
+            legendgrouptitle={"text": f"{s.label} ({sampler})"},
+            marker={
+                "symbol": symbol,
+                "size": marker_sizes(rest["num_parameters"], lo, hi),
+                "color": colour,
+                "opacity": 0.3,
+                "line": {"width": 0},
+            },
+            **hover(rest, axis, s.label, unit=unit),
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=unit.scale(front["energy_mj"]),
+            y=100 * front["accuracy"],
+            mode="lines+markers",
+            name=f"Pareto front ({len(front)})",
+            legendgroup=s.label,
+            line={"shape": "hv", "color": colour, "width": 2.5},
+            marker={
+                "symbol": symbol,
+                "size": marker_sizes(front["num_parameters"], lo, hi),
+                "color": colour,
+                "line": {"width": 1.2, "color": "black"},
+            },
+            **hover(front, axis, s.label, unit=unit),
+        )
+    )
+
+
+def _baseline_stars(fig: Any, comparison: Comparison, axis: str, unit: Any) -> None:
+    """The hand-designed baseline of each study, one star per distinct point."""
+    import plotly.graph_objects as go
+
     stars: dict[tuple[float, float], list[tuple[str, pd.DataFrame]]] = {}
-    for i, s in enumerate(comparison.studies):
-        colour, symbol = _COLOURS[i % len(_COLOURS)], _SYMBOLS[i % len(_SYMBOLS)]
-        complete, front = complete_and_front(s.frame)
-        within = complete["feasible"].astype(bool)
-        rest = complete.loc[~complete["pareto"].astype(bool) & within]
-        if not within.all():
-            fig.add_trace(
-                over_budget_trace(complete.loc[~within], axis, unit, s.label, colour, s.label)
-            )
-        fig.add_trace(
-            go.Scatter(
-                x=unit.scale(rest["energy_mj"]),
-                y=100 * rest["accuracy"],
-                mode="markers",
-                name=f"candidates ({len(complete)})",
-                legendgroup=s.label,
-                legendgrouptitle={
-                    "text": f"{s.label} ({s.settings.get('search', {}).get('sampler', '?')})"
-                },
-                marker={
-                    "symbol": symbol,
-                    "size": marker_sizes(rest["num_parameters"], lo, hi),
-                    "color": colour,
-                    "opacity": 0.3,
-                    "line": {"width": 0},
-                },
-                **hover(rest, axis, s.label, unit=unit),
-            )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=unit.scale(front["energy_mj"]),
-                y=100 * front["accuracy"],
-                mode="lines+markers",
-                name=f"Pareto front ({len(front)})",
-                legendgroup=s.label,
-                line={"shape": "hv", "color": colour, "width": 2.5},
-                marker={
-                    "symbol": symbol,
-                    "size": marker_sizes(front["num_parameters"], lo, hi),
-                    "color": colour,
-                    "line": {"width": 1.2, "color": "black"},
-                },
-                **hover(front, axis, s.label, unit=unit),
-            )
-        )
+    for s in comparison.studies:
+        complete = s.complete
         base = complete[complete["baseline"].astype(bool)]
         for _, row in base.iterrows():
             key = (float(row["energy_mj"]), float(row["accuracy"]))
@@ -329,6 +333,12 @@ def fronts_figure(comparison: Comparison) -> Any:
                 **hover(owners[0][1], axis, ", ".join(o for o, _ in owners)),
             )
         )
+
+
+def _reference_marker(fig: Any, comparison: Comparison, unit: Any) -> None:
+    """The shared reference point as a cross."""
+    import plotly.graph_objects as go
+
     ref = comparison.reference
     fig.add_trace(
         go.Scatter(
@@ -345,6 +355,21 @@ def fronts_figure(comparison: Comparison) -> Any:
             ),
         )
     )
+
+
+def fronts_figure(comparison: Comparison) -> Any:
+    """Every study's candidates and front on one accuracy/energy plane; marker size by
+    parameters (one scale for all), the baseline as a star, the shared reference as a cross."""
+    import plotly.graph_objects as go
+
+    lo, hi = parameter_range(*[s.complete for s in comparison.studies])
+    axis = _accuracy_axis(comparison)
+    unit = energy_unit(pd.concat([s.complete["energy_mj"] for s in comparison.studies]))
+    fig = go.Figure()
+    for i, s in enumerate(comparison.studies):
+        _study_traces(fig, s, i, (lo, hi), axis, unit)
+    _baseline_stars(fig, comparison, axis, unit)
+    _reference_marker(fig, comparison, unit)
     size_legend(fig, lo, hi)
     fig.update_layout(
         title="Pareto fronts: " + " vs ".join(s.label for s in comparison.studies),
@@ -475,6 +500,56 @@ for every study); click a legend title to hide a study.</p>
 """
 
 
+#: The columns of ``fronts.csv`` (every study's front) and of ``hypervolume.csv``.
+FRONT_COLUMNS = (
+    "study", "number", "accuracy", "test_accuracy", "energy_mj", "num_parameters",
+    "mean_firing_rate", "f_aeb", "architecture", "baseline",
+)  # fmt: skip
+HISTORY_COLUMNS = (
+    "study", "complete_trials", "trial", "hypervolume", "hypervolume_normalised",
+    "ref_accuracy", "ref_energy_mj",
+)  # fmt: skip
+
+
+def _histories(comparison: Comparison) -> pd.DataFrame:
+    """Every study's hypervolume after each of its trials, on the shared reference."""
+    box = comparison.reference["box"]
+    histories = [
+        s.history.assign(study=s.label, hypervolume_normalised=s.history["hypervolume"] / box)
+        for s in comparison.studies
+    ]
+    return pd.concat(histories, ignore_index=True)[list(HISTORY_COLUMNS)]
+
+
+def _summary(comparison: Comparison, table: pd.DataFrame) -> dict[str, Any]:
+    """``compare.json``: each study's figures, protocol and front; the shared reference."""
+    ref = comparison.reference
+    point_columns = list(FRONT_COLUMNS[1:])
+    studies = [
+        {
+            **{k: jsonable(v) for k, v in row.items()},
+            "protocol": protocol(s.settings),
+            "front": [
+                {k: jsonable(v) for k, v in point.items()}
+                for point in s.front[point_columns].to_dict("records")
+            ],
+        }
+        for s, row in zip(comparison.studies, table.to_dict("records"), strict=True)
+    ]
+    return {
+        "studies": studies,
+        "reference_point": {"accuracy": ref["accuracy"], "energy_mj": ref["energy_mj"]},
+        "ideal_point": {"accuracy": ref["ideal_accuracy"], "energy_mj": ref["ideal_energy_mj"]},
+        "reference_box": ref["box"],
+        "reference_rule": (
+            f"nadir of the pooled Pareto front moved out by {REFERENCE_MARGIN:g} of its range "
+            "in each objective; hypervolume_normalised = hypervolume / reference_box"
+        ),
+        "energy": comparison.pricing,
+        "warnings": comparison.warnings,
+    }
+
+
 def write_comparison(comparison: Comparison, out_dir: str | Path) -> dict[str, Path]:
     """Write compare.html, compare.csv, compare.json, hypervolume.csv and fronts.csv."""
     out = Path(out_dir)
@@ -482,71 +557,12 @@ def write_comparison(comparison: Comparison, out_dir: str | Path) -> dict[str, P
     paths = {name: out / name for name in COMPARE_FILES}
     table = comparison.table()
     table.to_csv(paths["compare.csv"], index=False)
-    histories = [
-        s.history.assign(
-            study=s.label,
-            hypervolume_normalised=s.history["hypervolume"] / comparison.reference["box"],
-        )
-        for s in comparison.studies
-    ]
-    history = pd.concat(histories, ignore_index=True)
-    history = history[
-        [
-            "study",
-            "complete_trials",
-            "trial",
-            "hypervolume",
-            "hypervolume_normalised",
-            "ref_accuracy",
-            "ref_energy_mj",
-        ]
-    ]
-    history.to_csv(paths["hypervolume.csv"], index=False)
+    _histories(comparison).to_csv(paths["hypervolume.csv"], index=False)
     fronts = pd.concat(
         [s.front.assign(study=s.label) for s in comparison.studies], ignore_index=True
     )
-    columns = [
-        "study",
-        "number",
-        "accuracy",
-        "test_accuracy",
-        "energy_mj",
-        "num_parameters",
-        "mean_firing_rate",
-        "f_aeb",
-        "architecture",
-        "baseline",
-    ]
-    fronts[columns].to_csv(paths["fronts.csv"], index=False)
-    summary = {
-        "studies": [
-            {
-                **{k: jsonable(v) for k, v in row.items()},
-                "protocol": protocol(s.settings),
-                "front": [
-                    {k: jsonable(v) for k, v in point.items()}
-                    for point in s.front[columns[1:]].to_dict("records")
-                ],
-            }
-            for s, row in zip(comparison.studies, table.to_dict("records"), strict=True)
-        ],
-        "reference_point": {
-            "accuracy": comparison.reference["accuracy"],
-            "energy_mj": comparison.reference["energy_mj"],
-        },
-        "ideal_point": {
-            "accuracy": comparison.reference["ideal_accuracy"],
-            "energy_mj": comparison.reference["ideal_energy_mj"],
-        },
-        "reference_box": comparison.reference["box"],
-        "reference_rule": (
-            f"nadir of the pooled Pareto front moved out by {REFERENCE_MARGIN:g} of its range "
-            "in each objective; hypervolume_normalised = hypervolume / reference_box"
-        ),
-        "energy": comparison.pricing,
-        "warnings": comparison.warnings,
-        "files": sorted(paths),
-    }
+    fronts[list(FRONT_COLUMNS)].to_csv(paths["fronts.csv"], index=False)
+    summary = {**_summary(comparison, table), "files": sorted(paths)}
     paths["compare.json"].write_text(json.dumps(summary, indent=2, default=str) + "\n")
     page = _page(comparison, fronts_figure(comparison), hypervolume_figure(comparison))
     paths["compare.html"].write_text(page)

@@ -29,7 +29,7 @@ from autospikformer.report.tables import (
     study_settings,
     trials_frame,
 )
-from autospikformer.search.suggest import architecture_from_params
+from autospikformer.search.architecture import Architecture
 
 EXPORT_FILES = (
     "trials.csv",
@@ -44,12 +44,11 @@ EXPORT_FILES = (
 )
 
 
-def _front_points(study: optuna.Study, front: pd.DataFrame) -> list[dict[str, Any]]:
+def _front_points(front: pd.DataFrame) -> list[dict[str, Any]]:
     """The front's members as JSON-safe dicts (``pareto.json``)."""
-    trials_by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     points = []
     for _, row in front.iterrows():
-        arch = architecture_from_params(trials_by_number[int(row["number"])].params)
+        arch = Architecture.parse(row["architecture"])  # the compact form is exact
         points.append(
             {
                 "trial": int(row["number"]),
@@ -61,6 +60,7 @@ def _front_points(study: optuna.Study, front: pd.DataFrame) -> list[dict[str, An
                 "num_parameters": jsonable(row["num_parameters"]),
                 "mean_firing_rate": jsonable(row["mean_firing_rate"]),
                 "test_accuracy": jsonable(row["test_accuracy"]),
+                "trained_accuracy": jsonable(row["trained_accuracy"]),
                 "baseline": row["baseline"] or None,
             }
         )
@@ -73,6 +73,31 @@ def _trial_summary(row: pd.Series) -> dict[str, Any]:
         "accuracy": float(row["accuracy"]),
         "energy_mj": float(row["energy_mj"]),
         "architecture": row["architecture"],
+        "trained_accuracy": jsonable(row["trained_accuracy"]),
+    }
+
+
+def _trained_summary(complete: pd.DataFrame) -> dict[str, Any]:
+    """The trials whose subnet was trained (``autospik subnet train``, ``study validate``):
+    inherited beside trained values, the schedule of each."""
+    part = complete.loc[complete["trained_accuracy"].notna()].sort_values("number")
+    return {
+        "trials": len(part),
+        "on_front": int(part["pareto"].astype(bool).sum()),
+        "schedules": sorted(set(part["trained_schedule"])),
+        "members": [
+            {
+                "trial": int(row["number"]),
+                "on_front": bool(row["pareto"]),
+                "accuracy": float(row["accuracy"]),
+                "trained_accuracy": float(row["trained_accuracy"]),
+                "trained_test_accuracy": jsonable(row["trained_test_accuracy"]),
+                "energy_mj": float(row["energy_mj"]),
+                "trained_energy_mj": jsonable(row["trained_energy_mj"]),
+                "schedule": row["trained_schedule"],
+            }
+            for _, row in part.iterrows()
+        ],
     }
 
 
@@ -118,6 +143,7 @@ def _summary(frame: pd.DataFrame, history: pd.DataFrame) -> dict[str, Any]:
             if len(base)
             else None
         ),
+        "trained": _trained_summary(complete),
     }
 
 
@@ -158,7 +184,7 @@ def export_study(study: optuna.Study, out_dir: str | Path) -> StudyExport:
         "protocol": protocol(settings),
         "energy": study_energy_model(study).to_attr(),
     }
-    front_json = {**meta, "front": _front_points(study, front)}
+    front_json = {**meta, "front": _front_points(front)}
     paths["pareto.json"].write_text(json.dumps(front_json, indent=2) + "\n")
     label = accuracy_label(settings)
     title = (

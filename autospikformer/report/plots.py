@@ -5,8 +5,10 @@ marker sizes, colours and hover text that ``study compare`` shares.
 Both show every candidate coloured by generation (or trial number) with its area growing with
 its parameter count, trials over a budget as grey crosses, the front as a step line drawn on
 top of the candidates, its test accuracy as crosses (under ``eval_split = "val"``), the
-hand-designed baseline as a star, energy in the unit that reads best. The static one is drawn
-with matplotlib's Agg backend, so it needs no display and no browser.
+hand-designed baseline as a star, trials whose subnet was trained (``autospik subnet train``,
+``study validate``) as diamonds at the trained accuracy and energy, linked to their points, and
+energy in the unit that reads best. The static one is drawn with matplotlib's Agg backend, so
+it needs no display and no browser.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from autospikformer.report.tables import complete_and_front
 from autospikformer.units import MJ, EnergyUnit, energy_unit
 
 FRONT_COLOUR = "#d62728"
+TRAINED_COLOUR = "#9467bd"
 #: Marker diameters (px) of the smallest and the largest model on a plot.
 SIZE_RANGE = (6.0, 22.0)
 
@@ -132,6 +135,7 @@ def write_static_front(
             zorder=4,
             label=f"front on the test split ({len(tested)})",
         )
+    _draw_trained(ax, complete, unit)
     base = complete[complete["baseline"].astype(bool)]
     if len(base):
         ax.scatter(
@@ -153,6 +157,73 @@ def write_static_front(
     fig.savefig(png, dpi=200)
     fig.savefig(pdf)
     plt.close(fig)
+
+
+def _trained(complete: pd.DataFrame) -> pd.DataFrame:
+    """The trials whose subnet was trained, with its energy or, unmeasured, the trial's."""
+    part = complete.loc[complete["trained_accuracy"].notna()]
+    return part.assign(trained_energy_mj=part["trained_energy_mj"].fillna(part["energy_mj"]))
+
+
+def _links(part: pd.DataFrame, unit: EnergyUnit) -> tuple[list[Any], list[Any]]:
+    """Line segments from each trial's point to its trained subnet's (None between them)."""
+    xs: list[Any] = []
+    ys: list[Any] = []
+    for _, row in part.iterrows():
+        xs += [unit.scale(row["energy_mj"]), unit.scale(row["trained_energy_mj"]), None]
+        ys += [100 * row["accuracy"], 100 * row["trained_accuracy"], None]
+    return xs, ys
+
+
+def _draw_trained(ax: Any, complete: pd.DataFrame, unit: EnergyUnit) -> None:
+    """The trained subnets on the static front: diamonds linked to their trials' points."""
+    part = _trained(complete)
+    if not len(part):
+        return
+    xs, ys = _links(part, unit)
+    ax.plot(xs, ys, color=TRAINED_COLOUR, linewidth=0.8, alpha=0.7, zorder=3.6)
+    ax.scatter(
+        unit.scale(part["trained_energy_mj"]),
+        100 * part["trained_accuracy"],
+        marker="D",
+        s=30,
+        color=TRAINED_COLOUR,
+        edgecolors="white",
+        linewidths=0.6,
+        zorder=4.5,
+        label=f"trained subnets ({len(part)}), linked to their trials",
+    )
+
+
+def trained_traces(complete: pd.DataFrame, accuracy: str, unit: EnergyUnit) -> list[Any]:
+    """Plotly traces of the trained subnets: diamonds at their trained accuracy and energy,
+    each linked by a thin line to its trial's (inherited) point; none when none is trained."""
+    import plotly.graph_objects as go
+
+    part = _trained(complete)
+    if not len(part):
+        return []
+    xs, ys = _links(part, unit)
+    custom = np.stack(
+        [part["number"], part["architecture"], 100 * part["accuracy"], part["trained_schedule"]],
+        axis=-1,
+    )
+    return [
+        go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", showlegend=False,
+                   line={"color": TRAINED_COLOUR, "width": 1}, opacity=0.6),
+        go.Scatter(
+            x=unit.scale(part["trained_energy_mj"]), y=100 * part["trained_accuracy"],
+            mode="markers", name=f"trained subnets ({len(part)}), linked to their trials",
+            marker={"symbol": "diamond", "size": 10, "color": TRAINED_COLOUR,
+                    "line": {"width": 1, "color": "white"}},
+            customdata=custom,
+            hovertemplate=(
+                "trial %{customdata[0]}, trained (%{customdata[3]})<br>%{customdata[1]}<br>"
+                f"trained {accuracy} %{{y:.2f}} %<br>inherited {accuracy} "
+                f"%{{customdata[2]:.2f}} %<br>energy %{{x:.4g}} {unit.name}<extra></extra>"
+            ),
+        ),
+    ]  # fmt: skip
 
 
 # --- interactive (plotly) --------------------------------------------------------------------
@@ -330,6 +401,7 @@ def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accurac
                 ),
             )
         )
+    fig.add_traces(trained_traces(everything, accuracy, unit))
     base = everything[everything["baseline"].astype(bool)]
     if len(base):
         fig.add_trace(

@@ -31,6 +31,11 @@ Conventions (stated again in ``summary.json`` and ``docs/studies.md``):
   or ``"val"``, a held-out part of the training split); every accuracy column, axis and summary
   says which it is, and under ``"val"`` the front's ``test_accuracy`` is measured once after
   the search.
+- Trained subnets (``autospik subnet train``, ``study validate``; SPEC section 9):
+  ``trained_accuracy`` is the trial's subnet trained as a standalone model, measured as the
+  trial was (same split and images, so it sits beside ``accuracy``), ``trained_test_accuracy``
+  on the whole test split, ``trained_energy_mj`` the same pass's energy, ``trained_schedule``
+  the schedule's id; a trial trained with several schedules shows the one that finished last.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ import pandas as pd
 import scipy.stats
 from optuna.trial import FrozenTrial, TrialState
 
-from autospikformer.optuna_api import FAILED_TRIAL_KEY, FIXED_PARAMS_KEY
+from autospikformer.optuna_api import FAILED_TRIAL_KEY, FIXED_PARAMS_KEY, read_trials
 from autospikformer.pareto import hypervolume_history as hypervolume_steps
 from autospikformer.pareto import pareto_mask
 from autospikformer.search.architecture import (
@@ -73,12 +78,15 @@ from autospikformer.study.storage import (
     WORKER_ATTR,
     study_record,
 )
+from autospikformer.study.trained_subnets import latest_trained
 
 REFERENCE_ENERGY_FACTOR = 1.1
 #: Tables 2 / 3: the front plus this fraction of the complete trials by accuracy.
 TOP_FRACTION = 0.2
 #: Kendall tau samples (SPEC section 8): the top this many by F_AEB, this many random draws.
 TAU_SAMPLE = 100
+#: Bootstrap resamples behind a Kendall tau's interval.
+TAU_RESAMPLES = 400
 #: Optuna's NSGA-II records each trial's generation under this system attribute.
 NSGA2_GENERATION_KEY = "NSGAIISampler:generation"
 
@@ -94,6 +102,13 @@ ATTR_COLUMNS = {
     BASELINE_ATTR: "baseline",
     WORKER_ATTR: "worker",
     SKIPPED_ATTR: "skipped",
+}
+#: A trained subnet's record entry -> its column (the schedule that finished last).
+TRAINED_COLUMNS = {
+    "accuracy": "trained_accuracy",
+    "test_accuracy": "trained_test_accuracy",
+    "energy_mj": "trained_energy_mj",
+    "schedule_id": "trained_schedule",
 }
 #: The exact columns of ``trials.csv`` and ``pareto.csv`` (plus any foreign user attributes).
 COLUMNS = (
@@ -112,6 +127,7 @@ COLUMNS = (
     *ATTR_COLUMNS.values(),
     "test_accuracy",
     "test_samples",
+    *TRAINED_COLUMNS.values(),
     "datetime_start",
     "datetime_complete",
 )
@@ -170,11 +186,21 @@ def study_settings(study: optuna.Study) -> dict[str, Any]:
     return study_record(study, CONFIG_ATTR) or {}
 
 
+def _measured_after(test: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+    """A trial's columns measured after the search: its front test pass (``test``, under the
+    validation protocol) and its trained subnet's record (``trained``); ``{}``: none."""
+    row = {"test_accuracy": test.get("accuracy", np.nan), "test_samples": test.get("samples")}
+    for key, column in TRAINED_COLUMNS.items():
+        row[column] = trained.get(key, "" if key == "schedule_id" else np.nan)
+    return row
+
+
 def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
     """Every trial as one row with exactly :data:`COLUMNS` (then any foreign user attributes)."""
-    trials = study.get_trials(deepcopy=False)
+    trials = read_trials(study)
     sampler = study_settings(study).get("search", {}).get("sampler")
     tested = test_accuracies(study)
+    trained = latest_trained(study)
     rows = []
     for t in trials:
         arch = _architecture(t)
@@ -197,12 +223,11 @@ def trials_frame(study: optuna.Study, alpha: float = 0.5) -> pd.DataFrame:
             value = getattr(arch, field) if arch else None
             row[field] = _block(value) if field in PER_BLOCK_FIELDS and value is not None else value
         for attr, column in ATTR_COLUMNS.items():
-            row[column] = t.user_attrs.get(attr)
+            value = t.user_attrs.get(attr)  # a dict (what an evaluation ran) as JSON text
+            row[column] = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
         label = row["baseline"]
         row["baseline"] = "Spikformer" if label is True else (label or "")
-        test = tested.get(t.number, {})
-        row["test_accuracy"] = test.get("accuracy", np.nan)
-        row["test_samples"] = test.get("samples")
+        row.update(_measured_after(tested.get(t.number, {}), trained.get(t.number, {})))
         row["datetime_start"] = t.datetime_start
         row["datetime_complete"] = t.datetime_complete
         for key, value in t.user_attrs.items():
@@ -270,19 +295,56 @@ def hypervolume_history(
     )
 
 
+def tau_interval(
+    x: Any, y: Any, level: float = 0.9, resamples: int = TAU_RESAMPLES
+) -> tuple[float, float] | None:
+    """A bootstrap interval of Kendall's tau (``level`` of the resampled taus, seeded, so an
+    export repeats): how far a tau over n points can move by chance alone; None below 3 points."""
+    a = np.asarray(x, dtype=float)
+    b = np.asarray(y, dtype=float)
+    if a.size < 3:
+        return None
+    rng = np.random.default_rng(0)
+    taus = []
+    for _ in range(resamples):
+        pick = rng.integers(0, a.size, a.size)
+        tau = kendall_tau(a[pick], b[pick])
+        if math.isfinite(tau):
+            taus.append(tau)
+    if not taus:
+        return None
+    lo, hi = np.quantile(taus, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def kendall_taus(complete: pd.DataFrame, sample: int = TAU_SAMPLE) -> dict[str, dict[str, Any]]:
     """Kendall tau between accuracy and energy as the paper reports it (SPEC section 8).
 
-    ``top_f_aeb``: the ``sample`` complete trials of highest F_AEB (ties: lower trial number);
-    ``random``: the first ``sample`` complete random draws by trial number (``n`` 0 where the
-    study has none); ``all``: every complete trial. Each is ``{"tau": float | None, "n": int}``.
+    ``top_f_aeb``: the ``sample`` complete trials of highest F_AEB (ties: lower trial number):
+    where the search concentrated, mostly near the front; ``random``: the first ``sample``
+    complete random draws by trial number (DSPS's generation 0: ``population_size`` of them;
+    ``n`` 0 where the study has none), a property of the space rather than of the search;
+    ``all``: every complete trial. Each is ``{"tau", "n", "interval", "over"}``: ``interval`` is a
+    90 % bootstrap interval (:func:`tau_interval`), wide for a small ``n``.
     """
     top = complete.sort_values(["f_aeb", "number"], ascending=[False, True]).head(sample)
     drawn = complete.loc[complete["random_draw"].astype(bool)].sort_values("number").head(sample)
+    over = {
+        "top_f_aeb": f"the {sample} complete trials of highest F_AEB",
+        "random": f"the first {sample} candidates drawn uniformly from the space",
+        "all": "every complete trial",
+    }
     out = {}
     for name, part in (("top_f_aeb", top), ("random", drawn), ("all", complete)):
-        tau = kendall_tau(part["accuracy"], part["energy_mj"]) if len(part) else math.nan
-        out[name] = {"tau": jsonable(tau), "n": len(part)}
+        acc, energy = part["accuracy"], part["energy_mj"]
+        tau = kendall_tau(acc, energy) if len(part) else math.nan
+        interval = tau_interval(acc, energy) if name != "all" else None
+        out[name] = {
+            "tau": jsonable(tau),
+            "n": len(part),
+            "interval": None if interval is None else [round(v, 4) for v in interval],
+            "over": over[name],
+        }
     return out
 
 
@@ -362,6 +424,7 @@ def studies_frame(storage: optuna.storages.BaseStorage) -> pd.DataFrame:
         rows.append(
             {
                 "study": summary.study_name,
+                "eval_split": config.get("search", {}).get("eval_split", "test"),
                 "dataset": config.get("data", {}).get("dataset", "?"),
                 "space": config.get("space", {}).get("name", "?"),
                 "sampler": config.get("search", {}).get("sampler", "?"),

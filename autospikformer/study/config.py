@@ -16,12 +16,13 @@ from __future__ import annotations
 import copy
 import json
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from autospikformer.checks import check_bool, check_choice, check_int, check_number, check_text
-from autospikformer.data.base import DATASETS, DatasetInfo, dataset_info
+from autospikformer.data.base import DATASETS, FOLDER_KINDS, DatasetInfo, dataset_info
+from autospikformer.data.folders import ALL_FOLDER_KEYS, FolderInfo, FolderSettings, folder_info
 from autospikformer.data.split import HoldoutSplit
 from autospikformer.energy.models import EnergyError, EnergyModel
 from autospikformer.errors import AutospikError, did_you_mean
@@ -47,7 +48,7 @@ STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "study": ("name", "description", "seed"),
-    "data": ("dataset", "root", "val_fraction"),
+    "data": ("dataset", "root", "val_fraction", *ALL_FOLDER_KEYS),
 }
 
 
@@ -65,6 +66,8 @@ def _check_keys(where: str, table: Any, allowed: tuple[str, ...]) -> dict[str, A
     for key in table:
         if key not in allowed:
             name = f"{where}.{key}" if where else key
+            if not allowed:
+                raise StudyConfigError(f"{name}: unknown field ({where} takes none: remove it)")
             raise StudyConfigError(
                 f"{name}: unknown field (allowed: {_allowed(allowed)}){did_you_mean(key, allowed)}"
             )
@@ -162,6 +165,11 @@ def _sampler_options(sampler: str, given: Any) -> dict[str, Any]:
     """The sampler's ``[search.options]``: those given, checked, over its defaults (DSPS's
     ``num_parents`` derived from a small population: the paper's 20 of 50)."""
     defaults = dict(SAMPLER_OPTIONS[sampler])
+    if not defaults and given:
+        raise StudyConfigError(
+            f"search.options.{next(iter(given))}: unknown field (sampler {sampler!r} takes no "
+            "options: remove [search.options])"
+        )
     given = _check_keys("search.options", given, tuple(defaults))
     evolutionary = sampler in DSPS_SAMPLERS  # generations of parents and offspring
     if evolutionary and "num_parents" not in given:
@@ -254,6 +262,27 @@ def _energy_model(table: Any) -> EnergyModel:
         raise StudyConfigError(str(exc)) from None
 
 
+def _dataset(table: dict[str, Any]) -> tuple[str, FolderSettings | None]:
+    """``[data] dataset``: a named set, or a folder of your own with its settings."""
+    dataset = table.get("dataset")
+    folder_keys = {k: v for k, v in table.items() if k in ALL_FOLDER_KEYS}
+    if dataset in FOLDER_KINDS:
+        if "root" not in table:
+            raise StudyConfigError(f"data.root: missing (allowed: the path of the {dataset})")
+        return dataset, FolderSettings.from_table(dataset, folder_keys, error=StudyConfigError)
+    if dataset not in DATASETS:
+        raise StudyConfigError(
+            f"data.dataset: {dataset!r} is not a data set (allowed: {_allowed(DATASETS)}, or a "
+            f"folder of your own: {_allowed(FOLDER_KINDS)})"
+        )
+    if folder_keys:
+        raise StudyConfigError(
+            f"data.{next(iter(folder_keys))}: only for a folder of your own (dataset = "
+            f"{' or '.join(repr(k) for k in FOLDER_KINDS)}; {dataset} has a fixed shape)"
+        )
+    return dataset, None
+
+
 def _train_config(table: Any) -> TrainConfig:
     """Validate ``[train]`` with the trainer's own ``TrainConfig`` (it names a bad key)."""
     if not isinstance(table, dict):
@@ -278,11 +307,29 @@ class StudyConfig:
     description: str = ""
     energy: EnergyModel = field(default_factory=EnergyModel)
     val_fraction: float = DEFAULT_VAL_FRACTION
+    folder: FolderSettings | None = None  # a folder of your own: its [data] settings
+    # what the study recorded about its folder (study/data_record.py); not part of the file
+    data_record: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def data_info(self) -> DatasetInfo:
-        """The data set's shape: classes, channels, input size, event data or images."""
-        return dataset_info(self.dataset)
+        """The data set's shape: classes, channels, input size, event data or images; for a
+        folder, the :class:`FolderInfo` the study recorded, or before that what ``data.root``
+        holds."""
+        return self.data_info_at(None)
+
+    def data_info_at(self, root: str | None) -> DatasetInfo:
+        """:attr:`data_info`, a folder not yet recorded looked at in ``root`` (default:
+        ``data.root``)."""
+        if self.folder is None:
+            return dataset_info(self.dataset)
+        if self.data_record is not None:
+            return FolderInfo.from_record(self.folder, self.data_record)
+        return folder_info(self.folder, root or self.data_root)
+
+    def with_data_record(self, record: dict[str, Any] | None) -> StudyConfig:
+        """This configuration with what its study recorded about the folder."""
+        return replace(self, data_record=record)
 
     @property
     def budgets(self) -> Budgets:
@@ -337,11 +384,7 @@ class StudyConfig:
                 "'_', '.' and '-', not starting with '.' or '-'; it names a folder)"
             )
         dat = _check_keys("data", data["data"], SECTION_KEYS["data"])
-        dataset = dat.get("dataset")
-        if dataset not in DATASETS:
-            raise StudyConfigError(
-                f"data.dataset: {dataset!r} is not a data set (allowed: {_allowed(DATASETS)})"
-            )
+        dataset, folder = _dataset(dat)
         return cls(
             name=name,
             dataset=dataset,
@@ -359,6 +402,7 @@ class StudyConfig:
             seed=_int("study.seed", study.get("seed", 0), minimum=0),  # type: ignore[arg-type]
             description=str(study.get("description", "")),
             energy=_energy_model(data.get("energy", {})),
+            folder=folder,
         )
 
     # --- writing ----------------------------------------------------------------------------
@@ -370,6 +414,7 @@ class StudyConfig:
                 "dataset": self.dataset,
                 "root": self.data_root,
                 "val_fraction": self.val_fraction,
+                **(self.folder.to_dict() if self.folder is not None else {}),
             },
             "space": self.space.to_dict(),
             "train": self.train.to_dict(),

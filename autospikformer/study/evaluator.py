@@ -44,7 +44,7 @@ def study_evaluator(
         budget = search.feature_cache_mb * 2**20
     return SubnetEvaluator(
         supernet,
-        dataset=config.dataset,
+        dataset=config.data_info_at(data_root),
         data_root=data_root or config.data_root,
         calib_batches=search.calib_batches,
         batch_size=search.batch_size,

@@ -15,9 +15,17 @@ from autospikformer.data.loading import check_dataset
 from autospikformer.device import resolve_device
 from autospikformer.study.config import StudyConfig
 from autospikformer.study.holdout import check_supernet_holdout
+from autospikformer.study.run_folder import check_run_folder
 from autospikformer.study.storage import StudyError
 from autospikformer.study.supernet_stage import supernet_path
 from autospikformer.training.trainer import SupernetTrainer
+
+
+def _few(classes: list[str] | None) -> str:
+    """A class list for a message: the set's own, or the first few names of a folder's."""
+    if not classes:
+        return "its own"
+    return ", ".join(classes[:3]) + (f" ... ({len(classes)})" if len(classes) > 3 else "")
 
 
 def check_run_inputs(
@@ -27,6 +35,7 @@ def check_run_inputs(
     data_root: str | None = None,
     checkpoint: str | Path | None = None,
     runs_dir: str | Path = "runs",
+    storage: str | None = None,
 ) -> None:
     """Raise the one-line error a run of ``config`` would meet at its start, or return.
 
@@ -34,19 +43,25 @@ def check_run_inputs(
     the supernet: ``checkpoint`` must be a verified supernet of the study's space and data set
     that never trained on the study's validation split; without one, a checkpoint already at
     ``<runs-dir>/<study>/supernet.pt`` must be one that stage 1 can resume (same space, data
-    set, settings and held-out split).
+    set, settings and held-out split). With ``storage``, the runs folder must not belong to a
+    study of another storage (:mod:`autospikformer.study.run_folder`).
     """
     resolve_device(device)
-    check_dataset(config.dataset, data_root or config.data_root)
+    info = config.data_info_at(data_root)  # a folder not yet recorded: looked at here
+    check_dataset(info, data_root or config.data_root)
+    if storage is not None:  # the runs folder is not another storage's study's
+        check_run_folder(Path(runs_dir) / config.name, config.name, storage)
     if checkpoint is not None:
         path = Path(checkpoint)
         if not path.is_file():
             raise StudyError(f"--supernet {path}: no such file")
         _, meta = load_supernet_checkpoint(path, space=config.space)
-        if meta.get("dataset") != config.dataset:
+        classes = list(getattr(info, "classes", ())) or None
+        if meta.get("dataset") != config.dataset or meta.get("classes") != classes:
             raise StudyError(
-                f"--supernet {path} was trained on data set {meta.get('dataset')!r}, the study "
-                f"{config.name!r} searches {config.dataset!r}: pass a supernet of {config.dataset}"
+                f"--supernet {path} was trained on data set {meta.get('dataset')!r} (classes "
+                f"{_few(meta.get('classes'))}), the study {config.name!r} searches "
+                f"{config.dataset!r} (classes {_few(classes)}): pass a supernet of its data"
             )
         check_supernet_holdout(meta, config, path)
         return
@@ -54,7 +69,7 @@ def check_run_inputs(
     if path.exists():
         SupernetTrainer(  # refuses a checkpoint it could not resume; writes nothing
             space=config.space,
-            dataset=config.dataset,
+            dataset=info,
             data_root=data_root or config.data_root,
             out_dir=path.parent,
             config=config.train,

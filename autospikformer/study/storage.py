@@ -3,9 +3,10 @@
 - **The study holds its whole configuration** (record :data:`CONFIG_ATTR`, the resolved
   :meth:`StudyConfig.to_dict`), so a worker needs only the study name and the storage URL.
 - **Records are system attributes** (:func:`study_records`): the configuration, the space, the
-  energy model, the supernet's digest, the validation split, test accuracies. Optuna's own
-  listings (``optuna studies``, the dashboard) show only the one-line user attribute
-  :data:`SUMMARY_ATTR`, so they stay readable.
+  energy model, the supernet's digest, the validation split, test accuracies, trained subnets,
+  a folder study's classes, counts and normalisation (:func:`load_study` returns the
+  configuration with them). Optuna's own listings (``optuna studies``, the dashboard) show only
+  the one-line user attribute :data:`SUMMARY_ATTR`, so they stay readable.
 - A SQLite file is created only by the commands that register a study, so a mistyped study name
   or path never leaves an empty database behind.
 - The keys of every study and trial attribute the project writes live here, and only here.
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -41,8 +43,13 @@ CONFIG_ATTR = "autospik:config"  # the resolved StudyConfig.to_dict()
 SPACE_ATTR = "autospik:space"  # the search space as JSON (SearchSpace.to_json())
 SUPERNET_ATTR = "autospik:supernet"  # {"sha256": ..., "host": ..., "path": ...}
 ENERGY_ATTR = "autospik:energy"  # the energy model and constants that price its trials
-HOLDOUT_ATTR = "autospik:holdout"  # eval_split "val": the validation split (HoldoutSplit.record)
+HOLDOUT_ATTR = "autospik:holdout"  # eval_split "val": the validation split (HoldoutSplit.describe)
+UID_ATTR = "autospik:uid"  # a uid set at creation: tells a study from a namesake (run folders)
+# a folder study: its classes, per-class counts, size and normalisation (FolderInfo.to_record())
+DATA_ATTR = "autospik:data"
 TEST_ACCURACY_PREFIX = "autospik:test_accuracy:"  # + trial number: {"accuracy", "samples"}
+# + "<trial number>:<schedule id>": a trained subnet's result (study/trained_subnets.py)
+TRAINED_PREFIX = "autospik:trained:"
 # Study user attribute: what people see in those listings (StudyConfig.summary())
 SUMMARY_ATTR = "autospik"
 # Trial system attributes (kept out of the dashboard's and `optuna trials`' tables)
@@ -314,14 +321,15 @@ def load_study(
         there = ", ".join(names) if names else "none"
         raise StudyError(f"no study named {name!r} in this storage (studies there: {there})")
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-    data = study_record(study, CONFIG_ATTR)
+    records = study_records(study)
+    data = records.get(CONFIG_ATTR)
     if data is None:
         raise StudyError(f"study {name!r} was not created by autospik (it has no {CONFIG_ATTR})")
     try:
         config = StudyConfig.from_dict(data)
     except StudyConfigError as exc:
         raise StudyError(f"study {name!r} holds an unusable configuration: {exc}") from None
-    return study, config
+    return study, config.with_data_record(records.get(DATA_ATTR))
 
 
 def baseline_architecture(config: StudyConfig) -> tuple[str, Architecture] | None:
@@ -377,6 +385,7 @@ def create_study(
     set_study_record(study, SPACE_ATTR, config.space.to_json())
     set_study_record(study, CONFIG_ATTR, config.to_dict())
     set_study_record(study, ENERGY_ATTR, config.energy.to_attr())
+    set_study_record(study, UID_ATTR, uuid.uuid4().hex)
     study.set_user_attr(SUMMARY_ATTR, config.summary())
     baseline = baseline_architecture(config)
     if config.search.baseline and baseline is not None:

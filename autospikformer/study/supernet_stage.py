@@ -100,7 +100,7 @@ def prepare_supernet(
                 )
             path = train_supernet(
                 space=config.space,
-                dataset=config.dataset,
+                dataset=config.data_info_at(data_root),
                 data_root=data_root or config.data_root,
                 out_dir=path.parent,
                 config=config.train,

@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from autospikformer.data import loading
-from autospikformer.data.base import dataset_info
+from autospikformer.data.base import DatasetInfo, dataset_info
 from autospikformer.data.split import HoldoutSplit
 from autospikformer.training.config import TrainConfig
 from autospikformer.training.distributed import DistInfo
@@ -108,7 +108,7 @@ class TrainBatches:
 
     def __init__(
         self,
-        dataset: str,
+        dataset: str | DatasetInfo,
         data_root: str | Path | None,
         config: TrainConfig,
         dist: DistInfo,
@@ -118,30 +118,30 @@ class TrainBatches:
         progress: bool = False,
         holdout: HoldoutSplit | None = None,
     ):
-        self.name = dataset
+        self.info = dataset_info(dataset)
+        self.name = self.info.name
         self.holdout = holdout
         self.config = config
         self.dist = dist
         self.device = torch.device(device)
-        self.info = dataset_info(dataset)
         if config.batch_size % dist.world_size:
             raise ValueError(
                 f"batch_size {config.batch_size} is the global batch: it must divide evenly "
                 f"over {dist.world_size} processes"
             )
         self.rank_batch = config.batch_size // dist.world_size
-        augment = config.augment and dataset != "digits"
+        augment = config.augment and self.name != "digits"
         if self.info.event_based:
             if not time_steps:
-                raise ValueError(f"{dataset} is event data: pass the space's time steps")
+                raise ValueError(f"{self.name} is event data: pass the space's time steps")
             sets: dict[int | None, Any] = dict(
                 loading.build_frames(
-                    dataset, data_root, train=True, augment=augment,
+                    self.info, data_root, train=True, augment=augment,
                     time_steps=sorted(set(time_steps)), progress=progress,
                 )
             )  # fmt: skip
         else:
-            sets = {None: loading.build_dataset(dataset, data_root, train=True, augment=augment)}
+            sets = {None: loading.build_dataset(self.info, data_root, train=True, augment=augment)}
         self.full_size = len(next(iter(sets.values())))  # the whole split, before the holdout
         if holdout is not None:
             kept = holdout.indices(self.full_size)[0].tolist()

@@ -14,8 +14,9 @@ only the blocks and the head on them, with results identical bit for bit to a wh
 :class:`SubnetEvaluator` is the trial engine, built once per worker and reused for every trial.
 At construction it loads a fixed calibration subset and a fixed evaluation subset and keeps both
 on its device, for event data at every T of the space (integer event counts, converted to float
-a batch at a time); a trial then costs one recalibration and one evaluation pass, during which
-the energy meter measures the firing rates (event data sets count their first conv as SOPs,
+a batch at a time), for an image folder as uint8 images normalised a batch at a time (a byte a
+pixel: an ImageNet validation subset fits); a trial then costs one recalibration and one
+evaluation pass, during which the energy meter measures the firing rates (event data sets count their first conv as SOPs,
 SPEC section 4) and the evaluator's energy model prices them, and reads no file. Calibration and evaluation have
 their own batch sizes. ``precision="auto"`` runs both under autocast on CUDA, in bfloat16 where
 the device supports it (else float16), and in float32 elsewhere. Every call restores the
@@ -41,7 +42,8 @@ from torch import nn
 from torch.utils.data import Subset
 
 from autospikformer.checks import check_bool, check_int
-from autospikformer.data.base import DataError, dataset_info
+from autospikformer.data.base import DataError, DatasetInfo, dataset_info
+from autospikformer.data.imagefolder import ImageFolderSplit, normalize
 from autospikformer.data.loading import build_dataset, build_frames, make_loader, subset
 from autospikformer.data.split import HoldoutSplit
 from autospikformer.device import resolve_device
@@ -237,18 +239,22 @@ def _cumulative_statistics(
 class DeviceSplit:
     """One split held on the device, iterated in batches: ``(float inputs, labels)``.
 
-    Event frames stay integer counts (uint8 when they fit) and become float32 a batch at a time.
+    Event frames stay integer counts (uint8 when they fit) and become float32 a batch at a time;
+    uint8 images with a ``normalization`` (per-channel mean and std on the device) are
+    normalised a batch at a time.
     """
 
     def __init__(
-        self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, source: Any = None
-    ) -> None:
+        self, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, source: Any = None,
+        normalization: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:  # fmt: skip
         if len(inputs) != len(labels):
             raise ValueError(f"{len(inputs)} inputs but {len(labels)} labels")
         self.inputs = inputs
         self.labels = labels
         self.batch_size = batch_size
         self.source = source  # the data set (or subset) the samples were loaded from
+        self.normalization = normalization
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -257,11 +263,31 @@ class DeviceSplit:
         size = self.batch_size
         for start in range(0, len(self), size):
             x = self.inputs[start : start + size]
-            yield (x if x.is_floating_point() else x.float()), self.labels[start : start + size]
+            if not x.is_floating_point():
+                x = x.float() if self.normalization is None else normalize(x, *self.normalization)
+            yield x, self.labels[start : start + size]
 
 
-def _load_static(dataset: Any, batch_size: int, device: torch.device) -> DeviceSplit:
-    """Every sample of a static split through its transform, stacked on the device."""
+def _through_subsets(picked: Any) -> tuple[Any, list[int] | None]:
+    """The split under a (subset of a subset ... of a) split, and the indices into it."""
+    indices: list[int] | None = None
+    while isinstance(picked, Subset):  # compose the subsets' indices down to the split
+        outer = [int(i) for i in picked.indices]
+        indices = outer if indices is None else [outer[i] for i in indices]
+        picked = picked.dataset
+    return picked, indices
+
+
+def _load_static(
+    dataset: Any, batch_size: int, device: torch.device, progress: bool = False
+) -> DeviceSplit:
+    """Every sample of a static split through its transform, stacked on the device; an image
+    folder's as uint8 images (decoded by threads), normalised a batch at a time."""
+    split, indices = _through_subsets(dataset)
+    if isinstance(split, ImageFolderSplit):
+        images, labels = split.uint8_images(indices, progress=progress)
+        norm = (split.mean.to(device), split.std.to(device))
+        return DeviceSplit(images.to(device), labels.to(device), batch_size, dataset, norm)
     xs, ys = [], []
     for x, y in make_loader(dataset, batch_size=256, train=False, drop_last=False):
         xs.append(x)
@@ -272,13 +298,30 @@ def _load_static(dataset: Any, batch_size: int, device: torch.device) -> DeviceS
 def _load_frames(picked: Any, batch_size: int, device: torch.device, progress: bool) -> DeviceSplit:
     """A (subset of a subset ... of an) event split at one T as integer counts on the device."""
     source = picked
-    indices: list[int] | None = None
-    while isinstance(picked, Subset):  # compose the subsets' indices down to the split
-        outer = [int(i) for i in picked.indices]
-        indices = outer if indices is None else [outer[i] for i in indices]
-        picked = picked.dataset
+    picked, indices = _through_subsets(picked)
     counts, labels = picked.counts(indices, progress=progress)
     return DeviceSplit(counts.to(device), labels.to(device), batch_size, source)
+
+
+def _check_fits(supernet: nn.Module, info: DatasetInfo) -> None:
+    """Refuse a supernet of another model variant or input and output shape than the data's."""
+    name = info.name
+    variant = getattr(supernet, "variant", "cifar")
+    if variant != info.variant:
+        raise DataError(
+            f"{name} is searched with the {info.variant!r} model, but this supernet is the "
+            f"{variant!r} one: train a supernet for {name}"
+        )
+    shape = (info.num_classes, info.in_channels, info.img_size)
+    held = tuple(getattr(supernet, k, v) for k, v in zip(
+        ("num_classes", "in_channels", "img_size"), shape, strict=True
+    ))  # fmt: skip
+    if held != shape:
+        built = DatasetInfo("supernet", held[0], held[1], held[2])
+        raise DataError(
+            f"{name} has {shape[0]} classes of {info.shape_text()} inputs, but this supernet was "
+            f"built for {held[0]} classes of {built.shape_text()} inputs: train one for {name}"
+        )
 
 
 class SubnetEvaluator:
@@ -306,7 +349,7 @@ class SubnetEvaluator:
         self,
         supernet: nn.Module,
         *,
-        dataset: str,
+        dataset: str | DatasetInfo,
         data_root: str | Path | None,
         calib_batches: int = CALIB_BATCHES,
         batch_size: int = EVAL_BATCH_SIZE,
@@ -338,12 +381,7 @@ class SubnetEvaluator:
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.precision = resolve_precision(precision, self.device)
         self.info = dataset_info(dataset)
-        variant = getattr(supernet, "variant", "cifar")
-        if variant != self.info.variant:
-            raise DataError(
-                f"{dataset} is searched with the {self.info.variant!r} model, but this supernet "
-                f"is the {variant!r} one: train a supernet for {dataset}"
-            )
+        _check_fits(supernet, self.info)
         self.supernet = supernet.to(self.device).eval()
         self.dataset = dataset
         self.data_root = data_root
@@ -378,8 +416,10 @@ class SubnetEvaluator:
                 test = build_dataset(self.dataset, self.data_root, train=False, augment=False)
             calib, evaluation = self._pick(fit, test)
             self._data[None] = (
-                None if calib is None else _load_static(calib, self.calib_batch_size, self.device),
-                _load_static(evaluation, self.batch_size, self.device),
+                None
+                if calib is None
+                else _load_static(calib, self.calib_batch_size, self.device, progress),
+                _load_static(evaluation, self.batch_size, self.device, progress),
             )
             return
         root, steps = self.data_root, self.time_steps

@@ -1,4 +1,5 @@
-"""The training progress display: a rich bar while an epoch runs and one summary line per epoch."""
+"""The training progress display: a rich bar while an epoch runs (on a terminal) and one summary
+line per epoch (always, also when the output goes to a file or a scheduler's log)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,25 @@ from typing import Any
 
 
 class TrainingProgress:
-    """A rich bar (epoch, steps, loss, accuracy, images/s) plus one summary line per epoch."""
+    """A rich bar (epoch, steps, loss, accuracy, images/s) plus one summary line per epoch.
+
+    Without a terminal there is no bar (a redirected bar leaves one stray, truncated line at the
+    end); the summary lines are printed either way.
+    """
 
     def __init__(self, epochs: int, steps: int, start_epoch: int, enabled: bool):
+        from rich.console import Console
+
         self.enabled = enabled
         self.epochs = epochs
         self.steps = steps
         self.start_epoch = start_epoch
+        self._console = Console()
         self._progress: Any = None
         self._task: Any = None
 
     def __enter__(self) -> TrainingProgress:
-        if not self.enabled:
+        if not self.enabled or not self._console.is_terminal:
             return self
         from rich.progress import (
             BarColumn,
@@ -38,6 +46,7 @@ class TrainingProgress:
             ),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
+            console=self._console,
         )
         self._progress.__enter__()
         remaining = (self.epochs - self.start_epoch) * self.steps
@@ -68,14 +77,14 @@ class TrainingProgress:
         )
 
     def epoch_done(self, row: dict[str, Any]) -> None:
-        if self._progress is None:
+        if not self.enabled:
             return
         extra = "".join(
             f"  {k.removeprefix('test_acc_')} {v:.1%}"
             for k, v in row.items()
             if k.startswith("test_acc_")
         )
-        self._progress.console.print(
+        self._console.print(
             f"epoch {row['epoch']}/{self.epochs}  loss {row['train_loss']:.3f}  "
             f"acc {row['train_acc']:.1%}  {row['images_per_s']:.0f} img/s  "
             f"lr {row['lr']:.2e}  {row['seconds']:.1f} s{extra}",

@@ -1,9 +1,20 @@
-"""Supernet training: one sampled architecture per step, checkpoints that resume exactly.
+"""The one training loop: a supernet (stage 1) or a standalone Spikformer (a chosen subnet).
 
-Each step draws one architecture from the study's space (SPEC section 3): the transformer part
-selects weight-entangled slices, the neuron part (threshold, tau, T) is an "alternate choice"
-written into the LIF neurons; nothing is rebuilt. With ``sandwich=True`` a step trains the
-largest, the smallest and one random architecture and sums their gradients (BigNAS).
+:class:`Trainer` holds everything a training run needs whatever it trains: the batches, the
+recipe, AMP, DDP under ``torchrun``, the progress bar, the checkpoint written at every epoch end
+and the exact resume after a kill. What differs lives in two small subclasses:
+
+- :class:`SupernetTrainer`: each step draws one architecture from the study's space (SPEC
+  section 3): the transformer part selects weight-entangled slices, the neuron part (threshold,
+  tau, T) is an "alternate choice" written into the LIF neurons; nothing is rebuilt. With
+  ``sandwich=True`` a step trains the largest, the smallest and one random architecture and sums
+  their gradients (BigNAS). Checkpoint ``supernet.pt``.
+- :class:`StandaloneTrainer`: one :class:`~autospikformer.Spikformer`, started from given weights
+  (a subnet's inherited weights: fine-tuning) or from a seeded initialisation (from scratch),
+  SPEC section 9. Checkpoint ``model.pt``: a standalone model file that ``load_model`` (and so
+  ``autospik energy --checkpoint``, ``analyze redundancy --model``) reads, which also carries the
+  training state. An ``evaluate`` function measures the model before the first step (a
+  fine-tuned subnet's start reproduces its trial's accuracy) and every ``eval_every`` epochs.
 
 The recipe is the reference Spikformer one (SPEC section 1, ``TrainConfig`` defaults):
 AdamW without weight decay on biases and BN, a per-step cosine schedule with linear warm-up, label
@@ -24,11 +35,11 @@ run. An event-data study trains the reference's DVS model (``DatasetInfo.variant
 Several processes (``torchrun``): ``WORLD_SIZE`` > 1 starts DistributedDataParallel (gloo on
 the CPU, NCCL on CUDA). Every rank seeds the architecture RNG alike, so all ranks train the same
 architecture at each step; ``batch_size`` is the global batch, split evenly over the ranks.
-Layers a subnet skips get no gradient on any rank (same architecture everywhere), so DDP runs
-with ``find_unused_parameters=True``; sliced layers receive zero gradients outside the slice.
-BN buffers are broadcast from rank 0 at each epoch end and the ranks' weights are compared, so a
-divergence stops the run instead of silently training different models. Only rank 0 writes
-files.
+Layers a subnet of the supernet skips get no gradient on any rank (same architecture
+everywhere), so the supernet's DDP runs with ``find_unused_parameters=True``; sliced layers
+receive zero gradients outside the slice. BN buffers are broadcast from rank 0 at each epoch end
+and the ranks' weights are compared, so a divergence stops the run instead of silently training
+different models. Only rank 0 writes files and evaluates.
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ import csv
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +64,12 @@ from autospikformer.checkpoint_file import (
     load_checkpoint,
     save_checkpoint,
 )
-from autospikformer.data.base import dataset_info
+from autospikformer.data.base import DatasetInfo, dataset_info
+from autospikformer.data.folders import FolderInfo
 from autospikformer.data.split import HoldoutSplit
 from autospikformer.device import resolve_device
+from autospikformer.model.spikformer import CHECKPOINT_KIND as SPIKFORMER_KIND
+from autospikformer.model.spikformer import Spikformer
 from autospikformer.model.supernet import SuperSpikformer
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.space import SearchSpace
@@ -65,10 +79,14 @@ from autospikformer.training.distributed import dist_from_env, sync_replicas
 from autospikformer.training.progress import TrainingProgress
 
 CHECKPOINT_NAME = "supernet.pt"
+MODEL_CHECKPOINT_NAME = "model.pt"  # a standalone model's training run
 METRICS_NAME = "metrics.csv"
 # settings that may change between a run and its resumption without changing the result
 RESUME_FREE = ("workers", "eval_every")
 LOG_INTERVAL = 10  # steps between progress-bar refreshes (each one syncs the device once)
+
+#: A standalone run's evaluation: the model (eval mode is the function's to set) -> named values.
+Evaluate = Callable[[nn.Module], dict[str, float]]
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -93,19 +111,24 @@ def _smooth_one_hot(labels: torch.Tensor, classes: int, smoothing: float) -> tor
     return out.scatter_(1, labels.unsqueeze(1), 1.0 - smoothing + off)
 
 
-# --------------------------------------------------------------------------- trainer
-class SupernetTrainer:
-    """Trains one supernet into ``out_dir``; :func:`train_supernet` is the usual entry point.
+# --------------------------------------------------------------------------- the loop
+class Trainer:
+    """One training run into ``out_dir``: the loop every model of the project trains with.
 
-    ``step_callback(epoch, step)`` runs after every optimizer step (tests use it to interrupt a
-    run mid-epoch).
+    Subclasses say what is trained (:meth:`_build_model`, :meth:`architectures`,
+    :meth:`_forward`, the T's to load, the checkpoint's kind, name and description of the model,
+    and what a resume must agree on). ``step_callback(epoch, step)`` runs after every optimizer
+    step (tests use it to interrupt a run mid-epoch).
     """
+
+    kind = ""  # the checkpoint's "kind" entry
+    checkpoint_name = ""
+    find_unused_parameters = False  # DDP: some parameters get no gradient at some steps
 
     def __init__(
         self,
         *,
-        space: SearchSpace,
-        dataset: str,
+        dataset: str | DatasetInfo,
         data_root: str | Path | None,
         out_dir: str | Path,
         config: TrainConfig,
@@ -115,27 +138,62 @@ class SupernetTrainer:
         step_callback: Callable[[int, int], None] | None = None,
         holdout: HoldoutSplit | None = None,
     ):
-        self.space = space
         self.holdout = holdout
-        self.dataset_name = dataset
+        self.info = dataset_info(dataset)  # a folder of your own: its FolderInfo
+        self.dataset_name = self.info.name
         self.data_root = data_root
         self.out_dir = Path(out_dir)
         self.config = config
-        self.info = dataset_info(dataset)
         self.dist = dist_from_env()
         self.device = self._device(device)
         self.progress = progress and self.dist.is_main
         self.step_callback = step_callback
-        self.path = self.out_dir / CHECKPOINT_NAME
+        self.path = self.out_dir / self.checkpoint_name
         self.amp = config.amp and self.device.type == "cuda"
         self.history: list[dict[str, Any]] = []
         self.start_epoch = 0
+        self.start_evaluation: dict[str, float] | None = None  # before the first step
         self._resume_state: dict[str, Any] | None = None
         if resume and self.path.exists():
-            ckpt = load_checkpoint(self.path, kind=SUPERNET_KIND)
+            ckpt = load_checkpoint(self.path, kind=self.kind)
             self._resume_state = self._check_resumable(ckpt)
             self.start_epoch = int(self._resume_state["epoch"])
-        self.model: SuperSpikformer | None = None
+            self.start_evaluation = ckpt.get("start")
+        self.model: nn.Module | None = None
+
+    # --- what is trained (the subclasses') -----------------------------------------------
+    def _build_model(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _time_steps(self) -> Sequence[int]:
+        """The T's a step may train at (event data: one loader each)."""
+        raise NotImplementedError
+
+    def architectures(self) -> list[Architecture]:
+        """This step's architectures (each trains on a batch; their gradients are summed)."""
+        raise NotImplementedError
+
+    def _forward(self, inputs: torch.Tensor, arch: Architecture) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _describe(self) -> dict[str, Any]:
+        """The checkpoint entries that say what model this is (enough to rebuild it)."""
+        raise NotImplementedError
+
+    def _check_model(self, ckpt: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another model (one clear line)."""
+        raise NotImplementedError
+
+    def _prepare_evaluation(self) -> None:
+        """Build what the evaluations need, at setup (nothing by default)."""
+
+    def _evaluate(self) -> dict[str, float]:
+        """The values an evaluation every ``eval_every`` epochs adds to the metrics row."""
+        return {}
+
+    def _evaluate_start(self) -> dict[str, float] | None:
+        """The evaluation before the first step of a fresh run (None: none)."""
+        return None
 
     # --- setup ---------------------------------------------------------------------------
     def _device(self, device: str | torch.device) -> torch.device:
@@ -146,12 +204,13 @@ class SupernetTrainer:
         return dev
 
     def _check_resumable(self, ckpt: dict[str, Any]) -> dict[str, Any]:
-        """Refuse a checkpoint of another space, data set or recipe (one clear line each)."""
-        check_space(ckpt, self.space, self.path)
-        if ckpt.get("dataset") != self.dataset_name:
+        """Refuse a checkpoint of another model, data set or recipe (one clear line each)."""
+        self._check_model(ckpt)
+        if ckpt.get("dataset") != self.dataset_name or ckpt.get("classes") != self._classes():
             raise CheckpointError(
                 f"'{self.path}' was trained on data set {ckpt.get('dataset')!r}, not "
-                f"{self.dataset_name!r}; use another output folder or --no-resume"
+                f"{self.dataset_name!r} (or on other classes); use another output folder or "
+                "--no-resume"
             )
         saved = {k: v for k, v in ckpt.get("config", {}).items() if k not in RESUME_FREE}
         mine = {k: v for k, v in self.config.to_dict().items() if k not in RESUME_FREE}
@@ -193,20 +252,18 @@ class SupernetTrainer:
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend=backend)
         torch.manual_seed(cfg.seed)
-        self.model = SuperSpikformer.for_data(self.space, self.info).to(self.device)
+        self.model = self._build_model().to(self.device)
         self.data = TrainBatches(
-            self.dataset_name,
+            self.info,
             self.data_root,
             cfg,
             self.dist,
             self.device,
-            time_steps=self.space.choices["time_steps"],
+            time_steps=self._time_steps(),
             progress=self.progress,
             holdout=self.holdout,
         )
-        self.evaluator = (
-            self._extremes_evaluator() if cfg.eval_every and self.dist.is_main else None
-        )
+        self._prepare_evaluation()
         self.steps_per_epoch = self.data.steps_per_epoch
         # fused kernels on CUDA; the multi-tensor path on the CPU (about 2x faster than a loop)
         cuda = self.device.type == "cuda"
@@ -230,7 +287,7 @@ class SupernetTrainer:
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=ids, find_unused_parameters=True
+                self.model, device_ids=ids, find_unused_parameters=self.find_unused_parameters
             )
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
@@ -248,13 +305,6 @@ class SupernetTrainer:
         self.history = list(ckpt.get("history", []))
 
     # --- training ------------------------------------------------------------------------
-    def architectures(self) -> list[Architecture]:
-        """This step's architectures: one random draw, or largest + smallest + random."""
-        arch = self.space.sample(self.arch_rng)
-        if self.config.sandwich:
-            return [self.space.largest(), self.space.smallest(), arch]
-        return [arch]
-
     def _train_step(self, epoch: int, archs: list[Architecture]) -> tuple[torch.Tensor, ...]:
         cfg = self.config
         loss_sum = torch.zeros((), device=self.device)
@@ -281,7 +331,7 @@ class SupernetTrainer:
             )
             with sync:
                 with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                    logits = self.net(inputs, arch)
+                    logits = self._forward(inputs, arch)
                 if mix:
                     loss = soft_target_loss(logits, targets)
                 else:
@@ -304,6 +354,9 @@ class SupernetTrainer:
             return self.path
         self._setup()
         assert self.model is not None
+        if self.start_epoch == 0 and self.start_evaluation is None and self.dist.is_main:
+            self.start_evaluation = self._evaluate_start()
+            self.model.train()
         if self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._write_metrics()
@@ -352,7 +405,8 @@ class SupernetTrainer:
         if self.dist.is_main:
             every = self.config.eval_every
             if every and ((epoch + 1) % every == 0 or epoch + 1 == self.config.epochs):
-                row.update(self._evaluate_extremes())
+                row.update(self._evaluate())
+                self.model.train()
         self.history.append(row)
         if self.dist.is_main:
             self._save(epoch + 1)
@@ -360,34 +414,6 @@ class SupernetTrainer:
             bar.epoch_done(row)
         if self.dist.enabled:
             torch.distributed.barrier()
-
-    def _extremes_evaluator(self) -> Any:
-        """The evaluator of ``eval_every``, its data loaded once, at setup."""
-        from autospikformer.training.evaluate import SubnetEvaluator
-
-        extremes = (self.space.largest(), self.space.smallest())
-        return SubnetEvaluator(
-            self.model,
-            dataset=self.dataset_name,
-            data_root=self.data_root,
-            calib_batches=4,
-            batch_size=min(self.config.batch_size, 128),
-            device=self.device,
-            seed=self.config.seed,
-            time_steps=sorted({a.time_steps for a in extremes}),
-            progress=self.progress,
-            holdout=self.holdout,  # calibration never sees the validation part either
-        )
-
-    def _evaluate_extremes(self) -> dict[str, float]:
-        assert self.model is not None and self.evaluator is not None
-        evaluator = self.evaluator
-        out = {
-            "test_acc_largest": evaluator.evaluate(self.space.largest(), energy=False).accuracy,
-            "test_acc_smallest": evaluator.evaluate(self.space.smallest(), energy=False).accuracy,
-        }
-        self.model.train()
-        return out
 
     # --- files ---------------------------------------------------------------------------
     def _save(self, epoch: int) -> None:
@@ -399,15 +425,11 @@ class SupernetTrainer:
             "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
         }
         payload = {
-            "kind": SUPERNET_KIND,
+            "kind": self.kind,
             "format_version": FORMAT_VERSION,
-            "space": self.space.to_dict(),
-            "space_fingerprint": self.space.fingerprint(),
-            "num_classes": self.info.num_classes,
-            "in_channels": self.info.in_channels,
-            "img_size": self.info.img_size,
-            "variant": self.model.variant,
+            **self._describe(),
             "dataset": self.dataset_name,
+            "classes": self._classes(),
             "epoch": epoch,
             "epochs": self.config.epochs,
             "config": self.config.to_dict(),
@@ -421,7 +443,13 @@ class SupernetTrainer:
             "torch_version": str(torch.__version__),
             "holdout": self._holdout_record(),
         }
+        if self.start_evaluation is not None:
+            payload["start"] = self.start_evaluation
         save_checkpoint(payload, self.path)
+
+    def _classes(self) -> list[str] | None:
+        """A folder's class names, which its checkpoint records (None: a named data set)."""
+        return list(self.info.classes) if isinstance(self.info, FolderInfo) else None
 
     def _holdout_record(self) -> dict[str, Any] | None:
         """The validation split kept out of training (None: trained on the whole split)."""
@@ -450,10 +478,83 @@ def _as_state(state: Any) -> Any:
     return state
 
 
+# --------------------------------------------------------------------------- the supernet
+class SupernetTrainer(Trainer):
+    """Trains one supernet of ``space`` into ``out_dir / "supernet.pt"``; :func:`train_supernet`
+    is the usual entry point. ``eval_every`` evaluates the largest and the smallest subnet."""
+
+    kind = SUPERNET_KIND
+    checkpoint_name = CHECKPOINT_NAME
+    find_unused_parameters = True  # a subnet shorter than the supernet skips blocks
+
+    def __init__(self, *, space: SearchSpace, **kwargs: Any):
+        self.space = space
+        super().__init__(**kwargs)
+
+    def _build_model(self) -> nn.Module:
+        return SuperSpikformer.for_data(self.space, self.info)
+
+    def _time_steps(self) -> Sequence[int]:
+        return self.space.choices["time_steps"]
+
+    def architectures(self) -> list[Architecture]:
+        """This step's architectures: one random draw, or largest + smallest + random."""
+        arch = self.space.sample(self.arch_rng)
+        if self.config.sandwich:
+            return [self.space.largest(), self.space.smallest(), arch]
+        return [arch]
+
+    def _forward(self, inputs: torch.Tensor, arch: Architecture) -> torch.Tensor:
+        return self.net(inputs, arch)
+
+    def _describe(self) -> dict[str, Any]:
+        assert self.model is not None
+        return {
+            "space": self.space.to_dict(),
+            "space_fingerprint": self.space.fingerprint(),
+            "num_classes": self.info.num_classes,
+            "in_channels": self.info.in_channels,
+            "img_size": self.info.img_size,
+            "variant": self.model.variant,
+        }
+
+    def _check_model(self, ckpt: dict[str, Any]) -> None:
+        check_space(ckpt, self.space, self.path)
+
+    def _prepare_evaluation(self) -> None:
+        """The evaluator of ``eval_every``, its data loaded once, at setup."""
+        self.evaluator = None
+        if not (self.config.eval_every and self.dist.is_main):
+            return
+        from autospikformer.training.evaluate import SubnetEvaluator
+
+        extremes = (self.space.largest(), self.space.smallest())
+        self.evaluator = SubnetEvaluator(
+            self.model,
+            dataset=self.info,
+            data_root=self.data_root,
+            calib_batches=4,
+            batch_size=min(self.config.batch_size, 128),
+            device=self.device,
+            seed=self.config.seed,
+            time_steps=sorted({a.time_steps for a in extremes}),
+            progress=self.progress,
+            holdout=self.holdout,  # calibration never sees the validation part either
+        )
+
+    def _evaluate(self) -> dict[str, float]:
+        assert self.evaluator is not None
+        evaluator = self.evaluator
+        return {
+            "test_acc_largest": evaluator.evaluate(self.space.largest(), energy=False).accuracy,
+            "test_acc_smallest": evaluator.evaluate(self.space.smallest(), energy=False).accuracy,
+        }
+
+
 def train_supernet(
     *,
     space: SearchSpace,
-    dataset: str,
+    dataset: str | DatasetInfo,
     data_root: str | Path | None,
     out_dir: str | Path,
     config: TrainConfig,
@@ -480,3 +581,77 @@ def train_supernet(
         holdout=holdout,
     )
     return trainer.run()
+
+
+# --------------------------------------------------------------------------- a standalone model
+class StandaloneTrainer(Trainer):
+    """Trains one standalone Spikformer of ``arch`` into ``out_dir / "model.pt"``.
+
+    ``initial()`` returns the weights to start from (a state dict: a subnet's inherited weights);
+    None starts from the seeded initialisation (from scratch). It is called for a fresh run only
+    (a resume restores the checkpoint). ``origin`` (JSON-safe) says where the start came from;
+    it is written into the checkpoint and a resume must agree with it. ``evaluate(model)``
+    (rank 0 only) runs before the first step (:attr:`start_evaluation`, kept in the checkpoint's
+    ``start``) and every ``eval_every`` epochs. ``metadata`` adds entries to the checkpoint
+    (the study and trial it belongs to).
+    """
+
+    kind = SPIKFORMER_KIND
+    checkpoint_name = MODEL_CHECKPOINT_NAME
+
+    def __init__(
+        self,
+        *,
+        arch: Architecture,
+        initial: Callable[[], dict[str, torch.Tensor]] | None = None,
+        origin: dict[str, Any] | None = None,
+        evaluate: Evaluate | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ):
+        self.arch = arch
+        self.initial = initial
+        self.origin = dict(origin or {"start": "scratch" if initial is None else "given"})
+        self.evaluate = evaluate
+        self.metadata = dict(metadata or {})
+        super().__init__(**kwargs)
+
+    def _build_model(self) -> nn.Module:
+        model = Spikformer.for_data(self.arch, self.info)  # the seeded initialisation
+        if self.initial is not None and self._resume_state is None:
+            model.load_state_dict(self.initial())
+        return model
+
+    def _time_steps(self) -> Sequence[int]:
+        return [self.arch.time_steps]
+
+    def architectures(self) -> list[Architecture]:
+        return [self.arch]
+
+    def _forward(self, inputs: torch.Tensor, arch: Architecture) -> torch.Tensor:
+        return self.net(inputs)
+
+    def _describe(self) -> dict[str, Any]:
+        assert self.model is not None
+        return {**self.model.config(), "origin": self.origin, **self.metadata}
+
+    def _check_model(self, ckpt: dict[str, Any]) -> None:
+        held = ckpt.get("architecture")
+        if held != self.arch.to_dict():
+            shown = Architecture.from_dict(held) if isinstance(held, dict) else held
+            raise CheckpointError(
+                f"'{self.path}' holds {shown}, not {self.arch}; use another output folder or "
+                "--no-resume"
+            )
+        if ckpt.get("origin") != self.origin:
+            raise CheckpointError(
+                f"'{self.path}' was started from {ckpt.get('origin')}, this run starts from "
+                f"{self.origin}; use another output folder or --no-resume"
+            )
+
+    def _evaluate(self) -> dict[str, float]:
+        assert self.model is not None
+        return {} if self.evaluate is None else self.evaluate(self.model)
+
+    def _evaluate_start(self) -> dict[str, float] | None:
+        return None if self.evaluate is None else self._evaluate()
