@@ -182,46 +182,34 @@ def read_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     RDB storage's tables in five queries (no ORM objects, each distribution parsed once): a
     report over a 10,000-trial study reads it in about a second instead of ten. Other storages
     (in memory, journal) are read through Optuna."""
-    import datetime
-    import json
-
-    import sqlalchemy
-    from optuna.distributions import json_to_distribution
-    from optuna.storages._rdb import models
-    from optuna.trial import FrozenTrial, TrialState
-
     engine = rdb_engine(storage_of(study))
     if engine is None:
         return study.get_trials(deepcopy=False)
-    sid = study_id(study)
-    tables = {
-        name: model.__table__
-        for name, model in (
-            ("trials", models.TrialModel),
-            ("values", models.TrialValueModel),
-            ("params", models.TrialParamModel),
-            ("user", models.TrialUserAttributeModel),
-            ("system", models.TrialSystemAttributeModel),
-            ("intermediate", models.TrialIntermediateValueModel),
-        )
-    }
-    trials_t = tables["trials"]
+    heads, parts = _trial_rows(engine, study_id(study))
+    return _frozen_trials(heads, parts)
+
+
+def _trial_rows(engine: Any, sid: int) -> tuple[list[Any], dict[str, list[Any]]]:
+    """The study's trial rows, and the rows of each per-trial table (values, params, user and
+    system attributes, intermediate values) in insertion order."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    trials_t = models.TrialModel.__table__
     ids = sqlalchemy.select(trials_t.c.trial_id).where(trials_t.c.study_id == sid)
-
-    def rows(name: str, *columns: str, order: str) -> Any:
-        table = tables[name]
-        query = (
-            sqlalchemy.select(*(table.c[c] for c in columns))
-            .where(table.c.trial_id.in_(ids))
-            .order_by(table.c[order])
-        )
-        return connection.execute(query).all()
-
-    def local(value: datetime.datetime | None) -> datetime.datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=datetime.UTC).astimezone().replace(tzinfo=None)
-
+    wanted = {
+        "values": (models.TrialValueModel, ("objective", "value", "value_type"), "trial_value_id"),
+        "params": (models.TrialParamModel, ("param_name", "param_value", "distribution_json"),
+                   "param_id"),
+        "user": (models.TrialUserAttributeModel, ("key", "value_json"),
+                 "trial_user_attribute_id"),
+        "system": (models.TrialSystemAttributeModel, ("key", "value_json"),
+                   "trial_system_attribute_id"),
+        "steps": (models.TrialIntermediateValueModel,
+                  ("step", "intermediate_value", "intermediate_value_type"),
+                  "trial_intermediate_value_id"),
+    }  # fmt: skip
+    parts: dict[str, list[Any]] = {}
     with engine.connect() as connection:
         heads = connection.execute(
             sqlalchemy.select(
@@ -229,59 +217,69 @@ def read_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
                 trials_t.c.datetime_start, trials_t.c.datetime_complete,
             ).where(trials_t.c.study_id == sid).order_by(trials_t.c.trial_id)
         ).all()  # fmt: skip
-        values = rows(
-            "values", "trial_id", "objective", "value", "value_type", order="trial_value_id"
-        )
-        params = rows("params", "trial_id", "param_name", "param_value", "distribution_json",
-                      order="param_id")  # fmt: skip
-        user = rows("user", "trial_id", "key", "value_json", order="trial_user_attribute_id")
-        system = rows("system", "trial_id", "key", "value_json", order="trial_system_attribute_id")
-        intermediate = rows("intermediate", "trial_id", "step", "intermediate_value",
-                            "intermediate_value_type", order="trial_intermediate_value_id")  # fmt: skip
-    kinds = models.TrialValueModel.TrialValueType
-    by_trial: dict[int, dict[str, Any]] = {
+        for name, (model, columns, order) in wanted.items():
+            table = model.__table__
+            query = (
+                sqlalchemy.select(table.c.trial_id, *(table.c[c] for c in columns))
+                .where(table.c.trial_id.in_(ids))
+                .order_by(table.c[order])
+            )
+            parts[name] = connection.execute(query).all()
+    return heads, parts
+
+
+def _frozen_trials(heads: list[Any], parts: dict[str, list[Any]]) -> list[optuna.trial.FrozenTrial]:
+    """Optuna's FrozenTrial for each trial row, decoded as Optuna's RDB storage decodes it."""
+    import datetime
+    import json
+
+    from optuna.distributions import json_to_distribution
+    from optuna.storages._rdb import models
+    from optuna.trial import FrozenTrial, TrialState
+
+    def local(value: datetime.datetime | None) -> datetime.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=datetime.UTC).astimezone().replace(tzinfo=None)
+
+    value_model, step_model = models.TrialValueModel, models.TrialIntermediateValueModel
+    got: dict[int, dict[str, Any]] = {
         h.trial_id: {"values": {}, "params": {}, "dists": {}, "user": {}, "system": {}, "steps": {}}
         for h in heads
     }
-    for r in values:
-        by_trial[r.trial_id]["values"][r.objective] = models.TrialValueModel.stored_repr_to_value(
-            r.value, kinds(r.value_type)
+    for r in parts["values"]:
+        got[r.trial_id]["values"][r.objective] = value_model.stored_repr_to_value(
+            r.value, value_model.TrialValueType(r.value_type)
         )
     parsed: dict[str, Any] = {}
-    for r in params:
+    for r in parts["params"]:
         dist = parsed.get(r.distribution_json)
         if dist is None:
             dist = parsed[r.distribution_json] = json_to_distribution(r.distribution_json)
-        by_trial[r.trial_id]["dists"][r.param_name] = dist
-        by_trial[r.trial_id]["params"][r.param_name] = dist.to_external_repr(r.param_value)
-    for name, part in (("user", user), ("system", system)):
-        for r in part:
-            by_trial[r.trial_id][name][r.key] = json.loads(r.value_json)
-    step_kinds = models.TrialIntermediateValueModel.TrialIntermediateValueType
-    for r in intermediate:
-        by_trial[r.trial_id]["steps"][r.step] = (
-            models.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
-                r.intermediate_value, step_kinds(r.intermediate_value_type)
-            )
+        got[r.trial_id]["dists"][r.param_name] = dist
+        got[r.trial_id]["params"][r.param_name] = dist.to_external_repr(r.param_value)
+    for name in ("user", "system"):
+        for r in parts[name]:
+            got[r.trial_id][name][r.key] = json.loads(r.value_json)
+    for r in parts["steps"]:
+        got[r.trial_id]["steps"][r.step] = step_model.stored_repr_to_intermediate_value(
+            r.intermediate_value, step_model.TrialIntermediateValueType(r.intermediate_value_type)
         )
-    out = []
-    for h in heads:
-        got = by_trial[h.trial_id]
-        vals = got["values"]
-        out.append(
-            FrozenTrial(
-                number=h.number,
-                state=h.state if isinstance(h.state, TrialState) else TrialState[h.state],
-                value=None,
-                values=[vals[k] for k in sorted(vals)] if vals else None,
-                datetime_start=local(h.datetime_start),
-                datetime_complete=local(h.datetime_complete),
-                params=got["params"],
-                distributions=got["dists"],
-                user_attrs=got["user"],
-                system_attrs=got["system"],
-                intermediate_values=got["steps"],
-                trial_id=h.trial_id,
-            )
+    out = [
+        FrozenTrial(
+            number=h.number,
+            state=h.state if isinstance(h.state, TrialState) else TrialState[h.state],
+            value=None,
+            values=[vals[k] for k in sorted(vals)] if (vals := got[h.trial_id]["values"]) else None,
+            datetime_start=local(h.datetime_start),
+            datetime_complete=local(h.datetime_complete),
+            params=got[h.trial_id]["params"],
+            distributions=got[h.trial_id]["dists"],
+            user_attrs=got[h.trial_id]["user"],
+            system_attrs=got[h.trial_id]["system"],
+            intermediate_values=got[h.trial_id]["steps"],
+            trial_id=h.trial_id,
         )
+        for h in heads
+    ]
     return sorted(out, key=lambda t: t.number)

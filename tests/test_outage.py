@@ -26,7 +26,6 @@ from helpers import tiny_study
 from optuna.trial import TrialState
 from private_postgres import PrivatePostgres, unavailable
 
-from autospikformer.study.config import StudyConfig
 from autospikformer.study.retrying_storage import RetryingStorage, StorageOutage, outage_reason
 
 pytestmark = pytest.mark.skipif(
@@ -46,16 +45,8 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> tuple[Path, Path]:
-    from autospikformer.training.trainer import train_supernet
-
-    folder = tmp_path_factory.mktemp("outage")
-    config = StudyConfig.from_dict(__import__("tomllib").loads(tiny_study("shared")), base=folder)
-    ckpt = train_supernet(
-        space=config.space, dataset="digits", data_root=None, out_dir=folder / "supernet",
-        config=config.train, device="cpu", progress=False,
-    )  # fmt: skip
-    return folder, ckpt
+def workdir(tmp_path_factory, tiny_supernet) -> tuple[Path, Path]:
+    return tmp_path_factory.mktemp("outage"), tiny_supernet
 
 
 def study_file(folder: Path, name: str, **search: int) -> Path:

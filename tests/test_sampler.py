@@ -218,8 +218,10 @@ def test_parents_are_the_best_by_balanced_fitness() -> None:
         expected = [pool[i] for i in sorted(range(len(pool)), key=lambda i: (-fitness[i], pool[i]))]
         assert attrs[f"{PARENTS_KEY_PREFIX}{g}"] == expected[:20]
         previous_parents = expected[:20]
-    # Elitism: the pool keeps parents, so the best fitness of the parents never gets worse.
-    assert len(set(attrs[f"{PARENTS_KEY_PREFIX}3"])) == 20
+    # Elitism: parents compete with the new generation and some survive it (so the check above
+    # would fail were the pool the new generation alone).
+    carried = set(attrs[f"{PARENTS_KEY_PREFIX}3"]) & set(attrs[f"{PARENTS_KEY_PREFIX}2"])
+    assert carried and all(_gen(trials[n]) < 2 for n in carried)
 
 
 def test_children_only_take_values_from_the_choice_lists() -> None:
@@ -229,7 +231,6 @@ def test_children_only_take_values_from_the_choice_lists() -> None:
         assert BIG.contains(arch), str(arch)
         for field in PER_BLOCK_FIELDS:
             assert len(getattr(arch, field)) == arch.depth
-    # With mutation_prob=1 every gene of a copied parent changes: depth differs from the parent's.
 
 
 def test_mutation_moves_every_gene_with_probability_one() -> None:

@@ -1,7 +1,7 @@
 """Many workers on one study, as real processes: exact trial counts, no duplicates, no lost trials.
 
 Each test runs ``python -m autospikformer.cli study run ...`` in subprocesses on a tiny digits
-study (a supernet trained once for the module: 1 epoch on 128 digits; 128 evaluation images).
+study (the session's tiny trained supernet, conftest.py; 128 evaluation images).
 """
 
 from __future__ import annotations
@@ -20,23 +20,13 @@ import pytest
 from helpers import tiny_study
 from optuna.trial import TrialState
 
-from autospikformer.study.config import StudyConfig
-
 POSTGRES = os.environ.get("AUTOSPIK_TEST_POSTGRES_URL")
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> tuple[Path, Path]:
-    """A folder and one trained supernet shared by every study here (``--supernet``)."""
-    from autospikformer.training.trainer import train_supernet
-
-    folder = tmp_path_factory.mktemp("workers")
-    config = StudyConfig.from_dict(__import__("tomllib").loads(tiny_study("shared")), base=folder)
-    ckpt = train_supernet(
-        space=config.space, dataset="digits", data_root=None, out_dir=folder / "supernet",
-        config=config.train, device="cpu", progress=False,
-    )  # fmt: skip
-    return folder, ckpt
+def workdir(tmp_path_factory, tiny_supernet) -> tuple[Path, Path]:
+    """A folder, and the session's trained supernet shared by every study here (``--supernet``)."""
+    return tmp_path_factory.mktemp("workers"), tiny_supernet
 
 
 def study_file(folder: Path, name: str) -> Path:

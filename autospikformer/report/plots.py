@@ -73,68 +73,9 @@ def write_static_front(
 
     unit = energy_unit(complete["energy_mj"])
     lo, hi = parameter_range(complete)
-    within = (
-        complete["feasible"].astype(bool) if "feasible" in complete else complete["number"] >= 0
-    )
-    over, candidates = complete.loc[~within], complete.loc[within]
-    has_generations = complete["generation"].notna().any()
-    colour = (candidates["generation"] if has_generations else candidates["number"]).astype(float)
     fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
-    points = ax.scatter(
-        unit.scale(candidates["energy_mj"]),
-        100 * candidates["accuracy"],
-        c=colour,
-        cmap="viridis",
-        s=_areas(candidates["num_parameters"], lo, hi),
-        alpha=0.6,
-        linewidths=0,
-        zorder=2,
-        label=f"candidates ({len(candidates)}), size: parameters",
-    )
-    if len(candidates):
-        fig.colorbar(points, ax=ax, label="generation" if has_generations else "trial number")
-    if len(over):
-        ax.scatter(
-            unit.scale(over["energy_mj"]),
-            100 * over["accuracy"],
-            marker="x",
-            s=14,
-            color="#7f7f7f",
-            linewidths=0.8,
-            zorder=2,
-            label=f"over a budget ({len(over)})",
-        )
-    ordered = front.sort_values("energy_mj")
-    ax.step(
-        unit.scale(ordered["energy_mj"]),
-        100 * ordered["accuracy"],
-        where="post",
-        color=FRONT_COLOUR,
-        linewidth=1.6,
-        zorder=3,
-        label=f"Pareto front ({len(front)})",
-    )
-    ax.scatter(  # the front's members on top of the candidates, at their own size
-        unit.scale(ordered["energy_mj"]),
-        100 * ordered["accuracy"],
-        s=_areas(ordered["num_parameters"], lo, hi),
-        facecolors="white",
-        edgecolors=FRONT_COLOUR,
-        linewidths=1.4,
-        zorder=3.5,
-    )
-    tested = front[front["test_accuracy"].notna()]
-    if len(tested):  # under eval_split = "val": the front measured once on the test split
-        ax.scatter(
-            unit.scale(tested["energy_mj"]),
-            100 * tested["test_accuracy"],
-            marker="x",
-            s=36,
-            color="black",
-            linewidths=1.2,
-            zorder=4,
-            label=f"front on the test split ({len(tested)})",
-        )
+    _draw_candidates(fig, ax, complete, unit, (lo, hi))
+    tested = _draw_front(ax, front, unit, (lo, hi))
     _draw_trained(ax, complete, unit)
     base = complete[complete["baseline"].astype(bool)]
     if len(base):
@@ -157,6 +98,83 @@ def write_static_front(
     fig.savefig(png, dpi=200)
     fig.savefig(pdf)
     plt.close(fig)
+
+
+def _draw_candidates(
+    fig: Any, ax: Any, complete: pd.DataFrame, unit: EnergyUnit, sizes: tuple[float, float]
+) -> None:
+    """The static figure's candidates within budget (coloured by generation, sized by
+    parameters) and those over a budget (grey crosses)."""
+    within = (
+        complete["feasible"].astype(bool) if "feasible" in complete else complete["number"] >= 0
+    )
+    over, candidates = complete.loc[~within], complete.loc[within]
+    has_generations = complete["generation"].notna().any()
+    colour = (candidates["generation"] if has_generations else candidates["number"]).astype(float)
+    points = ax.scatter(
+        unit.scale(candidates["energy_mj"]),
+        100 * candidates["accuracy"],
+        c=colour,
+        cmap="viridis",
+        s=_areas(candidates["num_parameters"], *sizes),
+        alpha=0.6,
+        linewidths=0,
+        zorder=2,
+        label=f"candidates ({len(candidates)}), size: parameters",
+    )
+    if len(candidates):
+        fig.colorbar(points, ax=ax, label="generation" if has_generations else "trial number")
+    if len(over):
+        ax.scatter(
+            unit.scale(over["energy_mj"]),
+            100 * over["accuracy"],
+            marker="x",
+            s=14,
+            color="#7f7f7f",
+            linewidths=0.8,
+            zorder=2,
+            label=f"over a budget ({len(over)})",
+        )
+
+
+def _draw_front(
+    ax: Any, front: pd.DataFrame, unit: EnergyUnit, sizes: tuple[float, float]
+) -> pd.DataFrame:
+    """The static figure's front: a step line, its members on top of the candidates at their
+    own size, and (under ``eval_split = "val"``) its test accuracies as crosses, which it
+    returns."""
+    ordered = front.sort_values("energy_mj")
+    ax.step(
+        unit.scale(ordered["energy_mj"]),
+        100 * ordered["accuracy"],
+        where="post",
+        color=FRONT_COLOUR,
+        linewidth=1.6,
+        zorder=3,
+        label=f"Pareto front ({len(front)})",
+    )
+    ax.scatter(
+        unit.scale(ordered["energy_mj"]),
+        100 * ordered["accuracy"],
+        s=_areas(ordered["num_parameters"], *sizes),
+        facecolors="white",
+        edgecolors=FRONT_COLOUR,
+        linewidths=1.4,
+        zorder=3.5,
+    )
+    tested = front[front["test_accuracy"].notna()]
+    if len(tested):
+        ax.scatter(
+            unit.scale(tested["energy_mj"]),
+            100 * tested["test_accuracy"],
+            marker="x",
+            s=36,
+            color="black",
+            linewidths=1.2,
+            zorder=4,
+            label=f"front on the test split ({len(tested)})",
+        )
+    return tested
 
 
 def _trained(complete: pd.DataFrame) -> pd.DataFrame:
@@ -342,65 +360,15 @@ def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accurac
     lo, hi = parameter_range(everything)
     over = everything.loc[~everything["feasible"].astype(bool)]
     complete = everything.loc[everything["feasible"].astype(bool)]
-    has_generations = everything["generation"].notna().any()
-    colour = complete["generation"] if has_generations else complete["number"]
-    colour_name = "generation" if has_generations else "trial number"
     fig = go.Figure()
     if len(over):
         fig.add_trace(over_budget_trace(over, accuracy, unit))
-    fig.add_trace(
-        go.Scatter(
-            x=unit.scale(complete["energy_mj"]),
-            y=100 * complete["accuracy"],
-            mode="markers",
-            name=f"candidates ({len(complete)}), colour: {colour_name}",
-            marker={
-                "size": marker_sizes(complete["num_parameters"], lo, hi),
-                "color": colour.astype(float),
-                "colorscale": "Viridis",
-                "opacity": 0.75,
-                "line": {"width": 0.5, "color": "white"},
-                "colorbar": {
-                    "title": {"text": colour_name},
-                    "thickness": 14,
-                    "dtick": max(1, math.ceil(float(colour.max()) / 10)) if len(colour) else 1,
-                },
-                "showscale": len(complete) > 0,
-            },
-            **hover(complete, accuracy, unit=unit),
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=unit.scale(front["energy_mj"]),
-            y=100 * front["accuracy"],
-            mode="lines+markers",
-            name=f"Pareto front ({len(front)})",
-            line={"shape": "hv", "color": FRONT_COLOUR, "width": 2},
-            marker={  # filled: the front stays readable on top of a thousand candidates
-                "size": marker_sizes(front["num_parameters"], lo, hi),
-                "color": "rgba(255,255,255,0.85)",
-                "line": {"width": 2, "color": FRONT_COLOUR},
-            },
-            **hover(front, accuracy, unit=unit),
-        )
-    )
+    has_generations = everything["generation"].notna().any()
+    fig.add_trace(_candidates_trace(complete, accuracy, unit, (lo, hi), has_generations))
+    fig.add_trace(_front_trace(front, accuracy, unit, (lo, hi)))
     tested = front[front["test_accuracy"].notna()]
     if len(tested):
-        fig.add_trace(
-            go.Scatter(
-                x=unit.scale(tested["energy_mj"]),
-                y=100 * tested["test_accuracy"],
-                mode="markers",
-                name=f"front on the test split ({len(tested)}, measured once after the search)",
-                marker={"symbol": "x-thin", "size": 11, "line": {"width": 2, "color": "black"}},
-                customdata=np.stack([tested["number"], 100 * tested["accuracy"]], axis=-1),
-                hovertemplate=(
-                    "trial %{customdata[0]}<br>test accuracy %{y:.2f} %<br>"
-                    f"{accuracy} %{{customdata[1]:.2f}} %<br>energy %{{x:.4g}} {unit.name}<extra></extra>"
-                ),
-            )
-        )
+        fig.add_trace(_tested_trace(tested, accuracy, unit))
     fig.add_traces(trained_traces(everything, accuracy, unit))
     base = everything[everything["baseline"].astype(bool)]
     if len(base):
@@ -425,3 +393,79 @@ def pareto_figure(frame: pd.DataFrame, title: str, accuracy: str = "test accurac
         margin={"t": 60, "r": 20, "b": 120},
     )
     return fig
+
+
+def _candidates_trace(
+    complete: pd.DataFrame,
+    accuracy: str,
+    unit: EnergyUnit,
+    sizes: tuple[float, float],
+    has_generations: bool,
+) -> Any:
+    """The candidates within budget, coloured by generation (or trial number), sized by
+    parameters."""
+    import plotly.graph_objects as go
+
+    colour = complete["generation"] if has_generations else complete["number"]
+    colour_name = "generation" if has_generations else "trial number"
+    return go.Scatter(
+        x=unit.scale(complete["energy_mj"]),
+        y=100 * complete["accuracy"],
+        mode="markers",
+        name=f"candidates ({len(complete)}), colour: {colour_name}",
+        marker={
+            "size": marker_sizes(complete["num_parameters"], *sizes),
+            "color": colour.astype(float),
+            "colorscale": "Viridis",
+            "opacity": 0.75,
+            "line": {"width": 0.5, "color": "white"},
+            "colorbar": {
+                "title": {"text": colour_name},
+                "thickness": 14,
+                "dtick": max(1, math.ceil(float(colour.max()) / 10)) if len(colour) else 1,
+            },
+            "showscale": len(complete) > 0,
+        },
+        **hover(complete, accuracy, unit=unit),
+    )
+
+
+def _front_trace(
+    front: pd.DataFrame, accuracy: str, unit: EnergyUnit, sizes: tuple[float, float]
+) -> Any:
+    """The front as a step line through filled markers (readable on top of a thousand
+    candidates)."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=unit.scale(front["energy_mj"]),
+        y=100 * front["accuracy"],
+        mode="lines+markers",
+        name=f"Pareto front ({len(front)})",
+        line={"shape": "hv", "color": FRONT_COLOUR, "width": 2},
+        marker={
+            "size": marker_sizes(front["num_parameters"], *sizes),
+            "color": "rgba(255,255,255,0.85)",
+            "line": {"width": 2, "color": FRONT_COLOUR},
+        },
+        **hover(front, accuracy, unit=unit),
+    )
+
+
+def _tested_trace(tested: pd.DataFrame, accuracy: str, unit: EnergyUnit) -> Any:
+    """The front's test accuracies (under ``eval_split = "val"``, measured once after the
+    search) as crosses."""
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=unit.scale(tested["energy_mj"]),
+        y=100 * tested["test_accuracy"],
+        mode="markers",
+        name=f"front on the test split ({len(tested)}, measured once after the search)",
+        marker={"symbol": "x-thin", "size": 11, "line": {"width": 2, "color": "black"}},
+        customdata=np.stack([tested["number"], 100 * tested["accuracy"]], axis=-1),
+        hovertemplate=(
+            "trial %{customdata[0]}<br>test accuracy %{y:.2f} %<br>"
+            f"{accuracy} %{{customdata[1]:.2f}} %<br>energy %{{x:.4g}} {unit.name}<extra></extra>"
+        ),
+    )
