@@ -33,10 +33,12 @@ __all__ = [
     "heartbeat_tables",
     "non_domination_ranks",
     "rdb_engine",
+    "set_trial_attrs",
     "stale_trial_ids",
     "storage_of",
     "study_id",
     "trial_id",
+    "trials_after",
 ]
 
 
@@ -63,6 +65,81 @@ def stale_trial_ids(storage: Any, study: int) -> list[int]:
 def rdb_engine(storage: Any) -> Any:
     """The SQLAlchemy engine under an RDB storage (or its cached wrapper), or None."""
     return getattr(getattr(storage, "_backend", storage), "engine", None)
+
+
+def set_trial_attrs(
+    storage: BaseStorage,
+    trial: int,
+    *,
+    user_attrs: dict[str, Any] | None = None,
+    system_attrs: dict[str, Any] | None = None,
+) -> None:
+    """Several user and system attributes of running trial ``trial`` in one transaction of the
+    RDB storage under ``storage``, one upsert statement per table on SQLite and PostgreSQL
+    (Optuna writes and commits each attribute on its own: two statements and a commit each);
+    one call per attribute on any other storage. All or none are written."""
+    user_attrs, system_attrs = user_attrs or {}, system_attrs or {}
+    rdb = storage
+    while not isinstance(rdb, optuna.storages.RDBStorage) and hasattr(rdb, "_backend"):
+        rdb = rdb._backend
+    if not isinstance(rdb, optuna.storages.RDBStorage):
+        for key, value in user_attrs.items():
+            storage.set_trial_user_attr(trial, key, value)
+        for key, value in system_attrs.items():
+            storage.set_trial_system_attr(trial, key, value)
+        return
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(rdb.scoped_session, True) as session:
+        row = models.TrialModel.find_or_raise_by_id(trial, session)
+        rdb.check_trial_is_updatable(trial, row.state)
+        for model, attrs in (
+            (models.TrialUserAttributeModel, user_attrs),
+            (models.TrialSystemAttributeModel, system_attrs),
+        ):
+            if attrs:
+                _upsert_attrs(rdb, session, model, trial, attrs)
+
+
+def _upsert_attrs(rdb: Any, session: Any, model: Any, trial: int, attrs: dict[str, Any]) -> None:
+    """``attrs`` of ``trial`` into Optuna's attribute table ``model``, in one statement where
+    the dialect has an upsert (as Optuna writes one attribute: ``value_json`` replaced)."""
+    import json
+    import sqlite3
+
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialects = {"postgresql": postgresql.insert}
+    if sqlite3.sqlite_version_info >= (3, 24, 0):
+        dialects["sqlite"] = sqlite.insert
+    insert = dialects.get(rdb.engine.name)
+    if insert is None:
+        for key, value in attrs.items():
+            rdb._set_trial_attr_without_commit(session, model, trial, key, value)
+        return
+    rows = [{"trial_id": trial, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
+    statement = insert(model).values(rows)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[model.trial_id, model.key],
+            set_={"value_json": statement.excluded.value_json},
+        )
+    )
+
+
+def trials_after(storage: BaseStorage, study: int, trial: int) -> list[optuna.trial.FrozenTrial]:
+    """The trials of study ``study`` whose id is above ``trial`` (ids grow as trials are
+    created; -1: every trial), in id order. On an RDB storage one query that seeks the study's
+    index from that id on, so its cost does not grow with the study (Optuna's trials table is
+    indexed by study, not by trial number); on any other storage, the study's trials filtered."""
+    rdb = storage
+    while not isinstance(rdb, optuna.storages.RDBStorage) and hasattr(rdb, "_backend"):
+        rdb = rdb._backend
+    if isinstance(rdb, optuna.storages.RDBStorage):
+        return rdb._get_trials(study, None, set(), trial)
+    every = storage.get_all_trials(study, deepcopy=False)
+    return sorted((t for t in every if t._trial_id > trial), key=lambda t: t._trial_id)
 
 
 def heartbeat_tables() -> tuple[Any, Any]:

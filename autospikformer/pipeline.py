@@ -92,13 +92,16 @@ def run_study(
     export: bool = True,
     say: Callable[[str], None] | None = None,
     watch: Watch | None = None,
+    threads: int | None = None,
 ) -> StudyRun:
     """Run study ``target`` (a name in ``storage``, a study file or a preset) to ``trials``
     complete trials (default: its ``search.trials``); see the module docstring.
 
     Every input (device, data, supernet, storage) is checked before the study is registered, and
     a study registered here is withdrawn when stage 1 fails. An interrupted search (Ctrl-C)
-    returns with ``interrupted`` set and nothing after the search done.
+    returns with ``interrupted`` set and nothing after the search done. ``threads``: torch's CPU
+    threads of each search worker (default: a single worker keeps this process's, spawned
+    workers split the cores, ``study/workers.py``).
     """
     say = say or (lambda line: None)
     runs_dir = Path(runs_dir)
@@ -114,22 +117,10 @@ def run_study(
     if created:
         say(f"registered study {config.name} in the storage")
     say(f"stage 1: supernet of study {config.name} ({config.space.name}, {config.dataset})")
-    claimed: list[Path] = []
-    try:
-        claimed = claim_run_folder(runs_dir / config.name, study, storage)
-        config = record_study_data(study, config, data_root=data_root, progress=True)
-        checkpoint = prepare_supernet(
-            study,
-            config,
-            runs_dir=runs_dir,
-            checkpoint=supernet,
-            data_root=data_root,
-            device=device,
-        )
-    except AutospikError:  # a study registered just now and never used goes again
-        if created and withdraw_study(study, created_file=new_file):
-            release_run_folder(claimed)
-        raise
+    config, checkpoint = _stage_one(
+        study, config, created=created, new_file=new_file, storage=storage, runs_dir=runs_dir,
+        supernet=supernet, data_root=data_root, device=device,
+    )  # fmt: skip
     say(f"supernet: {checkpoint} ({format_seconds(time.monotonic() - started)} so far)")
     say(
         f"stage 2: {config.search.sampler} search to {n} complete trials, "
@@ -142,6 +133,7 @@ def run_study(
         checkpoint=str(checkpoint),
         device=device,
         data_root=data_root,
+        threads=threads,
     )
     search_started = time.monotonic()
     with (watch or _no_watch)(config, n) as on_poll:
@@ -186,6 +178,39 @@ def _one_at_a_time(folder: Path) -> Iterator[None]:
         if made:
             with contextlib.suppress(OSError):  # not empty: the export is there
                 folder.rmdir()
+
+
+def _stage_one(
+    study: optuna.Study,
+    config: StudyConfig,
+    *,
+    created: bool,
+    new_file: Path | None,
+    storage: str,
+    runs_dir: Path,
+    supernet: str | Path | None,
+    data_root: str | None,
+    device: str,
+) -> tuple[StudyConfig, Path]:
+    """Claim the study's runs folder, record its data and train (or check) its supernet; a
+    study registered by this run (``created``) is withdrawn again when this fails."""
+    claimed: list[Path] = []
+    try:
+        claimed = claim_run_folder(runs_dir / config.name, study, storage)
+        config = record_study_data(study, config, data_root=data_root, progress=True)
+        checkpoint = prepare_supernet(
+            study,
+            config,
+            runs_dir=runs_dir,
+            checkpoint=supernet,
+            data_root=data_root,
+            device=device,
+        )
+    except AutospikError:  # a study registered just now and never used goes again
+        if created and withdraw_study(study, created_file=new_file):
+            release_run_folder(claimed)
+        raise
+    return config, Path(checkpoint)
 
 
 def _after_search(

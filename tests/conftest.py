@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-import torch
+from autospikformer.threads import passive_waits
 
-# The models under test are tiny: one intra-op thread avoids thread start-up and spin-waiting,
-# which on a 2-core machine costs more than it gains (up to 30x on a loaded machine).
+# Before torch loads: OpenMP's idle threads wait without spinning, here and in every process a
+# test starts (the CLI, spawned workers), which inherit the environment.
+passive_waits()
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+# The models under test are tiny: one intra-op thread avoids thread start-up costs, which on a
+# 2-core machine cost more than a second thread gains.
 torch.set_num_threads(1)
 
 

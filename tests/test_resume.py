@@ -4,9 +4,9 @@ trial, the candidates of the same study run without interruption."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -18,6 +18,7 @@ from autospikformer.search.suggest import ARCH_ATTR
 from autospikformer.study.storage import resolve_study
 from autospikformer.study.workers import WorkerOptions, run_workers
 
+KILLER = Path(__file__).parent / "study_killer.py"
 OPTIONS = {
     "dsps": {"population_size": 4, "num_parents": 2},
     "dsps-plus": {"population_size": 6, "num_parents": 3, "candidates": 4},
@@ -61,20 +62,15 @@ def test_a_killed_seeded_study_resumes_to_the_same_candidates(
     url = f"sqlite:///{tmp_path / 'killed.db'}"
     register(tmp_path, url, "s", sampler, n)
     command = [
-        sys.executable, "-m", "autospikformer.cli", "study", "run", "s", "--storage", url,
-        "--supernet", str(tiny_supernet), "--device", "cpu", "--no-export",
+        sys.executable, str(KILLER), str(kill_at), url, "s", "--supernet", str(tiny_supernet),
+        "--device", "cpu", "--no-export",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)  # fmt: skip
-    deadline = time.monotonic() + 240
-    while complete(url, "s") < kill_at:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    proc.kill()
-    proc.wait()
-    assert kill_at <= complete(url, "s") < n
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, timeout=240)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+    assert complete(url, "s") == kill_at  # killed in the middle of the next trial
+    killed = optuna.load_study(study_name="s", storage=url)
+    assert len(killed.get_trials(states=(TrialState.RUNNING,))) == 1
 
     resumed = run_workers(WorkerOptions(url, "s", n, str(tiny_supernet), device="cpu"), 1)
     assert resumed.complete == n

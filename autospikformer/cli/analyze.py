@@ -7,7 +7,17 @@ from typing import Any
 
 import typer
 
-from autospikformer.cli.common import RUNS_DIR, STORAGE, App, console, fail, guard, writing_to
+from autospikformer.cli.common import (
+    RUNS_DIR,
+    STORAGE,
+    THREADS,
+    App,
+    console,
+    fail,
+    guard,
+    set_threads,
+    writing_to,
+)
 
 app = App(
     help="Analyses of trained models: channel redundancy after SPS (the paper's Fig. 1B).",
@@ -104,12 +114,14 @@ def redundancy(
         None, "--supernet", help="Supernet checkpoint (default: <runs-dir>/<study>/supernet.pt)."
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
+    threads: int | None = THREADS,
 ) -> None:
     """SSIM between every pair of SPS output channels on real images: a CSV matrix, the mean per
     channel, and a heatmap of the 20 most and 20 least redundant channels (the paper's Fig. 1B).
 
     Analyse a study's trial (its subnet, BN recalibrated as the trial was) or a model file.
     """
+    set_threads(threads)
     from autospikformer.analysis.redundancy import (
         AVERAGES,
         analysis_images,

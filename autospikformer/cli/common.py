@@ -411,12 +411,21 @@ def check_listen(host: str, port: int) -> None:
             ) from None
 
 
+THREADS = typer.Option(
+    None,
+    "--threads",
+    help="CPU threads for torch (default: torch's choice, or OMP_NUM_THREADS; spawned search "
+    "workers split the cores). Idle threads wait passively (OMP_WAIT_POLICY=PASSIVE unless set), "
+    "so a busy CPU does not stall them.",
+)
+
+
 def set_threads(threads: int | None) -> None:
-    """``--threads``: torch's CPU threads (None keeps torch's choice)."""
+    """``--threads``: torch's CPU threads in this process (None keeps torch's choice)."""
     if threads is None:
         return
     if threads < 1:
         fail(f"--threads: {threads} is not allowed (allowed: an integer >= 1)")
-    import torch
+    from autospikformer.threads import set_torch_threads
 
-    torch.set_num_threads(threads)
+    set_torch_threads(threads)

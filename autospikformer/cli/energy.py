@@ -20,7 +20,16 @@ from typing import Any
 
 import typer
 
-from autospikformer.cli.common import RUNS_DIR, STORAGE, console, fail, guard, print_table
+from autospikformer.cli.common import (
+    RUNS_DIR,
+    STORAGE,
+    THREADS,
+    console,
+    fail,
+    guard,
+    print_table,
+    set_threads,
+)
 from autospikformer.data.base import image_hw
 
 EXAMPLE = "'d2-e48-t4:r3,4:h4,4:th1,1.2:tau2,3'"
@@ -170,6 +179,7 @@ def energy(
     storage: str = STORAGE,
     runs_dir: Path = RUNS_DIR,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object for machines."),
+    threads: int | None = THREADS,
 ) -> None:
     """Print the per-layer energy table of an architecture (docs/energy.md) and its dense ANN
     equivalent under the same energy model.
@@ -180,6 +190,7 @@ def energy(
 
     Otherwise every input rate is 1: an upper bound.
     """
+    set_threads(threads)
     from autospikformer.data.base import DatasetInfo, dataset_info
     from autospikformer.device import resolve_device
     from autospikformer.energy.report import analytic_report

@@ -23,6 +23,7 @@ from autospikformer.cli.common import (
     FORMAT,
     RUNS_DIR,
     STORAGE,
+    THREADS,
     App,
     Format,
     check_listen,
@@ -65,7 +66,13 @@ def create(
 
 
 class _Display:
-    """The rich progress line: complete trials of N, Pareto front size, best values so far."""
+    """The rich progress line: complete trials of N, Pareto front size, best values so far.
+
+    Its counts and front are kept incrementally (the study's ``TrialLedger``, shared with a
+    worker in this process, reads only the trials new or unfinished since its last look), so a
+    refresh costs the same at trial 10,000 as at trial 10; the front is the one
+    ``study.best_trials`` gives (feasible trials only).
+    """
 
     def __init__(self, progress: Any, target: int, label: str = "acc") -> None:
         self.progress = progress
@@ -75,18 +82,19 @@ class _Display:
         self.target = target
 
     def __call__(self, study: Any) -> None:
-        from optuna.trial import TrialState
+        from autospikformer.study.ledger import ledger_of
 
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        front = study.best_trials
+        ledger = ledger_of(study)  # a worker in this process: its own, read moments ago
+        ledger.refresh()
+        front = ledger.front
         fields = {}
         if front:
             fields = {
                 "front": str(len(front)),
-                "acc": f"{percent(max(t.values[0] for t in front))} %",
-                "energy": energy_text(min(t.values[1] for t in front)),
+                "acc": f"{percent(max(acc for acc, _ in front))} %",
+                "energy": energy_text(min(energy for _, energy in front)),
             }
-        self.progress.update(self.task, completed=min(len(complete), self.target), **fields)
+        self.progress.update(self.task, completed=min(ledger.complete, self.target), **fields)
 
 
 class _PlainProgress:
@@ -211,6 +219,7 @@ def run(
     ),
     data_root: str = typer.Option(None, "--data-root", help="Override the study's data.root here."),
     export: bool = typer.Option(True, "--export/--no-export", help="Export when N is reached."),
+    threads: int | None = THREADS,
 ) -> None:
     """Train the supernet if missing (stage 1), then search until N complete trials (stage 2).
 
@@ -220,10 +229,11 @@ def run(
     """
     from autospikformer.pipeline import run_study
 
+    set_threads(threads)  # stage 1 and a single worker run in this process
     result = run_study(
         study, trials=trials, storage=storage, workers=workers, device=device,
         runs_dir=runs_dir, supernet=supernet, data_root=data_root, export=export,
-        say=_say, watch=_progress_line,
+        say=_say, watch=_progress_line, threads=threads,
     )  # fmt: skip
     if result.interrupted:
         outcome = result.outcome
@@ -643,9 +653,7 @@ def validate(
         help="Report folder (default <runs-dir>/<study>/validation-<schedule>).",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    threads: int = typer.Option(
-        None, "--threads", help="CPU threads for torch (1 is faster on a busy CPU)."
-    ),
+    threads: int | None = THREADS,
 ) -> None:
     """Check that the one-shot ranking holds: train K candidates (spread along the Pareto front
     and below it) with one schedule, then report Kendall tau and Spearman rho between their

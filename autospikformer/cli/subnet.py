@@ -11,6 +11,7 @@ import typer
 from autospikformer.cli.common import (
     RUNS_DIR,
     STORAGE,
+    THREADS,
     App,
     CommandError,
     console,
@@ -43,6 +44,7 @@ def export(
     ),
     data_root: str = typer.Option(None, "--data-root", help="Override the study's data.root."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, ..."),
+    threads: int | None = THREADS,
 ) -> None:
     """Write trial N as a standalone Spikformer checkpoint (weights and architecture).
 
@@ -52,6 +54,7 @@ def export(
     batches), so the model reproduces the trial's accuracy on the study's evaluation set; the
     command evaluates the standalone model and prints both numbers.
     """
+    set_threads(threads)
     from optuna.trial import TrialState
 
     from autospikformer.search.suggest import architecture_from_params
@@ -168,7 +171,7 @@ def train(
     ),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Continue its checkpoint."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+    threads: int | None = THREADS,
 ) -> None:
     """Train trial N's subnet as a standalone Spikformer and store its result with the trial.
 

@@ -11,6 +11,7 @@ from rich.markup import escape
 from autospikformer.cli.common import (
     RUNS_DIR,
     STORAGE,
+    THREADS,
     App,
     console,
     fail,
@@ -64,9 +65,7 @@ def train(
         True, "--resume/--no-resume", help="Continue the checkpoint in --out if there is one."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    threads: int | None = typer.Option(
-        None, help="CPU threads for torch (default: torch's choice; 1 is faster on a busy CPU)."
-    ),
+    threads: int | None = THREADS,
     val_fraction: float | None = typer.Option(
         None,
         help="Hold out this fraction of the training split (a study's data.val_fraction under "
@@ -203,7 +202,7 @@ def evaluate(
         None, "--energy-model", help="Energy model: sop-45nm (default) or memory-45nm."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's)."),
+    threads: int | None = THREADS,
 ) -> None:
     """Accuracy, energy and firing rate of one subnet with weights inherited from the supernet."""
     set_threads(threads)

@@ -4,7 +4,8 @@
   (``dense_macs``, ``layer_counts``, ``count_parameters``);
 - ``models``: the energy models (``"sop-45nm"``, ``"memory-45nm"``), their constants as data
   (``EnergyModel``, ``EnergyConstants``) and their formulas;
-- ``meter``: ``EnergyMeter``, the rates measured by forward hooks during an evaluation pass;
+- ``meter``: ``EnergyMeter``, the rates measured by forward hooks during an evaluation pass
+  (``EmbedRows``: SPS's share of a pass, measured once per embed dim and time steps);
 - ``report``: ``EnergyReport`` (the per-layer table, the totals, the dense ANN equivalent),
   ``analytic_report`` and ``estimate_energy_mj`` (every rate assumed);
 - ``measurement``: ``EnergyMeasurement``, what one evaluation measured per layer, in the compact
@@ -37,6 +38,7 @@ _PUBLIC = {
     "EnergyModel": "models",
     "EnergyTotals": "models",
     "EnergyMeter": "meter",
+    "EmbedRows": "meter",
     "COLUMNS": "report",
     "EnergyReport": "report",
     "analytic_report": "report",

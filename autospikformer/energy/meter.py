@@ -6,12 +6,19 @@ host; the numbers are read once, in :meth:`EnergyMeter.report`, which prices the
 energy model (``docs/energy.md``). The first conv of a static image needs no sum (it is counted
 once, as MACs); with ``event_data=True`` its input (spike-count frames) is summed like every
 other layer's.
+
+The trial engine computes SPS once per embed dim and time steps (``training/evaluate.py``): a
+meter with ``part="embed"`` measures SPS alone and hands its rows over as :class:`EmbedRows`;
+a meter given those rows (``embed=rows``) measures only the blocks and the head and joins the
+two, so that its report is, bit for bit, the report of a meter over the whole pass (each
+layer's input sum is its own exact ``math.fsum``, whichever pass measured it).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -33,14 +40,16 @@ _FOLD_EVERY = 256  # per-call sums kept before they are folded into one float64 
 
 
 class _InputSums:
-    """A layer's input sums (one device scalar per call), its element count and dense MACs."""
+    """A layer's input sums (one device scalar per call), its element count and dense MACs;
+    ``stored``: the exact total of a pass measured before (an :class:`EmbedRows` row)."""
 
-    __slots__ = ("elements", "macs", "sums")
+    __slots__ = ("elements", "macs", "stored", "sums")
 
     def __init__(self) -> None:
         self.sums: list[torch.Tensor] = []
         self.elements = 0
         self.macs = 0
+        self.stored: float | None = None
 
     def add(self, x: torch.Tensor) -> None:
         # one float32 reduction per call and nothing else on the device (a float64 reduction
@@ -55,7 +64,34 @@ class _InputSums:
 
     @property
     def measured(self) -> bool:
-        return bool(self.sums)
+        return bool(self.sums) or self.stored is not None
+
+
+#: What a meter hooks: the whole subnet, SPS alone, or the blocks and the head.
+Part = Literal["model", "embed", "blocks"]
+
+
+def _in_part(name: str, part: Part) -> bool:
+    """Whether layer or LIF ``name`` (a module path) is measured by a meter of ``part``."""
+    return part == "model" or name.startswith("sps.") == (part == "embed")
+
+
+@dataclass(frozen=True)
+class EmbedRows:
+    """SPS's share of one measured pass: per counted SPS layer ``(name, input sum or None,
+    elements, MACs)``, per SPS LIF ``(name, output sum, elements)``, and the images.
+
+    SPS depends only on the embed dim E and the time steps T, so the rows of one (E, T) serve
+    every subnet with that pair measured on the same images; ``EnergyMeter(..., embed=rows)``
+    joins them to the blocks' rows.
+    """
+
+    embed_dim: int
+    time_steps: int
+    event_data: bool
+    images: int
+    layers: tuple[tuple[str, float | None, int, int], ...]
+    lifs: tuple[tuple[str, float, int], ...]
 
 
 class EnergyMeter:
@@ -68,7 +104,8 @@ class EnergyMeter:
     forward inside the context is counted (keep BN recalibration outside it). ``event_data``
     says that the inputs are event frames (SPEC section 4: the first conv is then counted like
     every other layer); by default it follows the model's variant (``"dvs"``: event frames), and
-    the evaluator sets it from the data set.
+    the evaluator sets it from the data set. ``part="embed"`` measures SPS alone
+    (:meth:`embed_rows`); ``embed=rows`` measures the blocks and the head and joins ``rows``.
     """
 
     def __init__(
@@ -77,6 +114,8 @@ class EnergyMeter:
         arch: Architecture | None = None,
         *,
         event_data: bool | None = None,
+        part: Part = "model",
+        embed: EmbedRows | None = None,
     ):
         model_arch = getattr(model, "arch", None)
         if arch is None:
@@ -95,6 +134,14 @@ class EnergyMeter:
         if event_data is None:
             event_data = getattr(model, "variant", "cifar") == "dvs"
         self.event_data = bool(event_data)
+        self.part: Part = "blocks" if embed is not None else part
+        if self.part not in ("model", "embed", "blocks"):
+            raise ValueError(f"part: {part!r} is not allowed (allowed: model, embed, blocks)")
+        if embed is not None:
+            self._check_embed(embed, arch)
+        elif self.part == "blocks":
+            raise ValueError("part='blocks' needs embed= (the SPS rows measured before)")
+        self.embed = embed
         self._is_supernet = hasattr(model, "configure")
         self._layers = counted_layers(arch)
         self._lifs = lif_names(arch)
@@ -108,11 +155,12 @@ class EnergyMeter:
             raise RuntimeError("this EnergyMeter is already active")
         get = self.model.get_submodule
         for lay in self._layers:
-            if lay.kind != "matmul":
+            if lay.kind != "matmul" and _in_part(lay.name, self.part):
                 hook = self._first_conv_hook if lay.name == FIRST_CONV else self._weight_hook
                 self._handles.append(get(lay.module).register_forward_hook(hook(lay.name)))
         for name in self._lifs:
-            self._handles.append(get(name).register_forward_hook(self._lif_hook(name)))
+            if _in_part(name, self.part):
+                self._handles.append(get(name).register_forward_hook(self._lif_hook(name)))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -135,8 +183,25 @@ class EnergyMeter:
         for acc in [*self._acc.values(), *self._lif_acc.values()]:
             acc.sums.clear()  # in place: shared lists stay shared
             acc.elements = acc.macs = 0
+            acc.stored = None
         self._images = 0
         self._wrong_arch: Architecture | None = None
+        if self.embed is not None:  # SPS as measured before: its exact totals and counts
+            for name, total, elements, macs in self.embed.layers:
+                acc = self._acc[name]
+                acc.stored, acc.elements, acc.macs = total, elements, macs
+            for name, total, elements in self.embed.lifs:
+                acc = self._lif_acc[name]
+                acc.stored, acc.elements = total, elements
+
+    def _check_embed(self, embed: EmbedRows, arch: Architecture) -> None:
+        """Rows of another (E, T), or of the other first-conv convention, cannot be joined."""
+        ours = (arch.embed_dim, arch.time_steps, self.event_data)
+        theirs = (embed.embed_dim, embed.time_steps, embed.event_data)
+        if ours != theirs:
+            raise ValueError(
+                f"SPS rows of (E, T, event data) = {theirs} cannot be joined to a meter of {ours}"
+            )
 
     def _inputs_from_lifs(self) -> dict[str, str]:
         """Layers whose input is exactly one LIF's output, only reshaped (the SPS convs after an
@@ -157,6 +222,7 @@ class EnergyMeter:
     def _weight_hook(self, name: str) -> Any:
         acc = self._acc[name]
         summed = name not in self._shared
+        counts_images = name == "head" and self.part == "blocks"  # no first conv runs
 
         def hook(module: nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> None:
             x = args[0]
@@ -168,8 +234,18 @@ class EnergyMeter:
                 acc.macs += out.numel() * x.shape[1] * KERNEL * KERNEL
             else:  # a Linear on rows: rows * in * out
                 acc.macs += x.numel() * out.shape[-1]
+            if counts_images:  # the head sees one row per image
+                self._images += x.shape[0]
+                self._note_arch()
 
         return hook
+
+    def _note_arch(self) -> None:
+        """Remember a supernet pass of another architecture inside this meter."""
+        if self._is_supernet:
+            ran = getattr(self.model, "_configured", self.arch)
+            if ran is not self.arch and ran != self.arch:
+                self._wrong_arch = ran
 
     def _first_conv_hook(self, name: str) -> Any:
         acc = self._acc[name]
@@ -184,10 +260,7 @@ class EnergyMeter:
                 acc.elements += x.numel()
             acc.macs += out.numel() * x.shape[1] * KERNEL * KERNEL
             self._images += x.shape[0] // steps
-            if self._is_supernet:
-                ran = getattr(self.model, "_configured", self.arch)
-                if ran is not self.arch and ran != self.arch:
-                    self._wrong_arch = ran
+            self._note_arch()
 
         return hook
 
@@ -218,8 +291,15 @@ class EnergyMeter:
                 f"the supernet ran {self._wrong_arch} inside a meter for {self.arch}; "
                 "use one EnergyMeter per architecture"
             )
+        if self.part == "embed":
+            raise RuntimeError("a meter of SPS alone gives its rows (embed_rows), not a report")
         if self._images == 0:
             raise RuntimeError("no forward pass was measured: run the model inside `with meter:`")
+        if self.embed is not None and self._images != self.embed.images:
+            raise RuntimeError(
+                f"the blocks ran on {self._images} images, the SPS rows joined to them were "
+                f"measured on {self.embed.images}"
+            )
         steps, images = self.arch.time_steps, self._images
         missing = [n for n, a in self._acc.items() if a.elements == 0]
         if missing:
@@ -261,17 +341,41 @@ class EnergyMeter:
 
     def _totals(self) -> dict[str, float]:
         """Every layer's and LIF's input sum (LIFs as ``lif:<name>``), in one host transfer,
-        added exactly (``math.fsum`` of the per-call float32 sums)."""
+        added exactly (``math.fsum`` of the per-call float32 sums); a stored row's total is
+        that same fsum, taken when its pass was measured."""
         named = [*self._acc.items(), *((f"lif:{n}", a) for n, a in self._lif_acc.items())]
-        flat = [s for _, a in named for s in a.sums]
-        if not flat:
-            return {name: 0.0 for name, _ in named}
-        values = torch.stack(flat).tolist()  # float32 (or wider) scalars, exact as floats
+        flat = [s for _, a in named if a.stored is None for s in a.sums]
+        values = torch.stack(flat).tolist() if flat else []  # float32 (or wider), exact as floats
         out, start = {}, 0
         for name, acc in named:
+            if acc.stored is not None:
+                out[name] = acc.stored
+                continue
             out[name] = math.fsum(values[start : start + len(acc.sums)])
             start += len(acc.sums)
         return out
+
+    def embed_rows(self) -> EmbedRows:
+        """SPS's rows of the pass measured by this ``part="embed"`` meter (see :class:`EmbedRows`)."""
+        if self.part != "embed":
+            raise RuntimeError("embed_rows() needs a meter of SPS alone (part='embed')")
+        if self._wrong_arch is not None or self._images == 0:
+            raise RuntimeError(f"no pass of {self.arch} was measured inside this meter")
+        sums = self._totals()
+        accs = [(lay.name, self._acc[lay.name]) for lay in self._layers]
+        layers = tuple(
+            (name, sums[name] if acc.measured else None, acc.elements, acc.macs)
+            for name, acc in accs
+            if _in_part(name, "embed")
+        )
+        lifs = tuple(
+            (name, sums[f"lif:{name}"], acc.elements)
+            for name, acc in self._lif_acc.items()
+            if _in_part(name, "embed")
+        )
+        return EmbedRows(
+            self.arch.embed_dim, self.arch.time_steps, self.event_data, self._images, layers, lifs
+        )
 
     def lif_rates(self) -> dict[str, float]:
         """Firing rate of each LIF (spikes per neuron-step), for diagnosis."""

@@ -294,6 +294,12 @@ class SpikformerBase(nn.Module):
             tokens = block(tokens)
         return tokens
 
+    def _blocks_on(self, tokens: torch.Tensor, depth: int) -> torch.Tensor:
+        """The first ``depth`` blocks on SPS tokens computed earlier (their neurons reset first,
+        as a whole forward pass resets them): the trial engine's reuse of SPS outputs."""
+        functional.reset_net(self.blocks)
+        return self._blocks(tokens, depth)
+
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Class logits from the blocks' tokens ``[T, B, N, E]``: mean over tokens and T, then
         the linear head."""

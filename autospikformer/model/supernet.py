@@ -131,7 +131,8 @@ class SuperSpikformer(SpikformerBase):
 
     ``forward_features(x, arch)``, ``forward_head(features)`` and ``embed(x, arch)`` are the
     standalone model's parts (:class:`~autospikformer.model.spikformer.Spikformer`) for subnet
-    ``arch``.
+    ``arch``; ``forward_tokens(tokens, arch)`` runs the blocks on SPS tokens computed earlier
+    (the trial engine computes SPS once per embed dim and time steps).
 
     Args:
         space: the search space; every layer holds its largest shape.
@@ -211,6 +212,13 @@ class SuperSpikformer(SpikformerBase):
 
     def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
         return self.forward_head(self.forward_features(x, arch))
+
+    def forward_tokens(self, tokens: torch.Tensor, arch: Architecture) -> torch.Tensor:
+        """Subnet ``arch``'s tokens after its blocks from its SPS tokens ``[T, B, N, E]``
+        (``embed``'s output, computed once and reused): ``forward_head(forward_tokens(embed(x,
+        arch), arch))`` is ``forward(x, arch)``, exactly."""
+        self.configure(arch)
+        return self._blocks_on(tokens, arch.depth)
 
     def active_modules(self, arch: Architecture) -> list[nn.Module]:
         """The modules a subnet of ``arch`` uses (SPS, its first ``depth`` blocks, the head)."""

@@ -10,7 +10,8 @@ whom.
 - **Workers.** With ``workers`` > 1, worker processes (spawned) share the candidates: each takes
   the next one not done and not being trained by another (its folder's lock), on the devices
   :func:`~autospikformer.study.workers.worker_devices` gives (round-robin over the GPUs) with a
-  share of the CPU threads each.
+  share of the CPU threads each (``--threads``, else ``OMP_NUM_THREADS``, else the cores split:
+  :func:`~autospikformer.threads.worker_threads`), waiting passively like search workers.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from autospikformer.study.subnets import (
     train_subnet,
 )
 from autospikformer.study.trained_subnets import SubnetSchedule, records_of
+from autospikformer.threads import passive_waits, set_torch_threads, worker_threads
 from autospikformer.units import energy_text
 
 #: The fewest candidates a rank correlation is reported on.
@@ -147,10 +149,7 @@ def _result_line(record: dict[str, Any]) -> str:
 
 def _worker(job: CandidateJob, index: int) -> None:
     """A spawned worker: its candidates, its error as one line on stderr (exit code 1)."""
-    import torch
-
-    if job.threads:
-        torch.set_num_threads(job.threads)
+    set_torch_threads(job.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         train_candidates(job, say=lambda line: print(f"worker {index}: {line.strip()}", flush=True))
@@ -177,7 +176,8 @@ def run_candidates(
 
     resolve_device(job.device)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    threads = job.threads or max(1, (os.cpu_count() or 1) // workers)
+    passive_waits()  # the spawned workers' OpenMP reads it from the environment they inherit
+    threads = worker_threads(job.threads, workers, os.cpu_count())
     ctx = multiprocessing.get_context("spawn")
     procs = []
     for index, device in enumerate(worker_devices(job.device, workers, gpus)):

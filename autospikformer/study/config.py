@@ -105,7 +105,10 @@ class SearchSettings:
     worker keeps retrying a storage that does not answer before it stops (``study/retrying_storage.py``).
     ``batch_size`` is the evaluation batch, ``calib_batch_size`` the BN-recalibration batch
     (default: the same); ``amp`` evaluates under autocast on CUDA (bfloat16 where supported,
-    else float16).
+    else float16). ``reuse_features`` computes SPS once per (embed dim, time steps) and reuses
+    its outputs in every trial with that pair (same results, SPEC section 10), keeping at most
+    ``feature_cache_mb`` of them per worker (default: a quarter of the device's memory, shared
+    by the workers on that device).
     """
 
     sampler: str = "dsps"
@@ -125,6 +128,8 @@ class SearchSettings:
     heartbeat_interval: int = 30
     grace_period: int | None = None  # None: the larger of 120 s and four heartbeats
     max_outage: int = DEFAULT_MAX_OUTAGE
+    reuse_features: bool = True
+    feature_cache_mb: int | None = None  # None: a quarter of the device's memory, shared
 
     def __post_init__(self) -> None:
         """Check every setting (``search.<name>: <value> is not allowed (allowed: ...)``) and
@@ -212,6 +217,8 @@ _SEARCH_CHECKS: dict[str, Any] = {
     "heartbeat_interval": lambda w, v: _int(w, v, minimum=1),
     "grace_period": lambda w, v: _int(w, v, minimum=1, allow_none=True),
     "max_outage": lambda w, v: _int(w, v, minimum=1),
+    "reuse_features": _bool,
+    "feature_cache_mb": lambda w, v: _int(w, v, minimum=0, allow_none=True),
 }
 
 

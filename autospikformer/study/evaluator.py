@@ -9,10 +9,12 @@ from optuna.trial import FrozenTrial
 from torch import nn
 
 from autospikformer.checkpoint import load_supernet
+from autospikformer.device import resolve_device
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.suggest import architecture_from_params
 from autospikformer.study.config import StudyConfig
 from autospikformer.training.evaluate import SubnetEvaluator, SubnetResult
+from autospikformer.training.features import default_budget
 
 
 def study_evaluator(
@@ -24,15 +26,22 @@ def study_evaluator(
     progress: bool = False,
     time_steps: list[int] | None = None,
     test_pass: bool = False,
+    sharing: int = 1,
 ) -> SubnetEvaluator:
     """The evaluator a study's trials use: its data, calibration, evaluation and energy settings
-    (event data prepared at ``time_steps``, default every T of the space).
+    (event data prepared at ``time_steps``, default every T of the space) and its reuse of SPS
+    features (``search.feature_cache_mb``, by default a quarter of the device's memory split
+    among the ``sharing`` workers on that device).
 
     ``test_pass``: evaluate on the whole test split instead (the front's test accuracy after a
     search under ``eval_split = "val"``); calibration is the same either way, the study's
     batches from the training split without its validation part.
     """
     search = config.search
+    if search.feature_cache_mb is None:
+        budget = default_budget(resolve_device(device), sharing=sharing)
+    else:
+        budget = search.feature_cache_mb * 2**20
     return SubnetEvaluator(
         supernet,
         dataset=config.data_info_at(data_root),
@@ -49,6 +58,8 @@ def study_evaluator(
         holdout=config.holdout,
         eval_split="test" if test_pass else search.eval_split,
         energy_model=config.energy,
+        reuse_features=search.reuse_features,
+        feature_budget=budget,
     )
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import random
 import sys
 import threading
@@ -49,7 +50,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from autospikformer.errors import database_error, database_reason
-from autospikformer.optuna_api import BaseHeartbeat, heartbeat_tables
+from autospikformer.optuna_api import BaseHeartbeat, heartbeat_tables, set_trial_attrs
 from autospikformer.study.storage import StudyError
 
 #: Phrases of the database drivers' errors that mean "no database right now", lower case.
@@ -168,9 +169,14 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
         self._rng.seed(seed)
 
     # -- the retry loop ----------------------------------------------------------------------
-    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """``backend.<method>(*args, **kwargs)``, retried through an outage."""
-        func = getattr(self._backend, method)
+    def call(self, method: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``backend.<method>(*args, **kwargs)`` (or ``method(backend, *args, **kwargs)`` for a
+        function), retried through an outage."""
+        func = (
+            getattr(self._backend, method)
+            if isinstance(method, str)
+            else functools.partial(method, self._backend)
+        )
         failed_at: float | None = None
         trouble = "unreachable"
         delay = FIRST_DELAY
@@ -230,7 +236,7 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
         with self._lock:
             self._down_since = None
 
-    def _landed(self, method: str, *args: Any, **kwargs: Any) -> bool:
+    def _landed(self, method: str | Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
         """Whether a retried ``set_trial_state_values`` had already been saved."""
         if method != "set_trial_state_values":
             return False
@@ -263,6 +269,17 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
     def gave_up(self) -> StorageOutage | None:
         """The outage that stopped this storage, or None."""
         return self._gave_up
+
+    def set_trial_attrs(
+        self,
+        trial_id: int,
+        *,
+        user_attrs: dict[str, Any] | None = None,
+        system_attrs: dict[str, Any] | None = None,
+    ) -> None:
+        """Several attributes of a running trial in one transaction
+        (:func:`~autospikformer.optuna_api.set_trial_attrs`), retried through an outage."""
+        self.call(set_trial_attrs, trial_id, user_attrs=user_attrs, system_attrs=system_attrs)
 
     # -- heartbeats: tried once, never raised ------------------------------------------------
     def record_heartbeat(self, trial_id: int) -> None:

@@ -17,6 +17,11 @@ Design choices (``docs/studies.md`` explains them to users):
   a COMPLETE or RUNNING trial with the same parameters and, if there is one, closes itself as
   PRUNED (``autospik:skipped = "duplicate"``). Each trial stores its parameters before looking,
   so of two simultaneous twins at least one sees the other.
+- **What grows with the study is not read again.** The counts, the evaluated parameters and the
+  running trials come from a :class:`~autospikformer.study.ledger.TrialLedger`, which fetches
+  only the trials new or unfinished since its last look; an evaluated trial writes its record in
+  one storage transaction (``optuna_api.set_trial_attrs``) besides the worker label and the
+  architecture, which mark it as being evaluated.
 - **Heartbeats.** Workers beat every ``search.heartbeat_interval`` seconds; a RUNNING trial silent
   for ``search.grace_period`` seconds (its worker was killed) is marked FAIL by the next worker
   that starts a trial and re-queued (WAITING, same parameters) by Optuna's
@@ -56,10 +61,12 @@ from autospikformer.optuna_api import (
     trial_id,
 )
 from autospikformer.processes import dead_here, process_label
+from autospikformer.search.architecture import Architecture
 from autospikformer.search.samplers import DSPS_SAMPLERS
 from autospikformer.search.suggest import suggest_architecture
 from autospikformer.study.evaluator import study_evaluator
 from autospikformer.study.holdout import check_study_holdout, check_supernet_holdout
+from autospikformer.study.ledger import ledger_of
 from autospikformer.study.retrying_storage import (
     RetryingStorage,
     StorageOutage,
@@ -96,12 +103,14 @@ class WorkerOptions:
     device: str = "auto"
     data_root: str | None = None
     worker_index: int = 0
-    threads: int | None = None
+    threads: int | None = None  # torch's CPU threads (None: torch's choice)
+    sharing: int = 1  # workers on this worker's device (they split its feature memory)
 
 
 def evaluation_settings(result: SubnetResult) -> dict[str, Any]:
     """What a trial's evaluation ran (:data:`EVALUATION_ATTR`): images, batch sizes, precision,
-    device."""
+    device, and SPS's features: ``"off"`` (a whole pass), ``"computed"`` (SPS ran, its outputs
+    kept for later trials) or ``"reused"`` (SPS's outputs of an earlier trial, SPEC section 10)."""
     return {
         "calib_images": int(result.calib_images),
         "calib_batch_size": int(result.calib_batch_size),
@@ -109,6 +118,7 @@ def evaluation_settings(result: SubnetResult) -> dict[str, Any]:
         "eval_batch_size": int(result.eval_batch_size),
         "precision": result.precision,
         "device": result.device,
+        "features": result.features,
     }
 
 
@@ -138,12 +148,6 @@ class StopFlag:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
-
-
-def _counts(trials: list[FrozenTrial]) -> tuple[int, int]:
-    complete = sum(t.state == TrialState.COMPLETE for t in trials)
-    running = sum(t.state == TrialState.RUNNING for t in trials)
-    return complete, running
 
 
 def _requeue(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -203,6 +207,7 @@ class Worker:
             data_root=options.data_root,
             device=options.device,
             progress=options.worker_index == 0,
+            sharing=options.sharing,
         )
         if config.holdout is not None:  # every worker ranks on the split the study recorded
             split = self.evaluator.holdout_description(int(config.space.choices["time_steps"][0]))
@@ -210,37 +215,49 @@ class Worker:
             check_supernet_holdout(supernet_meta, config, options.checkpoint, split)
         self.host_label = process_label()
         self._current: int | None = None
+        self.ledger = ledger_of(self.study)
 
     # -- one trial ---------------------------------------------------------------------------
     def _objective(self, trial: optuna.Trial) -> tuple[float, float]:
         self._current = trial.number
         trial.set_user_attr(WORKER_ATTR, self.host_label)  # first: a kill from here on is seen
-        study, n = self.study, self.options.trials
-        others = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING))
-        complete = sum(t.state == TrialState.COMPLETE for t in others)
-        ahead = sum(t.state == TrialState.RUNNING and t.number < trial.number for t in others)
-        if complete + ahead >= n:
-            frozen = storage_of(study).get_trial(trial_id(trial))
-            fixed = frozen.system_attrs.get(FIXED_PARAMS_KEY)
-            if frozen.params:  # a re-queued trial: keep its candidate for later
-                _requeue(study, frozen)
-            elif fixed:  # an enqueued trial (the baseline): enqueue it again
-                study.enqueue_trial(fixed, user_attrs=dict(frozen.user_attrs))
-            trial.set_user_attr(SKIPPED_ATTR, "surplus")
-            raise optuna.TrialPruned("surplus: the study already has N trials done or running")
-
+        ledger, n = self.ledger, self.options.trials
+        ledger.refresh(me=trial.number)
+        ahead = sum(t.number < trial.number for t in ledger.running)
+        if ledger.complete + ahead >= n:
+            self._close_surplus(trial)
         arch = suggest_architecture(trial, self.config.space)
-        trial.set_user_attr(ARCH_JSON_ATTR, arch.to_dict())
-        for other in study.get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
-        ):
-            if other.number != trial.number and other.params == trial.params:
-                trial.set_user_attr(SKIPPED_ATTR, "duplicate")
-                raise optuna.TrialPruned(f"duplicate of trial {other.number}")
-        # Budgets as Optuna constraints, so that NSGA-II, TPE and GP learn them too. Optuna keeps
-        # the first value of a constraint, so each is set once: a breaker (never evaluated) with
-        # its pre-evaluation figures; an evaluated trial with its exact parameter count now and
-        # with its measured energy after the evaluation.
+        trial.set_user_attr(ARCH_JSON_ATTR, arch.to_dict())  # from here on: being evaluated
+        ledger.refresh(me=trial.number)  # a twin drawn meanwhile by another worker is seen
+        twin = ledger.duplicate_of(trial.params, trial.number)
+        if twin is not None:
+            trial.set_user_attr(SKIPPED_ATTR, "duplicate")
+            raise optuna.TrialPruned(f"duplicate of trial {twin}")
+        self._check_budgets(trial, arch)
+        self.storage.doing = f"evaluating trial {trial.number}"
+        result = self.evaluator.evaluate(arch)
+        self.storage.doing = f"saving the result of trial {trial.number}"
+        self._record(trial, result)
+        return float(result.accuracy), float(result.energy_mj)
+
+    def _close_surplus(self, trial: optuna.Trial) -> None:
+        """Close a trial the study no longer needs (PRUNED, never evaluated); a re-queued or
+        enqueued candidate it carried goes back to the queue."""
+        study = self.study
+        frozen = storage_of(study).get_trial(trial_id(trial))
+        fixed = frozen.system_attrs.get(FIXED_PARAMS_KEY)
+        if frozen.params:  # a re-queued trial: keep its candidate for later
+            _requeue(study, frozen)
+        elif fixed:  # an enqueued trial (the baseline): enqueue it again
+            study.enqueue_trial(fixed, user_attrs=dict(frozen.user_attrs))
+        trial.set_user_attr(SKIPPED_ATTR, "surplus")
+        raise optuna.TrialPruned("surplus: the study already has N trials done or running")
+
+    def _check_budgets(self, trial: optuna.Trial, arch: Architecture) -> None:
+        """Budgets as Optuna constraints, so that NSGA-II, TPE and GP learn them too. Optuna keeps
+        the first value of a constraint, so each is set once: a breaker (never evaluated, this
+        raises) with its pre-evaluation figures; an evaluated trial with its exact parameter
+        count now and with its measured energy after the evaluation."""
         budgets = self.budgets.before_evaluation(arch)
         why = next((why for value, why in budgets.values() if value > 0), None)
         if why is not None:
@@ -251,24 +268,26 @@ class Worker:
         if "max_params" in budgets:
             trial.set_constraint("max_params", budgets["max_params"][0])
 
-        self.storage.doing = f"evaluating trial {trial.number}"
-        result = self.evaluator.evaluate(arch)
-        self.storage.doing = f"saving the result of trial {trial.number}"
-        trial.set_user_attr(NUM_PARAMS_ATTR, int(result.num_parameters))
-        trial.set_user_attr(FIRING_RATE_ATTR, float(result.mean_firing_rate))
-        trial.set_user_attr(SECONDS_ATTR, round(float(result.seconds), 4))
-        trial.set_user_attr(CALIB_ATTR, int(result.calib_batches))
-        trial.set_user_attr(EVAL_SAMPLES_ATTR, self.config.search.eval_samples)
-        trial.set_user_attr(EVALUATION_ATTR, evaluation_settings(result))
-        trial.set_user_attr(ANN_ENERGY_ATTR, float(result.report.ann_energy_mj))
+    def _record(self, trial: optuna.Trial, result: SubnetResult) -> None:
+        """What an evaluated trial records, in one storage transaction: its figures, what ran,
+        and what re-pricing under another energy model needs (``study export --energy-model``);
+        then the measured energy as a constraint, where the study has an energy budget."""
+        self.storage.set_trial_attrs(
+            trial_id(trial),
+            user_attrs={
+                NUM_PARAMS_ATTR: int(result.num_parameters),
+                FIRING_RATE_ATTR: float(result.mean_firing_rate),
+                SECONDS_ATTR: round(float(result.seconds), 4),
+                CALIB_ATTR: int(result.calib_batches),
+                EVAL_SAMPLES_ATTR: self.config.search.eval_samples,
+                EVALUATION_ATTR: evaluation_settings(result),
+                ANN_ENERGY_ATTR: float(result.report.ann_energy_mj),
+            },
+            system_attrs={ENERGY_MEASUREMENT_ATTR: result.report.measurement().to_json()},
+        )
         measured = self.budgets.measured_energy(result.energy_mj)
         if measured is not None:  # the measured energy decides
             trial.set_constraint("max_energy_mj", measured)
-        # what re-pricing under another energy model needs (autospik study export --energy-model)
-        storage_of(study).set_trial_system_attr(
-            trial_id(trial), ENERGY_MEASUREMENT_ATTR, result.report.measurement().to_json()
-        )
-        return float(result.accuracy), float(result.energy_mj)
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self, on_trial: Callable[[optuna.Study], None] | None = None) -> int:
@@ -286,12 +305,10 @@ class Worker:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     optuna.storages.fail_stale_trials(study)
-            trials = study.get_trials(
-                deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
-            )
-            if self._requeue_dead_here(trials):
+            self.ledger.refresh()
+            if self._requeue_dead_here(self.ledger.running):
                 continue  # their re-queued copies are evaluated first, as a rerun would
-            complete, running = _counts(trials)
+            complete, running = self.ledger.complete, len(self.ledger.running)
             if complete >= n:
                 break
             if complete + running >= n:  # the last trials are running elsewhere: they may fail
@@ -372,7 +389,7 @@ class Worker:
         self, trial: optuna.Trial, values: tuple[float, float] | None, state: TrialState
     ) -> TrialState:
         try:
-            self.study.tell(trial, values, state=state)
+            self.ledger.note(self.study.tell(trial, values, state=state))
         except ValueError:  # "Cannot tell a FAIL trial": failed as stale by another worker
             if storage_of(self.study).get_trial(trial_id(trial)).state != TrialState.FAIL:
                 raise

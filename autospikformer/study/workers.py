@@ -12,6 +12,11 @@ share of the CPU threads each, watched until the study holds N complete trials.
 - **What this command did** is counted from the trials its own processes completed (their
   ``autospik:worker`` label), not from the study's total: two commands sharing a study, or a
   rerun after a kill, each count their own (:attr:`RunOutcome.completed_here`).
+- **Threads.** Each spawned worker runs torch on ``--threads`` threads, else ``OMP_NUM_THREADS``,
+  else its share of the cores (:func:`~autospikformer.threads.worker_threads`); every worker
+  inherits OpenMP's passive wait policy, set before any is started
+  (:func:`~autospikformer.threads.passive_waits`). A single worker runs in this process with
+  ``--threads`` or torch's choice.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from autospikformer.study.storage import (
     trial_counts,
 )
 from autospikformer.study.worker import StopFlag, Worker, WorkerOptions
+from autospikformer.threads import passive_waits, set_torch_threads, worker_threads
 
 __all__ = [
     "RunOutcome",
@@ -73,10 +79,7 @@ def _visible_gpus() -> int:
 
 def _worker_process(options: WorkerOptions, errors: Any = None) -> None:
     """Entry point of a spawned worker: an error becomes one line for the parent, exit code 1."""
-    import torch
-
-    if options.threads:
-        torch.set_num_threads(options.threads)
+    set_torch_threads(options.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     stop = StopFlag()
     stop.install()
@@ -153,6 +156,7 @@ def run_workers(
     labels = {process_label()}
     try:
         if workers == 1:
+            set_torch_threads(options.threads)
             try:
                 Worker(options, stop=stop).run(on_trial=on_poll)
             except KeyboardInterrupt:
@@ -215,16 +219,23 @@ def _exit_reason(code: int | None) -> str:
 
 
 def spawned_options(options: WorkerOptions, workers: int) -> list[WorkerOptions]:
-    """Each spawned worker's options: its index, its share of the CPU threads and its device
-    (:func:`worker_devices`; a bad device name or a missing GPU fails here, before any spawn)."""
+    """Each spawned worker's options: its index, its threads (:func:`worker_threads`), its
+    device (:func:`worker_devices`; a bad device name or a missing GPU fails here, before any
+    spawn) and how many workers share that device (they split its feature memory)."""
     from autospikformer.device import resolve_device
 
     resolve_device(options.device)
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = worker_threads(options.threads, workers, os.cpu_count())
     devices = worker_devices(options.device, workers, _visible_gpus())
     return [
         WorkerOptions(
-            **{**options.__dict__, "worker_index": i, "threads": threads, "device": devices[i]}
+            **{
+                **options.__dict__,
+                "worker_index": i,
+                "threads": threads,
+                "device": devices[i],
+                "sharing": devices.count(devices[i]),
+            }
         )
         for i in range(workers)
     ]
@@ -240,6 +251,7 @@ def _run_processes(
     """Spawn the workers and wait for them; returns whether the run was interrupted, one line
     per failed worker, those of the lines already printed (as a warning, at once, while
     other workers went on), and the workers' process labels."""
+    passive_waits()  # inherited by every worker before its torch loads
     ctx = multiprocessing.get_context("spawn")
     errors = ctx.SimpleQueue()
     procs = []

@@ -6,6 +6,11 @@ BigNAS/OFA practice, SPEC section 3): the active slice of every BN is reset, a f
 training batches runs in train mode without gradients, and ``momentum=None`` makes the result
 their exact cumulative average. Only the active slice of the BN layers the subnet uses changes.
 
+SPS depends only on the embed dim E and the time steps T (SPEC section 10), so by default the
+evaluator runs it once per (E, T) on its fixed batches and keeps its outputs (compactly, on its
+device: ``training/features.py``) and its energy rows; a trial then recalibrates and evaluates
+only the blocks and the head on them, with results identical bit for bit to a whole pass.
+
 :class:`SubnetEvaluator` is the trial engine, built once per worker and reused for every trial.
 At construction it loads a fixed calibration subset and a fixed evaluation subset and keeps both
 on its device, for event data at every T of the space (integer event counts, converted to float
@@ -36,6 +41,7 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
+from autospikformer.checks import check_bool, check_int
 from autospikformer.data.base import DataError, DatasetInfo, dataset_info
 from autospikformer.data.imagefolder import ImageFolderSplit, normalize
 from autospikformer.data.loading import build_dataset, build_frames, make_loader, subset
@@ -45,6 +51,12 @@ from autospikformer.energy.meter import EnergyMeter
 from autospikformer.energy.models import EnergyModel
 from autospikformer.search.architecture import Architecture
 from autospikformer.training.config import CALIB_BATCHES, EVAL_BATCH_SIZE
+from autospikformer.training.features import (
+    EmbedFeatures,
+    FeatureCache,
+    PackedCounts,
+    default_budget,
+)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -74,7 +86,8 @@ class SubnetResult:
     """One evaluated subnet; ``accuracy`` is a fraction in [0, 1], energy in mJ per image.
 
     The last fields say what ran: the calibration batches and images actually used, both batch
-    sizes, the precision and the device.
+    sizes, the precision, the device, and whether SPS ran (``features="off"`` or
+    ``"computed"``) or its outputs of an earlier trial were reused (``"reused"``).
     """
 
     arch: Architecture
@@ -92,6 +105,7 @@ class SubnetResult:
     eval_batch_size: int = 0
     precision: str = "fp32"
     device: str = "cpu"
+    features: str = "off"  # SPS: "off" (whole pass), "computed" now or "reused" (SPEC section 10)
     extras: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self, *, layers: bool = False) -> dict[str, Any]:
@@ -114,6 +128,7 @@ class SubnetResult:
             "eval_batch_size": self.eval_batch_size,
             "precision": self.precision,
             "device": self.device,
+            "features": self.features,
             **self.extras,
         }
         if self.report is not None:
@@ -182,17 +197,8 @@ def recalibrate_bn(
         layers = _bn_layers(supernet.active_modules(arch))
     else:
         layers = _bn_layers([supernet])
-    momenta = [bn.momentum for bn in layers]
-    for bn in layers:
-        channels = bn.num_features if reset_all else int(getattr(bn, "active", bn.num_features))
-        if bn.running_mean is not None:
-            bn.running_mean[:channels].zero_()
-            bn.running_var[:channels].fill_(1.0)
-            bn.num_batches_tracked.zero_()
-        bn.momentum = None
     count = 0
-    supernet.train()
-    try:
+    with _cumulative_statistics(supernet, layers, reset_all=reset_all):
         for batch in batches:
             x = _inputs(batch).to(device, non_blocking=True)
             with autocast(device, precision):
@@ -201,13 +207,33 @@ def recalibrate_bn(
                 else:
                     supernet(x)
             count += 1
-    finally:
-        for bn, momentum in zip(layers, momenta, strict=True):
-            bn.momentum = momentum
-        supernet.eval()
     if count == 0:
         raise ValueError("BN recalibration got no batches")
     return count
+
+
+@contextlib.contextmanager
+def _cumulative_statistics(
+    model: nn.Module, layers: list[nn.modules.batchnorm._BatchNorm], *, reset_all: bool = False
+) -> Iterator[None]:
+    """BN recalibration of ``layers``: their active slice (every channel with ``reset_all``)
+    reset, ``momentum=None`` (the exact cumulative average) and ``model`` in train mode inside
+    the block; momenta restored and ``model`` in eval mode after it."""
+    momenta = [bn.momentum for bn in layers]
+    for bn in layers:
+        channels = bn.num_features if reset_all else int(getattr(bn, "active", bn.num_features))
+        if bn.running_mean is not None:
+            bn.running_mean[:channels].zero_()
+            bn.running_var[:channels].fill_(1.0)
+            bn.num_batches_tracked.zero_()
+        bn.momentum = None
+    model.train()
+    try:
+        yield
+    finally:
+        for bn, momentum in zip(layers, momenta, strict=True):
+            bn.momentum = momentum
+        model.eval()
 
 
 class DeviceSplit:
@@ -311,6 +337,12 @@ class SubnetEvaluator:
     ``progress`` shows a bar meanwhile. ``precision`` is ``"auto"`` (bf16/fp16 autocast on
     CUDA, fp32 elsewhere), ``"fp32"``, ``"bf16"`` or ``"fp16"``. ``energy_model`` (default
     ``sop-45nm``) prices the energy.
+
+    ``reuse_features`` (default on): SPS runs once per (E, T) on these batches, its outputs,
+    packed in 2 bits on the device, and its energy rows are kept (:mod:`.features`), and a trial
+    runs only the blocks and the head on them; every result is bit for bit the one of a whole
+    pass. ``feature_budget``: the bytes the kept pairs may take (default: a quarter of the
+    device's memory); the least recently used pair goes first.
     """
 
     def __init__(
@@ -331,6 +363,8 @@ class SubnetEvaluator:
         holdout: HoldoutSplit | None = None,
         eval_split: str = "test",
         energy_model: EnergyModel | None = None,
+        reuse_features: bool = True,
+        feature_budget: int | None = None,
     ):
         if eval_split not in ("test", "val") or (eval_split == "val" and holdout is None):
             raise ValueError(f"eval_split {eval_split!r}: 'test', or 'val' with a holdout")
@@ -361,6 +395,11 @@ class SubnetEvaluator:
         self.time_steps = tuple(sorted({int(t) for t in time_steps}))
         self.train_size: int | None = None  # the training split's size, once it is read
         self.energy_model = energy_model or EnergyModel()
+        self.reuse_features = check_bool("reuse_features", reuse_features)
+        check_int("feature_budget", feature_budget, minimum=0, allow_none=True)
+        if feature_budget is None:
+            feature_budget = default_budget(self.device)
+        self.features = FeatureCache(budget=feature_budget)
         self._data: dict[int | None, tuple[DeviceSplit | None, DeviceSplit]] = {}
         self._prepare(progress)
 
@@ -431,32 +470,22 @@ class SubnetEvaluator:
     def evaluate(
         self, arch: Architecture, *, recalibrate: bool = True, energy: bool = True
     ) -> SubnetResult:
-        """Accuracy on the evaluation subset (and the energy report of the same pass)."""
+        """Accuracy on the evaluation subset (and the energy report of the same pass); with
+        ``reuse_features``, SPS's outputs of an earlier trial with this (E, T) if kept."""
         model = self.supernet
         model.configure(arch)  # checks that arch belongs to the space
         calib, test = self.splits(arch.time_steps)
+        calib = calib if recalibrate else None
         start = time.perf_counter()
-        calibrated = 0
         with _bn_statistics_kept(model):
-            if recalibrate and calib is not None:
-                calibrated = recalibrate_bn(
-                    model, arch, calib, self.device, precision=self.precision
+            if self.reuse_features:
+                calibrated, correct, seen, meter, features = self._pass_on_features(
+                    arch, calib, test, energy
                 )
-            model.eval()
-            meter = (
-                EnergyMeter(model, arch, event_data=self.info.event_based)
-                if energy
-                else contextlib.nullcontext()
-            )
-            correct = torch.zeros((), dtype=torch.long, device=self.device)
-            seen = 0
-            with torch.no_grad(), meter:
-                for x, y in test:
-                    with autocast(self.device, self.precision):
-                        logits = model(x, arch)
-                    correct += (logits.argmax(-1) == y).sum()
-                    seen += int(y.shape[0])
-            report = meter.report(model=self.energy_model) if energy else None
+            else:
+                calibrated, correct, seen, meter = self._whole_pass(arch, calib, test, energy)
+                features = "off"
+            report = meter.report(model=self.energy_model) if meter is not None else None
             accuracy = int(correct) / max(seen, 1)
         seconds = time.perf_counter() - start
         return SubnetResult(
@@ -475,6 +504,124 @@ class SubnetEvaluator:
             eval_batch_size=self.batch_size,
             precision=self.precision,
             device=str(self.device),
+            features=features,
+        )
+
+    def _meter(self, arch: Architecture, **kwargs: Any) -> EnergyMeter:
+        return EnergyMeter(self.supernet, arch, event_data=self.info.event_based, **kwargs)
+
+    def _whole_pass(
+        self, arch: Architecture, calib: DeviceSplit | None, test: DeviceSplit, energy: bool
+    ) -> tuple[int, torch.Tensor, int, EnergyMeter | None]:
+        """Recalibration and evaluation of the whole subnet: calibration batches, correct
+        answers, images seen, the meter of the evaluation pass."""
+        model = self.supernet
+        calibrated = 0
+        if calib is not None:
+            calibrated = recalibrate_bn(model, arch, calib, self.device, precision=self.precision)
+        model.eval()
+        meter = self._meter(arch) if energy else None
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        seen = 0
+        with torch.no_grad(), meter or contextlib.nullcontext():
+            for x, y in test:
+                with autocast(self.device, self.precision):
+                    logits = model(x, arch)
+                correct += (logits.argmax(-1) == y).sum()
+                seen += int(y.shape[0])
+        return calibrated, correct, seen, meter
+
+    def _pass_on_features(
+        self, arch: Architecture, calib: DeviceSplit | None, test: DeviceSplit, energy: bool
+    ) -> tuple[int, torch.Tensor, int, EnergyMeter | None, str]:
+        """As :meth:`_whole_pass`, the blocks and the head only, on SPS's kept outputs (and
+        whether they were ``"computed"`` now or ``"reused"``)."""
+        model = self.supernet
+        features, how = self._features(arch, calib, test)
+        calibrated = 0
+        if features.calib is not None:  # the blocks' BN from SPS's train-mode outputs
+            layers = _bn_layers([*model.blocks[: arch.depth], model.head])
+            with torch.no_grad(), _cumulative_statistics(model, layers):
+                for tokens in features.calib:
+                    with autocast(self.device, self.precision):
+                        model.forward_tokens(tokens.unpack(), arch)
+                    calibrated += 1
+            if calibrated == 0:
+                raise ValueError("BN recalibration got no batches")
+        model.eval()
+        meter = self._meter(arch, embed=features.energy) if energy else None
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        seen = 0
+        labels = test.labels.split(test.batch_size)  # the batches SPS's outputs were kept in
+        with torch.no_grad(), meter or contextlib.nullcontext():
+            for tokens, y in zip(features.evaluation, labels, strict=True):
+                with autocast(self.device, self.precision):
+                    logits = model.forward_head(model.forward_tokens(tokens.unpack(), arch))
+                correct += (logits.argmax(-1) == y).sum()
+                seen += int(y.shape[0])
+        return calibrated, correct, seen, meter, how
+
+    def _features(
+        self, arch: Architecture, calib: DeviceSplit | None, test: DeviceSplit
+    ) -> tuple[EmbedFeatures, str]:
+        """SPS's work for ``arch``'s (E, T): kept from an earlier trial, or computed now (and
+        kept if the budget allows); a pair whose SPS weights or statistics changed since is
+        computed again."""
+        key = (arch.embed_dim, arch.time_steps, calib is not None)
+        kept = self.features.get(key)
+        if kept is not None and self._still_valid(kept):
+            return kept, "reused"
+        computed = self._compute_features(arch, calib, test)
+        self.features.put(key, computed)
+        return computed, "computed"
+
+    def _sps_versions(self) -> tuple[int, ...]:
+        """The version counters of SPS's weights (torch bumps one at every in-place change)."""
+        return tuple(p._version for p in self.supernet.sps.parameters())
+
+    def _sps_statistics(self) -> list[torch.Tensor]:
+        """SPS's BN running statistics as the configured subnet uses them (its active slices)."""
+        return [
+            buffer[: bn.active].clone()
+            for bn in _bn_layers([self.supernet.sps])
+            for buffer in (bn.running_mean, bn.running_var)
+        ]
+
+    def _still_valid(self, features: EmbedFeatures) -> bool:
+        if features.versions != self._sps_versions():
+            return False
+        if features.statistics is None:  # recalibrated: the statistics are its own
+            return True
+        now = self._sps_statistics()
+        return all(torch.equal(a, b) for a, b in zip(features.statistics, now, strict=True))
+
+    @torch.no_grad()
+    def _compute_features(
+        self, arch: Architecture, calib: DeviceSplit | None, test: DeviceSplit
+    ) -> EmbedFeatures:
+        """SPS alone on the calibration batches (train mode, recalibrating its BN, as a whole
+        recalibration does) and on the evaluation batches (eval mode, its energy rows
+        measured); the caller restores the BN statistics."""
+        model = self.supernet
+        kept_calib: list[PackedCounts] | None = None
+        statistics = None
+        if calib is not None:
+            kept_calib = []
+            with _cumulative_statistics(model, _bn_layers([model.sps])):
+                for x, _ in calib:
+                    with autocast(self.device, self.precision):
+                        kept_calib.append(PackedCounts(model.embed(x, arch)))
+        else:
+            statistics = self._sps_statistics()
+        model.eval()
+        meter = self._meter(arch, part="embed")
+        with meter:
+            kept_eval = []
+            for x, _ in test:
+                with autocast(self.device, self.precision):
+                    kept_eval.append(PackedCounts(model.embed(x, arch)))
+        return EmbedFeatures(
+            kept_calib, kept_eval, meter.embed_rows(), self._sps_versions(), statistics
         )
 
     def standalone(self, arch: Architecture) -> nn.Module:
