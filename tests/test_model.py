@@ -404,3 +404,19 @@ def test_a_model_in_double_precision_runs_in_double_precision() -> None:
     assert lif.v.dtype == torch.float64
     half = lif(torch.rand(2, 3, 4, dtype=torch.bfloat16))
     assert half.dtype == torch.float32
+
+
+def test_only_torchs_triton_probe_warning_is_dropped() -> None:
+    """Without Triton (torch's CPU build) spikingjelly's kernel registration makes torch log
+    "Triton not available"; the model module drops that message and no other."""
+    import logging
+
+    import autospikformer.model.spikformer  # noqa: F401  (installs the filter)
+
+    logger = logging.getLogger("torch._library.triton")
+
+    def record(message: str) -> logging.LogRecord:
+        return logger.makeRecord(logger.name, logging.WARNING, __file__, 1, message, None, None)
+
+    assert not logger.filter(record("Triton not available, find_triton_kernels = []"))
+    assert logger.filter(record("Triton kernel failed to compile"))

@@ -30,14 +30,10 @@ import typer
 import typer.core
 from rich.console import Console
 from rich.markup import escape
+from typer._click.exceptions import NoSuchOption, UsageError  # typer >= 0.26 carries its click
 
 from autospikformer.errors import AutospikError, error_line
 from autospikformer.study.storage import DEFAULT_RUNS_DIR, DEFAULT_STORAGE
-
-try:  # typer >= 0.22 carries its own click
-    from typer._click.exceptions import NoSuchOption, UsageError
-except ImportError:  # pragma: no cover - an older typer on click
-    from click.exceptions import NoSuchOption, UsageError
 
 console = Console(markup=False)
 if not console.is_terminal:  # a log file: one line per message, not wrapped at 80 columns

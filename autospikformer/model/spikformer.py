@@ -22,6 +22,7 @@ the input size in both (a 128x128 DVS input pools after every SPS stage).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,13 @@ from autospikformer.checkpoint_file import (
 from autospikformer.data.base import DatasetInfo, ImageSize, canonical_size
 from autospikformer.model.shapes import VariantName, model_variant, num_pools, sps_widths
 from autospikformer.search.architecture import Architecture
+
+# spikingjelly registers its LIF kernel as a torch ``triton_op``; where Triton is missing (torch's
+# CPU-only build) torch logs "Triton not available" at the first forward pass, twice, into every
+# user's log. The CPU path never uses Triton: that one message is dropped, nothing else.
+logging.getLogger("torch._library.triton").addFilter(
+    lambda record: "Triton not available" not in record.getMessage()
+)
 
 SPS_THRESHOLD = 1.0
 SPS_TAU = 2.0
