@@ -82,8 +82,8 @@ def test_the_readme_session_agrees_with_itself() -> None:
     assert int(size) == len(rows)
     assert rows[int(best_trial)][1] == best == max(r[1] for r in rows.values())
     assert rows[int(low_trial)][3] == low
-    assert f"front {size} | best val acc {best} % | min energy {low} µJ" in text
-    mean = re.search(r"10 of 10 members, mean ([\d.]+) %", text).group(1)
+    assert f"200/200 trials, front {size}, best val acc {best} %, min energy {low} µJ" in text
+    mean = re.search(rf"{size} of {size} members, mean ([\d.]+) %", text).group(1)
     tests = [float(r[2]) for r in rows.values()]
     assert f"{sum(tests) / len(tests):.2f}" == mean
     results = README.read_text().split("## Results", 1)[1]
