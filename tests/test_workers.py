@@ -174,12 +174,13 @@ def test_a_worker_killed_by_sigkill_is_named_and_the_others_finish(workdir) -> N
     storage = f"sqlite:///{folder / 'autospik.db'}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        autospik(folder, ckpt, "sigkill.toml", "--trials", "8", "--workers", "2"), cwd=folder,
+        autospik(folder, ckpt, "sigkill.toml", "--trials", "24", "--workers", "2"), cwd=folder,
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
 
-        def two_workers_busy():
+        def two_workers_busy():  # enough trials that both have finished one while one works
+            assert proc.poll() is None, "the study ended before a worker could be killed"
             done = optuna.load_study(study_name="sigkill", storage=storage).get_trials(
                 states=(TrialState.COMPLETE,)
             ) if evaluating(storage, "sigkill") else []  # fmt: skip
@@ -197,7 +198,7 @@ def test_a_worker_killed_by_sigkill_is_named_and_the_others_finish(workdir) -> N
     killed = [line for line in err.splitlines() if "was killed by SIGKILL" in line]
     assert len(killed) == 1 and killed[0].startswith("warning: worker "), err
     assert "its trial is re-queued after the study's grace period" in killed[0]
-    trials = check_exact(storage, "sigkill", 8)
+    trials = check_exact(storage, "sigkill", 24)
     assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED}
 
 
