@@ -49,6 +49,21 @@ def workdir(tmp_path_factory, tiny_supernet) -> tuple[Path, Path]:
     return tmp_path_factory.mktemp("outage"), tiny_supernet
 
 
+def stop_then_finish(server, proc: subprocess.Popen, seconds: float) -> str:
+    """Stop the database for ``seconds``, start it again and wait for the command; its stderr."""
+    server.stop()
+    time.sleep(seconds)
+    server.start()
+    return proc.communicate(timeout=300)[1]
+
+
+def leave_running(server, proc: subprocess.Popen) -> None:
+    """Whatever a test ended with: the command gone, the database up for the next test."""
+    proc.kill()
+    if not server.running():
+        server.start()
+
+
 def study_file(folder: Path, name: str, **search: int) -> Path:
     text = tiny_study(name)
     for key, value in search.items():
@@ -78,9 +93,10 @@ def trials_of(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
-def wait_until(predicate, timeout: float = 240.0) -> None:
+def wait_until(predicate, proc: subprocess.Popen, timeout: float = 240.0) -> None:
     end = time.monotonic() + timeout
     while not predicate():
+        assert proc.poll() is None, "the command ended before the moment the test waits for"
         assert time.monotonic() < end, "timed out"
         time.sleep(0.1)
 
@@ -112,22 +128,17 @@ def test_workers_ride_out_a_restart_and_a_stop(server, workdir) -> None:
     folder, ckpt = workdir
     name = f"ride-{uuid.uuid4().hex[:6]}"
     study_file(folder, name, grace_period=10)
-    n = 16
+    n = 40  # trials are fast (SPS reused): enough that the restart and the stop fall mid-search
     proc = start(folder, ckpt, server.url, f"{name}.toml", n)
     try:
-        wait_until(lambda: mid_trial(server.url, name, 4))
+        wait_until(lambda: mid_trial(server.url, name, 4), proc)
         before_restart = complete_numbers(trials_of(server.url, name))
         server.restart()
-        wait_until(lambda: mid_trial(server.url, name, 9))
+        wait_until(lambda: mid_trial(server.url, name, 9), proc)
         before_stop = complete_numbers(trials_of(server.url, name))
-        server.stop()
-        time.sleep(5)
-        server.start()
-        _, err = proc.communicate(timeout=300)
+        err = stop_then_finish(server, proc, seconds=5)
     finally:
-        proc.kill()
-        if not server.running():
-            server.start()
+        leave_running(server, proc)
     assert proc.returncode == 0, err
     lines = err.strip().splitlines()
     assert lines, "the 5 s stop was noticed"
@@ -148,7 +159,7 @@ def test_an_outage_longer_than_max_outage_stops_the_workers_with_one_line(server
     n = 10
     proc = start(folder, ckpt, server.url, f"{name}.toml", n)
     try:
-        wait_until(lambda: mid_trial(server.url, name, 3))
+        wait_until(lambda: mid_trial(server.url, name, 3), proc)
         server.stop()
         _, err = proc.communicate(timeout=120)
     finally:
@@ -243,14 +254,9 @@ def test_an_outage_after_the_search_is_ridden_out(server, workdir) -> None:
         for line in proc.stdout:  # the search is over: the after-search steps begin
             if f"study {name}: {n} complete trials" in line:
                 break
-        server.stop()
-        time.sleep(4)
-        server.start()
-        _, err = proc.communicate(timeout=300)
+        err = stop_then_finish(server, proc, seconds=4)
     finally:
-        proc.kill()
-        if not server.running():
-            server.start()
+        leave_running(server, proc)
     assert proc.returncode == 0, err
     lines = err.strip().splitlines()
     assert lines[0].startswith(f"warning: autospik: storage {server.url} unreachable while ")
