@@ -189,7 +189,7 @@ def _gone(pid: int) -> bool:
 def test_workers_stop_with_their_command_and_the_rerun_counts_its_own(
     tmp_path, tiny_supernet
 ) -> None:
-    n = 16
+    n = 40  # trials are fast (SPS reused): enough that the kill falls mid-search
     (tmp_path / "tiny.toml").write_text(tiny_study("tiny"))
     url = f"sqlite:///{tmp_path / 'autospik.db'}"
     run = [sys.executable, "-m", "autospikformer.cli", "study", "run", "tiny.toml", "--trials",

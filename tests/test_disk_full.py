@@ -81,7 +81,7 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def test_a_full_disk_under_the_storage_is_ridden_out(tmp_path, tiny_supernet) -> None:
-    n = 8
+    n = 24  # trials are fast (SPS reused): enough that the disk fills mid-search
     (tmp_path / "tiny.toml").write_text(tiny_study("tiny"))
     with small_disk(tmp_path / "disk", 4) as disk:
         url = f"sqlite:///{disk / 'study.db'}"
