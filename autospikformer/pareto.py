@@ -8,7 +8,7 @@ One home for what the search and the reports both need:
   a non-finite value never on a front;
 - for the search (DSPS+): non-dominated sorting (Optuna's), crowding distance, hypervolume
   contribution, constrained Pareto-rank selection, and the hypervolume a candidate would add to
-  a front; points as ``(energy, -accuracy)`` pairs, both minimised.
+  a front (or is expected to add, under a predictor's spread); points as ``(energy, -accuracy)`` pairs, both minimised.
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ from autospikformer.optuna_api import non_domination_ranks
 #: How far beyond the pooled front's nadir a shared reference point lies, as a fraction of the
 #: front's range in each objective (Ishibuchi et al., 2018).
 REFERENCE_MARGIN = 0.1
+
+
+def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """``a`` (accuracy, energy) is at least as accurate and as cheap as ``b``, and better in
+    one."""
+    return a[0] >= b[0] and a[1] <= b[1] and a != b
 
 
 def pareto_mask(accuracy: Any, energy: Any, feasible: Any = None) -> np.ndarray:
@@ -255,24 +261,64 @@ def staircase(points: np.ndarray) -> np.ndarray:
     return points[keep]
 
 
-def hypervolume_improvement(
-    front: np.ndarray, candidates: np.ndarray, ref: tuple[float, float]
-) -> np.ndarray:
-    """Hypervolume each candidate row (minimised) adds to the staircase ``front`` within ``ref``.
-
-    The region the front leaves free is a step function of the first coordinate: below the
-    front's first point it reaches ``ref``, on ``[x_j, x_j+1)`` it reaches ``y_j``. A
-    candidate adds the part of its box above that region, summed over the steps (vectorised).
-    """
+def _free_steps(front: np.ndarray, ref: tuple[float, float]) -> tuple[np.ndarray, ...]:
+    """The region the staircase ``front`` (minimised) leaves free within ``ref``, as steps of
+    the first coordinate: below the front's first point it reaches ``ref``, on
+    ``[x_j, x_j+1)`` it reaches ``y_j``. Returns each step's left and right end and height."""
     inside = front[(front[:, 0] < ref[0]) & (front[:, 1] < ref[1])] if len(front) else front
     xs = inside[:, 0] if len(inside) else np.zeros(0)
     left = np.concatenate(([-np.inf], xs))
     right = np.concatenate((xs, [ref[0]]))
     height = np.concatenate(([ref[1]], inside[:, 1] if len(inside) else np.zeros(0)))
+    return left, right, height
+
+
+def hypervolume_improvement(
+    front: np.ndarray, candidates: np.ndarray, ref: tuple[float, float]
+) -> np.ndarray:
+    """Hypervolume each candidate row (minimised) adds to the staircase ``front`` within ``ref``:
+    the part of its box above the free region (:func:`_free_steps`), summed over the steps
+    (vectorised)."""
+    left, right, height = _free_steps(front, ref)
     px, py = candidates[:, :1], candidates[:, 1:]
     width = np.clip(right[None, :] - np.maximum(left[None, :], px), 0.0, None)
     rise = np.clip(height[None, :] - py, 0.0, None)
     return (width * rise).sum(axis=1)
+
+
+def _expected_shortfall(level: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """``E[(level - X)^+]`` for ``X ~ N(mean, std^2)`` (broadcast; ``std`` 0: ``(level -
+    mean)^+``; ``level`` -inf: 0)."""
+    from scipy.special import ndtr
+
+    below = np.isneginf(level)
+    gap = np.where(below, 0.0, level) - mean
+    safe = np.where(std > 0, std, 1.0)
+    z = gap / safe
+    smooth = gap * ndtr(z) + safe * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    value = np.where(std > 0, smooth, np.maximum(gap, 0.0))
+    return np.where(below, 0.0, np.maximum(value, 0.0))
+
+
+def expected_hypervolume_improvement(
+    front: np.ndarray, mean: np.ndarray, std: np.ndarray, ref: tuple[float, float]
+) -> np.ndarray:
+    """Expected hypervolume each candidate adds to the staircase ``front`` within ``ref``,
+    both coordinates minimised, candidate ``i`` at ``N(mean[i], diag(std[i]^2))``.
+
+    Exact in two dimensions: the improvement of a point (x, y) is a sum over the steps j of
+    the free region, ``[l_j, r_j)`` at height ``h_j``, of ``(r_j - max(x, l_j))^+ * (h_j -
+    y)^+`` (:func:`hypervolume_improvement`); the width is ``(r_j - x)^+ - (l_j - x)^+``, each
+    factor depends on one coordinate, so with independent coordinates the expectation is
+    ``sum_j (S_x(r_j) - S_x(l_j)) * S_y(h_j)``, ``S(c) = E[(c - X)^+] = (c - mu) Phi(z) +
+    sigma phi(z)``. With ``std`` 0 it is the hypervolume improvement of ``mean``.
+    """
+    left, right, height = (steps[None, :] for steps in _free_steps(front, ref))
+    mx, my = mean[:, :1], mean[:, 1:]
+    sx, sy = std[:, :1], std[:, 1:]
+    width = _expected_shortfall(right, mx, sx) - _expected_shortfall(left, mx, sx)
+    rise = _expected_shortfall(height, my, sy)
+    return (np.maximum(width, 0.0) * rise).sum(axis=1)
 
 
 def epsilon_distance(front: np.ndarray, candidates: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -349,7 +349,7 @@ def test_gp_is_selectable_with_its_options() -> None:
 def test_expected_hypervolume_improvement_is_exact() -> None:
     """The closed form equals the hypervolume improvement averaged over many draws of the
     candidate, and the plain improvement of the mean when the spread is 0."""
-    from autospikformer.search.dsps_plus import expected_hypervolume_improvement
+    from autospikformer.pareto import expected_hypervolume_improvement
 
     front = np.array([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0]])
     ref = (4.0, 4.0)
@@ -399,7 +399,7 @@ def test_screening_picks_the_largest_expected_improvement() -> None:
     """With the default acquisition the pick is the proposal of the largest expected
     hypervolume improvement, the predictor's spread taken from its recent trials, within a
     reference point one front's range beyond the nadir."""
-    from autospikformer.search.dsps_plus import expected_hypervolume_improvement
+    from autospikformer.pareto import expected_hypervolume_improvement
 
     sampler = DSPSPlusSampler(space=BIG, seed=0)
     offspring = sampler._offspring

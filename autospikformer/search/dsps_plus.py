@@ -7,7 +7,7 @@ two other strategies.
 - :class:`ScreenedOffspring`: ``candidates`` proposals per slot (DSPS offspring, or with
   probability ``local_prob`` a single-gene move of a member of the study's front); a predictor
   fitted on the study's trials (:mod:`autospikformer.search.predictor`) picks the one with the
-  largest expected hypervolume improvement (:func:`expected_hypervolume_improvement`) over the
+  largest expected hypervolume improvement (:func:`~autospikformer.pareto.expected_hypervolume_improvement`) over the
   front (its complete feasible trials plus the predicted points of the trials running
   elsewhere), under the predictor's own uncertainty, within a reference point one front's
   range beyond the front's nadir.
@@ -26,12 +26,12 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtr
 
 from autospikformer.checks import check_choice, check_int, check_number, check_probability
 from autospikformer.pareto import (
     TIE_BREAKS,
     epsilon_distance,
+    expected_hypervolume_improvement,
     hypervolume_improvement,
     pareto_select,
     staircase,
@@ -44,12 +44,7 @@ from autospikformer.search.predictor import ArchitectureEncoder, ObjectivePredic
 from autospikformer.search.space import SearchSpace
 from autospikformer.search.strategies import Draw, Offspring
 
-__all__ = [
-    "DSPSPlusSampler",
-    "ParetoParents",
-    "ScreenedOffspring",
-    "expected_hypervolume_improvement",
-]
+__all__ = ["DSPSPlusSampler", "ParetoParents", "ScreenedOffspring"]
 
 #: How a screened slot picks among its proposals: ``"ehvi"``, the expected hypervolume
 #: improvement under the predictor's uncertainty, or ``"hvi"``, the improvement of the point
@@ -60,44 +55,6 @@ ACQUISITIONS = ("ehvi", "hvi")
 REFERENCE_MARGIN = 1.0
 #: The predictor's spread is measured on this share of the fitted trials, the last drawn.
 SPREAD_RECENT = 0.2
-
-
-def _expected_shortfall(level: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """``E[(level - X)^+]`` for ``X ~ N(mean, std^2)`` (broadcast; ``std`` 0: ``(level -
-    mean)^+``; ``level`` -inf: 0)."""
-    below = np.isneginf(level)
-    gap = np.where(below, 0.0, level) - mean
-    safe = np.where(std > 0, std, 1.0)
-    z = gap / safe
-    smooth = gap * ndtr(z) + safe * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
-    value = np.where(std > 0, smooth, np.maximum(gap, 0.0))
-    return np.where(below, 0.0, np.maximum(value, 0.0))
-
-
-def expected_hypervolume_improvement(
-    front: np.ndarray, mean: np.ndarray, std: np.ndarray, ref: tuple[float, float]
-) -> np.ndarray:
-    """Expected hypervolume each candidate adds to the staircase ``front`` within ``ref``,
-    both coordinates minimised, candidate ``i`` at ``N(mean[i], diag(std[i]^2))``.
-
-    Exact in two dimensions: the improvement of a point (x, y) is a sum over the steps j of
-    the free region, ``[l_j, r_j)`` of the first coordinate at height ``h_j``, of
-    ``(r_j - max(x, l_j))^+ * (h_j - y)^+`` (:func:`~autospikformer.pareto.hypervolume_improvement`);
-    the width is ``(r_j - x)^+ - (l_j - x)^+``, each factor depends on one coordinate, so with
-    independent coordinates the expectation is ``sum_j (S_x(r_j) - S_x(l_j)) * S_y(h_j)``,
-    ``S(c) = E[(c - X)^+] = (c - mu) Phi(z) + sigma phi(z)``. With ``std`` 0 it is the
-    hypervolume improvement of ``mean``.
-    """
-    inside = front[(front[:, 0] < ref[0]) & (front[:, 1] < ref[1])] if len(front) else front
-    xs = inside[:, 0] if len(inside) else np.zeros(0)
-    left = np.concatenate(([-np.inf], xs))[None, :]
-    right = np.concatenate((xs, [ref[0]]))[None, :]
-    height = np.concatenate(([ref[1]], inside[:, 1] if len(inside) else np.zeros(0)))[None, :]
-    mx, my = mean[:, :1], mean[:, 1:]
-    sx, sy = std[:, :1], std[:, 1:]
-    width = _expected_shortfall(right, mx, sx) - _expected_shortfall(left, mx, sx)
-    rise = _expected_shortfall(height, my, sy)
-    return (np.maximum(width, 0.0) * rise).sum(axis=1)
 
 
 class ParetoParents:

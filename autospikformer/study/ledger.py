@@ -25,6 +25,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from autospikformer.optuna_api import storage_of, study_id, trial_id, trials_after
+from autospikformer.pareto import dominates
 
 _ID_OF_NUMBER = "get_trial_id_from_study_id_trial_number"
 HOLE_LOOKS = 100  # looks for a skipped trial number before it is taken for no trial
@@ -33,11 +34,6 @@ HOLE_LOOKS = 100  # looks for a skipped trial number before it is taken for no t
 def params_key(params: Mapping[str, Any]) -> Hashable:
     """A hashable form of a trial's parameters: equal keys for equal parameter dicts."""
     return tuple(sorted(params.items()))
-
-
-def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
-    """``a`` is at least as accurate and as cheap as ``b``, and better in one."""
-    return a[0] >= b[0] and a[1] <= b[1] and a != b
 
 
 class TrialLedger:
@@ -135,9 +131,9 @@ class TrialLedger:
             self._add_to_front((float(trial.values[0]), float(trial.values[1])))
 
     def _add_to_front(self, point: tuple[float, float]) -> None:
-        if any(_dominates(member, point) for member in self.front):
+        if any(dominates(member, point) for member in self.front):
             return
-        self.front = [m for m in self.front if not _dominates(point, m)] + [point]
+        self.front = [m for m in self.front if not dominates(point, m)] + [point]
 
     def note(self, trial: FrozenTrial) -> None:
         """A trial the reader itself just finished (as ``study.tell`` returned it), taken in
