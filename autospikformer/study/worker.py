@@ -33,8 +33,9 @@ Design choices (``docs/studies.md`` explains them to users):
   worker is retried with back-off for up to ``search.max_outage`` seconds, so an evaluated trial
   keeps its result until it is saved; a worker that cannot reach the database for longer stops
   with one line. A full disk under the database is handled the same way; a full disk met
-  elsewhere during a trial re-queues the trial's candidate, as a second Ctrl-C does. The trial loop is Optuna's ask and tell, run here rather than by
-  ``study.optimize``, whose trial runner loses the database's error when saving a result fails.
+  elsewhere during a trial re-queues the trial's candidate, as a second Ctrl-C does. The trial
+  loop is Optuna's ask and tell, run here rather than by ``study.optimize``, whose trial runner
+  loses the database's error when saving a result fails.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -521,14 +521,7 @@ class SubnetEvaluator:
             calibrated = recalibrate_bn(model, arch, calib, self.device, precision=self.precision)
         model.eval()
         meter = self._meter(arch) if energy else None
-        correct = torch.zeros((), dtype=torch.long, device=self.device)
-        seen = 0
-        with torch.no_grad(), meter or contextlib.nullcontext():
-            for x, y in test:
-                with autocast(self.device, self.precision):
-                    logits = model(x, arch)
-                correct += (logits.argmax(-1) == y).sum()
-                seen += int(y.shape[0])
+        correct, seen = self._score(test, lambda x: model(x, arch), meter)
         return calibrated, correct, seen, meter
 
     def _pass_on_features(
@@ -550,16 +543,31 @@ class SubnetEvaluator:
                 raise ValueError("BN recalibration got no batches")
         model.eval()
         meter = self._meter(arch, embed=features.energy) if energy else None
+        labels = test.labels.split(test.batch_size)  # the batches SPS's outputs were kept in
+        correct, seen = self._score(
+            zip(features.evaluation, labels, strict=True),
+            lambda tokens: model.forward_head(model.forward_tokens(tokens.unpack(), arch)),
+            meter,
+        )
+        return calibrated, correct, seen, meter, how
+
+    def _score(
+        self,
+        batches: Iterable[tuple[Any, torch.Tensor]],
+        forward: Callable[[Any], torch.Tensor],
+        meter: EnergyMeter | None,
+    ) -> tuple[torch.Tensor, int]:
+        """Correct answers (counted on the device) and images seen of ``forward`` over
+        ``batches``, without gradients, under the evaluator's precision and ``meter``."""
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         seen = 0
-        labels = test.labels.split(test.batch_size)  # the batches SPS's outputs were kept in
         with torch.no_grad(), meter or contextlib.nullcontext():
-            for tokens, y in zip(features.evaluation, labels, strict=True):
+            for x, y in batches:
                 with autocast(self.device, self.precision):
-                    logits = model.forward_head(model.forward_tokens(tokens.unpack(), arch))
+                    logits = forward(x)
                 correct += (logits.argmax(-1) == y).sum()
                 seen += int(y.shape[0])
-        return calibrated, correct, seen, meter, how
+        return correct, seen
 
     def _features(
         self, arch: Architecture, calib: DeviceSplit | None, test: DeviceSplit
