@@ -58,7 +58,6 @@ import os
 import platform
 import random
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -76,7 +75,7 @@ from optuna.trial import TrialState
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 from checkpoint_killer import recipe  # noqa: E402
-from helpers import tiny_study  # noqa: E402
+from helpers import fill_disk, process_gone, tiny_study  # noqa: E402
 from private_postgres import PrivatePostgres  # noqa: E402
 
 from autospikformer.checkpoint_file import load_checkpoint  # noqa: E402
@@ -632,14 +631,6 @@ def two_runs(folder: Path, n: int) -> dict[str, Any]:
     return out
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
-
-
 def orphans(args: argparse.Namespace) -> list[dict[str, Any]]:
     """SIGKILL a `--workers 2` command mid-search, then run it again: do its workers stop, and
     does the rerun count only its own trials?"""
@@ -663,7 +654,7 @@ def orphans(args: argparse.Namespace) -> list[dict[str, Any]]:
         parent.kill()
         parent.wait()
         killed_at, at_kill = time.monotonic(), len(complete(trials_of(url, name)))
-        while not all(_gone(pid) for pid in pids) and time.monotonic() - killed_at < 600:
+        while not all(process_gone(pid) for pid in pids) and time.monotonic() - killed_at < 600:
             time.sleep(0.1)
         stopped_s = time.monotonic() - killed_at
         after = trials_of(url, name)
@@ -699,18 +690,6 @@ def _mounted(folder: Path, megabytes: int) -> None:
                    check=True)  # fmt: skip
 
 
-def _fill(folder: Path, leave: int = 0) -> Path:
-    filler = folder / f"filler-{uuid.uuid4().hex[:6]}"
-    with open(filler, "wb") as handle:
-        while (free := shutil.disk_usage(folder).free - leave) > 0:
-            try:
-                handle.write(b"\0" * min(free, 1 << 20))
-                handle.flush()
-            except OSError:
-                break
-    return filler
-
-
 def disk_full(args: argparse.Namespace) -> dict[str, Any]:
     """A tmpfs under the study's SQLite file filled mid-search for ``--hold`` seconds, then
     freed; a tmpfs under the export filled; an export SIGKILLed at random moments."""
@@ -744,7 +723,7 @@ def _storage_full(folder: Path, disk: Path, ckpt: Path, args: argparse.Namespace
     )  # fmt: skip
     while len(complete(trials_of(url, name))) < args.at and proc.poll() is None:
         time.sleep(0.05)
-    filler = _fill(disk)
+    filler = fill_disk(disk)
     time.sleep(args.hold)
     filler.unlink()
     _, err = proc.communicate()
@@ -802,7 +781,7 @@ def _export_faults(folder: Path, args: argparse.Namespace) -> tuple[dict[str, An
     try:
         export_study(study, disk / "export")
         before = digests(disk / "export")
-        filler = _fill(disk, leave=1 << 20)
+        filler = fill_disk(disk, leave=1 << 20)
         try:
             export_study(study, disk / "export", option="--out")
             line = "no error"

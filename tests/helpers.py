@@ -1,7 +1,10 @@
-"""Small shared test fixtures-as-data: a tiny search space and tiny study files."""
+"""Small shared test fixtures-as-data: a tiny search space and tiny study files; and two
+process and disk probes the fault tests and ``benchmarks/faults.py`` share."""
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +116,25 @@ def tiny_study(
     if options is None:
         options = DSPS_OPTIONS if sampler == "dsps" else {}
     return study_text(name, sampler=sampler, search=search, options=options)
+
+
+def process_gone(pid: int) -> bool:
+    """Process ``pid`` has exited (a zombie that nobody reaps counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def fill_disk(folder: Path, leave: int = 0) -> Path:
+    """Fill the disk under ``folder`` up to ``leave`` free bytes; returns the filler file."""
+    filler = folder / f"filler-{uuid.uuid4().hex[:6]}"
+    with open(filler, "wb") as handle:
+        while (free := shutil.disk_usage(folder).free - leave) > 0:
+            try:
+                handle.write(b"\0" * min(free, 1 << 20))
+                handle.flush()
+            except OSError:
+                break
+    return filler

@@ -28,7 +28,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from helpers import study_text, tiny_study
+from helpers import process_gone, study_text, tiny_study
 from optuna.trial import TrialState
 
 from autospikformer.report.export import EXPORT_FILES
@@ -176,15 +176,6 @@ def _complete(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     return [t for t in trials if t.state == TrialState.COMPLETE]
 
 
-def _gone(pid: int) -> bool:
-    """Exited (a zombie that nobody reaps counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_workers_stop_with_their_command_and_the_rerun_counts_its_own(
     tmp_path, tiny_supernet
@@ -213,7 +204,7 @@ def test_workers_stop_with_their_command_and_the_rerun_counts_its_own(
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         end = time.monotonic() + 120
-        while not all(_gone(pid) for pid in workers):  # each finishes its trial, then stops
+        while not all(process_gone(pid) for pid in workers):  # each finishes its trial, then stops
             assert time.monotonic() < end, "the workers went on without their command"
             time.sleep(0.2)
     finally:

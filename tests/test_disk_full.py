@@ -15,18 +15,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
-from helpers import tiny_study
+from helpers import fill_disk, tiny_study
 from optuna.trial import TrialState
 from test_export import filled_study
 
@@ -50,22 +48,6 @@ def small_disk(folder: Path, megabytes: int) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
-
-
-def fill(folder: Path, leave: int = 0) -> Path:
-    """Fill the disk under ``folder`` up to ``leave`` free bytes; returns the filler file."""
-    filler = folder / f"filler-{uuid.uuid4().hex[:6]}"
-    with open(filler, "wb") as handle:
-        while True:
-            free = shutil.disk_usage(folder).free - leave
-            if free <= 0:
-                break
-            try:
-                handle.write(b"\0" * min(free, 1 << 20))
-                handle.flush()
-            except OSError:
-                break
-    return filler
 
 
 def complete(url: str) -> int:
@@ -98,7 +80,7 @@ def test_a_full_disk_under_the_storage_is_ridden_out(tmp_path, tiny_supernet) ->
             while complete(url) < 2:
                 assert time.monotonic() < end and proc.poll() is None, errors.read_text()
                 time.sleep(0.1)
-            filler = fill(disk)
+            filler = fill_disk(disk)
             while "is full while" not in errors.read_text():  # a trial's save waits for room
                 assert time.monotonic() < end and proc.poll() is None, errors.read_text()
                 time.sleep(0.2)
@@ -125,7 +107,7 @@ def test_an_export_onto_a_full_disk_leaves_the_previous_one(tmp_path) -> None:
         export_study(study, out, option="--out")
         before = digests(out)
         assert sorted(before) == sorted(EXPORT_FILES)
-        filler = fill(disk, leave=1 << 20)  # 1 MB left: pareto.html (about 4.8 MB) cannot fit
+        filler = fill_disk(disk, leave=1 << 20)  # 1 MB left: pareto.html (about 4.8 MB) cannot fit
         with pytest.raises(ExportError) as refused:
             export_study(study, out, option="--out")
         assert str(refused.value) == (
