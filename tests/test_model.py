@@ -420,3 +420,44 @@ def test_only_torchs_triton_probe_warning_is_dropped() -> None:
 
     assert not logger.filter(record("Triton not available, find_triton_kernels = []"))
     assert logger.filter(record("Triton kernel failed to compile"))
+
+
+@pytest.mark.parametrize("tau", [1.5, 2.0, 3.0, 10 / 3])
+@pytest.mark.parametrize("threshold", [0.25, 0.5, 1.0, 1.75])
+def test_inference_lif_fires_as_spikingjellys_kernel(tau: float, threshold: float) -> None:
+    """Without autograd on the CPU the LIF runs its own loop; its spikes and membrane equal
+    spikingjelly's kernel bit for bit: inputs on the threshold, a membrane kept from the previous
+    call, NaN and infinity, and every T."""
+    from autospikformer.model.spikformer import make_lif
+
+    generator = torch.Generator().manual_seed(7)
+    for steps in (1, 2, 5):
+        x = torch.randn(steps, 6, 40, generator=generator) * 2
+        x[:, :2] = torch.round(x[:, :2] * 8) / 8  # many exact hits of every threshold
+        x[0, 5, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+        fast, kernel = make_lif(threshold, tau), make_lif(threshold, tau)
+        with torch.no_grad():
+            assert fast._exact_fast_path(x, (), {})
+            got = (fast(x), fast(x * 0.7), fast.v)
+        with torch.enable_grad():  # what training runs: spikingjelly's own kernel
+            assert not kernel._exact_fast_path(x, (), {})
+            want = (kernel(x), kernel(x * 0.7), kernel.v)
+        for a, b in zip(got, want, strict=True):
+            assert torch.equal(torch.isnan(a), torch.isnan(b))
+            assert torch.equal(a.nan_to_num(), b.detach().nan_to_num())
+        assert got[0].sum() > 0 and (got[0] == 0).any()  # both outcomes occur
+
+
+def test_inference_lif_leaves_training_to_spikingjelly() -> None:
+    """With autograd, on half precision inputs before the cast, or with a voltage monitor the
+    kernel keeps the step: gradients flow through the surrogate as before."""
+    from autospikformer.model.spikformer import make_lif
+
+    lif = make_lif(0.5, 2.0)
+    x = torch.rand(3, 4, 5, requires_grad=True)
+    lif(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    lif.store_v_seq = True
+    with torch.no_grad():
+        assert not lif._exact_fast_path(x.detach(), (), {})
+        assert not lif._exact_fast_path(x.detach().double(), (), {})

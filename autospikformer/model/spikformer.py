@@ -68,6 +68,44 @@ class FloatLIF(neuron.LIFNode):
             x = x.float()
         return super().forward(x, *args, **kwargs)
 
+    def multi_step_forward(self, x_seq: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if self._exact_fast_path(x_seq, args, kwargs):
+            return self._forward_without_grad(x_seq)
+        return super().multi_step_forward(x_seq, *args, **kwargs)
+
+    def _exact_fast_path(self, x_seq: torch.Tensor, args: tuple, kwargs: dict) -> bool:
+        """Inference on the CPU, where spikingjelly's kernel is its autograd-ready reference
+        loop: eleven tensor operations a step and a stack of the charged membranes it then
+        discards. Everything else (training, CUDA kernels, monitors of the voltage) keeps it."""
+        return (
+            not torch.is_grad_enabled()
+            and x_seq.device.type == "cpu"
+            and x_seq.dtype == torch.float32
+            and not (args or kwargs or self.store_v_seq)
+            and self._neuron_precision is None
+            and self.decay_input
+            and self.v_reset == 0.0
+            and isinstance(self.v_threshold, float)
+            and self.v_threshold > 0.0
+        )
+
+    def _forward_without_grad(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """The same spikes and membrane, bit for bit, in six operations a step: charge
+        ``h = v + (x - v) / tau`` in the kernel's order, fire where ``h >= threshold`` (the
+        kernel's ``h - threshold >= 0``: rounding keeps the sign), hard reset to 0 as a product
+        with the float mask of the neurons that did not fire (the kernel's
+        ``spike * 0 + (1 - spike) * h``, also for NaN and infinity)."""
+        (v,) = self.materialize_states((x_seq,), tuple(self._memories.values()), "m")
+        spikes = torch.empty_like(x_seq)
+        silent = torch.empty_like(x_seq[0])
+        for x, out in zip(x_seq, spikes, strict=True):
+            h = torch.sub(x, v).div_(self.tau).add_(v)
+            torch.ge(h, self.v_threshold, out=out)
+            v = h.mul_(torch.lt(h, self.v_threshold, out=silent))
+        self._memories["v"] = v
+        self.v_seq = None
+        return spikes
+
 
 def make_lif(threshold: float = 1.0, tau: float = 2.0) -> neuron.LIFNode:
     """The reference LIF: multi-step, hard reset to 0, detached reset, sigmoid surrogate."""
