@@ -7,11 +7,14 @@ change here only. Each name says what it reaches.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import optuna
+import sqlalchemy
+from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage
 from optuna.storages._heartbeat import BaseHeartbeat, get_heartbeat_thread
 
@@ -67,22 +70,35 @@ def rdb_engine(storage: Any) -> Any:
     return getattr(getattr(storage, "_backend", storage), "engine", None)
 
 
+#: Per RDB storage, the distribution of each (study, parameter) this process has checked and
+#: written: later parameters of that name are checked against it without a query (Optuna
+#: queries the study's first one each time; every written one is compatible with it).
+_distributions_seen: weakref.WeakKeyDictionary[Any, dict[tuple[int, str], BaseDistribution]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def set_trial_attrs(
     storage: BaseStorage,
     trial: int,
     *,
+    params: dict[str, tuple[float, BaseDistribution]] | None = None,
     user_attrs: dict[str, Any] | None = None,
     system_attrs: dict[str, Any] | None = None,
 ) -> None:
-    """Several user and system attributes of running trial ``trial`` in one transaction of the
-    RDB storage under ``storage``, one upsert statement per table on SQLite and PostgreSQL
-    (Optuna writes and commits each attribute on its own: two statements and a commit each);
-    one call per attribute on any other storage. All or none are written."""
-    user_attrs, system_attrs = user_attrs or {}, system_attrs or {}
+    """Parameters (name -> internal value and distribution) and user and system attributes of
+    running trial ``trial`` in one transaction of the RDB storage under ``storage``: each
+    parameter checked against the study's distribution of that name as Optuna checks it, the
+    attributes in one upsert statement per table on SQLite and PostgreSQL (Optuna writes and
+    commits each parameter and attribute on its own); one call each on any other storage. All
+    or none are written."""
+    params, user_attrs, system_attrs = params or {}, user_attrs or {}, system_attrs or {}
     rdb = storage
     while not isinstance(rdb, optuna.storages.RDBStorage) and hasattr(rdb, "_backend"):
         rdb = rdb._backend
     if not isinstance(rdb, optuna.storages.RDBStorage):
+        for name, (value, distribution) in params.items():
+            storage.set_trial_param(trial, name, value, distribution)
         for key, value in user_attrs.items():
             storage.set_trial_user_attr(trial, key, value)
         for key, value in system_attrs.items():
@@ -94,12 +110,47 @@ def set_trial_attrs(
     with _create_scoped_session(rdb.scoped_session, True) as session:
         row = models.TrialModel.find_or_raise_by_id(trial, session)
         rdb.check_trial_is_updatable(trial, row.state)
+        checked = _insert_params(rdb, session, row.study_id, trial, params) if params else {}
         for model, attrs in (
             (models.TrialUserAttributeModel, user_attrs),
             (models.TrialSystemAttributeModel, system_attrs),
         ):
             if attrs:
                 _upsert_attrs(rdb, session, model, trial, attrs)
+    _distributions_seen.setdefault(rdb, {}).update(checked)  # once committed
+
+
+def _insert_params(
+    rdb: Any, session: Any, study: int, trial: int, params: dict[str, tuple[float, Any]]
+) -> dict[tuple[int, str], Any]:
+    """``params`` of ``trial`` into Optuna's parameter table: a name this process has not
+    written in the study yet as Optuna writes one (its check against the study's distribution
+    of that name queries the study), the others checked against the one kept and inserted in
+    one statement. Returns the distributions checked by a query, to keep once committed."""
+    from optuna.distributions import check_distribution_compatibility, distribution_to_json
+    from optuna.storages._rdb import models
+
+    known = _distributions_seen.get(rdb, {})
+    checked = {}
+    rows = []
+    for name, (value, distribution) in params.items():
+        seen = known.get((study, name))
+        if seen is None:
+            rdb._set_trial_param_without_commit(session, trial, name, value, distribution)
+            checked[(study, name)] = distribution
+            continue
+        check_distribution_compatibility(seen, distribution)
+        rows.append(
+            {
+                "trial_id": trial,
+                "param_name": name,
+                "param_value": value,
+                "distribution_json": distribution_to_json(distribution),
+            }
+        )
+    if rows:
+        session.execute(sqlalchemy.insert(models.TrialParamModel), rows)
+    return checked
 
 
 def _upsert_attrs(rdb: Any, session: Any, model: Any, trial: int, attrs: dict[str, Any]) -> None:

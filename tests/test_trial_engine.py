@@ -414,9 +414,48 @@ def test_several_attributes_are_written_in_one_transaction_all_or_none(tmp_path)
     assert "e" not in rdb.get_trial(trial_id(trial)).user_attrs
 
 
+def test_parameters_written_together_equal_optunas_own_writes(tmp_path) -> None:
+    """A trial's suggestions inside ``written_together`` land in one commit at the block's end,
+    stored exactly as Optuna stores them one by one; a distribution that clashes with the
+    study's is refused as Optuna refuses it, and a block that raises writes nothing."""
+    rdb = open_storage(f"sqlite:///{tmp_path / 'params.db'}", create=True)
+    study = optuna.create_study(storage=rdb, directions=["maximize", "minimize"])
+    retrying = RetryingStorage(storage_of(study), max_outage=5)
+    choices = {"depth": [1, 2], "embed_dim": [16, 24, 32], "tau": [1.5, 2.0]}
+    plain, together = study.ask(), optuna.Trial(study, trial_id(study.ask()))
+    for name, values in choices.items():
+        plain.suggest_categorical(name, values)
+    commits: list[int] = []
+    event.listen(rdb.engine, "commit", lambda conn: commits.append(1))
+    together.storage = retrying  # what a worker's study hands its trials
+    for _ in range(2):  # the second time, the names' distributions are known: no query
+        with retrying.written_together(trial_id(together)):
+            for name, values in choices.items():
+                together.suggest_categorical(name, values)
+            together.set_user_attr("arch", "d1")
+            assert rdb.get_trial(trial_id(together)).params == {}  # nothing written yet
+            commits.clear()  # (that read's own)
+        assert len(commits) == 1
+        first, second = (rdb.get_trial(trial_id(t)) for t in (plain, together))
+        assert second.params == together.params and second.distributions == first.distributions
+        assert second.user_attrs == {"arch": "d1"}
+        commits.clear()
+        together = optuna.Trial(study, trial_id(study.ask()))
+        together.storage = retrying
+    with pytest.raises(ValueError, match="does not support dynamic value space"):
+        retrying.set_trial_attrs(
+            trial_id(together), params={"tau": (0.0, CategoricalDistribution([1.5, 3.0]))}
+        )
+    with pytest.raises(RuntimeError), retrying.written_together(trial_id(together)):
+        together.suggest_categorical("depth", [1, 2])
+        raise RuntimeError("the draw failed")
+    assert rdb.get_trial(trial_id(together)).params == {}
+
+
 def test_an_evaluated_trial_writes_its_record_once(tiny_supernet, tmp_path, monkeypatch) -> None:
-    """Three attribute writes per evaluated trial, whatever the study's size: the worker label
-    (a kill is seen), the architecture (being evaluated), the record in one transaction."""
+    """Three writes per evaluated trial, whatever the study's size: the worker label (a kill is
+    seen), the parameters with the architecture (being evaluated) in one transaction, the
+    record in one more."""
     url = f"sqlite:///{tmp_path / 'once.db'}"
     (tmp_path / "s.toml").write_text(tiny_study("s", "random", trials=2, eval_samples=32))
     resolve_study(str(tmp_path / "s.toml"), url, create=True)
@@ -431,8 +470,9 @@ def test_an_evaluated_trial_writes_its_record_once(tiny_supernet, tmp_path, monk
     worker = Worker(WorkerOptions(url, "s", 2, str(tiny_supernet), device="cpu"))
     calls.clear()
     assert worker.run() == 2
-    assert calls.count("set_trial_attrs") == 2
-    assert calls.count("set_trial_user_attr") == 2 * 3  # worker, architecture, its JSON
+    assert calls.count("set_trial_attrs") == 2 * 2  # parameters and architecture; record
+    assert calls.count("set_trial_user_attr") == 2  # the worker label
+    assert "set_trial_param" not in calls
     # Optuna's ask looks for a waiting trial; the worker's own reads are only new trials
     assert (
         calls.count("get_all_trials") == 2

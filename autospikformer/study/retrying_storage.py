@@ -46,6 +46,7 @@ from typing import Any, TextIO
 import optuna
 import sqlalchemy
 import sqlalchemy.exc
+from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
@@ -120,9 +121,9 @@ _RETRIED = (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
     "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
     "get_study_user_attrs", "get_study_system_attrs", "get_all_studies", "create_new_trial",
-    "set_trial_param", "get_trial_id_from_study_id_trial_number", "get_trial_number_from_id",
+    "get_trial_id_from_study_id_trial_number", "get_trial_number_from_id",
     "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value",
-    "set_trial_user_attr", "set_trial_system_attr", "get_trial", "get_all_trials",
+    "set_trial_system_attr", "get_trial", "get_all_trials",
     "get_n_trials", "get_best_trial", "get_trial_params", "get_trial_user_attrs",
     "get_trial_system_attrs", "_get_stale_trial_ids",
 )  # fmt: skip
@@ -163,6 +164,7 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
         self._last_failure: float | None = None
         self._gave_up: StorageOutage | None = None
         self._once = threading.local()
+        self._kept = threading.local()  # what :meth:`written_together` keeps
         self._heartbeat_warned = False
 
     def reseed_rng(self, seed: int | None = None) -> None:
@@ -274,12 +276,55 @@ class RetryingStorage(BaseStorage, BaseHeartbeat):
         self,
         trial_id: int,
         *,
+        params: dict[str, tuple[float, BaseDistribution]] | None = None,
         user_attrs: dict[str, Any] | None = None,
         system_attrs: dict[str, Any] | None = None,
     ) -> None:
-        """Several attributes of a running trial in one transaction
+        """Parameters and attributes of a running trial in one transaction
         (:func:`~autospikformer.optuna_api.set_trial_attrs`), retried through an outage."""
-        self.call(set_trial_attrs, trial_id, user_attrs=user_attrs, system_attrs=system_attrs)
+        self.call(
+            set_trial_attrs,
+            trial_id,
+            params=params,
+            user_attrs=user_attrs,
+            system_attrs=system_attrs,
+        )
+
+    @contextlib.contextmanager
+    def written_together(self, trial_id: int) -> Iterator[None]:
+        """The parameters and user attributes this thread sets on trial ``trial_id`` inside the
+        block are kept and written at its end, in one transaction (:meth:`set_trial_attrs`),
+        instead of one commit each: a trial suggests an architecture in one write. Optuna's
+        trial keeps its own copy of what it set, so nothing inside reads them back; a block
+        that raises writes none of them (the trial fails, never evaluated)."""
+        kept: tuple[int, dict[str, Any], dict[str, Any]] = (trial_id, {}, {})
+        self._kept.value = kept
+        try:
+            yield
+        finally:
+            self._kept.value = None
+        if kept[1] or kept[2]:
+            self.set_trial_attrs(trial_id, params=kept[1], user_attrs=kept[2])
+
+    def set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: BaseDistribution,
+    ) -> None:
+        kept = getattr(self._kept, "value", None)
+        if kept is not None and kept[0] == trial_id:
+            kept[1][param_name] = (param_value_internal, distribution)
+            return
+        self.call("set_trial_param", trial_id, param_name, param_value_internal, distribution)
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        kept = getattr(self._kept, "value", None)
+        if kept is not None and kept[0] == trial_id:
+            kept[2][key] = value
+            return
+        self.call("set_trial_user_attr", trial_id, key, value)
 
     # -- heartbeats: tried once, never raised ------------------------------------------------
     def record_heartbeat(self, trial_id: int) -> None:

@@ -19,9 +19,9 @@ Design choices (``docs/studies.md`` explains them to users):
   so of two simultaneous twins at least one sees the other.
 - **What grows with the study is not read again.** The counts, the evaluated parameters and the
   running trials come from a :class:`~autospikformer.study.ledger.TrialLedger`, which fetches
-  only the trials new or unfinished since its last look; an evaluated trial writes its record in
-  one storage transaction (``optuna_api.set_trial_attrs``) besides the worker label and the
-  architecture, which mark it as being evaluated.
+  only the trials new or unfinished since its last look. A trial writes its label first (a kill
+  is seen), then its parameters and architecture in one storage transaction (they mark it as
+  being evaluated), then its record in one more (``optuna_api.set_trial_attrs``).
 - **Heartbeats.** Workers beat every ``search.heartbeat_interval`` seconds; a RUNNING trial silent
   for ``search.grace_period`` seconds (its worker was killed) is marked FAIL by the next worker
   that starts a trial and re-queued (WAITING, same parameters) by Optuna's
@@ -227,8 +227,9 @@ class Worker:
         ahead = sum(t.number < trial.number for t in ledger.running)
         if ledger.complete + ahead >= n:
             self._close_surplus(trial)
-        arch = suggest_architecture(trial, self.config.space)
-        trial.set_user_attr(ARCH_JSON_ATTR, arch.to_dict())  # from here on: being evaluated
+        with self.storage.written_together(trial_id(trial)):  # one write, not one per gene
+            arch = suggest_architecture(trial, self.config.space)
+            trial.set_user_attr(ARCH_JSON_ATTR, arch.to_dict())  # from here on: being evaluated
         ledger.refresh(me=trial.number)  # a twin drawn meanwhile by another worker is seen
         twin = ledger.duplicate_of(trial.params, trial.number)
         if twin is not None:
