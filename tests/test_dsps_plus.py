@@ -51,6 +51,8 @@ def _run(sampler: optuna.samplers.BaseSampler, n: int, space: Any = BIG, **kw: A
     [
         ({"candidates": 0}, "candidates"),
         ({"local_prob": 1.5}, "local_prob"),
+        ({"pool_prob": -0.1}, "pool_prob"),
+        ({"pool_prior": -1}, "pool_prior"),
         ({"tie_break": "random"}, "tie_break"),
         ({"min_fit_trials": 1}, "min_fit_trials"),
         ({"acquisition": "ei"}, "acquisition"),
@@ -450,3 +452,60 @@ def test_the_previous_rule_stays_selectable() -> None:
     predictor = sampler._offspring.predictor(sampler._view(study), 12)
     assert predictor is not None and not predictor.variance
     assert predictor.predict_distribution(list(sampler._offspring._rows)[:3])[1] is None
+
+
+def _pool_archs() -> list[Any]:
+    from autospikformer.search.architecture import Architecture
+
+    def arch(depth: int, embed: int, t: int, heads: tuple[int, ...]) -> Architecture:
+        return Architecture(
+            depth=depth,
+            embed_dim=embed,
+            mlp_ratio=(3.0,) * depth,
+            num_heads=heads,
+            threshold=(1.0,) * depth,
+            tau=(2.0,) * depth,
+            time_steps=t,
+        )
+
+    return [arch(2, 384, 4, (6, 12)), arch(2, 384, 2, (6, 6)), arch(3, 432, 4, (12, 12, 6))]
+
+
+def test_gene_pool_draws_follow_the_pool_frequencies_smoothed_by_the_prior() -> None:
+    import random
+
+    from autospikformer.search.operators import gene_pool_draw
+
+    pool, n = _pool_archs(), 20000
+    rng = random.Random(7)
+    draws = [gene_pool_draw(pool, BIG, rng, prior_weight=0.0) for _ in range(n)]
+    # without a prior every gene takes a value some pool member holds at that position
+    assert {a.depth for a in draws} == {2, 3} and {a.embed_dim for a in draws} == {384, 432}
+    assert {a.mlp_ratio[0] for a in draws} == {3.0} and {a.tau[1] for a in draws} == {2.0}
+    assert {a.num_heads[2] for a in draws if a.depth == 3} == {6}  # only one member is that deep
+    for share, value in ((2 / 3, 384), (1 / 3, 432)):
+        assert abs(sum(a.embed_dim == value for a in draws) / n - share) < 0.01
+    heads0 = sum(a.num_heads[0] == 6 for a in draws) / n
+    assert abs(heads0 - 2 / 3) < 0.01  # block 0: 6, 6, 12
+    # a prior weight w adds w / len(choices) to every value's count (TPE's prior)
+    w, k = 3.0, len(BIG.choices["embed_dim"])
+    draws = [gene_pool_draw(pool, BIG, rng, prior_weight=w) for _ in range(n)]
+    for value, count in ((384, 2), (432, 1), (336, 0), (480, 0)):
+        expected = (count + w / k) / (len(pool) + w)
+        assert abs(sum(a.embed_dim == value for a in draws) / n - expected) < 0.01, value
+    assert all(BIG.contains(a) for a in draws)
+    grown = [a for a in draws if a.depth == 6]  # no member is that deep: the prior alone
+    assert grown and all(len(a.tau) == 6 for a in grown)
+
+
+def test_gene_pool_proposals_join_the_screened_pool() -> None:
+    sampler = DSPSPlusSampler(space=BIG, population_size=20, num_parents=8, pool_prob=0.5, seed=0)
+    trials = _run(sampler, 120).get_trials(deepcopy=False)
+    origins = Counter(t.system_attrs["autospik:dsps:candidate"]["origin"] for t in trials)
+    assert origins["pool"] > 0 and len({_arch(t) for t in trials}) == 120
+    off = DSPSPlusSampler(space=BIG, population_size=20, num_parents=8, pool_prob=0.0, seed=0)
+    origins = Counter(
+        t.system_attrs["autospik:dsps:candidate"]["origin"]
+        for t in _run(off, 120).get_trials(deepcopy=False)
+    )
+    assert origins["pool"] == 0

@@ -135,6 +135,10 @@ BAD = [
         "search.options.acquisition: 'ei' is not allowed (allowed: ehvi, hvi)",
     ),
     (
+        lambda d: d["search"].update(sampler="dsps-plus", options={"pool_prior": -1}),
+        "search.options.pool_prior: -1 is not allowed (allowed: a number >= 0.0)",
+    ),
+    (
         lambda d: d["search"].update(alpha="high"),
         "search.alpha: 'high' is not allowed (allowed: a number >= 0.0 and <= 1.0)",
     ),

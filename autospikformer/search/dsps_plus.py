@@ -5,7 +5,8 @@ two other strategies.
   non-dominated fronts, the last front that fits cut by crowding distance or hypervolume
   contribution, then the infeasible ones by violation), instead of one scalarisation (F_AEB).
 - :class:`ScreenedOffspring`: ``candidates`` proposals per slot (DSPS offspring, or with
-  probability ``local_prob`` a single-gene move of a member of the study's front); a predictor
+  probability ``local_prob`` a single-gene move of a member of the study's front, or with
+  ``pool_prob`` a gene-pool draw from the parents' and the front's gene values); a predictor
   fitted on the study's trials (:mod:`autospikformer.search.predictor`) picks the one with the
   largest expected hypervolume improvement (:func:`~autospikformer.pareto.expected_hypervolume_improvement`) over the
   front (its complete feasible trials plus the predicted points of the trials running
@@ -39,7 +40,7 @@ from autospikformer.pareto import (
 from autospikformer.search.architecture import Architecture
 from autospikformer.search.dsps import DSPSSampler
 from autospikformer.search.mirror import StudyMirror, TrialSummary
-from autospikformer.search.operators import single_gene_move
+from autospikformer.search.operators import gene_pool_draw, single_gene_move
 from autospikformer.search.predictor import ArchitectureEncoder, ObjectivePredictor, refit_point
 from autospikformer.search.space import SearchSpace
 from autospikformer.search.strategies import Draw, Offspring
@@ -105,6 +106,8 @@ class ScreenedOffspring:
         *,
         candidates: int = 16,
         local_prob: float = 0.2,
+        pool_prob: float = 0.0,
+        pool_prior: float = 1.0,
         min_fit_trials: int = 20,
         refit_every: int = 10,
         acquisition: str = "ehvi",
@@ -114,6 +117,8 @@ class ScreenedOffspring:
         self.base = base
         self.candidates = check_int("candidates", candidates, minimum=1)
         self.local_prob = check_probability("local_prob", local_prob)
+        self.pool_prob = check_probability("pool_prob", pool_prob)
+        self.pool_prior = check_number("pool_prior", pool_prior, lo=0.0)
         self.min_fit_trials = check_int("min_fit_trials", min_fit_trials, minimum=2)
         self.refit_every = check_int("refit_every", refit_every, minimum=1)
         self.acquisition = check_choice("acquisition", acquisition, ACQUISITIONS)
@@ -137,6 +142,12 @@ class ScreenedOffspring:
             "acquisition": self.acquisition,
             "reference_margin": self.reference_margin,
             "spread_recent": self.spread_recent,
+            # recorded only when used, so studies begun before the option resume unwarned
+            **(
+                {"pool_prob": self.pool_prob, "pool_prior": self.pool_prior}
+                if self.pool_prob
+                else {}
+            ),
         }
 
     def propose(self, draw: Draw, rng: random.Random) -> tuple[Architecture, str]:
@@ -144,12 +155,15 @@ class ScreenedOffspring:
         if predictor is None:
             return self.base.propose(draw, rng)
         front_records = self.front(draw.mirror)[2]
+        genes = self.gene_pool(draw, front_records) if self.pool_prob > 0 else []
         pool: list[tuple[Architecture, str]] = []
         seen: set[Architecture] = set()
         for _ in range(self.candidates):
             if front_records and rng.random() < self.local_prob:
                 member = rng.choice(front_records).arch
                 arch, origin = single_gene_move(member, draw.space, rng), "local"  # type: ignore[arg-type]
+            elif genes and rng.random() < self.pool_prob:
+                arch, origin = gene_pool_draw(genes, draw.space, rng, self.pool_prior), "pool"
             else:
                 arch, origin = self.base.propose(draw, rng)
             if arch in seen or draw.mirror.taken(arch, exclude=draw.number):
@@ -163,6 +177,14 @@ class ScreenedOffspring:
         if len(pool) == 1:
             return pool[0]
         return pool[self.pick(draw.mirror, predictor, [a for a, _ in pool], draw.number)]
+
+    @staticmethod
+    def gene_pool(draw: Draw, front_records: list[TrialSummary]) -> list[Architecture]:
+        """The architectures whose gene values the gene-pool draws follow: the generation's
+        parents and the members of the study's front, each once (in generation 0, the front)."""
+        members = [] if draw.generation == 0 else list(draw.parents())
+        members += [r.arch for r in front_records if r.arch is not None]
+        return list(dict.fromkeys(members))
 
     def pick(
         self,
@@ -288,6 +310,11 @@ class DSPSPlusSampler(DSPSSampler):
             screening, every proposal is evaluated as in DSPS).
         local_prob: probability that a proposal is a single-gene move of a front member
             rather than an offspring of the generation's parents.
+        pool_prob: probability that a proposal that is not a single-gene move is a gene-pool
+            draw (:func:`~autospikformer.search.operators.gene_pool_draw` over the parents and
+            the front; origin ``"pool"``); 0, the default, keeps DSPS+'s draws as they were.
+        pool_prior: the gene-pool draw's prior weight (pseudo-observations spread evenly over
+            each gene's choices).
         tie_break: how the last Pareto front that fits among the parents is cut:
             ``"crowding"`` or ``"hypervolume"`` (contribution).
         min_fit_trials: complete trials needed before the predictor is used (until then
@@ -314,6 +341,8 @@ class DSPSPlusSampler(DSPSSampler):
         mutation_prob: float = 0.4,
         candidates: int = 16,
         local_prob: float = 0.2,
+        pool_prob: float = 0.0,
+        pool_prior: float = 1.0,
         tie_break: str = "crowding",
         min_fit_trials: int = 20,
         refit_every: int = 10,
@@ -345,6 +374,8 @@ class DSPSPlusSampler(DSPSSampler):
                 base,
                 candidates=candidates,
                 local_prob=local_prob,
+                pool_prob=pool_prob,
+                pool_prior=pool_prior,
                 min_fit_trials=min_fit_trials,
                 refit_every=refit_every,
                 acquisition=acquisition,

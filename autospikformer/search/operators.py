@@ -1,5 +1,5 @@
 """The genetic operators of DSPS and DSPS+ on architectures: crossover, mutation, the single-gene
-move, and growing or trimming the per-block lists when the depth changes.
+move, the gene-pool draw, and growing or trimming the per-block lists when the depth changes.
 
 Every operator draws from the ``random.Random`` it is given and from nothing else, so a draw seeded
 by (seed, draw index) repeats (docs/search.md, "Seeds and resumes").
@@ -8,7 +8,8 @@ by (seed, draw index) repeats (docs/search.md, "Seeds and resumes").
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from autospikformer.search.architecture import PER_BLOCK_FIELDS, Architecture
@@ -105,5 +106,37 @@ def impose(
         depth=depth,
         embed_dim=int(fixed.get("embed_dim", arch.embed_dim)),
         time_steps=int(fixed.get("time_steps", arch.time_steps)),
+        **blocks,
+    )
+
+
+def gene_pool_draw(
+    pool: Sequence[Architecture], space: SearchSpace, rng: random.Random, prior_weight: float = 1.0
+) -> Architecture:
+    """A new architecture drawn gene by gene from the values the architectures of ``pool`` hold.
+
+    Each gene takes value ``v`` of its choice list with probability proportional to
+    ``count(v) + prior_weight / len(choices)``, ``count`` taken over ``pool`` (block ``i``'s
+    genes over the members deeper than ``i``): the frequencies among good architectures,
+    smoothed toward uniform by ``prior_weight`` pseudo-observations, as TPE's prior does. Depth
+    is drawn first; every draw is one ``rng.random()``.
+    """
+
+    def gene(field: str, observed: list[Any]) -> Any:
+        choices = space.choices[field]
+        counts = Counter(observed)
+        weights = [counts[v] + prior_weight / len(choices) for v in choices]
+        return rng.choices(choices, weights)[0]
+
+    depth = int(gene("depth", [a.depth for a in pool]))
+    blocks: dict[str, list[Any]] = {field: [] for field in PER_BLOCK_FIELDS}
+    for i in range(depth):
+        deeper = [a for a in pool if a.depth > i]
+        for field in PER_BLOCK_FIELDS:
+            blocks[field].append(gene(field, [getattr(a, field)[i] for a in deeper]))
+    return Architecture(
+        depth=depth,
+        embed_dim=int(gene("embed_dim", [a.embed_dim for a in pool])),
+        time_steps=int(gene("time_steps", [a.time_steps for a in pool])),
         **blocks,
     )

@@ -21,6 +21,8 @@ SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
         "mutation_prob": 0.4,
         "candidates": 16,
         "local_prob": 0.2,
+        "pool_prob": 0.0,
+        "pool_prior": 1.0,
         "tie_break": "crowding",
         "acquisition": "ehvi",
     },

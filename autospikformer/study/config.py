@@ -186,6 +186,8 @@ def _sampler_options(sampler: str, given: Any) -> dict[str, Any]:
             _int(where, value, minimum=0 if key == "n_startup_trials" else 1)
         elif key.endswith("_prob"):
             _float(where, value, lo=0.0, hi=1.0)
+        elif key == "pool_prior":
+            _float(where, value, lo=0.0)
         elif key in ("multivariate", "warn_independent_sampling"):
             _bool(where, value)
         elif key == "tie_break":
