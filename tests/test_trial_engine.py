@@ -338,6 +338,25 @@ def test_a_refresh_reads_what_is_new_not_the_study(tmp_path, monkeypatch, size: 
     assert "rowid>?" in " ".join(str(row[-1]) for row in plan)  # an index seek, not a scan
 
 
+def test_a_reader_content_with_a_recent_picture_reads_nothing(tmp_path) -> None:
+    """``refresh(max_age=...)`` (the progress line's) reads nothing within that many seconds of
+    the last refresh, and reads what is new after it; a plain refresh always reads."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    _add_trials(study, 12, 0)
+    ledger = TrialLedger(storage_of(study), study_id(study))
+    ledger.refresh()
+    before = ledger.complete
+    _add_trials(study, 12, 1)
+    ledger.refresh(max_age=60.0)
+    assert ledger.complete == before  # the picture of a moment ago
+    ledger.refresh(max_age=0.0)
+    assert ledger.complete == len(study.get_trials(states=(TrialState.COMPLETE,))) > before
+    _add_trials(study, 12, 2)
+    ledger._refreshed_at -= 61.0  # the last refresh, a minute ago
+    ledger.refresh(max_age=60.0)
+    assert ledger.complete == len(study.get_trials(states=(TrialState.COMPLETE,)))
+
+
 def test_a_trial_committed_after_a_later_one_is_counted_once(monkeypatch) -> None:
     """On PostgreSQL a trial can commit after one created later: the ledger, past its id
     already, finds it by its skipped number."""

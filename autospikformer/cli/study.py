@@ -39,6 +39,9 @@ from autospikformer.units import energy_text, energy_unit, percent
 
 #: Seconds between two progress lines of a search whose output is not a terminal.
 PLAIN_PROGRESS_SECONDS = 30.0
+#: The progress line takes the study's counts and front as read at most this long ago (a worker in
+#: the same process reads them several times a trial; its own trials are noted as they end).
+DISPLAY_MAX_AGE = 1.0
 
 app = App(
     help="Studies: create one from a study file, run its search, export and browse the front.",
@@ -85,7 +88,7 @@ class _Display:
         from autospikformer.study.ledger import ledger_of
 
         ledger = ledger_of(study)  # a worker in this process: its own, read moments ago
-        ledger.refresh()
+        ledger.refresh(max_age=DISPLAY_MAX_AGE)  # a worker's own trials are noted as told
         front = ledger.front
         fields = {}
         if front:

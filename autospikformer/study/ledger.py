@@ -16,6 +16,7 @@ it is looked for by that number until it is seen.
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Hashable, Mapping
 from typing import Any
@@ -57,12 +58,18 @@ class TrialLedger:
         self._top = -1  # the highest trial number seen
         self._holes: dict[int, int] = {}  # numbers below it not seen yet -> looks since
         self._evaluated: dict[Hashable, int] = {}  # params of COMPLETE trials -> a number
+        self._refreshed_at = -float("inf")  # time.monotonic() of the last refresh
 
-    def refresh(self, me: int | None = None) -> None:
+    def refresh(self, me: int | None = None, *, max_age: float = 0.0) -> None:
         """Take in the trials created and the states changed since the last refresh (the
         first reads the whole study once): one query for the trials created since, one fetch
         per trial unfinished at the last look. ``me``, the reader's own running trial, is
-        only watched for its end."""
+        only watched for its end. ``max_age``: a reader content with a picture that many
+        seconds old (a progress line) reads nothing when the last refresh is that recent."""
+        now = time.monotonic()
+        if now - self._refreshed_at < max_age:
+            return
+        self._refreshed_at = now
         new = self._read(trials_after, self.study_id, self._last_id)
         if new:
             self._last_id = max(self._last_id, max(trial_id(t) for t in new))
