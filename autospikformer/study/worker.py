@@ -41,6 +41,7 @@ Design choices (``docs/studies.md`` explains them to users):
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import sys
 import time
@@ -298,9 +299,13 @@ class Worker:
         poll = min(2.0, float(search.heartbeat_interval))
         done = 0
         silent_checked = False
+        stale_checked = -math.inf  # a trial goes stale after grace_period: a look every poll
         while not self.stop.requested:
             self.storage.doing = "checking the study's progress"
-            if self.storage.quiet_for(search.grace_period):  # no missed beat is the outage's
+            now = time.monotonic()
+            # no missed beat is the outage's
+            if now - stale_checked >= poll and self.storage.quiet_for(search.grace_period):
+                stale_checked = now
                 if not silent_checked:  # at start, and while the last trials run elsewhere
                     self._start_silent_trials_clocks()
                     silent_checked = True
