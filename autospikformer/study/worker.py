@@ -24,7 +24,8 @@ Design choices (``docs/studies.md`` explains them to users):
   being evaluated), then its record in one more (``optuna_api.set_trial_attrs``).
 - **Heartbeats.** Workers beat every ``search.heartbeat_interval`` seconds; a RUNNING trial silent
   for ``search.grace_period`` seconds (its worker was killed) is marked FAIL by the next worker
-  that starts a trial and re-queued (WAITING, same parameters) by Optuna's
+  that looks for stale trials (between two trials, at most every 2 s) and re-queued (WAITING,
+  same parameters) by Optuna's
   ``RetryHeartbeatStaleTrialCallback``; the next free worker evaluates it. A trial whose process
   (``autospik:worker``) is gone from this machine is re-queued at once.
 - **Ctrl-C** asks every worker to stop after its current trial; a second Ctrl-C abandons the
