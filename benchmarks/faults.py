@@ -75,7 +75,7 @@ from optuna.trial import TrialState
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 from checkpoint_killer import recipe  # noqa: E402
-from helpers import fill_disk, process_gone, tiny_study  # noqa: E402
+from helpers import fill_disk, process_gone, run_until_searched, tiny_study  # noqa: E402
 from private_postgres import PrivatePostgres  # noqa: E402
 
 from autospikformer.checkpoint_file import load_checkpoint  # noqa: E402
@@ -205,17 +205,7 @@ def after_search(pg: PrivatePostgres, folder: Path, args: argparse.Namespace) ->
     (folder / f"{name}.toml").write_text(
         study_text(name, args.grace, 300).replace("[search]\n", '[search]\neval_split = "val"\n')
     )
-    trials = max(6, args.at)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autospikformer.cli", "study", "run", f"{name}.toml", "--trials",
-         str(trials), "--storage", pg.url, "--device", "cpu", "--runs-dir", "after-runs"],
-        cwd=folder, env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if f"study {name}: {trials} complete trials" in line:
-            break
+    proc = run_until_searched(folder, name, max(6, args.at), pg.url, ENV)
     pg.stop()
     time.sleep(args.stop)
     pg.start()

@@ -4,6 +4,8 @@ process and disk probes the fault tests and ``benchmarks/faults.py`` share."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -138,3 +140,26 @@ def fill_disk(folder: Path, leave: int = 0) -> Path:
             except OSError:
                 break
     return filler
+
+
+def run_until_searched(
+    folder: Path, name: str, trials: int, storage: str, env: dict[str, str]
+) -> subprocess.Popen:
+    """``autospik study run`` of study file ``name`` in ``folder`` to ``trials`` complete trials
+    on ``storage``, its runs in ``after-runs``, read until its search is over (the front's test
+    pass and the export are next); returned running, its stderr unread. Killed if the read fails."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autospikformer.cli", "study", "run", f"{name}.toml", "--trials",
+         str(trials), "--storage", storage, "--device", "cpu", "--runs-dir", "after-runs"],
+        cwd=folder, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if f"study {name}: {trials} complete trials" in line:
+                break
+    except BaseException:
+        proc.kill()
+        raise
+    return proc

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import tiny_study
+from helpers import run_until_searched, tiny_study
 from optuna.trial import TrialState
 from private_postgres import PrivatePostgres, unavailable
 
@@ -243,17 +243,8 @@ def test_an_outage_after_the_search_is_ridden_out(server, workdir) -> None:
     name = f"after-{uuid.uuid4().hex[:6]}"
     study_file(folder, name, eval_split='"val"', grace_period=4)
     n = 6
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "autospikformer.cli", "study", "run", f"{name}.toml", "--trials",
-         str(n), "--storage", server.url, "--device", "cpu", "--runs-dir", "after-runs"],
-        cwd=folder, env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = run_until_searched(folder, name, n, server.url, ENV)  # after-search steps are next
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # the search is over: the after-search steps begin
-            if f"study {name}: {n} complete trials" in line:
-                break
         err = stop_then_finish(server, proc, seconds=4)
     finally:
         leave_running(server, proc)
