@@ -58,6 +58,7 @@ def _run(sampler: optuna.samplers.BaseSampler, n: int, space: Any = BIG, **kw: A
         ({"acquisition": "ei"}, "acquisition"),
         ({"reference_margin": -0.5}, "reference_margin"),
         ({"spread_recent": 1.5}, "spread_recent"),
+        ({"interactions": "all"}, "interactions"),
         ({"num_parents": 60}, "num_parents"),
     ],
 )
@@ -253,12 +254,61 @@ def test_the_accuracy_model_keeps_interactions_only_where_they_predict_better() 
         ]
 
     additive = ObjectivePredictor(encoder, records(lambda a: a.embed_dim / 100 + sum(a.mlp_ratio)))
-    assert not additive.interactions
+    assert additive.interactions == "none"
     # accuracy that depends on the time steps and the width together
     coupled = ObjectivePredictor(
         encoder, records(lambda a: (a.embed_dim / 100) * (a.time_steps - 2.5))
     )
-    assert coupled.interactions
+    assert coupled.interactions == "time_steps"
+
+    # a neuron threshold that helps shallow models and hurts deep ones: only the block genes
+    # crossed with the depth can say so, and only with ``rich``
+    def shallow_low(a: Any) -> float:
+        return sum(th * (a.depth - 3.5) for th in a.threshold) / a.depth + a.embed_dim / 100
+
+    assert ObjectivePredictor(encoder, records(shallow_low), rich=True).interactions == "globals"
+    assert ObjectivePredictor(encoder, records(shallow_low)).interactions != "globals"
+
+    # the kept set is the one of least leave-one-out error, here well below the others
+    shallow = records(shallow_low)
+    acc_x, _ = ObjectivePredictor(encoder, shallow)._features([r.arch for r in shallow], keep=False)
+    acc = np.array([r.values[0] for r in shallow])
+    loo = [
+        RidgeRegression().fit(acc_x[:, :w], acc / acc.std(), loo=True).loo_mse
+        for w in (encoder.plain_width, encoder.acc_width, encoder.rich_width)
+    ]
+    assert loo[2] < 0.8 * min(loo[:2])  # 0.031 against 0.041 and 0.045
+
+
+def test_block_genes_crossed_with_the_global_genes() -> None:
+    """Each block's (gene value, global gene value) column holds the block's share 1/depth."""
+    from autospikformer.search.architecture import Architecture
+
+    encoder = DSPSPlusSampler(space=BIG, seed=0)._offspring.encoder
+    c = BIG.choices
+    th, tau = c["threshold"], c["tau"]
+    arch = Architecture(
+        depth=c["depth"][1],
+        embed_dim=c["embed_dim"][0],
+        time_steps=c["time_steps"][-1],
+        mlp_ratio=(c["mlp_ratio"][0],) * c["depth"][1],
+        num_heads=(c["num_heads"][0],) * c["depth"][1],
+        threshold=(th[0], th[1]) + (th[1],) * (c["depth"][1] - 2),
+        tau=(tau[0],) * c["depth"][1],
+    )
+    row = encoder.accuracy_row(arch)
+    rich = row[encoder.acc_width :]
+    share = 1.0 / arch.depth
+    assert rich.sum() == pytest.approx(4 * 3)  # 4 block genes x 3 global genes, shares sum to 1
+    at = encoder.gene_globals_at[("threshold", "depth")]
+    n = len(th)
+    d = c["depth"].index(arch.depth)
+    assert row[at + d * n + 0] == pytest.approx(share)  # the first block's threshold
+    assert row[at + d * n + 1] == pytest.approx((arch.depth - 1) * share)
+    at = encoder.gene_globals_at[("tau", "time_steps")]
+    t = c["time_steps"].index(arch.time_steps)
+    assert row[at + t * len(tau)] == pytest.approx(1.0)  # every block's tau
+    assert row.shape == (encoder.rich_width,) and encoder.acc_width < encoder.rich_width
 
 
 def test_refit_points_are_every_few_trials_then_every_five_percent() -> None:
@@ -436,8 +486,7 @@ def test_screening_picks_the_largest_expected_improvement() -> None:
 def _accuracy_fit(predictor: ObjectivePredictor, records: list[TrialSummary]) -> tuple[Any, Any]:
     """The accuracy model's rows and scaled targets, as the predictor fitted them."""
     acc_x, _ = predictor._features([r.arch for r in records], keep=False)  # type: ignore[misc]
-    if not predictor.interactions:
-        acc_x = acc_x[:, : predictor.encoder.plain_width]
+    acc_x = acc_x[:, : predictor.width]
     acc = np.array([r.values[0] for r in records])  # type: ignore[index]
     return acc_x, acc / predictor.acc_scale
 
@@ -452,6 +501,24 @@ def test_the_previous_rule_stays_selectable() -> None:
     predictor = sampler._offspring.predictor(sampler._view(study), 12)
     assert predictor is not None and not predictor.variance
     assert predictor.predict_distribution(list(sampler._offspring._rows)[:3])[1] is None
+
+
+def test_the_block_gene_interactions_are_a_study_option() -> None:
+    """``interactions = "globals"`` reaches the predictor from a study file's options and is
+    recorded; the default is not recorded (studies begun before the option resume unwarned)."""
+    sampler = make_sampler(
+        "dsps-plus", space=BIG, seed=0, interactions="globals", population_size=20, num_parents=8
+    )
+    study = _run(sampler, 40)
+    config = study._storage.get_study_system_attrs(study._study_id)["autospik:dsps:config"]
+    assert config["interactions"] == "globals"
+    predictor = sampler._offspring.predictor(sampler._view(study), 40)
+    assert predictor is not None and predictor.interactions in ("none", "time_steps", "globals")
+    plain = _run(make_sampler("dsps-plus", space=BIG, seed=0, population_size=20, num_parents=8), 4)
+    assert (
+        "interactions"
+        not in plain._storage.get_study_system_attrs(plain._study_id)["autospik:dsps:config"]
+    )
 
 
 def _pool_archs() -> list[Any]:

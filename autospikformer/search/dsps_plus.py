@@ -54,6 +54,10 @@ __all__ = ["DSPSPlusSampler", "ParetoParents", "ScreenedOffspring"]
 ACQUISITIONS = ("ehvi", "hvi")
 #: The screening's reference point lies this many times the front's range beyond its nadir.
 REFERENCE_MARGIN = 1.0
+#: Which interactions the accuracy model may add, each nested set kept only where its
+#: leave-one-out error is the smallest: ``"time_steps"`` (the default), of the neuron settings and
+#: the width with T; ``"globals"``, also of every block gene with the depth, the width and T.
+INTERACTIONS = ("time_steps", "globals")
 #: The predictor's spread is measured on this share of the fitted trials, the last drawn.
 SPREAD_RECENT = 0.2
 
@@ -113,6 +117,7 @@ class ScreenedOffspring:
         acquisition: str = "ehvi",
         reference_margin: float = REFERENCE_MARGIN,
         spread_recent: float = SPREAD_RECENT,
+        interactions: str = "time_steps",
     ) -> None:
         self.base = base
         self.candidates = check_int("candidates", candidates, minimum=1)
@@ -124,6 +129,7 @@ class ScreenedOffspring:
         self.acquisition = check_choice("acquisition", acquisition, ACQUISITIONS)
         self.reference_margin = check_number("reference_margin", reference_margin, lo=0.0)
         self.spread_recent = check_number("spread_recent", spread_recent, lo=0.0, hi=1.0)
+        self.interactions = check_choice("interactions", interactions, INTERACTIONS)
         self.reads_first = self.candidates > 1  # the front must hold the trial finished last
         self.encoder = ArchitectureEncoder(space)
         # per study mirror: (refit point, predictor or None) and (finished count, front, members)
@@ -148,6 +154,8 @@ class ScreenedOffspring:
                 if self.pool_prob
                 else {}
             ),
+            # recorded only when set, so studies begun before the option resume unwarned
+            **({"interactions": self.interactions} if self.interactions != "time_steps" else {}),
         }
 
     def propose(self, draw: Draw, rng: random.Random) -> tuple[Architecture, str]:
@@ -243,6 +251,7 @@ class ScreenedOffspring:
                 self._rows,
                 variance=self.acquisition == "ehvi",
                 recent=max(self.min_fit_trials, int(self.spread_recent * len(records))),
+                rich=self.interactions == "globals",
             )
             if len(records) >= self.min_fit_trials
             else None
@@ -329,6 +338,9 @@ class DSPSPlusSampler(DSPSSampler):
             range beyond the front's nadir, in each objective.
         spread_recent: the share of the fitted trials, the last drawn, on which the
             predictor's noise is estimated.
+        interactions: the richest interactions the accuracy model may add (:data:`INTERACTIONS`):
+            ``"time_steps"`` (the neuron settings and the width crossed with T) or ``"globals"``
+            (also each block gene's value crossed with the depth, the width and T).
     """
 
     def __init__(
@@ -349,6 +361,7 @@ class DSPSPlusSampler(DSPSSampler):
         acquisition: str = "ehvi",
         reference_margin: float = REFERENCE_MARGIN,
         spread_recent: float = SPREAD_RECENT,
+        interactions: str = "time_steps",
         feasible: Callable[[Architecture], bool] | None = None,
         max_redraws: int = 100,
         settle_timeout: float = 10.0,
@@ -381,5 +394,6 @@ class DSPSPlusSampler(DSPSSampler):
                 acquisition=acquisition,
                 reference_margin=reference_margin,
                 spread_recent=spread_recent,
+                interactions=interactions,
             ),
         )

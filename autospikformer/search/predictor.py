@@ -2,10 +2,13 @@
 
 Two ridge regressions on feature rows of the architecture (:class:`ArchitectureEncoder`): for
 accuracy, one-hot genes per block position, shared (threshold, tau) pairs, time steps, width,
-depth and the log of the dense parameter count, optionally crossed with the time steps (kept
-only when the closed-form leave-one-out error says they predict better); for energy, each
-block's dense MACs times T split by its (threshold, tau) pair, since a block's synaptic
-operations are its firing rate times T times its MACs and the rate follows the neuron settings.
+depth and the log of the dense parameter count, optionally crossed with the time steps (the pairs
+and the width) and, with ``rich``, every block gene's value crossed with the depth, the width and
+T (a neuron setting that serves a one-block model need not serve a two-block one); of these
+nested sets the one with the least closed-form leave-one-out error is kept at each refit. For
+energy, each block's dense MACs times T split by its (threshold, tau) pair, since a block's
+synaptic operations are its firing rate times T times its MACs and the rate follows the neuron
+settings.
 Refits follow :func:`refit_point`, a function of the draw index, so resumed runs fit the same.
 """
 
@@ -59,11 +62,19 @@ class ArchitectureEncoder:
         self.embed_steps_at = offset
         offset += n["embed_dim"] * len(self.steps)
         self.acc_width = offset
+        # interactions of each block gene's value with each global gene (depth, width, T): a
+        # neuron setting or MLP ratio that serves one depth or width need not serve another
+        self.gene_globals_at: dict[tuple[str, str], int] = {}
+        for field in PER_BLOCK_FIELDS:
+            for name in self.globals:
+                self.gene_globals_at[(field, name)] = offset
+                offset += n[field] * n[name]
+        self.rich_width = offset
         self.max_embed = float(max(c["embed_dim"]))
         self.energy_width = 2 * len(self.pairs) + 2
 
     def accuracy_row(self, arch: Architecture) -> np.ndarray:
-        row = np.zeros(self.acc_width)
+        row = np.zeros(self.rich_width)
         for field in self.globals:
             row[self.global_at[field] + self.index[field][getattr(arch, field)]] = 1.0
         share = 1.0 / arch.depth
@@ -82,6 +93,12 @@ class ArchitectureEncoder:
             row[self.pair_steps_at + self.pairs[(th, tau)] * steps + t] += share
         embed = self.index["embed_dim"][arch.embed_dim]
         row[self.embed_steps_at + embed * steps + t] = 1.0
+        for field in PER_BLOCK_FIELDS:
+            width = len(self.index[field])
+            for name in self.globals:
+                at, g = self.gene_globals_at[(field, name)], self.index[name][getattr(arch, name)]
+                for value in getattr(arch, field):
+                    row[at + g * width + self.index[field][value]] += share
         return row
 
     def energy_row(self, arch: Architecture) -> np.ndarray:
@@ -164,7 +181,8 @@ class RidgeRegression:
 class ObjectivePredictor:
     """Predicted (accuracy, energy) of architectures, fitted on complete trials.
 
-    ``rows`` caches each architecture's feature rows across refits (one sampler's cache).
+    ``rows`` caches each architecture's feature rows across refits (one sampler's cache);
+    ``rich`` lets the accuracy model add the block genes crossed with the global genes.
     """
 
     def __init__(
@@ -175,6 +193,7 @@ class ObjectivePredictor:
         *,
         variance: bool = False,
         recent: int | None = None,
+        rich: bool = False,
     ) -> None:
         self.encoder = encoder
         self.variance = variance
@@ -184,23 +203,28 @@ class ObjectivePredictor:
         energy = np.array([r.values[1] for r in records])  # type: ignore[index]
         self.acc_scale = float(acc.std()) or 1.0
         self.energy_scale = float(np.abs(energy).mean()) or 1.0
-        # with or without the time-step interactions, whichever predicts left-out trials better
-        # (they help on real supernets and only add variance where accuracy is additive)
-        plain = RidgeRegression().fit(
-            acc_x[:, : encoder.plain_width],
-            acc / self.acc_scale,
-            loo=True,
-            variance=variance,
-            recent=recent,
-        )
-        full = RidgeRegression().fit(
-            acc_x, acc / self.acc_scale, loo=True, variance=variance, recent=recent
-        )
-        self.interactions = full.loo_mse < plain.loo_mse
-        self.accuracy = full if self.interactions else plain
+        # the nested feature sets (no interactions, the time steps', every global gene's), the
+        # one that predicts left-out trials best: interactions help on real supernets and only
+        # add variance where accuracy is additive
+        widths = [encoder.plain_width, encoder.acc_width] + ([encoder.rich_width] if rich else [])
+        fits = [
+            RidgeRegression().fit(
+                acc_x[:, :w], acc / self.acc_scale, loo=True, variance=variance, recent=recent
+            )
+            for w in widths
+        ]
+        best = min(range(len(fits)), key=lambda i: fits[i].loo_mse)
+        self.width, self.accuracy = widths[best], fits[best]
         self.energy = RidgeRegression(alpha=1e-3).fit(
             energy_x, energy / self.energy_scale, variance=variance, recent=recent
         )
+
+    @property
+    def interactions(self) -> str:
+        """The accuracy model's interactions, as leave-one-out chose them: ``"none"``,
+        ``"time_steps"`` or ``"globals"``."""
+        widths = (self.encoder.plain_width, self.encoder.acc_width, self.encoder.rich_width)
+        return ("none", "time_steps", "globals")[widths.index(self.width)]
 
     def _features(
         self, archs: Sequence[Architecture], *, keep: bool
@@ -228,8 +252,7 @@ class ObjectivePredictor:
         measure, :meth:`RidgeRegression.predict_std`; None unless ``std`` and fitted with
         ``variance``)."""
         acc_x, energy_x = self._features(archs, keep=False)
-        if not self.interactions:
-            acc_x = acc_x[:, : self.encoder.plain_width]
+        acc_x = acc_x[:, : self.width]
         acc = self.accuracy.predict(acc_x)
         energy = self.energy.predict(energy_x)
         mean = np.column_stack((acc * self.acc_scale, energy * self.energy_scale))

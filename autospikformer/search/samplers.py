@@ -25,6 +25,7 @@ SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
         "pool_prior": 1.0,
         "tie_break": "crowding",
         "acquisition": "ehvi",
+        "interactions": "time_steps",
     },
     "nsga2": {"population_size": 50, "crossover_prob": 0.9, "swapping_prob": 0.5},
     "tpe": {"n_startup_trials": 10, "multivariate": True},
