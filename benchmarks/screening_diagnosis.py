@@ -1,0 +1,314 @@
+"""Where DSPS+ loses on digits: its proposals, or its pick among them? Two diagnoses.
+
+``oracle``: DSPS+ runs on the digits supernet (as ``sampler_quality.py --problem digits`` runs
+them, study defaults) in which each screened slot picks by the **measured** values of its
+proposals (their true hypervolume improvement over the front) instead of the predictor's. Not a
+sampler (every proposal is evaluated to choose): it bounds what a perfect predictor would give
+with the same proposals. Saved in ``sampler_quality.py --save``'s format, so
+``sampler_quality.py --report`` compares it with the peers.
+
+``capture``: offline, along saved DSPS+ runs (``--runs``, their points mapped back to their
+architectures through the evaluation cache): at trials 60 to 250, sets of 16 proposals made as
+DSPS+ makes its late ones (single-gene moves and mutations of front members, only architectures
+the cache has measured, none of the run's own), and for each rule the share of the oracle pick's
+hypervolume improvement that the rule's pick captures (mean over sets, seeds and trials). The
+rules: a random pick; DSPS+'s expected-improvement pick with its ridge predictor (``time_steps``
+and ``globals`` interactions, the spread scaled); the same with a residual GP on top of the
+ridge; a TPE-like ratio of the gene-value densities of the good and the other trials.
+
+    python benchmarks/screening_diagnosis.py oracle --cache runs/q/digits-test-cache.jsonl \\
+        --save runs/q/dt-oracle.json
+    python benchmarks/sampler_quality.py --report runs/q/dt-oracle.json runs/q/digits-test-peer*.json
+    python benchmarks/screening_diagnosis.py capture --runs runs/q/dt-glob.json \\
+        --cache runs/q/digits-test-cache.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import sampler_quality
+
+from autospikformer.pareto import (
+    epsilon_distance,
+    expected_hypervolume_improvement,
+    hypervolume_improvement,
+    nondominated_sort,
+    staircase,
+)
+from autospikformer.search import dsps_plus
+from autospikformer.search.architecture import PER_BLOCK_FIELDS, Architecture
+from autospikformer.search.mirror import StudyMirror, TrialSummary
+from autospikformer.search.operators import mutate, single_gene_move
+from autospikformer.search.predictor import ArchitectureEncoder, ObjectivePredictor
+from autospikformer.search.space import SearchSpace
+
+Distribution = tuple[np.ndarray, np.ndarray]  # (n x 2 mean, n x 2 spread) of (accuracy, energy)
+
+
+def oracle(args: argparse.Namespace) -> None:
+    objective = sampler_quality.DigitsObjective(args.supernet, args.protocol, args.cache)
+
+    def pick(
+        self: Any, mirror: StudyMirror, predictor: Any, archs: list[Architecture], me: int
+    ) -> int:
+        _, front, _ = self.front(mirror)
+        if len(front) == 0:
+            return 0
+        measured = np.array([objective(a) for a in archs])
+        points = np.column_stack((measured[:, 1], -measured[:, 0]))
+        lo, hi = front.min(axis=0), front.max(axis=0)
+        scale = np.where(hi - lo > 0, hi - lo, 1e-12)
+        ref = (float(hi[0] + scale[0]), float(hi[1] + scale[1]))
+        gain = hypervolume_improvement(front, points, ref)
+        if gain.max() > 0:
+            return int(np.argmax(gain))
+        return int(np.argmin(epsilon_distance(front, points, scale)))
+
+    dsps_plus.ScreenedOffspring.pick = pick  # type: ignore[method-assign]  # this process only
+    space = SearchSpace.load("digits")
+    runs = {}
+    for seed in range(args.seeds):
+        points, per_trial = sampler_quality.run("dsps-plus", space, args.trials, seed, objective)
+        runs[str(seed)] = {"points": points, "seconds_per_trial": per_trial, "options": {}}
+        print(f"  seed {seed}: {len(points)} trials", flush=True)
+    setup = {"problem": "digits", "protocol": args.protocol, "space": space.name}
+    args.save.parent.mkdir(parents=True, exist_ok=True)
+    args.save.write_text(json.dumps({**setup, "mismatch_weight": None, "runs": {"oracle": runs}}))
+    print(f"saved to {args.save}; compare: sampler_quality.py --report {args.save} <peers>")
+
+
+class RidgePick:
+    """DSPS+'s predictor, its spread times ``spread``."""
+
+    def __init__(self, encoder: ArchitectureEncoder, records: list[TrialSummary], *,
+                 rich: bool = False, spread: float = 1.0) -> None:  # fmt: skip
+        recent = max(20, int(0.2 * len(records)))
+        self.model = ObjectivePredictor(encoder, records, variance=True, recent=recent, rich=rich)
+        self.spread = spread
+
+    def __call__(self, archs: Sequence[Architecture]) -> Distribution:
+        mean, std = self.model.predict_distribution(archs)
+        return mean, std * self.spread  # type: ignore[operator]
+
+
+class ResidualGPPick(RidgePick):
+    """The ridge predictor plus a GP on its residuals (squared-exponential kernel on the one-hot
+    genes, length scale and noise chosen by closed-form leave-one-out error), the GP's spread."""
+
+    LENGTHS = (0.5, 1.0, 2.0, 4.0)
+    NOISES = (0.03, 0.1, 0.3, 1.0, 3.0)
+
+    def __init__(self, encoder: ArchitectureEncoder, records: list[TrialSummary]) -> None:
+        super().__init__(encoder, records)
+        self.encoder = encoder
+        self.features = self.genes([r.arch for r in records])  # type: ignore[misc]
+        mean, _ = self.model.predict_distribution([r.arch for r in records])  # type: ignore[misc]
+        distance = self.sq_distance(self.features)
+        self.gps = []
+        for j in range(2):
+            residual = np.array([r.values[j] for r in records]) - mean[:, j]  # type: ignore[index]
+            best = None
+            for length in self.LENGTHS:
+                w, q = np.linalg.eigh(np.exp(-distance / length))
+                qr = q.T @ residual
+                for noise in self.NOISES:
+                    alpha = q @ (qr / (w + noise))
+                    loo = float(np.mean((alpha / (q**2 / (w + noise)).sum(axis=1)) ** 2))
+                    if best is None or loo < best[0]:
+                        best = (loo, length, noise)
+            _, length, noise = best  # type: ignore[misc]
+            inverse = np.linalg.inv(np.exp(-distance / length) + noise * np.eye(len(residual)))
+            alpha = inverse @ residual
+            self.gps.append(
+                (length, noise, alpha, inverse, float(residual @ alpha) / len(residual))
+            )
+
+    def genes(self, archs: Sequence[Architecture]) -> np.ndarray:
+        return np.array([self.encoder.accuracy_row(a)[: self.encoder.size_at] for a in archs])
+
+    def sq_distance(self, a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+        b = a if b is None else b
+        return ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=-1)
+
+    def __call__(self, archs: Sequence[Architecture]) -> Distribution:
+        mean, std = self.model.predict_distribution(archs)
+        mean, std = mean.copy(), std.copy()  # type: ignore[union-attr]
+        distance = self.sq_distance(self.genes(archs), self.features)
+        for j, (length, noise, alpha, inverse, signal) in enumerate(self.gps):
+            k = np.exp(-distance / length)
+            mean[:, j] += k @ alpha
+            variance = signal * (1 + noise - np.einsum("ij,jk,ik->i", k, inverse, k))
+            std[:, j] = np.sqrt(np.maximum(variance, 1e-18))
+        return mean, std
+
+
+class DensityRatioPick:
+    """TPE's criterion over gene values: l(x) / g(x), the good trials the first Pareto fronts
+    up to a tenth of the trials plus 5 (at most 25), a uniform prior of weight 1 per gene."""
+
+    def __init__(self, space: SearchSpace, records: list[TrialSummary]) -> None:
+        self.space = space
+        fronts = nondominated_sort([(r.values[1], -r.values[0]) for r in records])  # type: ignore[index]
+        wanted, good = min(25, int(np.ceil(0.1 * len(records))) + 5), set()
+        for front in fronts:
+            if len(good) >= wanted:
+                break
+            good.update(front)
+        self.good, self.other = Counter(), Counter()
+        for i, r in enumerate(records):
+            (self.good if i in good else self.other).update(self.genes(r.arch))  # type: ignore[arg-type]
+        self.sizes = (len(good), len(records) - len(good))
+
+    @staticmethod
+    def genes(arch: Architecture) -> list[tuple[str, Any]]:
+        items = [(f, getattr(arch, f)) for f in ("depth", "embed_dim", "time_steps")]
+        items += [(f, v, i) for f in PER_BLOCK_FIELDS for i, v in enumerate(getattr(arch, f))]  # type: ignore[misc]
+        return items
+
+    def score(self, arch: Architecture) -> float:
+        total = 0.0
+        for gene in self.genes(arch):
+            prior = 1.0 / len(self.space.choices[gene[0]])
+            good = (self.good[gene] + prior) / (self.sizes[0] + 1)
+            other = (self.other[gene] + prior) / (self.sizes[1] + 1)
+            total += float(np.log(good / other))
+        return total
+
+    def __call__(self, archs: Sequence[Architecture]) -> Distribution:
+        # ranked by the score alone: every candidate placed ahead of the whole front, its
+        # accuracy the score (the expected improvement then orders by it)
+        scores = np.array([self.score(a) for a in archs])
+        mean = np.column_stack((1e3 * scores, np.full(len(archs), -1.0)))
+        return mean, np.full((len(archs), 2), 1e-9)
+
+
+class RandomPick:
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, archs: Sequence[Architecture]) -> Distribution:
+        mean = np.column_stack((self.rng.random(len(archs)), np.zeros(len(archs))))
+        return mean, np.full((len(archs), 2), 1e-9)
+
+
+def capture(args: argparse.Namespace) -> None:
+    lines = args.cache.read_text().splitlines()[1:]
+    measured = {}
+    for line in lines:
+        row = json.loads(line)
+        measured[row["arch"]] = (row["accuracy"], row["energy_mj"])
+    by_point = {(round(a, 6), round(e, 12)): k for k, (a, e) in measured.items()}
+    space = SearchSpace.load("digits")
+    encoder = ArchitectureEncoder(space)
+    saved = json.loads(args.runs.read_text())["runs"]
+    runs = saved[args.label] if args.label else next(iter(saved.values()))
+    rules: dict[str, Callable[[list[TrialSummary], int], Callable[..., Distribution]]] = {
+        "random pick": lambda recs, seed: RandomPick(seed),
+        "ridge (default)": lambda recs, seed: RidgePick(encoder, recs),
+        "ridge, globals": lambda recs, seed: RidgePick(encoder, recs, rich=True),
+        "ridge, spread x0.01": lambda recs, seed: RidgePick(encoder, recs, spread=0.01),
+        "ridge, spread x0.5": lambda recs, seed: RidgePick(encoder, recs, spread=0.5),
+        "ridge, spread x2": lambda recs, seed: RidgePick(encoder, recs, spread=2.0),
+        "ridge, spread x4": lambda recs, seed: RidgePick(encoder, recs, spread=4.0),
+        "ridge + residual GP": lambda recs, seed: ResidualGPPick(encoder, recs),
+        "TPE-like density ratio": lambda recs, seed: DensityRatioPick(space, recs),
+    }
+    print(f"{'rule':>24}  captured  positive picks")
+    for name, make in rules.items():
+        shares, positive = [], []
+        for seed, run in sorted(runs.items()):
+            archs = [
+                Architecture.parse(by_point[(round(a, 6), round(e, 12))]) for a, e in run["points"]
+            ]
+            for t in args.at:
+                records = [
+                    TrialSummary(i, i, TrialState.COMPLETE, a, 0, measured[str(a)])
+                    for i, a in enumerate(archs[:t])
+                ]
+                rule = make(records, 1000 * int(seed) + t)
+                got, best = draw_sets(
+                    records, rule, measured, space, args.sets, 1000 * int(seed) + t
+                )
+                shares.append(np.mean(got) / max(np.mean(best), 1e-12))
+                positive.append(np.mean(np.array(got) > 0))
+        print(f"{name:>24}  {np.mean(shares):8.3f}  {np.mean(positive):14.3f}", flush=True)
+
+
+def draw_sets(
+    records: list[TrialSummary],
+    rule: Callable[[Sequence[Architecture]], Distribution],
+    measured: dict[str, tuple[float, float]],
+    space: SearchSpace,
+    sets: int,
+    seed: int,
+) -> tuple[list[float], list[float]]:
+    """(true improvement of the rule's pick, of the best proposal) for ``sets`` proposal sets."""
+    points = np.array([(r.values[1], -r.values[0]) for r in records])  # type: ignore[index]
+    front = staircase(points)
+    on_front = {tuple(p) for p in front.tolist()}
+    members = [
+        r.arch for r, p in zip(records, points.tolist(), strict=True) if tuple(p) in on_front
+    ]
+    lo, hi = front.min(axis=0), front.max(axis=0)
+    scale = np.where(hi - lo > 0, hi - lo, 1e-12)
+    ref = (float(hi[0] + scale[0]), float(hi[1] + scale[1]))
+    rng, taken = random.Random(seed), {str(r.arch) for r in records}
+    got, best = [], []
+    for _ in range(sets):
+        proposals: list[Architecture] = []
+        while len(proposals) < 16:
+            parent = rng.choice(members)
+            if rng.random() < 0.3:
+                arch = single_gene_move(parent, space, rng)  # type: ignore[arg-type]
+            else:
+                arch = mutate(parent, space, 0.4, rng)  # type: ignore[arg-type]
+            if str(arch) in measured and str(arch) not in taken and arch not in proposals:
+                proposals.append(arch)
+        true = np.array([measured[str(a)] for a in proposals])
+        gain = hypervolume_improvement(front, np.column_stack((true[:, 1], -true[:, 0])), ref)
+        mean, std = rule(proposals)
+        expected = expected_hypervolume_improvement(
+            front, np.column_stack((mean[:, 1], -mean[:, 0])), std[:, ::-1], ref
+        )
+        got.append(float(gain[int(np.argmax(expected))]))
+        best.append(float(gain.max()))
+    return got, best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("oracle", help="DSPS+ runs that pick by the measured values")
+    run.add_argument("--protocol", choices=("test", "val"), default="test")
+    run.add_argument("--supernet", type=Path, default=Path("runs/bench-digits/supernet.pt"))
+    run.add_argument("--cache", type=Path, default=None)
+    run.add_argument("--trials", type=int, default=300)
+    run.add_argument("--seeds", type=int, default=5)
+    run.add_argument("--save", type=Path, required=True)
+    cap = sub.add_parser("capture", help="each pick rule's share of the oracle pick's gain")
+    cap.add_argument("--runs", type=Path, required=True, help="sampler_quality.py --save file")
+    cap.add_argument("--label", default=None, help="which runs of the file (default: the first)")
+    cap.add_argument("--cache", type=Path, required=True, help="the runs' evaluation cache")
+    cap.add_argument("--at", type=int, nargs="+", default=[60, 100, 150, 200, 250])
+    cap.add_argument("--sets", type=int, default=150)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    (oracle if args.command == "oracle" else capture)(args)
+
+
+if __name__ == "__main__":
+    main()
