@@ -503,6 +503,46 @@ def test_an_evaluated_trial_writes_its_record_once(tiny_supernet, tmp_path, monk
     assert "autospik:energy_record" in trial.system_attrs
 
 
+def test_a_sampler_stuck_on_held_architectures_stops_the_worker_in_one_line(
+    tiny_supernet, tmp_path, monkeypatch
+) -> None:
+    """A sampler that keeps proposing what the study holds (Optuna's GP converged on a small
+    space) stops the worker after MAX_DUPLICATES_IN_A_ROW duplicates, with one line and its
+    evaluated trials kept, instead of spinning; a new architecture restarts the count."""
+    from autospikformer.search.suggest import architecture_params
+    from autospikformer.study import worker as worker_mod
+
+    url = f"sqlite:///{tmp_path / 'stuck.db'}"
+    (tmp_path / "s.toml").write_text(tiny_study("s", "random", trials=5, eval_samples=32))
+    resolve_study(str(tmp_path / "s.toml"), url, create=True)
+    monkeypatch.setattr(worker_mod, "MAX_DUPLICATES_IN_A_ROW", 4)
+    worker = Worker(WorkerOptions(url, "s", 5, str(tiny_supernet), device="cpu"))
+    space = worker.config.space
+    first, second = space.sample(random.Random(0)), space.sample(random.Random(1))
+    proposals = [first] * 4 + [second] + [first] * 3 + [second] * 9  # 3 in a row, then 4
+
+    class Scripted(optuna.samplers.RandomSampler):
+        def infer_relative_search_space(self, study, trial):  # type: ignore[no-untyped-def]
+            return {}
+
+        def sample_independent(self, study, trial, name, distribution):  # type: ignore[no-untyped-def]
+            return architecture_params(proposals[trial.number])[name]
+
+    worker.study.sampler = Scripted(seed=0)
+    with pytest.raises(worker_mod.SearchStalled) as stalled:
+        worker.run()
+    assert str(stalled.value).startswith(
+        "worker 0: the 'random' sampler proposed 4 architectures in a row that the study already "
+        "holds (2 of 5 trials complete)"
+    )
+    assert "\n" not in str(stalled.value)
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] + [TrialState.PRUNED] * 3 + [
+        TrialState.COMPLETE
+    ] + [TrialState.PRUNED] * 4
+    assert all(t.user_attrs["autospik:skipped"] == "duplicate" for t in trials[5:])
+
+
 # --------------------------------------------------------------------------- threads
 def test_the_cli_and_the_tests_wait_passively_unless_told_otherwise() -> None:
     import os

@@ -88,11 +88,22 @@ from autospikformer.study.storage import (
     SECONDS_ATTR,
     SKIPPED_ATTR,
     WORKER_ATTR,
+    StudyError,
     describe_url,
     load_study,
     open_storage,
 )
 from autospikformer.training.evaluate import SubnetResult
+
+#: A worker whose sampler proposes this many architectures in a row that the study already holds
+#: stops with :class:`SearchStalled`: the sampler has converged on the space and would otherwise
+#: spin (Optuna's GP re-proposes its acquisition's optimum, which a pruned duplicate leaves where
+#: it is; on the digits space it stalls near 100 distinct architectures).
+MAX_DUPLICATES_IN_A_ROW = 100
+
+
+class SearchStalled(StudyError):
+    """The sampler keeps proposing architectures the study already holds."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +229,7 @@ class Worker:
             check_supernet_holdout(supernet_meta, config, options.checkpoint, split)
         self.host_label = process_label()
         self._current: int | None = None
+        self.duplicates_in_a_row = 0
         self.ledger = ledger_of(self.study)
 
     # -- one trial ---------------------------------------------------------------------------
@@ -236,7 +248,9 @@ class Worker:
         twin = ledger.duplicate_of(trial.params, trial.number)
         if twin is not None:
             trial.set_user_attr(SKIPPED_ATTR, "duplicate")
+            self.duplicates_in_a_row += 1
             raise optuna.TrialPruned(f"duplicate of trial {twin}")
+        self.duplicates_in_a_row = 0
         self._check_budgets(trial, arch)
         self.storage.doing = f"evaluating trial {trial.number}"
         result = self.evaluator.evaluate(arch)
@@ -326,6 +340,14 @@ class Worker:
                 time.sleep(poll)
                 continue
             done += self.run_trial() == TrialState.COMPLETE
+            if self.duplicates_in_a_row >= MAX_DUPLICATES_IN_A_ROW:
+                raise SearchStalled(
+                    f"{self.label}: the {search.sampler!r} sampler proposed "
+                    f"{self.duplicates_in_a_row} architectures in a row that the study already "
+                    f"holds ({self.ledger.complete} of {n} trials complete): it has converged on "
+                    "this space; the study keeps its trials (export them), and 'dsps' or "
+                    "'dsps-plus' never propose an architecture the study holds"
+                )
             if on_trial is not None:
                 on_trial(study)
         return done
