@@ -503,17 +503,25 @@ def test_an_evaluated_trial_writes_its_record_once(tiny_supernet, tmp_path, monk
     assert "autospik:energy_record" in trial.system_attrs
 
 
+@pytest.mark.parametrize(
+    "sampler, why",
+    [
+        ("random", "it has converged on this space; 'dsps' and 'dsps-plus' never propose"),
+        ("dsps", "the space (within the budgets) has nothing left the study does not hold"),
+    ],
+)
 def test_a_sampler_stuck_on_held_architectures_stops_the_worker_in_one_line(
-    tiny_supernet, tmp_path, monkeypatch
+    tiny_supernet, tmp_path, monkeypatch, sampler: str, why: str
 ) -> None:
     """A sampler that keeps proposing what the study holds (Optuna's GP converged on a small
-    space) stops the worker after MAX_DUPLICATES_IN_A_ROW duplicates, with one line and its
-    evaluated trials kept, instead of spinning; a new architecture restarts the count."""
+    space; DSPS on an exhausted one) stops the worker after MAX_DUPLICATES_IN_A_ROW duplicates,
+    with one line that says which, its evaluated trials kept, instead of spinning; a new
+    architecture restarts the count."""
     from autospikformer.search.suggest import architecture_params
     from autospikformer.study import worker as worker_mod
 
     url = f"sqlite:///{tmp_path / 'stuck.db'}"
-    (tmp_path / "s.toml").write_text(tiny_study("s", "random", trials=5, eval_samples=32))
+    (tmp_path / "s.toml").write_text(tiny_study("s", sampler, trials=5, eval_samples=32))
     resolve_study(str(tmp_path / "s.toml"), url, create=True)
     monkeypatch.setattr(worker_mod, "MAX_DUPLICATES_IN_A_ROW", 4)
     worker = Worker(WorkerOptions(url, "s", 5, str(tiny_supernet), device="cpu"))
@@ -532,8 +540,8 @@ def test_a_sampler_stuck_on_held_architectures_stops_the_worker_in_one_line(
     with pytest.raises(worker_mod.SearchStalled) as stalled:
         worker.run()
     assert str(stalled.value).startswith(
-        "worker 0: the 'random' sampler proposed 4 architectures in a row that the study already "
-        "holds (2 of 5 trials complete)"
+        f"worker 0: the {sampler!r} sampler proposed 4 architectures in a row that the study "
+        f"already holds (2 of 5 trials complete): {why}"
     )
     assert "\n" not in str(stalled.value)
     trials = optuna.load_study(study_name="s", storage=url).trials

@@ -341,12 +341,17 @@ class Worker:
                 continue
             done += self.run_trial() == TrialState.COMPLETE
             if self.duplicates_in_a_row >= MAX_DUPLICATES_IN_A_ROW:
+                why = (
+                    "the space (within the budgets) has nothing left the study does not hold"
+                    if search.sampler in DSPS_SAMPLERS  # they re-draw until they give up
+                    else "it has converged on this space; 'dsps' and 'dsps-plus' never propose "
+                    "an architecture the study holds"
+                )
                 raise SearchStalled(
                     f"{self.label}: the {search.sampler!r} sampler proposed "
                     f"{self.duplicates_in_a_row} architectures in a row that the study already "
-                    f"holds ({self.ledger.complete} of {n} trials complete): it has converged on "
-                    "this space; the study keeps its trials (export them), and 'dsps' or "
-                    "'dsps-plus' never propose an architecture the study holds"
+                    f"holds ({self.ledger.complete} of {n} trials complete): {why}; the study "
+                    "keeps its trials (export them)"
                 )
             if on_trial is not None:
                 on_trial(study)
