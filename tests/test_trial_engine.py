@@ -39,7 +39,7 @@ from autospikformer.study import workers as worker_module
 from autospikformer.study.config import StudyConfig, StudyConfigError
 from autospikformer.study.ledger import TrialLedger
 from autospikformer.study.retrying_storage import RetryingStorage
-from autospikformer.study.storage import open_storage, resolve_study
+from autospikformer.study.storage import StudyError, open_storage, resolve_study
 from autospikformer.study.worker import Worker
 from autospikformer.study.workers import WorkerOptions, spawned_options, worker_devices
 from autospikformer.threads import worker_threads
@@ -549,6 +549,13 @@ def test_a_sampler_stuck_on_held_architectures_stops_the_worker_in_one_line(
         TrialState.COMPLETE
     ] + [TrialState.PRUNED] * 4
     assert all(t.user_attrs["autospik:skipped"] == "duplicate" for t in trials[5:])
+    # spawned workers that all stalled: the command's line does not advise a rerun
+    study = optuna.load_study(study_name="s", storage=url)
+    lines = [f"worker {i}: {str(stalled.value).split(': ', 1)[1]}" for i in (0, 1)]
+    with pytest.raises(StudyError, match=r"2 of 2 workers stopped .*: a rerun would stall"):
+        worker_module._settle_failures(study, 5, 2, lines, set())
+    with pytest.raises(StudyError, match=r"run the command again to continue the study$"):
+        worker_module._settle_failures(study, 5, 2, [lines[0], "worker 1: out of memory"], set())
 
 
 # --------------------------------------------------------------------------- threads

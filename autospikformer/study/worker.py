@@ -105,6 +105,9 @@ MAX_DUPLICATES_IN_A_ROW = 100
 class SearchStalled(StudyError):
     """The sampler keeps proposing architectures the study already holds."""
 
+    #: In every message (the command that ran the workers recognises their lines by it).
+    MARK = "architectures in a row that the study already holds"
+
 
 @dataclass(frozen=True)
 class WorkerOptions:
@@ -349,9 +352,8 @@ class Worker:
                 )
                 raise SearchStalled(
                     f"{self.label}: the {search.sampler!r} sampler proposed "
-                    f"{self.duplicates_in_a_row} architectures in a row that the study already "
-                    f"holds ({self.ledger.complete} of {n} trials complete): {why}; the study "
-                    "keeps its trials (export them)"
+                    f"{self.duplicates_in_a_row} {SearchStalled.MARK} ({self.ledger.complete} of "
+                    f"{n} trials complete): {why}; the study keeps its trials (export them)"
                 )
             if on_trial is not None:
                 on_trial(study)

@@ -46,7 +46,7 @@ from autospikformer.study.storage import (
     open_storage,
     trial_counts,
 )
-from autospikformer.study.worker import StopFlag, Worker, WorkerOptions
+from autospikformer.study.worker import SearchStalled, StopFlag, Worker, WorkerOptions
 from autospikformer.threads import passive_waits, set_torch_threads, worker_threads
 
 __all__ = [
@@ -199,9 +199,13 @@ def _settle_failures(
         complete = None
     if complete is None or complete < n:
         held = "" if complete is None else f"; {complete} of {n} trials complete"
+        advice = (
+            "a rerun would stall the same way"  # their sampler has nothing new to propose
+            if all(SearchStalled.MARK in line for line in failures)
+            else "run the command again to continue the study"
+        )
         raise StudyError(
-            f"{len(failures)} of {workers} workers stopped ({'; '.join(failures)}){held}: run "
-            "the command again to continue the study"
+            f"{len(failures)} of {workers} workers stopped ({'; '.join(failures)}){held}: {advice}"
         )
     for line in failures:
         if line not in printed:
