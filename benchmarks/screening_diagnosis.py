@@ -95,9 +95,9 @@ class RidgePick:
     """DSPS+'s predictor, its spread times ``spread``."""
 
     def __init__(self, encoder: ArchitectureEncoder, records: list[TrialSummary], *,
-                 rich: bool = False, spread: float = 1.0) -> None:  # fmt: skip
+                 spread: float = 1.0) -> None:  # fmt: skip
         recent = max(20, int(0.2 * len(records)))
-        self.model = ObjectivePredictor(encoder, records, variance=True, recent=recent, rich=rich)
+        self.model = ObjectivePredictor(encoder, records, variance=True, recent=recent)
         self.spread = spread
 
     def __call__(self, archs: Sequence[Architecture]) -> Distribution:
@@ -213,13 +213,13 @@ def capture(args: argparse.Namespace) -> None:
         measured[row["arch"]] = (row["accuracy"], row["energy_mj"])
     by_point = {(round(a, 6), round(e, 12)): k for k, (a, e) in measured.items()}
     space = SearchSpace.load("digits")
-    encoder = ArchitectureEncoder(space)
+    encoder, rich = ArchitectureEncoder(space), ArchitectureEncoder(space, rich=True)
     saved = json.loads(args.runs.read_text())["runs"]
     runs = saved[args.label] if args.label else next(iter(saved.values()))
     rules: dict[str, Callable[[list[TrialSummary], int], Callable[..., Distribution]]] = {
         "random pick": lambda recs, seed: RandomPick(seed),
         "ridge (default)": lambda recs, seed: RidgePick(encoder, recs),
-        "ridge, globals": lambda recs, seed: RidgePick(encoder, recs, rich=True),
+        "ridge, globals": lambda recs, seed: RidgePick(rich, recs),
         "ridge, spread x0.01": lambda recs, seed: RidgePick(encoder, recs, spread=0.01),
         "ridge, spread x0.5": lambda recs, seed: RidgePick(encoder, recs, spread=0.5),
         "ridge, spread x2": lambda recs, seed: RidgePick(encoder, recs, spread=2.0),

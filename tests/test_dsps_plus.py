@@ -262,20 +262,21 @@ def test_the_accuracy_model_keeps_interactions_only_where_they_predict_better() 
     assert coupled.interactions == "time_steps"
 
     # a neuron threshold that helps shallow models and hurts deep ones: only the block genes
-    # crossed with the depth can say so, and only with ``rich``
+    # crossed with the depth can say so, and only with a ``rich`` encoder
     def shallow_low(a: Any) -> float:
         return sum(th * (a.depth - 3.5) for th in a.threshold) / a.depth + a.embed_dim / 100
 
-    assert ObjectivePredictor(encoder, records(shallow_low), rich=True).interactions == "globals"
+    rich = DSPSPlusSampler(space=BIG, seed=0, interactions="globals")._offspring.encoder
+    assert ObjectivePredictor(rich, records(shallow_low)).interactions == "globals"
     assert ObjectivePredictor(encoder, records(shallow_low)).interactions != "globals"
 
     # the kept set is the one of least leave-one-out error, here well below the others
     shallow = records(shallow_low)
-    acc_x, _ = ObjectivePredictor(encoder, shallow)._features([r.arch for r in shallow], keep=False)
+    acc_x, _ = ObjectivePredictor(rich, shallow)._features([r.arch for r in shallow], keep=False)
     acc = np.array([r.values[0] for r in shallow])
     loo = [
         RidgeRegression().fit(acc_x[:, :w], acc / acc.std(), loo=True).loo_mse
-        for w in (encoder.plain_width, encoder.acc_width, encoder.rich_width)
+        for w in (rich.plain_width, rich.acc_width, rich.rich_width)
     ]
     assert loo[2] < 0.8 * min(loo[:2])  # 0.031 against 0.041 and 0.045
 
@@ -284,7 +285,8 @@ def test_block_genes_crossed_with_the_global_genes() -> None:
     """Each block's (gene value, global gene value) column holds the block's share 1/depth."""
     from autospikformer.search.architecture import Architecture
 
-    encoder = DSPSPlusSampler(space=BIG, seed=0)._offspring.encoder
+    encoder = DSPSPlusSampler(space=BIG, seed=0, interactions="globals")._offspring.encoder
+    assert DSPSPlusSampler(space=BIG, seed=0)._offspring.encoder.rich_width == encoder.acc_width
     c = BIG.choices
     th, tau = c["threshold"], c["tau"]
     arch = Architecture(

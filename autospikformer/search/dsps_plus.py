@@ -131,7 +131,7 @@ class ScreenedOffspring:
         self.spread_recent = check_number("spread_recent", spread_recent, lo=0.0, hi=1.0)
         self.interactions = check_choice("interactions", interactions, INTERACTIONS)
         self.reads_first = self.candidates > 1  # the front must hold the trial finished last
-        self.encoder = ArchitectureEncoder(space)
+        self.encoder = ArchitectureEncoder(space, rich=self.interactions == "globals")
         # per study mirror: (refit point, predictor or None) and (finished count, front, members)
         self._predictors: dict[int, tuple[int, ObjectivePredictor | None]] = {}
         self._rows: dict[Architecture, tuple[np.ndarray, np.ndarray]] = {}  # features per arch
@@ -251,7 +251,6 @@ class ScreenedOffspring:
                 self._rows,
                 variance=self.acquisition == "ehvi",
                 recent=max(self.min_fit_trials, int(self.spread_recent * len(records))),
-                rich=self.interactions == "globals",
             )
             if len(records) >= self.min_fit_trials
             else None

@@ -3,7 +3,7 @@
 Two ridge regressions on feature rows of the architecture (:class:`ArchitectureEncoder`): for
 accuracy, one-hot genes per block position, shared (threshold, tau) pairs, time steps, width,
 depth and the log of the dense parameter count, optionally crossed with the time steps (the pairs
-and the width) and, with ``rich``, every block gene's value crossed with the depth, the width and
+and the width) and, with a ``rich`` encoder, every block gene's value crossed with the depth, the width and
 T (a neuron setting that serves a one-block model need not serve a two-block one); of these
 nested sets the one with the least closed-form leave-one-out error is kept at each refit. For
 energy, each block's dense MACs times T split by its (threshold, tau) pair, since a block's
@@ -29,9 +29,12 @@ RIDGE_ALPHA = 1.0
 
 
 class ArchitectureEncoder:
-    """Feature rows of architectures of one space, for the accuracy and the energy model."""
+    """Feature rows of architectures of one space, for the accuracy and the energy model;
+    ``rich``: the accuracy rows also cross each block gene with the global genes (columns from
+    ``acc_width`` to ``rich_width``; without it the two are equal and nothing is computed)."""
 
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, space: SearchSpace, *, rich: bool = False) -> None:
+        self.rich = rich
         c = space.choices
         self.depth = max(c["depth"])
         self.index: dict[str, dict[Any, int]] = {f: {v: i for i, v in enumerate(c[f])} for f in c}
@@ -65,7 +68,7 @@ class ArchitectureEncoder:
         # interactions of each block gene's value with each global gene (depth, width, T): a
         # neuron setting or MLP ratio that serves one depth or width need not serve another
         self.gene_globals_at: dict[tuple[str, str], int] = {}
-        for field in PER_BLOCK_FIELDS:
+        for field in PER_BLOCK_FIELDS if rich else ():
             for name in self.globals:
                 self.gene_globals_at[(field, name)] = offset
                 offset += n[field] * n[name]
@@ -93,12 +96,11 @@ class ArchitectureEncoder:
             row[self.pair_steps_at + self.pairs[(th, tau)] * steps + t] += share
         embed = self.index["embed_dim"][arch.embed_dim]
         row[self.embed_steps_at + embed * steps + t] = 1.0
-        for field in PER_BLOCK_FIELDS:
+        for (field, name), at in self.gene_globals_at.items():
             width = len(self.index[field])
-            for name in self.globals:
-                at, g = self.gene_globals_at[(field, name)], self.index[name][getattr(arch, name)]
-                for value in getattr(arch, field):
-                    row[at + g * width + self.index[field][value]] += share
+            g = self.index[name][getattr(arch, name)]
+            for value in getattr(arch, field):
+                row[at + g * width + self.index[field][value]] += share
         return row
 
     def energy_row(self, arch: Architecture) -> np.ndarray:
@@ -181,8 +183,8 @@ class RidgeRegression:
 class ObjectivePredictor:
     """Predicted (accuracy, energy) of architectures, fitted on complete trials.
 
-    ``rows`` caches each architecture's feature rows across refits (one sampler's cache);
-    ``rich`` lets the accuracy model add the block genes crossed with the global genes.
+    ``rows`` caches each architecture's feature rows across refits (one sampler's cache); a
+    ``rich`` encoder lets the accuracy model add the block genes crossed with the global genes.
     """
 
     def __init__(
@@ -193,7 +195,6 @@ class ObjectivePredictor:
         *,
         variance: bool = False,
         recent: int | None = None,
-        rich: bool = False,
     ) -> None:
         self.encoder = encoder
         self.variance = variance
@@ -206,7 +207,8 @@ class ObjectivePredictor:
         # the nested feature sets (no interactions, the time steps', every global gene's), the
         # one that predicts left-out trials best: interactions help on real supernets and only
         # add variance where accuracy is additive
-        widths = [encoder.plain_width, encoder.acc_width] + ([encoder.rich_width] if rich else [])
+        widths = [encoder.plain_width, encoder.acc_width]
+        widths += [encoder.rich_width] if encoder.rich else []
         fits = [
             RidgeRegression().fit(
                 acc_x[:, :w], acc / self.acc_scale, loo=True, variance=variance, recent=recent
