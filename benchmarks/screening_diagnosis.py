@@ -1,11 +1,12 @@
-"""Where DSPS+ loses on digits: its proposals, or its pick among them? Two diagnoses.
+"""Where DSPS+ loses: its proposals, or its pick among them? Two diagnoses.
 
 ``oracle``: DSPS+ runs on the digits supernet (as ``sampler_quality.py --problem digits`` runs
-them, study defaults) in which each screened slot picks by the **measured** values of its
-proposals (their true hypervolume improvement over the front) instead of the predictor's. Not a
-sampler (every proposal is evaluated to choose): it bounds what a perfect predictor would give
-with the same proposals. Saved in ``sampler_quality.py --save``'s format, so
-``sampler_quality.py --report`` compares it with the peers.
+them, study defaults) or on the surrogate (``--problem surrogate``), in which each screened slot
+picks by the **measured** values of its proposals (their true hypervolume improvement over the
+front) instead of the predictor's. Not a sampler (every proposal is evaluated to choose): it
+bounds what a perfect predictor would give with the same proposals. Saved in
+``sampler_quality.py --save``'s format, so ``sampler_quality.py --report`` compares it with the
+peers.
 
 ``capture``: offline, along saved DSPS+ runs (``--runs``, their points mapped back to their
 architectures through the evaluation cache): at trials 60 to 250, sets of 16 proposals made as
@@ -19,6 +20,7 @@ ridge; a TPE-like ratio of the gene-value densities of the good and the other tr
     python benchmarks/screening_diagnosis.py oracle --cache runs/q/digits-test-cache.jsonl \\
         --save runs/q/dt-oracle.json
     python benchmarks/sampler_quality.py --report runs/q/dt-oracle.json runs/q/digits-test-peer*.json
+    python benchmarks/screening_diagnosis.py oracle --problem surrogate --save runs/q/su-oracle.json
     python benchmarks/screening_diagnosis.py capture --runs runs/q/dt-glob.json \\
         --cache runs/q/digits-test-cache.jsonl
 """
@@ -41,6 +43,7 @@ from optuna.trial import TrialState
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sampler_quality
+import surrogate
 
 from autospikformer.pareto import (
     epsilon_distance,
@@ -60,7 +63,14 @@ Distribution = tuple[np.ndarray, np.ndarray]  # (n x 2 mean, n x 2 spread) of (a
 
 
 def oracle(args: argparse.Namespace) -> None:
-    objective = sampler_quality.DigitsObjective(args.supernet, args.protocol, args.cache)
+    if args.problem == "digits":
+        space = SearchSpace.load("digits")
+        objective: Callable[[Architecture], tuple[float, float]] = sampler_quality.DigitsObjective(
+            args.supernet, args.protocol, args.cache
+        )
+    else:  # the surrogate over its default space and mismatch weight, as sampler_quality runs it
+        space = SearchSpace.load("S_T2+S_S")
+        objective = surrogate.evaluate
 
     def pick(
         self: Any, mirror: StudyMirror, predictor: Any, archs: list[Architecture], me: int
@@ -79,15 +89,20 @@ def oracle(args: argparse.Namespace) -> None:
         return int(np.argmin(epsilon_distance(front, points, scale)))
 
     dsps_plus.ScreenedOffspring.pick = pick  # type: ignore[method-assign]  # this process only
-    space = SearchSpace.load("digits")
     runs = {}
     for seed in range(args.seeds):
         points, per_trial = sampler_quality.run("dsps-plus", space, args.trials, seed, objective)
         runs[str(seed)] = {"points": points, "seconds_per_trial": per_trial, "options": {}}
         print(f"  seed {seed}: {len(points)} trials", flush=True)
-    setup = {"problem": "digits", "protocol": args.protocol, "space": space.name}
+    digits = args.problem == "digits"
+    setup = {
+        "problem": args.problem,
+        "protocol": args.protocol if digits else None,
+        "space": space.name,
+        "mismatch_weight": None if digits else surrogate.MISMATCH_WEIGHT,
+    }
     args.save.parent.mkdir(parents=True, exist_ok=True)
-    args.save.write_text(json.dumps({**setup, "mismatch_weight": None, "runs": {"oracle": runs}}))
+    args.save.write_text(json.dumps({**setup, "runs": {"oracle": runs}}))
     print(f"saved to {args.save}; compare: sampler_quality.py --report {args.save} <peers>")
 
 
@@ -293,6 +308,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("oracle", help="DSPS+ runs that pick by the measured values")
+    run.add_argument("--problem", choices=("digits", "surrogate"), default="digits")
     run.add_argument("--protocol", choices=("test", "val"), default="test")
     run.add_argument("--supernet", type=Path, default=Path("runs/bench-digits/supernet.pt"))
     run.add_argument("--cache", type=Path, default=None)
