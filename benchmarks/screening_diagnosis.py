@@ -8,6 +8,9 @@ bounds what a perfect predictor would give with the same proposals. Saved in
 ``sampler_quality.py --save``'s format, so ``sampler_quality.py --report`` compares it with the
 peers.
 
+``objectives`` (the surrogate): which prediction limits the pick? Along default runs, each
+slot's pick repeated with the true accuracy, or the true energy, in place of the predicted one.
+
 ``capture``: offline, along saved DSPS+ runs (``--runs``, their points mapped back to their
 architectures through the evaluation cache): at trials 60 to 250, sets of 16 proposals made as
 DSPS+ makes its late ones (single-gene moves and mutations of front members, only architectures
@@ -21,6 +24,7 @@ ridge; a TPE-like ratio of the gene-value densities of the good and the other tr
         --save runs/q/dt-oracle.json
     python benchmarks/sampler_quality.py --report runs/q/dt-oracle.json runs/q/digits-test-peer*.json
     python benchmarks/screening_diagnosis.py oracle --problem surrogate --save runs/q/su-oracle.json
+    python benchmarks/screening_diagnosis.py objectives --at 20 100 200
     python benchmarks/screening_diagnosis.py capture --runs runs/q/dt-glob.json \\
         --cache runs/q/digits-test-cache.jsonl
 """
@@ -28,6 +32,7 @@ ridge; a TPE-like ratio of the gene-value densities of the good and the other tr
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import sys
@@ -104,6 +109,58 @@ def oracle(args: argparse.Namespace) -> None:
     args.save.parent.mkdir(parents=True, exist_ok=True)
     args.save.write_text(json.dumps({**setup, "runs": {"oracle": runs}}))
     print(f"saved to {args.save}; compare: sampler_quality.py --report {args.save} <peers>")
+
+
+def objectives(args: argparse.Namespace) -> None:
+    """Along default DSPS+ runs on the surrogate, each screened slot's pick repeated with the true
+    accuracy, or the true energy, in place of the prediction (its spread 0): the share of the
+    oracle pick's gain each pick gets, and each model's mean absolute error over the spread of
+    the slot's proposals (the run itself follows the default pick)."""
+    default_pick = dsps_plus.ScreenedOffspring.pick
+    slots: list[tuple[float, ...]] = []
+
+    def pick(
+        self: Any, mirror: StudyMirror, predictor: Any, archs: list[Architecture], me: int
+    ) -> int:
+        chosen = default_pick(self, mirror, predictor, archs, me)
+        _, front, _ = self.front(mirror)
+        if len(front) == 0:
+            return chosen
+        true = np.array([surrogate.evaluate(a) for a in archs])
+        lo, hi = front.min(axis=0), front.max(axis=0)
+        scale = np.where(hi - lo > 0, hi - lo, np.maximum(np.abs(hi), 1e-12))
+        ref = (float(hi[0] + scale[0]), float(hi[1] + scale[1]))
+        gain = hypervolume_improvement(front, np.column_stack((true[:, 1], -true[:, 0])), ref)
+        mean, spread = predictor.predict_distribution(archs)
+
+        def best(column: int) -> int:  # the pick with the true values in ``column``
+            m, sd = mean.copy(), spread.copy()
+            m[:, column], sd[:, column] = true[:, column], 0.0
+            points = np.column_stack((m[:, 1], -m[:, 0]))
+            g = expected_hypervolume_improvement(front, points, sd[:, ::-1], ref)
+            if g.max() > 0:
+                return int(np.argmax(g))
+            return int(np.argmin(epsilon_distance(front, points, scale)))
+
+        error = np.abs(mean - true).mean(axis=0) / np.maximum(true.std(axis=0), 1e-12)
+        slots.append((len(mirror.finished), gain.max(), gain[chosen], gain[best(0)],
+                      gain[best(1)], gain.mean(), *error))  # fmt: skip
+        return chosen
+
+    dsps_plus.ScreenedOffspring.pick = pick  # type: ignore[method-assign]  # this process only
+    space = SearchSpace.load("S_T2+S_S")
+    for seed in range(args.seeds):
+        sampler_quality.run("dsps-plus", space, args.trials, seed, surrogate.evaluate)
+    table = np.array(slots)
+    print("trials   slots  default  true-acc  true-energy  random  acc-error  energy-error")
+    edges = [0, *args.at, args.trials]
+    for lo, hi in itertools.pairwise(edges):
+        rows = table[(table[:, 0] >= lo) & (table[:, 0] < hi)]
+        if not len(rows):
+            continue
+        share = rows[:, 2:6].sum(axis=0) / rows[:, 1].sum()
+        print(f"{lo:>4}-{hi:<4} {len(rows):>5}  " + "  ".join(f"{v:8.3f}" for v in share)
+              + f"  {rows[:, 6].mean():9.3f}  {rows[:, 7].mean():12.3f}")  # fmt: skip
 
 
 class RidgePick:
@@ -315,6 +372,10 @@ def main() -> None:
     run.add_argument("--trials", type=int, default=300)
     run.add_argument("--seeds", type=int, default=5)
     run.add_argument("--save", type=Path, required=True)
+    obj = sub.add_parser("objectives", help="surrogate: the pick with a true objective")
+    obj.add_argument("--trials", type=int, default=300)
+    obj.add_argument("--seeds", type=int, default=5)
+    obj.add_argument("--at", type=int, nargs="+", default=[100, 200])
     cap = sub.add_parser("capture", help="each pick rule's share of the oracle pick's gain")
     cap.add_argument("--runs", type=Path, required=True, help="sampler_quality.py --save file")
     cap.add_argument("--label", default=None, help="which runs of the file (default: the first)")
@@ -323,7 +384,7 @@ def main() -> None:
     cap.add_argument("--sets", type=int, default=150)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    (oracle if args.command == "oracle" else capture)(args)
+    {"oracle": oracle, "objectives": objectives, "capture": capture}[args.command](args)
 
 
 if __name__ == "__main__":
