@@ -9,7 +9,8 @@ bounds what a perfect predictor would give with the same proposals. Saved in
 peers.
 
 ``objectives`` (the surrogate): which prediction limits the pick? Along default runs, each
-slot's pick repeated with the true accuracy, or the true energy, in place of the predicted one.
+slot's pick repeated with the true accuracy, or the true energy, in place of the predicted one,
+and with the Gaussian-process accuracy model (``accuracy_model = "gp"``) instead of the ridge.
 
 ``capture``: offline, along saved DSPS+ runs (``--runs``, their points mapped back to their
 architectures through the evaluation cache): at trials 60 to 250, sets of 16 proposals made as
@@ -115,9 +116,28 @@ def objectives(args: argparse.Namespace) -> None:
     """Along default DSPS+ runs on the surrogate, each screened slot's pick repeated with the true
     accuracy, or the true energy, in place of the prediction (its spread 0): the share of the
     oracle pick's gain each pick gets, and each model's mean absolute error over the spread of
-    the slot's proposals (the run itself follows the default pick)."""
+    the slot's proposals (the run itself follows the default pick). Also the pick, and the
+    error, of the Gaussian-process accuracy model (``accuracy_model = "gp"``) fitted on the
+    same trials."""
     default_pick = dsps_plus.ScreenedOffspring.pick
     slots: list[tuple[float, ...]] = []
+    fitted: list[Any] = [None, None]  # the default's predictor, and the GP one on its trials
+
+    def gp_predictor(self: Any, mirror: StudyMirror, predictor: Any) -> ObjectivePredictor:
+        if fitted[0] is not predictor:  # a refit: one worker, so the trials finished so far
+            records = sorted(
+                (
+                    r
+                    for r in mirror.finished.values()
+                    if r.values is not None and r.arch is not None
+                ),
+                key=lambda r: (r.draw_index, r.number),
+            )
+            recent = max(self.min_fit_trials, int(self.spread_recent * len(records)))
+            fitted[:] = [predictor, ObjectivePredictor(
+                self.encoder, records, variance=True, recent=recent, accuracy_model="gp"
+            )]  # fmt: skip
+        return fitted[1]
 
     def pick(
         self: Any, mirror: StudyMirror, predictor: Any, archs: list[Architecture], me: int
@@ -133,18 +153,25 @@ def objectives(args: argparse.Namespace) -> None:
         gain = hypervolume_improvement(front, np.column_stack((true[:, 1], -true[:, 0])), ref)
         mean, spread = predictor.predict_distribution(archs)
 
-        def best(column: int) -> int:  # the pick with the true values in ``column``
-            m, sd = mean.copy(), spread.copy()
-            m[:, column], sd[:, column] = true[:, column], 0.0
+        def best(m: np.ndarray, sd: np.ndarray) -> int:  # the pick by these values
             points = np.column_stack((m[:, 1], -m[:, 0]))
             g = expected_hypervolume_improvement(front, points, sd[:, ::-1], ref)
             if g.max() > 0:
                 return int(np.argmax(g))
             return int(np.argmin(epsilon_distance(front, points, scale)))
 
-        error = np.abs(mean - true).mean(axis=0) / np.maximum(true.std(axis=0), 1e-12)
-        slots.append((len(mirror.finished), gain.max(), gain[chosen], gain[best(0)],
-                      gain[best(1)], gain.mean(), *error))  # fmt: skip
+        def with_true(column: int) -> int:
+            m, sd = mean.copy(), spread.copy()
+            m[:, column], sd[:, column] = true[:, column], 0.0
+            return best(m, sd)
+
+        gp_mean, gp_spread = gp_predictor(self, mirror, predictor).predict_distribution(archs)
+        deviation = np.maximum(true.std(axis=0), 1e-12)
+        error = np.abs(mean - true).mean(axis=0) / deviation
+        gp_error = np.abs(gp_mean[:, 0] - true[:, 0]).mean() / deviation[0]
+        slots.append((len(mirror.finished), gain.max(), gain[chosen], gain[with_true(0)],
+                      gain[with_true(1)], gain.mean(), gain[best(gp_mean, gp_spread)], *error,
+                      gp_error))  # fmt: skip
         return chosen
 
     dsps_plus.ScreenedOffspring.pick = pick  # type: ignore[method-assign]  # this process only
@@ -152,15 +179,17 @@ def objectives(args: argparse.Namespace) -> None:
     for seed in range(args.seeds):
         sampler_quality.run("dsps-plus", space, args.trials, seed, surrogate.evaluate)
     table = np.array(slots)
-    print("trials   slots  default  true-acc  true-energy  random  acc-error  energy-error")
+    print("shares of the oracle pick's gain | mean absolute errors over the proposals' spread")
+    print("trials   slots  default  true-acc  true-energy  random  gp-acc | acc  energy  gp-acc")
     edges = [0, *args.at, args.trials]
     for lo, hi in itertools.pairwise(edges):
         rows = table[(table[:, 0] >= lo) & (table[:, 0] < hi)]
         if not len(rows):
             continue
-        share = rows[:, 2:6].sum(axis=0) / rows[:, 1].sum()
-        print(f"{lo:>4}-{hi:<4} {len(rows):>5}  " + "  ".join(f"{v:8.3f}" for v in share)
-              + f"  {rows[:, 6].mean():9.3f}  {rows[:, 7].mean():12.3f}")  # fmt: skip
+        share = rows[:, 2:7].sum(axis=0) / rows[:, 1].sum()
+        errors = rows[:, 7:].mean(axis=0)
+        print(f"{lo:>4}-{hi:<4} {len(rows):>5}  " + "  ".join(f"{v:6.3f}" for v in share)
+              + " | " + "  ".join(f"{v:6.3f}" for v in errors))  # fmt: skip
 
 
 class RidgePick:

@@ -135,6 +135,14 @@ BAD = [
         "search.options.acquisition: 'ei' is not allowed (allowed: ehvi, hvi)",
     ),
     (
+        lambda d: d["search"].update(sampler="dsps-plus", options={"interactions": "all"}),
+        "search.options.interactions: 'all' is not allowed (allowed: time_steps, globals)",
+    ),
+    (
+        lambda d: d["search"].update(sampler="dsps-plus", options={"accuracy_model": "gpx"}),
+        "search.options.accuracy_model: 'gpx' is not allowed (allowed: ridge, gp)",
+    ),
+    (
         lambda d: d["search"].update(sampler="dsps-plus", options={"pool_prior": -1}),
         "search.options.pool_prior: -1 is not allowed (allowed: a number >= 0.0)",
     ),

@@ -41,7 +41,12 @@ from autospikformer.search.architecture import Architecture
 from autospikformer.search.dsps import DSPSSampler
 from autospikformer.search.mirror import StudyMirror, TrialSummary
 from autospikformer.search.operators import gene_pool_draw, single_gene_move
-from autospikformer.search.predictor import ArchitectureEncoder, ObjectivePredictor, refit_point
+from autospikformer.search.predictor import (
+    ACCURACY_MODELS,
+    ArchitectureEncoder,
+    ObjectivePredictor,
+    refit_point,
+)
 from autospikformer.search.space import SearchSpace
 from autospikformer.search.strategies import Draw, Offspring
 
@@ -100,7 +105,8 @@ class ScreenedOffspring:
     the fitted ones, its noise estimated on the last ``spread_recent`` share of the fitted
     trials, where the search evaluates now); ``"hvi"``, the largest improvement of the point
     prediction. The reference point of both lies ``reference_margin`` times the front's range
-    beyond its nadir, so that extending the front at either end counts.
+    beyond its nadir, so that extending the front at either end counts. ``accuracy_model``
+    ``"gp"`` predicts accuracy with a Gaussian process on the genes instead of the ridge.
     """
 
     def __init__(
@@ -118,6 +124,7 @@ class ScreenedOffspring:
         reference_margin: float = REFERENCE_MARGIN,
         spread_recent: float = SPREAD_RECENT,
         interactions: str = "time_steps",
+        accuracy_model: str = "ridge",
     ) -> None:
         self.base = base
         self.candidates = check_int("candidates", candidates, minimum=1)
@@ -130,6 +137,7 @@ class ScreenedOffspring:
         self.reference_margin = check_number("reference_margin", reference_margin, lo=0.0)
         self.spread_recent = check_number("spread_recent", spread_recent, lo=0.0, hi=1.0)
         self.interactions = check_choice("interactions", interactions, INTERACTIONS)
+        self.accuracy_model = check_choice("accuracy_model", accuracy_model, ACCURACY_MODELS)
         self.reads_first = self.candidates > 1  # the front must hold the trial finished last
         self.encoder = ArchitectureEncoder(space, rich=self.interactions == "globals")
         # per study mirror: (refit point, predictor or None) and (finished count, front, members)
@@ -156,6 +164,7 @@ class ScreenedOffspring:
             ),
             # recorded only when set, so studies begun before the option resume unwarned
             **({"interactions": self.interactions} if self.interactions != "time_steps" else {}),
+            **({"accuracy_model": self.accuracy_model} if self.accuracy_model != "ridge" else {}),
         }
 
     def propose(self, draw: Draw, rng: random.Random) -> tuple[Architecture, str]:
@@ -251,6 +260,7 @@ class ScreenedOffspring:
                 self._rows,
                 variance=self.acquisition == "ehvi",
                 recent=max(self.min_fit_trials, int(self.spread_recent * len(records))),
+                accuracy_model=self.accuracy_model,
             )
             if len(records) >= self.min_fit_trials
             else None
@@ -340,6 +350,11 @@ class DSPSPlusSampler(DSPSSampler):
         interactions: the richest interactions the accuracy model may add (:data:`INTERACTIONS`):
             ``"time_steps"`` (the neuron settings and the width crossed with T) or ``"globals"``
             (also each block gene's value crossed with the depth, the width and T).
+        accuracy_model: ``"ridge"`` (the default) or ``"gp"``: accuracy predicted by a Gaussian
+            process on the genes (:class:`~autospikformer.search.predictor.GaussianProcessAccuracy`),
+            more accurate and dearer (a refit grows with the cube of the trials, up to
+            :data:`~autospikformer.search.predictor.GP_MAX_TRIALS`); for small budgets of
+            expensive trials.
     """
 
     def __init__(
@@ -361,6 +376,7 @@ class DSPSPlusSampler(DSPSSampler):
         reference_margin: float = REFERENCE_MARGIN,
         spread_recent: float = SPREAD_RECENT,
         interactions: str = "time_steps",
+        accuracy_model: str = "ridge",
         feasible: Callable[[Architecture], bool] | None = None,
         max_redraws: int = 100,
         settle_timeout: float = 10.0,
@@ -394,5 +410,6 @@ class DSPSPlusSampler(DSPSSampler):
                 reference_margin=reference_margin,
                 spread_recent=spread_recent,
                 interactions=interactions,
+                accuracy_model=accuracy_model,
             ),
         )

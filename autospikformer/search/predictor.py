@@ -9,6 +9,9 @@ nested sets the one with the least closed-form leave-one-out error is kept at ea
 energy, each block's dense MACs times T split by its (threshold, tau) pair, since a block's
 synaptic operations are its firing rate times T times its MACs and the rate follows the neuron
 settings.
+With ``accuracy_model = "gp"``, accuracy is instead a Gaussian process on the architecture's
+genes as numbers (:class:`GaussianProcessAccuracy`): closer to what a candidate measures, at a
+higher cost per refit.
 Refits follow :func:`refit_point`, a function of the draw index, so resumed runs fit the same.
 """
 
@@ -26,6 +29,12 @@ from autospikformer.search.space import SearchSpace
 
 #: Ridge penalty of both predictors (features are one-hot or of order one).
 RIDGE_ALPHA = 1.0
+#: The accuracy models a predictor can fit: ridge regressions on one-hot features, or a
+#: Gaussian process on the genes as numbers.
+ACCURACY_MODELS = ("ridge", "gp")
+#: The Gaussian process is fitted on at most this many trials, the last drawn (its fit grows
+#: with the cube of the trials; the search evaluates near the recent ones).
+GP_MAX_TRIALS = 400
 
 
 class ArchitectureEncoder:
@@ -74,7 +83,9 @@ class ArchitectureEncoder:
                 offset += n[field] * n[name]
         self.rich_width = offset
         self.max_embed = float(max(c["embed_dim"]))
+        self.max_heads = float(max(c["num_heads"]))
         self.energy_width = 2 * len(self.pairs) + 2
+        self.gene_width = 3 + 5 * self.depth
 
     def accuracy_row(self, arch: Architecture) -> np.ndarray:
         row = np.zeros(self.rich_width)
@@ -101,6 +112,22 @@ class ArchitectureEncoder:
             g = self.index[name][getattr(arch, name)]
             for value in getattr(arch, field):
                 row[at + g * width + self.index[field][value]] += share
+        return row
+
+    def gene_row(self, arch: Architecture) -> np.ndarray:
+        """The genes as numbers, for the Gaussian process: depth, log2 width and T, then per
+        block position the log threshold, log tau, MLP ratio, heads over the most heads, and 1
+        (all 0 where the architecture has no such block)."""
+        row = np.zeros(self.gene_width)
+        row[:3] = (arch.depth, math.log2(arch.embed_dim), arch.time_steps)
+        for i in range(arch.depth):
+            row[3 + 5 * i : 8 + 5 * i] = (
+                math.log(arch.threshold[i]),
+                math.log(arch.tau[i]),
+                arch.mlp_ratio[i],
+                arch.num_heads[i] / self.max_heads,
+                1.0,
+            )
         return row
 
     def energy_row(self, arch: Architecture) -> np.ndarray:
@@ -180,11 +207,44 @@ class RidgeRegression:
         return np.sqrt(max(self.noise, 0.0) * (1.0 + leverage))
 
 
+class GaussianProcessAccuracy:
+    """A Gaussian process regression of accuracy on :meth:`ArchitectureEncoder.gene_row`:
+    scikit-learn's, with a squared-exponential kernel of one length scale per gene column
+    (columns standardised on the fitted rows), a constant scale and white noise, all by maximum
+    marginal likelihood from one deterministic start, so a refit on the same trials repeats.
+    Unlike the additive ridge it lets any genes interact, as near as the data say."""
+
+    def __init__(self, rows: np.ndarray, values: np.ndarray) -> None:
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.gaussian_process import GaussianProcessRegressor
+        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+        self.mean = rows.mean(axis=0)
+        spread = rows.std(axis=0)
+        self.scale = np.where(spread > 0, spread, 1.0)
+        kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(
+            np.ones(rows.shape[1]), (1e-2, 1e3)
+        ) + WhiteKernel(1e-2, (1e-6, 1e1))
+        self.model = GaussianProcessRegressor(kernel, normalize_y=True, random_state=0)
+        with warnings.catch_warnings():  # a length scale at its bound: a gene that does not matter
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.model.fit((rows - self.mean) / self.scale, values)
+
+    def predict(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of what each row would measure (the noise included)."""
+        mean, std = self.model.predict((rows - self.mean) / self.scale, return_std=True)
+        return mean, std
+
+
 class ObjectivePredictor:
     """Predicted (accuracy, energy) of architectures, fitted on complete trials.
 
     ``rows`` caches each architecture's feature rows across refits (one sampler's cache); a
     ``rich`` encoder lets the accuracy model add the block genes crossed with the global genes.
+    ``accuracy_model`` ``"gp"`` fits accuracy with :class:`GaussianProcessAccuracy` on the last
+    :data:`GP_MAX_TRIALS` records instead (energy stays the ridge: it is linear in its features).
     """
 
     def __init__(
@@ -195,28 +255,35 @@ class ObjectivePredictor:
         *,
         variance: bool = False,
         recent: int | None = None,
+        accuracy_model: str = "ridge",
     ) -> None:
         self.encoder = encoder
         self.variance = variance
+        self.gp: GaussianProcessAccuracy | None = None
         self.rows = {} if rows is None else rows
         acc_x, energy_x = self._features([r.arch for r in records], keep=True)  # type: ignore[misc]
         acc = np.array([r.values[0] for r in records])  # type: ignore[index]
         energy = np.array([r.values[1] for r in records])  # type: ignore[index]
         self.acc_scale = float(acc.std()) or 1.0
         self.energy_scale = float(np.abs(energy).mean()) or 1.0
-        # the nested feature sets (no interactions, the time steps', every global gene's), the
-        # one that predicts left-out trials best: interactions help on real supernets and only
-        # add variance where accuracy is additive
-        widths = [encoder.plain_width, encoder.acc_width]
-        widths += [encoder.rich_width] if encoder.rich else []
-        fits = [
-            RidgeRegression().fit(
-                acc_x[:, :w], acc / self.acc_scale, loo=True, variance=variance, recent=recent
-            )
-            for w in widths
-        ]
-        best = min(range(len(fits)), key=lambda i: fits[i].loo_mse)
-        self.width, self.accuracy = widths[best], fits[best]
+        if accuracy_model == "gp":
+            last = records[-GP_MAX_TRIALS:]
+            genes = np.array([encoder.gene_row(r.arch) for r in last])  # type: ignore[arg-type]
+            self.gp = GaussianProcessAccuracy(genes, acc[-GP_MAX_TRIALS:])
+        else:
+            # the nested feature sets (no interactions, the time steps', every global gene's), the
+            # one that predicts left-out trials best: interactions help on real supernets and only
+            # add variance where accuracy is additive
+            widths = [encoder.plain_width, encoder.acc_width]
+            widths += [encoder.rich_width] if encoder.rich else []
+            fits = [
+                RidgeRegression().fit(
+                    acc_x[:, :w], acc / self.acc_scale, loo=True, variance=variance, recent=recent
+                )
+                for w in widths
+            ]
+            best = min(range(len(fits)), key=lambda i: fits[i].loo_mse)
+            self.width, self.accuracy = widths[best], fits[best]
         self.energy = RidgeRegression(alpha=1e-3).fit(
             energy_x, energy / self.energy_scale, variance=variance, recent=recent
         )
@@ -224,7 +291,9 @@ class ObjectivePredictor:
     @property
     def interactions(self) -> str:
         """The accuracy model's interactions, as leave-one-out chose them: ``"none"``,
-        ``"time_steps"`` or ``"globals"``."""
+        ``"time_steps"`` or ``"globals"``; ``"all"`` for the Gaussian process."""
+        if self.gp is not None:
+            return "all"
         widths = (self.encoder.plain_width, self.encoder.acc_width, self.encoder.rich_width)
         return ("none", "time_steps", "globals")[widths.index(self.width)]
 
@@ -254,18 +323,18 @@ class ObjectivePredictor:
         measure, :meth:`RidgeRegression.predict_std`; None unless ``std`` and fitted with
         ``variance``)."""
         acc_x, energy_x = self._features(archs, keep=False)
-        acc_x = acc_x[:, : self.width]
-        acc = self.accuracy.predict(acc_x)
-        energy = self.energy.predict(energy_x)
-        mean = np.column_stack((acc * self.acc_scale, energy * self.energy_scale))
+        energy = self.energy.predict(energy_x) * self.energy_scale
+        if self.gp is not None:
+            acc, acc_std = self.gp.predict(np.array([self.encoder.gene_row(a) for a in archs]))
+        else:
+            acc_x = acc_x[:, : self.width]
+            acc = self.accuracy.predict(acc_x) * self.acc_scale
+        mean = np.column_stack((acc, energy))
         if not (std and self.variance):
             return mean, None
-        spread = np.column_stack(
-            (
-                self.accuracy.predict_std(acc_x) * self.acc_scale,
-                self.energy.predict_std(energy_x) * self.energy_scale,
-            )
-        )
+        if self.gp is None:
+            acc_std = self.accuracy.predict_std(acc_x) * self.acc_scale
+        spread = np.column_stack((acc_std, self.energy.predict_std(energy_x) * self.energy_scale))
         return mean, spread
 
 

@@ -26,6 +26,7 @@ SAMPLER_OPTIONS: dict[str, dict[str, Any]] = {
         "tie_break": "crowding",
         "acquisition": "ehvi",
         "interactions": "time_steps",
+        "accuracy_model": "ridge",
     },
     "nsga2": {"population_size": 50, "crossover_prob": 0.9, "swapping_prob": 0.5},
     "tpe": {"n_startup_trials": 10, "multivariate": True},

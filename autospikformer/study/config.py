@@ -28,7 +28,8 @@ from autospikformer.energy.models import EnergyError, EnergyModel
 from autospikformer.errors import AutospikError, did_you_mean
 from autospikformer.pareto import TIE_BREAKS
 from autospikformer.resources import preset_names, read_toml, studies_dir
-from autospikformer.search.dsps_plus import ACQUISITIONS
+from autospikformer.search.dsps_plus import ACQUISITIONS, INTERACTIONS
+from autospikformer.search.predictor import ACCURACY_MODELS
 from autospikformer.search.samplers import DSPS_SAMPLERS, SAMPLER_NAMES, SAMPLER_OPTIONS
 from autospikformer.search.space import SearchSpace, SearchSpaceError
 from autospikformer.study.budgets import Budgets
@@ -194,6 +195,10 @@ def _sampler_options(sampler: str, given: Any) -> dict[str, Any]:
             check_choice(where, value, TIE_BREAKS, error=StudyConfigError)
         elif key == "acquisition":
             check_choice(where, value, ACQUISITIONS, error=StudyConfigError)
+        elif key == "interactions":
+            check_choice(where, value, INTERACTIONS, error=StudyConfigError)
+        elif key == "accuracy_model":
+            check_choice(where, value, ACCURACY_MODELS, error=StudyConfigError)
     if evolutionary and options["num_parents"] > options["population_size"]:
         raise StudyConfigError(
             f"search.options.num_parents: {options['num_parents']} is not allowed "
