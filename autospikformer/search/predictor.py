@@ -212,7 +212,10 @@ class GaussianProcessAccuracy:
     scikit-learn's, with a squared-exponential kernel of one length scale per gene column
     (columns standardised on the fitted rows), a constant scale and white noise, all by maximum
     marginal likelihood from one deterministic start, so a refit on the same trials repeats.
-    Unlike the additive ridge it lets any genes interact, as near as the data say."""
+    Fit and prediction run on one BLAS thread: a multi-threaded BLAS sums in another order, and
+    the optimiser would carry the difference into another pick, so a seeded run would not repeat
+    on another thread count. Unlike the additive ridge it lets any genes interact, as near as
+    the data say."""
 
     def __init__(self, rows: np.ndarray, values: np.ndarray) -> None:
         import warnings
@@ -220,6 +223,7 @@ class GaussianProcessAccuracy:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+        from threadpoolctl import threadpool_limits
 
         self.mean = rows.mean(axis=0)
         spread = rows.std(axis=0)
@@ -228,13 +232,17 @@ class GaussianProcessAccuracy:
             np.ones(rows.shape[1]), (1e-2, 1e3)
         ) + WhiteKernel(1e-2, (1e-6, 1e1))
         self.model = GaussianProcessRegressor(kernel, normalize_y=True, random_state=0)
-        with warnings.catch_warnings():  # a length scale at its bound: a gene that does not matter
+        # a length scale at its bound is a gene that does not matter: no warning
+        with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
             warnings.simplefilter("ignore", ConvergenceWarning)
             self.model.fit((rows - self.mean) / self.scale, values)
 
     def predict(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mean and standard deviation of what each row would measure (the noise included)."""
-        mean, std = self.model.predict((rows - self.mean) / self.scale, return_std=True)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            mean, std = self.model.predict((rows - self.mean) / self.scale, return_std=True)
         return mean, std
 
 
