@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from autospikformer.checks import check_choice
 from autospikformer.search.architecture import PER_BLOCK_FIELDS, Architecture
 from autospikformer.search.mirror import TrialSummary
 from autospikformer.search.space import SearchSpace
@@ -265,6 +266,7 @@ class ObjectivePredictor:
         recent: int | None = None,
         accuracy_model: str = "ridge",
     ) -> None:
+        check_choice("accuracy_model", accuracy_model, ACCURACY_MODELS)
         self.encoder = encoder
         self.variance = variance
         self.gp: GaussianProcessAccuracy | None = None
