@@ -253,7 +253,8 @@ class ObjectivePredictor:
     ``rows`` caches each architecture's feature rows across refits (one sampler's cache); a
     ``rich`` encoder lets the accuracy model add the block genes crossed with the global genes.
     ``accuracy_model`` ``"gp"`` fits accuracy with :class:`GaussianProcessAccuracy` on the last
-    :data:`GP_MAX_TRIALS` records instead (energy stays the ridge: it is linear in its features).
+    :data:`GP_MAX_TRIALS` records instead (energy stays the ridge: it is linear in its features);
+    its accuracy rows, cached as the ridge's are, are then the gene rows.
     """
 
     def __init__(
@@ -270,6 +271,7 @@ class ObjectivePredictor:
         self.encoder = encoder
         self.variance = variance
         self.gp: GaussianProcessAccuracy | None = None
+        self.accuracy_row = encoder.gene_row if accuracy_model == "gp" else encoder.accuracy_row
         self.rows = {} if rows is None else rows
         acc_x, energy_x = self._features([r.arch for r in records], keep=True)  # type: ignore[misc]
         acc = np.array([r.values[0] for r in records])  # type: ignore[index]
@@ -277,9 +279,7 @@ class ObjectivePredictor:
         self.acc_scale = float(acc.std()) or 1.0
         self.energy_scale = float(np.abs(energy).mean()) or 1.0
         if accuracy_model == "gp":
-            last = records[-GP_MAX_TRIALS:]
-            genes = np.array([encoder.gene_row(r.arch) for r in last])  # type: ignore[arg-type]
-            self.gp = GaussianProcessAccuracy(genes, acc[-GP_MAX_TRIALS:])
+            self.gp = GaussianProcessAccuracy(acc_x[-GP_MAX_TRIALS:], acc[-GP_MAX_TRIALS:])
         else:
             # the nested feature sets (no interactions, the time steps', every global gene's), the
             # one that predicts left-out trials best: interactions help on real supernets and only
@@ -316,7 +316,7 @@ class ObjectivePredictor:
         for arch in archs:
             row = self.rows.get(arch)
             if row is None:
-                row = (self.encoder.accuracy_row(arch), self.encoder.energy_row(arch))
+                row = (self.accuracy_row(arch), self.encoder.energy_row(arch))
                 if keep:
                     self.rows[arch] = row
             rows.append(row)
@@ -335,7 +335,7 @@ class ObjectivePredictor:
         acc_x, energy_x = self._features(archs, keep=False)
         energy = self.energy.predict(energy_x) * self.energy_scale
         if self.gp is not None:
-            acc, acc_std = self.gp.predict(np.array([self.encoder.gene_row(a) for a in archs]))
+            acc, acc_std = self.gp.predict(acc_x)
         else:
             acc_x = acc_x[:, : self.width]
             acc = self.accuracy.predict(acc_x) * self.acc_scale
