@@ -1,14 +1,24 @@
-"""Small shared test fixtures-as-data: a tiny search space and tiny study files; and two
-process and disk probes the fault tests and ``benchmarks/faults.py`` share."""
+"""Small shared test fixtures-as-data: a tiny search space and tiny study files; the process and
+disk probes the fault tests and ``benchmarks/faults.py`` share; and a way to stop a study's
+workers at a chosen moment (:func:`paused_when`), so that a fault lands where a test wants it
+however fast trials run."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import optuna
+import sqlalchemy.exc
 
 # A space small enough for real training and evaluation in a test (8x8 inputs, 1-2 blocks).
 TINY_SPACE = {
@@ -127,6 +137,70 @@ def process_gone(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
     except FileNotFoundError:
         return True
+
+
+def process_stopped(pid: int) -> bool:
+    """Process ``pid`` is stopped by a signal (SIGSTOP), or gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("T", "t", "Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def worker_pids(storage: str, name: str) -> set[int]:
+    """The process ids that the study's trials name as their worker (``autospik:worker``,
+    ``host:pid``) so far; none before the study exists or while its storage is unreachable."""
+    try:
+        trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+    except Exception:
+        return set()
+    labels = {t.user_attrs.get("autospik:worker") for t in trials} - {None}
+    return {int(label.rsplit(":", 1)[1]) for label in labels}
+
+
+@contextlib.contextmanager
+def paused_when(
+    moment: Callable[[set[int]], Any],
+    storage: str,
+    name: str,
+    command: subprocess.Popen,
+    tries: int = 2000,
+) -> Iterator[Any]:
+    """Stop the study's workers (SIGSTOP) at a moment when ``moment(pids)`` is true of the
+    storage, and keep them stopped while the block runs; it gets ``moment``'s value. They are
+    resumed (SIGCONT) when the block ends.
+
+    ``pids`` are the workers stopped for that look: those named by the trials so far (a worker
+    that starts its first trial during the look is not among them). A stopped process writes
+    nothing, so what the storage said stays true until the block acts on it: a kill or an
+    outage lands inside a trial however fast trials are. A look that does not find the moment
+    (or finds SQLite locked by a stopped worker) resumes the workers and tries again."""
+    for _ in range(tries):
+        assert command.poll() is None, "the command ended before the moment the test waits for"
+        pids = worker_pids(storage, name)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        while not all(process_stopped(pid) for pid in pids):
+            time.sleep(0.001)
+        try:
+            value = moment(pids)
+        except KeyError:  # the study is not registered yet
+            value = None
+        except sqlalchemy.exc.OperationalError:  # SQLite, locked by a worker stopped mid-write
+            value = None
+        if value:
+            try:
+                yield value
+            finally:
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGCONT)
+            return
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError(f"the moment the test waits for never came in {tries} looks")
 
 
 def fill_disk(folder: Path, leave: int = 0) -> Path:

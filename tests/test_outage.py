@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import run_until_searched, tiny_study
+from helpers import paused_when, run_until_searched, tiny_study
 from optuna.trial import TrialState
 from private_postgres import PrivatePostgres, unavailable
 
@@ -52,6 +52,11 @@ def workdir(tmp_path_factory, tiny_supernet) -> tuple[Path, Path]:
 def stop_then_finish(server, proc: subprocess.Popen, seconds: float) -> str:
     """Stop the database for ``seconds``, start it again and wait for the command; its stderr."""
     server.stop()
+    return start_then_finish(server, proc, seconds)
+
+
+def start_then_finish(server, proc: subprocess.Popen, seconds: float) -> str:
+    """Wait ``seconds`` with the database stopped, start it and wait for the command; stderr."""
     time.sleep(seconds)
     server.start()
     return proc.communicate(timeout=300)[1]
@@ -93,25 +98,22 @@ def trials_of(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
-def wait_until(predicate, proc: subprocess.Popen, timeout: float = 240.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert proc.poll() is None, "the command ended before the moment the test waits for"
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.1)
-
-
 def complete_numbers(trials) -> set[int]:
     return {t.number for t in trials if t.state == TrialState.COMPLETE}
 
 
-def mid_trial(url: str, name: str, at_least: int) -> bool:
-    """``at_least`` trials complete and one being evaluated (its parameters set)."""
+def mid_trial(url: str, name: str, at_least: int, pids: set[int]) -> set[int] | None:
+    """With the workers ``pids`` stopped (:func:`helpers.paused_when`): ``at_least`` trials
+    complete and one of theirs being evaluated (its parameters set); the complete ones then."""
     trials = trials_of(url, name)
     running = [
-        t for t in trials if t.state == TrialState.RUNNING and "autospik:worker" in t.user_attrs
+        t
+        for t in trials
+        if t.state == TrialState.RUNNING
+        and int(t.user_attrs.get("autospik:worker", ":0").rsplit(":", 1)[1]) in pids
     ]
-    return len(complete_numbers(trials)) >= at_least and bool(running)
+    done = complete_numbers(trials)
+    return done if len(done) >= at_least and running else None
 
 
 def check_exact(url: str, name: str, n: int) -> list[optuna.trial.FrozenTrial]:
@@ -128,15 +130,16 @@ def test_workers_ride_out_a_restart_and_a_stop(server, workdir) -> None:
     folder, ckpt = workdir
     name = f"ride-{uuid.uuid4().hex[:6]}"
     study_file(folder, name, grace_period=10)
-    n = 40  # trials are fast (SPS reused): enough that the restart and the stop fall mid-search
+    n = 40  # enough that the restart and the stop fall mid-search
     proc = start(folder, ckpt, server.url, f"{name}.toml", n)
-    try:
-        wait_until(lambda: mid_trial(server.url, name, 4), proc)
-        before_restart = complete_numbers(trials_of(server.url, name))
-        server.restart()
-        wait_until(lambda: mid_trial(server.url, name, 9), proc)
-        before_stop = complete_numbers(trials_of(server.url, name))
-        err = stop_then_finish(server, proc, seconds=5)
+    try:  # each fault lands while the workers are stopped inside a trial
+        with paused_when(lambda pids: mid_trial(server.url, name, 4, pids), server.url, name,
+                         proc) as before_restart:  # fmt: skip
+            server.restart()
+        with paused_when(lambda pids: mid_trial(server.url, name, 9, pids), server.url, name,
+                         proc) as before_stop:  # fmt: skip
+            server.stop()
+        err = start_then_finish(server, proc, seconds=5)
     finally:
         leave_running(server, proc)
     assert proc.returncode == 0, err
@@ -156,11 +159,12 @@ def test_an_outage_longer_than_max_outage_stops_the_workers_with_one_line(server
     folder, ckpt = workdir
     name = f"stop-{uuid.uuid4().hex[:6]}"
     study_file(folder, name, grace_period=4, max_outage=3)
-    n = 40  # as above: ten trials could all finish between two looks at the database
+    n = 40
     proc = start(folder, ckpt, server.url, f"{name}.toml", n)
     try:
-        wait_until(lambda: mid_trial(server.url, name, 3), proc)
-        server.stop()
+        with paused_when(lambda pids: mid_trial(server.url, name, 3, pids), server.url, name,
+                         proc):  # fmt: skip
+            server.stop()
         _, err = proc.communicate(timeout=120)
     finally:
         leave_running(server, proc)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import tiny_study
+from helpers import paused_when, tiny_study
 from optuna.trial import TrialState
 
 POSTGRES = os.environ.get("AUTOSPIK_TEST_POSTGRES_URL")
@@ -134,27 +134,34 @@ def evaluating(storage: str, name: str):
     return running[0] if running else None
 
 
+def pid_of(trial) -> int:
+    return int(trial.user_attrs["autospik:worker"].rsplit(":", 1)[1])
+
+
+def inside_a_trial(storage: str, name: str, pids: set[int]):
+    """A trial that one of the stopped workers ``pids`` is evaluating, or None."""
+    busy = evaluating(storage, name)
+    return busy if busy is not None and pid_of(busy) in pids else None
+
+
 def test_killed_worker_trial_is_requeued_not_lost(workdir) -> None:
     folder, ckpt = workdir
     study_file(folder, "kill")
     storage = f"sqlite:///{folder / 'autospik.db'}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    victim = None
-    for _ in range(5):  # an evaluation takes milliseconds: a kill may land between two trials
-        proc = subprocess.Popen(
-            autospik(folder, ckpt, "kill.toml", "--trials", "4"), cwd=folder, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            wait_for(lambda: evaluating(storage, "kill"))
-            proc.send_signal(signal.SIGKILL)  # mid-trial: its parameters are set, no result yet
+    proc = subprocess.Popen(
+        autospik(folder, ckpt, "kill.toml", "--trials", "4"), cwd=folder, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:  # one worker, in the command's own process: stopped inside a trial, then killed
+        with paused_when(lambda pids: inside_a_trial(storage, "kill", pids), storage, "kill",
+                         proc) as victim:  # fmt: skip
+            proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
-        finally:
-            proc.kill()
-        victim = evaluating(storage, "kill")  # stuck RUNNING until the grace period
-        if victim is not None:
-            break
-    assert victim is not None, "no kill landed inside a trial"
+    finally:
+        proc.kill()
+    stuck = evaluating(storage, "kill")  # RUNNING until the grace period
+    assert stuck is not None and stuck.number == victim.number
     time.sleep(3.5)  # the study's grace period is 3 s
     result = run(folder, autospik(folder, ckpt, "kill", "--trials", "4"))
     assert result.returncode == 0, result.stderr
@@ -174,22 +181,13 @@ def test_a_worker_killed_by_sigkill_is_named_and_the_others_finish(workdir) -> N
     storage = f"sqlite:///{folder / 'autospik.db'}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        autospik(folder, ckpt, "sigkill.toml", "--trials", "24", "--workers", "2"), cwd=folder,
+        autospik(folder, ckpt, "sigkill.toml", "--trials", "40", "--workers", "2"), cwd=folder,
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    try:
-
-        def two_workers_busy():  # enough trials that both have finished one while one works
-            assert proc.poll() is None, "the study ended before a worker could be killed"
-            done = optuna.load_study(study_name="sigkill", storage=storage).get_trials(
-                states=(TrialState.COMPLETE,)
-            ) if evaluating(storage, "sigkill") else []  # fmt: skip
-            busy = evaluating(storage, "sigkill")
-            return busy if len({t.user_attrs["autospik:worker"] for t in done}) == 2 else None
-
-        victim = wait_for(two_workers_busy)
-        pid = int(victim.user_attrs["autospik:worker"].rsplit(":", 1)[1])
-        os.kill(pid, signal.SIGKILL)
+    try:  # the other worker is resumed when the block ends
+        with paused_when(lambda pids: inside_a_trial(storage, "sigkill", pids), storage,
+                         "sigkill", proc) as victim:  # fmt: skip
+            os.kill(pid_of(victim), signal.SIGKILL)
         _, err = proc.communicate(timeout=240)
     finally:
         proc.kill()
@@ -198,8 +196,11 @@ def test_a_worker_killed_by_sigkill_is_named_and_the_others_finish(workdir) -> N
     killed = [line for line in err.splitlines() if "was killed by SIGKILL" in line]
     assert len(killed) == 1 and killed[0].startswith("warning: worker "), err
     assert "its trial is re-queued after the study's grace period" in killed[0]
-    trials = check_exact(storage, "sigkill", 24)
+    trials = check_exact(storage, "sigkill", 40)
     assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED}
+    assert trials[victim.number].state == TrialState.FAIL  # the killed one, re-queued
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retried) == 1 and retried[0].params == victim.params
 
 
 def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(workdir) -> None:
@@ -212,16 +213,13 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(workdir) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
-    def one_done():
-        try:
-            study = optuna.load_study(study_name="intr", storage=storage)
-        except KeyError:
-            return None
-        return len(study.get_trials(states=(TrialState.COMPLETE,))) >= 1
+    def complete_so_far(pids: set[int]) -> int:
+        study = optuna.load_study(study_name="intr", storage=storage)
+        return len(study.get_trials(states=(TrialState.COMPLETE,)))
 
-    try:
-        wait_for(one_done)
-        proc.send_signal(signal.SIGINT)
+    try:  # one worker, in the command's own process; SIGINT is delivered when it resumes
+        with paused_when(complete_so_far, storage, "intr", proc) as done_at_signal:
+            proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
@@ -230,7 +228,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(workdir) -> None:
     study = optuna.load_study(study_name="intr", storage=storage)
     states = [t.state for t in study.get_trials()]
     assert TrialState.RUNNING not in states and TrialState.FAIL not in states
-    assert states.count(TrialState.COMPLETE) < 12  # 12: fast trials must not all end first
+    assert states.count(TrialState.COMPLETE) <= done_at_signal + 1 < 12  # its current trial
     result = run(folder, autospik(folder, ckpt, "intr", "--trials", "12"))
     assert result.returncode == 0, result.stderr
     check_exact(storage, "intr", 12)
