@@ -148,15 +148,39 @@ def process_stopped(pid: int) -> bool:
         return True
 
 
-def worker_pids(storage: str, name: str) -> set[int]:
-    """The process ids that the study's trials name as their worker (``autospik:worker``,
-    ``host:pid``) so far; none before the study exists or while its storage is unreachable."""
+def process_tree(pid: int) -> set[int]:
+    """``pid`` and every process descended from it (from ``/proc/*/stat``)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):  # gone meanwhile
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    tree, todo = {pid}, [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in tree:
+                tree.add(child)
+                todo.append(child)
+    return tree
+
+
+def signal_all(pids: set[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+
+
+def study_started(storage: str, name: str) -> bool:
+    """The study holds a trial that a worker has started (its ``autospik:worker`` label)."""
     try:
         trials = optuna.load_study(study_name=name, storage=storage).get_trials()
-    except Exception:
-        return set()
-    labels = {t.user_attrs.get("autospik:worker") for t in trials} - {None}
-    return {int(label.rsplit(":", 1)[1]) for label in labels}
+    except Exception:  # not registered yet, or a storage that is not up yet
+        return False
+    return any("autospik:worker" in t.user_attrs for t in trials)
 
 
 @contextlib.contextmanager
@@ -165,42 +189,45 @@ def paused_when(
     storage: str,
     name: str,
     command: subprocess.Popen,
-    tries: int = 2000,
+    timeout: float = 240.0,
+    step: float = 0.005,
 ) -> Iterator[Any]:
-    """Stop the study's workers (SIGSTOP) at a moment when ``moment(pids)`` is true of the
-    storage, and keep them stopped while the block runs; it gets ``moment``'s value. They are
-    resumed (SIGCONT) when the block ends.
+    """Stop ``command`` and all its processes (SIGSTOP) at a moment when ``moment(pids)`` is
+    true of the study in ``storage``, and keep them stopped while the block runs; it gets
+    ``moment``'s value. They are resumed (SIGCONT) when the block ends.
 
-    ``pids`` are the workers stopped for that look: those named by the trials so far (a worker
-    that starts its first trial during the look is not among them). A stopped process writes
-    nothing, so what the storage said stays true until the block acts on it: a kill or an
-    outage lands inside a trial however fast trials are. A look that does not find the moment
-    (or finds SQLite locked by a stopped worker) resumes the workers and tries again."""
-    for _ in range(tries):
+    Once the study's first trial has started, the processes run only ``step`` seconds between
+    two looks, and each look is made with them stopped. A stopped process writes nothing, so
+    what the storage said stays true until the block acts on it: a kill or an outage lands
+    inside a trial however fast trials run, and fast trials cannot all end between two looks.
+    ``pids`` are the stopped processes (a worker names its process in ``autospik:worker``). A
+    look that finds SQLite locked by a stopped process counts as not the moment."""
+    end = time.monotonic() + timeout
+    while not study_started(storage, name):
+        assert command.poll() is None, "the command ended before its study started"
+        assert time.monotonic() < end, "timed out waiting for the study to start"
+        time.sleep(0.05)
+    while True:
         assert command.poll() is None, "the command ended before the moment the test waits for"
-        pids = worker_pids(storage, name)
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+        assert time.monotonic() < end, "timed out waiting for the moment"
+        pids = process_tree(command.pid)
+        signal_all(pids, signal.SIGSTOP)
         while not all(process_stopped(pid) for pid in pids):
             time.sleep(0.001)
         try:
             value = moment(pids)
         except KeyError:  # the study is not registered yet
             value = None
-        except sqlalchemy.exc.OperationalError:  # SQLite, locked by a worker stopped mid-write
+        except sqlalchemy.exc.OperationalError:  # SQLite, locked by a process stopped mid-write
             value = None
         if value:
             try:
                 yield value
             finally:
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGCONT)
+                signal_all(pids, signal.SIGCONT)
             return
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
-        time.sleep(0.01)
-    raise AssertionError(f"the moment the test waits for never came in {tries} looks")
+        signal_all(pids, signal.SIGCONT)
+        time.sleep(step)
 
 
 def fill_disk(folder: Path, leave: int = 0) -> Path:
