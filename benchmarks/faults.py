@@ -75,7 +75,13 @@ from optuna.trial import TrialState
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path.insert(0, str(TESTS))
 from checkpoint_killer import recipe  # noqa: E402
-from helpers import fill_disk, process_gone, run_until_searched, tiny_study  # noqa: E402
+from helpers import (  # noqa: E402
+    fill_disk,
+    process_gone,
+    run_until_searched,
+    tiny_study,
+    worker_pid,
+)
 from private_postgres import PrivatePostgres  # noqa: E402
 
 from autospikformer.checkpoint_file import load_checkpoint  # noqa: E402
@@ -639,8 +645,7 @@ def orphans(args: argparse.Namespace) -> list[dict[str, Any]]:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         while len(complete(trials_of(url, name))) < args.at:
             time.sleep(0.1)
-        pids = {int(t.user_attrs["autospik:worker"].rsplit(":", 1)[1])
-                for t in trials_of(url, name) if "autospik:worker" in t.user_attrs}  # fmt: skip
+        pids = {worker_pid(t) for t in trials_of(url, name)} - {None}
         parent.kill()
         parent.wait()
         killed_at, at_kill = time.monotonic(), len(complete(trials_of(url, name)))

@@ -130,35 +130,41 @@ def tiny_study(
     return study_text(name, sampler=sampler, search=search, options=options)
 
 
-def process_gone(pid: int) -> bool:
-    """Process ``pid`` has exited (a zombie that nobody reaps counts as gone)."""
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, parent, ...); None
+    once the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def process_gone(pid: int) -> bool:
+    """Process ``pid`` has exited (a zombie that nobody reaps counts as gone)."""
+    fields = _stat(pid)
+    return fields is None or fields[0] in ("Z", "X")
 
 
 def process_stopped(pid: int) -> bool:
     """Process ``pid`` is stopped by a signal (SIGSTOP), or gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] in ("T", "t", "Z", "X")
-    except FileNotFoundError:
-        return True
+    fields = _stat(pid)
+    return fields is None or fields[0] in ("T", "t", "Z", "X")
+
+
+def worker_pid(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The process id in a trial's ``autospik:worker`` label (``host:pid``); None before a
+    worker has taken it."""
+    label = trial.user_attrs.get("autospik:worker")
+    return None if label is None else int(label.rsplit(":", 1)[1])
 
 
 def process_tree(pid: int) -> set[int]:
     """``pid`` and every process descended from it (from ``/proc/*/stat``)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):  # gone meanwhile
-                continue
-            children.setdefault(parent, []).append(int(entry))
+        if entry.isdigit() and (fields := _stat(entry)) is not None:  # None: gone meanwhile
+            children.setdefault(int(fields[1]), []).append(int(entry))
     tree, todo = {pid}, [pid]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -180,7 +186,7 @@ def study_started(storage: str, name: str) -> bool:
         trials = optuna.load_study(study_name=name, storage=storage).get_trials()
     except Exception:  # not registered yet, or a storage that is not up yet
         return False
-    return any("autospik:worker" in t.user_attrs for t in trials)
+    return any(worker_pid(t) is not None for t in trials)
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import paused_when, run_until_searched, tiny_study
+from helpers import paused_when, run_until_searched, tiny_study, worker_pid
 from optuna.trial import TrialState
 from private_postgres import PrivatePostgres, unavailable
 
@@ -102,18 +102,18 @@ def complete_numbers(trials) -> set[int]:
     return {t.number for t in trials if t.state == TrialState.COMPLETE}
 
 
-def mid_trial(url: str, name: str, at_least: int, pids: set[int]) -> set[int] | None:
-    """With the workers ``pids`` stopped (:func:`helpers.paused_when`): ``at_least`` trials
-    complete and one of theirs being evaluated (its parameters set); the complete ones then."""
-    trials = trials_of(url, name)
-    running = [
-        t
-        for t in trials
-        if t.state == TrialState.RUNNING
-        and int(t.user_attrs.get("autospik:worker", ":0").rsplit(":", 1)[1]) in pids
-    ]
-    done = complete_numbers(trials)
-    return done if len(done) >= at_least and running else None
+def paused_mid_trial(url: str, name: str, proc: subprocess.Popen, at_least: int):
+    """:func:`helpers.paused_when` the command's workers are stopped with ``at_least`` trials
+    complete and one of the stopped workers evaluating a trial; the block gets the complete
+    trials' numbers."""
+
+    def moment(pids: set[int]) -> set[int] | None:
+        trials = trials_of(url, name)
+        running = [t for t in trials if t.state == TrialState.RUNNING and worker_pid(t) in pids]
+        done = complete_numbers(trials)
+        return done if len(done) >= at_least and running else None
+
+    return paused_when(moment, url, name, proc)
 
 
 def check_exact(url: str, name: str, n: int) -> list[optuna.trial.FrozenTrial]:
@@ -133,11 +133,9 @@ def test_workers_ride_out_a_restart_and_a_stop(server, workdir) -> None:
     n = 40  # enough that the restart and the stop fall mid-search
     proc = start(folder, ckpt, server.url, f"{name}.toml", n)
     try:  # each fault lands while the workers are stopped inside a trial
-        with paused_when(lambda pids: mid_trial(server.url, name, 4, pids), server.url, name,
-                         proc) as before_restart:  # fmt: skip
+        with paused_mid_trial(server.url, name, proc, 4) as before_restart:
             server.restart()
-        with paused_when(lambda pids: mid_trial(server.url, name, 9, pids), server.url, name,
-                         proc) as before_stop:  # fmt: skip
+        with paused_mid_trial(server.url, name, proc, 9) as before_stop:
             server.stop()
         err = start_then_finish(server, proc, seconds=5)
     finally:
@@ -162,8 +160,7 @@ def test_an_outage_longer_than_max_outage_stops_the_workers_with_one_line(server
     n = 40
     proc = start(folder, ckpt, server.url, f"{name}.toml", n)
     try:
-        with paused_when(lambda pids: mid_trial(server.url, name, 3, pids), server.url, name,
-                         proc):  # fmt: skip
+        with paused_mid_trial(server.url, name, proc, 3):
             server.stop()
         _, err = proc.communicate(timeout=120)
     finally:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import paused_when, tiny_study
+from helpers import paused_when, tiny_study, worker_pid
 from optuna.trial import TrialState
 
 POSTGRES = os.environ.get("AUTOSPIK_TEST_POSTGRES_URL")
@@ -110,16 +110,6 @@ def test_two_invocations_on_postgresql(workdir) -> None:
         optuna.delete_study(study_name=name, storage=POSTGRES)
 
 
-def wait_for(predicate, timeout: float = 120.0, every: float = 0.05):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out waiting")
-
-
 def evaluating(storage: str, name: str):
     """A RUNNING trial that has its parameters (being evaluated), or None."""
     try:
@@ -134,14 +124,10 @@ def evaluating(storage: str, name: str):
     return running[0] if running else None
 
 
-def pid_of(trial) -> int:
-    return int(trial.user_attrs["autospik:worker"].rsplit(":", 1)[1])
-
-
 def inside_a_trial(storage: str, name: str, pids: set[int]):
     """A trial that one of the stopped workers ``pids`` is evaluating, or None."""
     busy = evaluating(storage, name)
-    return busy if busy is not None and pid_of(busy) in pids else None
+    return busy if busy is not None and worker_pid(busy) in pids else None
 
 
 def test_killed_worker_trial_is_requeued_not_lost(workdir) -> None:
@@ -187,7 +173,7 @@ def test_a_worker_killed_by_sigkill_is_named_and_the_others_finish(workdir) -> N
     try:  # the other worker is resumed when the block ends
         with paused_when(lambda pids: inside_a_trial(storage, "sigkill", pids), storage,
                          "sigkill", proc) as victim:  # fmt: skip
-            os.kill(pid_of(victim), signal.SIGKILL)
+            os.kill(worker_pid(victim), signal.SIGKILL)
         _, err = proc.communicate(timeout=240)
     finally:
         proc.kill()

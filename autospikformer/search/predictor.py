@@ -3,10 +3,10 @@
 Two ridge regressions on feature rows of the architecture (:class:`ArchitectureEncoder`): for
 accuracy, one-hot genes per block position, shared (threshold, tau) pairs, time steps, width,
 depth and the log of the dense parameter count, optionally crossed with the time steps (the pairs
-and the width) and, with a ``rich`` encoder, every block gene's value crossed with the depth, the width and
-T (a neuron setting that serves a one-block model need not serve a two-block one); of these
-nested sets the one with the least closed-form leave-one-out error is kept at each refit. For
-energy, each block's dense MACs times T split by its (threshold, tau) pair, since a block's
+and the width) and, with a ``rich`` encoder, every block gene's value crossed with the depth, the
+width and T (a neuron setting that serves a one-block model need not serve a two-block one); of
+these nested sets the one with the least closed-form leave-one-out error is kept at each refit.
+For energy, each block's dense MACs times T split by its (threshold, tau) pair, since a block's
 synaptic operations are its firing rate times T times its MACs and the rate follows the neuron
 settings.
 With ``accuracy_model = "gp"``, accuracy is instead a Gaussian process on the architecture's
@@ -276,11 +276,11 @@ class ObjectivePredictor:
         acc_x, energy_x = self._features([r.arch for r in records], keep=True)  # type: ignore[misc]
         acc = np.array([r.values[0] for r in records])  # type: ignore[index]
         energy = np.array([r.values[1] for r in records])  # type: ignore[index]
-        self.acc_scale = float(acc.std()) or 1.0
         self.energy_scale = float(np.abs(energy).mean()) or 1.0
         if accuracy_model == "gp":
             self.gp = GaussianProcessAccuracy(acc_x[-GP_MAX_TRIALS:], acc[-GP_MAX_TRIALS:])
         else:
+            self.acc_scale = float(acc.std()) or 1.0
             # the nested feature sets (no interactions, the time steps', every global gene's), the
             # one that predicts left-out trials best: interactions help on real supernets and only
             # add variance where accuracy is additive
