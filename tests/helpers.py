@@ -6,6 +6,7 @@ however fast trials run."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -180,10 +181,19 @@ def signal_all(pids: set[int], signum: int) -> None:
             os.kill(pid, signum)
 
 
+@functools.cache
+def storage_at(url: str) -> optuna.storages.RDBStorage:
+    """One storage per URL for a test's repeated looks at a study: a storage per look opens a
+    connection pool each time, which a busy test process collects too late (PostgreSQL then
+    refuses every client, the workers' reconnections included). Its connections are checked
+    before use, so it outlives a database restart."""
+    return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+
+
 def study_started(storage: str, name: str) -> bool:
     """The study holds a trial that a worker has started (its ``autospik:worker`` label)."""
     try:
-        trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+        trials = optuna.load_study(study_name=name, storage=storage_at(storage)).get_trials()
     except Exception:  # not registered yet, or a storage that is not up yet
         return False
     return any(worker_pid(t) is not None for t in trials)

@@ -28,7 +28,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from helpers import paused_when, process_gone, study_text, tiny_study, worker_pid
+from helpers import paused_when, process_gone, storage_at, study_text, tiny_study, worker_pid
 from optuna.trial import TrialState
 
 from autospikformer.report.export import EXPORT_FILES
@@ -193,7 +193,7 @@ def test_workers_stop_with_their_command_and_the_rerun_counts_its_own(
     def both_working(pids: set[int]) -> tuple[set[int], int] | None:
         """With the command stopped: 3 trials complete and both workers seen; their pids and
         the complete trials."""
-        trials = optuna.load_study(study_name="tiny", storage=url).get_trials()
+        trials = optuna.load_study(study_name="tiny", storage=storage_at(url)).get_trials()
         workers = {worker_pid(t) for t in trials} - {None}
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         return (workers, len(complete)) if len(complete) >= 3 and len(workers & pids) == 2 else None

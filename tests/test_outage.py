@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import paused_when, run_until_searched, tiny_study, worker_pid
+from helpers import paused_when, run_until_searched, storage_at, tiny_study, worker_pid
 from optuna.trial import TrialState
 from private_postgres import PrivatePostgres, unavailable
 
@@ -93,7 +93,7 @@ def start(
 
 def trials_of(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     try:
-        return optuna.load_study(study_name=name, storage=url).get_trials()
+        return optuna.load_study(study_name=name, storage=storage_at(url)).get_trials()
     except Exception:  # not registered yet, or the server is down
         return []
 

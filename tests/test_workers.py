@@ -17,7 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import paused_when, tiny_study, worker_pid
+from helpers import paused_when, storage_at, tiny_study, worker_pid
 from optuna.trial import TrialState
 
 POSTGRES = os.environ.get("AUTOSPIK_TEST_POSTGRES_URL")
@@ -113,7 +113,7 @@ def test_two_invocations_on_postgresql(workdir) -> None:
 def evaluating(storage: str, name: str):
     """A RUNNING trial that has its parameters (being evaluated), or None."""
     try:
-        study = optuna.load_study(study_name=name, storage=storage)
+        study = optuna.load_study(study_name=name, storage=storage_at(storage))
     except KeyError:
         return None
     running = [  # the architecture attribute is set once every parameter is
@@ -200,7 +200,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(workdir) -> None:
     )  # fmt: skip
 
     def complete_so_far(pids: set[int]) -> int:
-        study = optuna.load_study(study_name="intr", storage=storage)
+        study = optuna.load_study(study_name="intr", storage=storage_at(storage))
         return len(study.get_trials(states=(TrialState.COMPLETE,)))
 
     try:  # one worker, in the command's own process; SIGINT is delivered when it resumes
